@@ -1,0 +1,71 @@
+"""Tunable limits and timers of a libchan session, with their defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Config"]
+
+
+@dataclass(frozen=True)
+class Config:
+    """Settings of one session. Every field has a safe default.
+
+    Limits protect the process from bad or slow peers: exceeding one gives the
+    application a typed error and the peer a protocol reaction (RST_STREAM or a
+    closed session), never unbounded memory.
+    """
+
+    #: Largest encoded message accepted or sent, in bytes.
+    max_message_size: int = 16 * 1024 * 1024
+    #: Deepest nesting of lists/maps inside one message.
+    max_nesting_depth: int = 256
+    #: Most streams (channels + byte streams) open at once on a session.
+    max_streams: int = 10_000
+    #: Most references waiting for their stream (and streams waiting for their reference).
+    max_pending_references: int = 1_000
+    #: Seconds a reference may wait for its stream before it fails.
+    reference_timeout: float = 30.0
+    #: Seconds between keepalives on idle streams (and PINGs from the server side).
+    keepalive_interval: float = 15.0
+    #: Parked requests an HTTP/2 client keeps so the server can open streams.
+    park_pool_size: int = 4
+    #: Seconds a server-side open waits for a parked request before failing.
+    open_timeout: float = 30.0
+    #: HTTP/2 stream receive window we advertise (also bounds per-stream buffering).
+    stream_window: int = 1024 * 1024
+    #: HTTP/2 connection receive window we advertise.
+    connection_window: int = 64 * 1024 * 1024
+    #: Largest HTTP/2 frame payload we accept.
+    max_frame_size: int = 1024 * 1024
+    #: Bytes a sender may queue on one stream beyond the peer's window before send() blocks.
+    send_buffer: int = 256 * 1024
+    #: Largest header block (name+value bytes) accepted.
+    max_header_list_size: int = 64 * 1024
+    #: Seconds a graceful close waits for queued outgoing data to drain.
+    close_timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        for name in (
+            "max_message_size",
+            "max_nesting_depth",
+            "max_streams",
+            "max_pending_references",
+            "park_pool_size",
+            "stream_window",
+            "connection_window",
+            "max_frame_size",
+            "send_buffer",
+            "max_header_list_size",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"Config.{name} must be a positive int, not {value!r}")
+        for name in ("reference_timeout", "keepalive_interval", "open_timeout", "close_timeout"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"Config.{name} must be a positive number, not {value!r}")
+        if not 16384 <= self.max_frame_size <= 16777215:
+            raise ValueError("Config.max_frame_size must be within 16384..16777215 (RFC 9113)")
+        if self.stream_window > 2**31 - 1 or self.connection_window > 2**31 - 1:
+            raise ValueError("HTTP/2 windows are at most 2**31-1")

@@ -1,0 +1,125 @@
+"""Copying between channels and between byte streams, with close propagation.
+
+A session uses these to forward between a local object put into a message and
+the network stream that carries it; applications use :func:`copy_channel` and
+:func:`copy_stream` to splice channels and streams (proxying).
+
+Close propagates both ways: when the source ends, the destination is closed
+(its reader sees the end); when the destination's reader goes away, the
+source is closed (its writer's next send fails); when the source breaks, the
+destination is aborted rather than ended cleanly where it can tell the
+difference.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+
+__all__ = ["copy_channel", "copy_stream", "forward"]
+
+_GONE = (trio.BrokenResourceError, trio.ClosedResourceError)
+
+
+async def _close(obj: Any) -> None:
+    with trio.CancelScope(shield=True):
+        with trio.move_on_after(5):
+            try:
+                await obj.aclose()
+            except Exception:
+                pass
+
+
+def _abort(obj: Any) -> bool:
+    abort = getattr(obj, "_abort", None)
+    if abort is None:
+        return False
+    abort()
+    return True
+
+
+async def copy_channel(src: trio.abc.ReceiveChannel[Any], dst: trio.abc.SendChannel[Any]) -> None:
+    """Send every message of ``src`` into ``dst`` until either side ends; then close both."""
+    broken = False
+    try:
+        while True:
+            try:
+                msg = await src.receive()
+            except trio.EndOfChannel:
+                break
+            except _GONE:
+                broken = True
+                break
+            try:
+                await dst.send(msg)
+            except _GONE:
+                break
+    finally:
+        if broken:
+            if not _abort(dst):
+                await _close(dst)
+        else:
+            await _close(dst)
+        await _close(src)
+
+
+async def copy_stream(src: trio.abc.ReceiveStream, dst: trio.abc.SendStream, *, eof: bool = True) -> None:
+    """Copy bytes from ``src`` to ``dst`` until EOF, then ``send_eof`` (or close) ``dst``."""
+    try:
+        while True:
+            try:
+                data = await src.receive_some(256 * 1024)
+            except _GONE:
+                _abort(dst)
+                return
+            if not data:
+                break
+            try:
+                await dst.send_all(data)
+            except _GONE:
+                await _close(src)
+                return
+        if eof:
+            send_eof = getattr(dst, "send_eof", None)
+            try:
+                if send_eof is not None:
+                    await send_eof()
+                else:
+                    await dst.aclose()
+            except _GONE:
+                pass
+    except trio.Cancelled:
+        raise
+
+
+async def forward(obj: Any, facade: Any, kind: str) -> None:
+    """Forward between a local object sent in a message and the network ``facade``.
+
+    ``kind`` is what the peer got: for ``receiver``/``read-stream`` data flows
+    from ``obj`` to the network, for ``sender``/``write-stream`` the other
+    way, and both ways for ``stream``.
+    """
+    if kind == "receiver":
+        await copy_channel(obj, facade)
+    elif kind == "sender":
+        await copy_channel(facade, obj)
+    elif kind == "read-stream":
+        try:
+            await copy_stream(obj, facade)
+        finally:
+            await _close(obj)
+    elif kind == "write-stream":
+        try:
+            await copy_stream(facade, obj)
+        finally:
+            await _close(facade)
+            await _close(obj)
+    else:
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(copy_stream, obj, facade)
+                nursery.start_soon(copy_stream, facade, obj)
+        finally:
+            await _close(facade)
+            await _close(obj)

@@ -1,0 +1,79 @@
+"""The in-memory transport: :func:`pipe` gives a connected Sender/Receiver pair.
+
+A pipe behaves like a network channel (same classes, same errors), so code can
+be tested in memory and moved onto a session unchanged. Putting either end of a
+pipe into a message sent over a session makes the session forward between the
+pipe and a new network stream.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import trio
+
+from .channel import Receiver, Sender
+
+__all__ = ["pipe", "PipeSender", "PipeReceiver"]
+
+
+class PipeSender(Sender):
+    """Sending end of an in-memory :func:`pipe`."""
+
+    def __init__(self, inner: trio.MemorySendChannel[Any]) -> None:
+        self._inner = inner
+
+    async def send(self, value: Any) -> None:
+        await self._inner.send(value)
+
+    def send_nowait(self, value: Any) -> None:
+        """Send without blocking; raises :class:`trio.WouldBlock` if full."""
+        self._inner.send_nowait(value)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    def close(self) -> None:
+        """Synchronous close (the receiver sees end of channel)."""
+        self._inner.close()
+
+    def __repr__(self) -> str:
+        return f"<libchan.PipeSender at {id(self):#x}>"
+
+
+class PipeReceiver(Receiver):
+    """Receiving end of an in-memory :func:`pipe`."""
+
+    def __init__(self, inner: trio.MemoryReceiveChannel[Any]) -> None:
+        self._inner = inner
+
+    async def receive(self) -> Any:
+        return await self._inner.receive()
+
+    def receive_nowait(self) -> Any:
+        """Receive without blocking; raises :class:`trio.WouldBlock` if empty."""
+        return self._inner.receive_nowait()
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    def close(self) -> None:
+        """Synchronous close (the sender's next send fails)."""
+        self._inner.close()
+
+    def __repr__(self) -> str:
+        return f"<libchan.PipeReceiver at {id(self):#x}>"
+
+
+def pipe(max_buffer_size: int | float = 0) -> tuple[PipeSender, PipeReceiver]:
+    """Return a connected in-memory ``(Sender, Receiver)`` pair.
+
+    ``max_buffer_size`` is how many messages may wait unreceived before
+    ``send`` blocks (0, the default, is an unbuffered rendezvous like a Go
+    channel; ``math.inf`` never blocks).
+    """
+    if max_buffer_size != math.inf and (not isinstance(max_buffer_size, int) or max_buffer_size < 0):
+        raise ValueError("max_buffer_size must be a non-negative int or math.inf")
+    s, r = trio.open_memory_channel[Any](max_buffer_size)
+    return PipeSender(s), PipeReceiver(r)

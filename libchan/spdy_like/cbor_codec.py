@@ -1,0 +1,189 @@
+"""Sans-IO message codec of the HTTP/2 profile: CBOR with reference tags.
+
+A message is one CBOR data item (RFC 8949). Plain data uses the ordinary
+CBOR types: null, booleans, integers of any size (bignum tags 2/3), floats,
+text and byte strings, arrays, maps and date/times (tags 0 and 1). A Sender,
+Receiver or byte stream anywhere inside the message is replaced by a tag whose
+content is the *reference number* of the HTTP/2 stream that carries it:
+
+====== ================ ===================================================
+tag    Python object    the receiver of the message gets
+====== ================ ===================================================
+41400  Sender           a Sender: it sends, the message's sender receives
+41401  Receiver         a Receiver: the message's sender sends to it
+41402  duplex stream    a duplex byte stream
+41403  read-only stream a byte stream it reads (the message's sender writes)
+41404  write-only str.  a byte stream it writes (the message's sender reads)
+====== ================ ===================================================
+
+The codec does no I/O: the caller passes callbacks that turn a local object
+into a reference number (encode) and a reference into an object (decode).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import decimal
+import fractions
+import io
+import ipaddress
+import re
+import uuid
+from typing import Any, Callable, Literal
+
+import cbor2
+
+from ..channel import Receiver, Sender
+from ..errors import LocalProtocolError, MessageTooLargeError, RemoteProtocolError
+from ..stream import stream_direction
+
+import trio
+
+__all__ = ["Kind", "TAGS", "KINDS", "CborCodec", "kind_of"]
+
+#: What a reference stands for, named by what the *receiver* of the message gets.
+Kind = Literal["sender", "receiver", "stream", "read-stream", "write-stream"]
+
+TAGS: dict[str, int] = {
+    "sender": 41400,
+    "receiver": 41401,
+    "stream": 41402,
+    "read-stream": 41403,
+    "write-stream": 41404,
+}
+KINDS: dict[int, str] = {v: k for k, v in TAGS.items()}
+
+_STREAM_KINDS = {"duplex": "stream", "read": "read-stream", "write": "write-stream"}
+
+# Tags cbor2 would decode into types outside libchan's data model.
+_REJECTED_SEMANTIC_TAGS = (4, 5, 25, 28, 29, 30, 35, 36, 37, 100, 256, 258, 260, 261, 1004, 55799)
+
+
+def kind_of(obj: object) -> str | None:
+    """The reference kind ``obj`` is sent as, or None if it is plain data."""
+    if isinstance(obj, (Sender, trio.abc.SendChannel)):
+        return "sender"
+    if isinstance(obj, (Receiver, trio.abc.ReceiveChannel)):
+        return "receiver"
+    direction = stream_direction(obj)
+    if direction is not None:
+        return _STREAM_KINDS[direction]
+    return None
+
+
+def _reject_type(encoder: Any, value: Any) -> None:
+    raise LocalProtocolError(
+        f"cannot send a {type(value).__name__}: libchan messages hold None, bool, int, float, str,"
+        " bytes, list, dict, datetime, Senders, Receivers and byte streams"
+    )
+
+
+_REJECTED_ENCODERS: dict[type, Callable[[Any, Any], None]] = {
+    t: _reject_type
+    for t in (
+        set,
+        frozenset,
+        decimal.Decimal,
+        fractions.Fraction,
+        uuid.UUID,
+        _dt.date,
+        _dt.time,
+        re.Pattern,
+        ipaddress.IPv4Address,
+        ipaddress.IPv6Address,
+        ipaddress.IPv4Network,
+        ipaddress.IPv6Network,
+    )
+}
+
+
+class _Rejected(Exception):
+    pass
+
+
+def _make_semantic_rejector(tag: int) -> Callable[..., Any]:
+    def reject(*args: Any) -> Any:
+        raise _Rejected(f"message uses CBOR tag {tag}, which libchan does not accept")
+
+    return reject
+
+
+_SEMANTIC_DECODERS = {t: _make_semantic_rejector(t) for t in _REJECTED_SEMANTIC_TAGS}
+
+
+class CborCodec:
+    """Encode and decode libchan messages as CBOR.
+
+    ``encode(msg, on_object)`` calls ``on_object(kind, obj)`` for every
+    Sender/Receiver/byte stream found and puts the returned reference number in
+    its place. ``decode(payload, on_reference)`` calls
+    ``on_reference(kind, ref)`` for every reference tag and puts the returned
+    object in its place.
+    """
+
+    def __init__(self, *, max_message_size: int, max_depth: int) -> None:
+        self.max_message_size = max_message_size
+        self.max_depth = max_depth
+
+    def encode(self, msg: Any, on_object: Callable[[str, Any], int]) -> bytes:
+        def default(encoder: Any, value: Any) -> None:
+            kind = kind_of(value)
+            if kind is None:
+                raise LocalProtocolError(f"cannot send a {type(value).__name__} in a libchan message")
+            ref = on_object(kind, value)
+            encoder.encode(cbor2.CBORTag(TAGS[kind], ref))
+
+        try:
+            payload = cbor2.dumps(
+                msg, default=default, timezone=_dt.timezone.utc, encoders=_REJECTED_ENCODERS
+            )
+        except (LocalProtocolError, MessageTooLargeError):
+            raise
+        except RecursionError as exc:
+            raise LocalProtocolError("message is nested too deeply to encode") from exc
+        except (cbor2.CBORError, TypeError, ValueError, OverflowError) as exc:
+            cause = exc.__cause__ if isinstance(exc.__cause__, LocalProtocolError) else None
+            if cause is not None:
+                raise cause from None
+            raise LocalProtocolError(f"cannot encode message: {exc}") from exc
+        if len(payload) > self.max_message_size:
+            raise MessageTooLargeError(len(payload), self.max_message_size, local=True)
+        return payload
+
+    def decode(self, payload: bytes, on_reference: Callable[[str, int], Any]) -> Any:
+        if len(payload) > self.max_message_size:
+            raise MessageTooLargeError(len(payload), self.max_message_size, local=False)
+
+        def tag_hook(*args: Any) -> Any:
+            tag = next(a for a in args if isinstance(a, cbor2.CBORTag))
+            kind = KINDS.get(tag.tag)
+            if kind is None:
+                raise _Rejected(f"message uses unknown CBOR tag {tag.tag}")
+            ref = tag.value
+            if type(ref) is not int or ref < 0:
+                raise _Rejected(f"reference tag {tag.tag} must hold an unsigned integer, not {ref!r}")
+            return on_reference(kind, ref)
+
+        fp = io.BytesIO(payload)
+        try:
+            value = cbor2.CBORDecoder(
+                fp,
+                tag_hook=tag_hook,
+                semantic_decoders=_SEMANTIC_DECODERS,
+                max_depth=self.max_depth,
+                allow_indefinite=True,
+            ).decode()
+        except RemoteProtocolError:
+            raise
+        except (cbor2.CBORError, ValueError, TypeError, OverflowError, RecursionError, _Rejected) as exc:
+            cause = exc.__cause__
+            if isinstance(cause, RemoteProtocolError):
+                raise cause from None
+            if isinstance(cause, _Rejected) or isinstance(exc, _Rejected):
+                raise RemoteProtocolError(str(cause or exc)) from None
+            raise RemoteProtocolError(f"malformed CBOR message: {exc}") from exc
+        if fp.tell() != len(payload):
+            raise RemoteProtocolError(
+                f"malformed CBOR message: {len(payload) - fp.tell()} trailing bytes after the item"
+            )
+        return value

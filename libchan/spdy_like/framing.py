@@ -1,0 +1,102 @@
+"""Sans-IO framing of a stream body: a CBOR sequence of byte strings.
+
+The body of every libchan HTTP/2 stream (both directions) is an RFC 8742 CBOR
+sequence whose items are:
+
+* a definite-length byte string (major type 2): one unit of payload -- one
+  encoded message on a channel, one chunk of data on a byte stream;
+* the simple value ``undefined`` (the single byte ``0xf7``): a keepalive that
+  the receiving application never sees.
+
+Anything else is a :class:`~libchan.RemoteProtocolError`.
+"""
+
+from __future__ import annotations
+
+from ..errors import MessageTooLargeError, RemoteProtocolError
+
+__all__ = ["KEEPALIVE", "frame_header", "encode_frame", "FrameDecoder"]
+
+KEEPALIVE = b"\xf7"
+
+
+def frame_header(length: int) -> bytes:
+    """CBOR byte-string header for a payload of ``length`` bytes."""
+    if length < 24:
+        return bytes((0x40 | length,))
+    if length < 0x100:
+        return bytes((0x58, length))
+    if length < 0x10000:
+        return b"\x59" + length.to_bytes(2, "big")
+    if length < 0x100000000:
+        return b"\x5a" + length.to_bytes(4, "big")
+    return b"\x5b" + length.to_bytes(8, "big")
+
+
+def encode_frame(payload: bytes) -> bytes:
+    """One framed payload: header followed by the payload."""
+    return frame_header(len(payload)) + payload
+
+
+class FrameDecoder:
+    """Incremental decoder of a framed stream body.
+
+    ``feed(data)`` returns ``(payloads, free)``: the complete payloads now
+    available, each as ``(bytes, wire_size)``, and the number of bytes that
+    carried no payload (keepalives), which the caller may acknowledge at once.
+    """
+
+    def __init__(self, max_size: int) -> None:
+        self.max_size = max_size
+        self._buf = bytearray()
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for an item that is not complete yet."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> tuple[list[tuple[bytes, int]], int]:
+        buf = self._buf
+        buf += data
+        out: list[tuple[bytes, int]] = []
+        free = 0
+        pos = 0
+        n = len(buf)
+        while pos < n:
+            first = buf[pos]
+            if first == 0xF7:
+                pos += 1
+                free += 1
+                continue
+            if first & 0xE0 != 0x40:
+                raise RemoteProtocolError(
+                    f"stream framing: expected a CBOR byte string or 0xf7, got initial byte {first:#04x}"
+                )
+            info = first & 0x1F
+            if info < 24:
+                hlen, length = 1, info
+            elif info <= 27:
+                size = 1 << (info - 24)
+                hlen = 1 + size
+                if pos + hlen > n:
+                    break
+                length = int.from_bytes(buf[pos + 1 : pos + hlen], "big")
+            else:
+                raise RemoteProtocolError(
+                    "stream framing: indefinite-length or reserved byte-string header"
+                    f" {first:#04x}"
+                )
+            if length > self.max_size:
+                raise MessageTooLargeError(length, self.max_size, local=False)
+            end = pos + hlen + length
+            if end > n:
+                break
+            out.append((bytes(buf[pos + hlen : end]), hlen + length))
+            pos = end
+        if pos:
+            del buf[:pos]
+        return out, free
+
+    def at_boundary(self) -> bool:
+        """True when no partial item is buffered (a clean place for the body to end)."""
+        return not self._buf

@@ -1,0 +1,192 @@
+"""Sans-IO HTTP/2 multiplexer: the ``h2`` library behind the :class:`Multiplexer` interface.
+
+Standard RFC 9113 only: the settings we send are ordinary ones
+(INITIAL_WINDOW_SIZE, MAX_FRAME_SIZE, MAX_CONCURRENT_STREAMS, ENABLE_PUSH=0,
+MAX_HEADER_LIST_SIZE), no private frame types. Flow control is acknowledged
+explicitly by the caller: the connection window as soon as data arrives, each
+stream's window only when the application consumed the data, which is what
+makes a slow reader push back on its sender end to end.
+"""
+
+from __future__ import annotations
+
+import os
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+import h2.settings
+
+from .mux import (
+    ConnectionEnded,
+    DataReceived,
+    MuxEvent,
+    StreamAnswered,
+    StreamEnded,
+    StreamOpened,
+    StreamReset,
+    WindowOpened,
+)
+
+__all__ = ["H2Multiplexer", "PREFACE"]
+
+#: The first bytes an HTTP/2 client sends (RFC 9113 section 3.4).
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+CANCEL = h2.errors.ErrorCodes.CANCEL
+PROTOCOL_ERROR = h2.errors.ErrorCodes.PROTOCOL_ERROR
+
+
+class H2Multiplexer:
+    def __init__(
+        self,
+        *,
+        client_side: bool,
+        stream_window: int = 1024 * 1024,
+        connection_window: int = 64 * 1024 * 1024,
+        max_frame_size: int = 1024 * 1024,
+        max_concurrent_streams: int = 10_000,
+        max_header_list_size: int = 64 * 1024,
+    ) -> None:
+        self.client_side = client_side
+        config = h2.config.H2Configuration(
+            client_side=client_side, header_encoding="utf-8", validate_inbound_headers=True
+        )
+        self._conn = h2.connection.H2Connection(config=config)
+        self._conn.local_settings = h2.settings.Settings(
+            client=client_side,
+            initial_values={
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: stream_window,
+                h2.settings.SettingCodes.MAX_FRAME_SIZE: max_frame_size,
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: max_concurrent_streams,
+                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: max_header_list_size,
+                h2.settings.SettingCodes.ENABLE_PUSH: 0,
+            },
+        )
+        self._conn.initiate_connection()
+        if connection_window > 65535:
+            self._conn.increment_flow_control_window(connection_window - 65535)
+        self._closed = False
+
+    # -- input ---------------------------------------------------------------
+    def receive_data(self, data: bytes) -> list[MuxEvent]:
+        if self._closed:
+            return []
+        try:
+            events = self._conn.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            self._closed = True
+            return [ConnectionEnded(int(getattr(exc, "error_code", PROTOCOL_ERROR)), f"HTTP/2 protocol error from peer: {exc}", False)]
+        out: list[MuxEvent] = []
+        for ev in events:
+            if isinstance(ev, h2.events.RequestReceived):
+                out.append(StreamOpened(ev.stream_id, _headers(ev.headers), ev.stream_ended is not None))
+                if ev.stream_ended is not None:
+                    out.append(StreamEnded(ev.stream_id))
+            elif isinstance(ev, h2.events.ResponseReceived):
+                out.append(StreamAnswered(ev.stream_id, _headers(ev.headers), ev.stream_ended is not None))
+                if ev.stream_ended is not None:
+                    out.append(StreamEnded(ev.stream_id))
+            elif isinstance(ev, h2.events.DataReceived):
+                out.append(DataReceived(ev.stream_id, ev.data, ev.flow_controlled_length))
+                if ev.stream_ended is not None:
+                    out.append(StreamEnded(ev.stream_id))
+            elif isinstance(ev, h2.events.StreamEnded):
+                # Already reported with the event that carried END_STREAM.
+                if not _reported_end(events, ev.stream_id):
+                    out.append(StreamEnded(ev.stream_id))
+            elif isinstance(ev, h2.events.TrailersReceived):
+                if ev.stream_ended is not None:
+                    out.append(StreamEnded(ev.stream_id))
+            elif isinstance(ev, h2.events.StreamReset):
+                out.append(StreamReset(ev.stream_id, int(ev.error_code), ev.remote_reset))
+            elif isinstance(ev, h2.events.WindowUpdated):
+                out.append(WindowOpened(ev.stream_id or None))
+            elif isinstance(ev, h2.events.RemoteSettingsChanged):
+                out.append(WindowOpened(None))
+            elif isinstance(ev, h2.events.ConnectionTerminated):
+                self._closed = True
+                extra = f" ({ev.additional_data!r})" if ev.additional_data else ""
+                out.append(ConnectionEnded(int(ev.error_code), f"peer sent GOAWAY {ev.error_code!s}{extra}", True))
+        return out
+
+    def data_to_send(self) -> bytes:
+        return self._conn.data_to_send()
+
+    # -- output --------------------------------------------------------------
+    def can_open_stream(self) -> bool:
+        return (
+            not self._closed
+            and self._conn.open_outbound_streams < self._conn.remote_settings.max_concurrent_streams
+        )
+
+    def open_stream(self, headers: list[tuple[str, str]], end_stream: bool = False) -> int:
+        stream_id = self._conn.get_next_available_stream_id()
+        self._conn.send_headers(stream_id, headers, end_stream=end_stream)
+        return stream_id
+
+    def answer_stream(self, stream_id: int, headers: list[tuple[str, str]], end_stream: bool = False) -> None:
+        self._conn.send_headers(stream_id, headers, end_stream=end_stream)
+
+    def sendable(self, stream_id: int) -> int:
+        try:
+            window = self._conn.local_flow_control_window(stream_id)
+        except (h2.exceptions.StreamClosedError, h2.exceptions.NoSuchStreamError, KeyError):
+            return 0
+        return max(0, min(window, self._conn.max_outbound_frame_size))
+
+    def send_data(self, stream_id: int, data: bytes | memoryview, end_stream: bool = False) -> None:
+        self._conn.send_data(stream_id, data, end_stream=end_stream)
+
+    def end_stream(self, stream_id: int) -> None:
+        self._conn.end_stream(stream_id)
+
+    def reset_stream(self, stream_id: int, error_code: int = CANCEL) -> None:
+        try:
+            self._conn.reset_stream(stream_id, error_code)
+        except (h2.exceptions.StreamClosedError, h2.exceptions.NoSuchStreamError, h2.exceptions.ProtocolError):
+            pass
+
+    def acknowledge(self, stream_id: int | None, size: int) -> None:
+        if size <= 0 or self._closed:
+            return
+        try:
+            self._conn.increment_flow_control_window(size, stream_id)
+        except (h2.exceptions.StreamClosedError, h2.exceptions.NoSuchStreamError, h2.exceptions.FlowControlError, h2.exceptions.ProtocolError, KeyError):
+            pass
+
+    def ping(self) -> None:
+        if not self._closed:
+            self._conn.ping(os.urandom(8))
+
+    def close(self, error_code: int = 0, reason: str = "") -> None:
+        if not self._closed:
+            self._closed = True
+            try:
+                self._conn.close_connection(error_code, reason.encode()[:256] or None)
+            except h2.exceptions.ProtocolError:
+                pass
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+
+def _headers(raw: list[tuple[str, str]] | list[tuple[bytes, bytes]]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in raw:
+        if isinstance(name, bytes):
+            name = name.decode("utf-8", "replace")
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        out[name.lower()] = value
+    return out
+
+
+def _reported_end(events: list[h2.events.Event], stream_id: int) -> bool:
+    for ev in events:
+        if getattr(ev, "stream_id", None) == stream_id and getattr(ev, "stream_ended", None) is not None:
+            return True
+    return False

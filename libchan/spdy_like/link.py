@@ -1,0 +1,327 @@
+"""The trio driver of one connection: a multiplexer fed from a trio stream.
+
+A :class:`Link` owns three tasks in its own nursery: a reader (bytes from the
+transport into the multiplexer, events out to the streams), a writer (queued
+stream data into the multiplexer as DATA frames -- many messages per frame --
+and the multiplexer's output onto the transport) and a keepalive ticker. It
+knows nothing about messages or references: streams it cannot place are handed
+to ``on_stream_opened``.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Callable
+
+import trio
+
+from ..config import Config
+from ..errors import SessionClosedError
+from .framing import KEEPALIVE
+from .mux import (
+    ConnectionEnded,
+    DataReceived,
+    Multiplexer,
+    StreamAnswered,
+    StreamEnded,
+    StreamOpened,
+    StreamReset,
+    WindowOpened,
+)
+from .netstream import NetStream
+
+__all__ = ["Link"]
+
+_READ_SIZE = 256 * 1024
+_WRITE_BUDGET = 4 * 1024 * 1024
+_CORK_BYTES = 64 * 1024
+
+
+class Link:
+    def __init__(
+        self,
+        transport: trio.abc.Stream,
+        mux: Multiplexer,
+        config: Config,
+        *,
+        on_stream_opened: Callable[[Link, StreamOpened], None],
+        on_closed: Callable[[Link, str], None],
+    ) -> None:
+        self.transport = transport
+        self.mux = mux
+        self.config = config
+        self.on_stream_opened = on_stream_opened
+        self.on_closed = on_closed
+        self.streams: dict[int, NetStream] = {}
+        self._ready: dict[NetStream, None] = {}
+        self._want_write = False
+        self._write_lot = trio.lowlevel.ParkingLot()
+        self._capacity_lot = trio.lowlevel.ParkingLot()
+        self._drain_lot = trio.lowlevel.ParkingLot()
+        self._conn_unacked = 0
+        self.closed_reason: str | None = None
+        self._nursery: trio.Nursery | None = None
+        self._ended = trio.Event()
+
+    # -- lifetime ------------------------------------------------------------------
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Drive the connection until it ends; returns after closing the transport."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._reader)
+                nursery.start_soon(self._writer)
+                nursery.start_soon(self._keepalive)
+                self.wake()
+                task_status.started()
+                await self._ended.wait()
+                nursery.cancel_scope.cancel()
+        finally:
+            self._die(self.closed_reason or "connection closed")
+            with trio.CancelScope(shield=True):
+                with trio.move_on_after(1):
+                    try:
+                        await self.transport.aclose()
+                    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                        pass
+
+    async def aclose(self, reason: str = "connection closed", *, graceful: bool = True) -> None:
+        """Send GOAWAY (if graceful), flush, and close the connection."""
+        if self.closed_reason is not None:
+            return
+        if graceful:
+            self.mux.close(0, "")
+            data = self.mux.data_to_send()
+            if data:
+                with trio.move_on_after(self.config.close_timeout) as scope:
+                    scope.shield = True
+                    try:
+                        await self.transport.send_all(data)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, trio.BusyResourceError):
+                        pass
+        self._end(reason)
+
+    def _end(self, reason: str) -> None:
+        if self.closed_reason is None:
+            self.closed_reason = reason
+        self._ended.set()
+
+    def _die(self, reason: str) -> None:
+        if self.closed_reason is None:
+            self.closed_reason = reason
+        self._ended.set()
+        streams = list(self.streams.values())
+        self.streams.clear()
+        for ns in streams:
+            ns.link = None
+            if not ns.done:
+                ns.fail(SessionClosedError(reason) if ns.session.closed_reason else trio.BrokenResourceError(f"connection lost: {reason}"))
+        self._capacity_lot.unpark_all()
+        self._drain_lot.unpark_all()
+        callback, self.on_closed = self.on_closed, lambda link, reason: None
+        callback(self, reason)
+
+    @property
+    def alive(self) -> bool:
+        return self.closed_reason is None
+
+    # -- stream bookkeeping ------------------------------------------------------------
+    def register(self, ns: NetStream) -> None:
+        assert ns.stream_id is not None
+        self.streams[ns.stream_id] = ns
+
+    def stream_done(self, ns: NetStream) -> None:
+        if ns.stream_id is not None and self.streams.get(ns.stream_id) is ns:
+            del self.streams[ns.stream_id]
+        self._ready.pop(ns, None)
+        self._capacity_lot.unpark_all()
+
+    def schedule(self, ns: NetStream) -> None:
+        self._ready[ns] = None
+        self.wake()
+
+    def wake(self) -> None:
+        if not self._want_write:
+            self._want_write = True
+            self._write_lot.unpark_all()
+
+    async def open_stream(self, ns: NetStream, headers: list[tuple[str, str]]) -> None:
+        """Open a stream (client side), waiting while the peer's stream limit is reached."""
+        while True:
+            if self.closed_reason is not None:
+                raise trio.BrokenResourceError(f"connection lost: {self.closed_reason}")
+            if self.mux.can_open_stream():
+                break
+            await self._capacity_lot.park()
+        stream_id = self.mux.open_stream(headers)
+        ns.bind(self, stream_id, can_send=True)
+        self.wake()
+
+    def answer(self, ns: NetStream, headers: list[tuple[str, str]], *, end_stream: bool = False) -> None:
+        assert ns.stream_id is not None
+        self.mux.answer_stream(ns.stream_id, headers, end_stream=end_stream)
+        ns.can_send = True
+        if end_stream:
+            ns.out_ended = True
+        self.wake()
+
+    def reset_stream(self, ns: NetStream, code: int) -> None:
+        if ns.stream_id is not None and self.closed_reason is None:
+            self.mux.reset_stream(ns.stream_id, code)
+            self.wake()
+
+    def acknowledge(self, ns: NetStream, n: int) -> None:
+        self.acknowledge_stream(ns, n)
+
+    def acknowledge_stream(self, ns: NetStream, n: int) -> None:
+        ns.unacked += n
+        if ns.unacked >= self.config.stream_window // 8 or (ns.unacked and not ns.inbox):
+            if ns.stream_id is not None and not ns.in_ended:
+                self.mux.acknowledge(ns.stream_id, ns.unacked)
+                self.wake()
+            ns.unacked = 0
+
+    async def drain(self, timeout: float) -> None:
+        """Wait (at most ``timeout`` s) until every queued byte was handed to the transport."""
+        with trio.move_on_after(timeout):
+            while self.closed_reason is None and any(
+                ns.outbox or (ns.out_end_requested and not ns.out_ended) for ns in self.streams.values()
+            ):
+                await self._drain_lot.park()
+
+    # -- tasks ----------------------------------------------------------------------------
+    async def _reader(self) -> None:
+        reason = "connection closed by the peer"
+        try:
+            while True:
+                data = await self.transport.receive_some(_READ_SIZE)
+                if not data:
+                    break
+                events = self.mux.receive_data(data)
+                for ev in events:
+                    self._dispatch(ev)
+                self.wake()
+                if self.closed_reason is not None:
+                    return
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ssl.SSLError) as exc:
+            reason = f"connection lost ({type(exc).__name__}: {exc})"
+        self._end(reason)
+
+    def _dispatch(self, ev: object) -> None:
+        if isinstance(ev, DataReceived):
+            self._conn_unacked += ev.flow_length
+            if self._conn_unacked >= self.config.connection_window // 8:
+                self.mux.acknowledge(None, self._conn_unacked)
+                self._conn_unacked = 0
+            ns = self.streams.get(ev.stream_id)
+            if ns is None:
+                self.mux.acknowledge(ev.stream_id, ev.flow_length)
+                self.mux.reset_stream(ev.stream_id, 5)  # STREAM_CLOSED
+                return
+            padding = ev.flow_length - len(ev.data)
+            if padding:
+                self.acknowledge_stream(ns, padding)
+            ns.on_data(ev.data)
+        elif isinstance(ev, StreamOpened):
+            self.on_stream_opened(self, ev)
+            if ev.ended:
+                ns = self.streams.get(ev.stream_id)
+        elif isinstance(ev, StreamAnswered):
+            ns = self.streams.get(ev.stream_id)
+            if ns is not None:
+                ns.session.on_answered(ns, ev.headers)
+        elif isinstance(ev, StreamEnded):
+            ns = self.streams.get(ev.stream_id)
+            if ns is not None:
+                ns.on_end()
+        elif isinstance(ev, StreamReset):
+            ns = self.streams.get(ev.stream_id)
+            if ns is not None:
+                ns.session.on_reset(ns, ev.error_code, ev.remote)
+        elif isinstance(ev, WindowOpened):
+            self._capacity_lot.unpark_all()
+            self.wake()
+        elif isinstance(ev, ConnectionEnded):
+            self._end(ev.reason)
+
+    async def _writer(self) -> None:
+        try:
+            while True:
+                while not self._want_write:
+                    await self._write_lot.park()
+                self._want_write = False
+                # Cork: let senders that are running right now queue more, so
+                # that many messages share one DATA frame and one write.
+                before = -1
+                for _ in range(3):
+                    queued = sum(len(ns.outbox) for ns in self._ready)
+                    if queued == before or queued >= _CORK_BYTES:
+                        break
+                    before = queued
+                    await trio.sleep(0)
+                self._pump()
+                data = self.mux.data_to_send()
+                if data:
+                    await self.transport.send_all(data)
+                self._drain_lot.unpark_all()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ssl.SSLError) as exc:
+            self._end(f"connection lost ({type(exc).__name__}: {exc})")
+
+    def _pump(self) -> None:
+        budget = _WRITE_BUDGET
+        now = trio.current_time()
+        mux = self.mux
+        progress = True
+        while progress and budget > 0:
+            progress = False
+            for ns in list(self._ready):
+                if ns.done or ns.stream_id is None or not ns.can_send:
+                    if ns.done or ns.stream_id is None:
+                        self._ready.pop(ns, None)
+                    continue
+                sid = ns.stream_id
+                try:
+                    if ns.outbox and not ns.out_ended:
+                        n = min(len(ns.outbox), mux.sendable(sid), budget)
+                        if n > 0:
+                            end = n == len(ns.outbox) and ns.out_end_requested
+                            mux.send_data(sid, bytes(ns.outbox[:n]), end_stream=end)
+                            del ns.outbox[:n]
+                            budget -= n
+                            progress = True
+                            ns.last_sent = now
+                            ns.send_lot.unpark_all()
+                            if end:
+                                ns.on_out_ended()
+                    elif ns.out_end_requested and not ns.out_ended:
+                        mux.end_stream(sid)
+                        ns.on_out_ended()
+                        progress = True
+                except Exception as exc:  # the stream closed under us (e.g. peer reset)
+                    ns.outbox.clear()
+                    if not ns.done:
+                        ns.on_reset(5, remote=False)
+                    self._ready.pop(ns, None)
+                    continue
+                if not ns.outbox and (ns.out_ended or not ns.out_end_requested):
+                    self._ready.pop(ns, None)
+        if budget <= 0:
+            self._want_write = True
+
+    async def _keepalive(self) -> None:
+        interval = self.config.keepalive_interval
+        while True:
+            await trio.sleep(interval / 3)
+            now = trio.current_time()
+            for ns in list(self.streams.values()):
+                if (
+                    ns.can_send
+                    and not ns.out_ended
+                    and not ns.out_end_requested
+                    and not ns.outbox
+                    and now - ns.last_sent >= interval
+                ):
+                    ns.outbox += KEEPALIVE
+                    self.schedule(ns)
+            self.mux.ping()
+            self.wake()

@@ -1,0 +1,467 @@
+"""One multiplexed stream as seen by trio code, and the objects handed to the application.
+
+:class:`NetStream` holds the state of one stream of a session: an inbox of
+decoded items (messages or byte chunks) filled by the link's reader task, and
+an outbox of framed bytes drained by the link's writer task. It may exist
+before its wire stream does (a reference that arrived before its stream), in
+which case it is *unbound* until the session binds it.
+
+:class:`NetSender`, :class:`NetReceiver` and :class:`NetByteStream` are the
+thin facades the application uses.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ..channel import Receiver, Sender
+from ..errors import SessionClosedError
+from ..stream import ByteStream, Direction
+from .framing import FrameDecoder, frame_header
+
+if TYPE_CHECKING:
+    from .link import Link
+    from .session import Session
+
+__all__ = ["NetStream", "NetSender", "NetReceiver", "NetByteStream", "facade_for"]
+
+CANCEL = 8
+NO_ERROR = 0
+
+#: For each kind (named by what the receiver of the message gets), the flags
+#: (messages?, receiver_writes, receiver_reads).
+_KIND_FLAGS: dict[str, tuple[bool, bool, bool]] = {
+    "sender": (True, True, False),
+    "receiver": (True, False, True),
+    "stream": (False, True, True),
+    "read-stream": (False, False, True),
+    "write-stream": (False, True, False),
+}
+
+
+class NetStream:
+    """State of one libchan stream (channel or byte stream) on a session."""
+
+    def __init__(
+        self,
+        session: Session,
+        *,
+        role: str,
+        kind: str | None = None,
+        opener: bool = False,
+        ref: int | None = None,
+    ) -> None:
+        self.session = session
+        self.role = role  # "stream", "park", "control"
+        self.ref = ref
+        self.link: Link | None = None
+        self.stream_id: int | None = None
+        self.can_send = False  # HEADERS allow us to send DATA now
+        self.decoder = FrameDecoder(session.config.max_message_size)
+        self.inbox: deque[tuple[Any, int]] = deque()
+        self.in_ended = False
+        self.clean_end = False
+        self.out_end_requested = False
+        self.out_ended = False
+        self.reset_after_end = False
+        self.error: BaseException | None = None
+        self.done = False
+        self.outbox = bytearray()
+        self.recv_lot = trio.lowlevel.ParkingLot()
+        self.send_lot = trio.lowlevel.ParkingLot()
+        self.last_sent = trio.current_time()
+        self.unacked = 0
+        self.kind = kind
+        self.messages = True
+        self.we_write = role != "park"
+        self.we_read = True
+        if kind is not None:
+            self.set_kind(kind, opener=opener)
+
+    def set_kind(self, kind: str, *, opener: bool) -> None:
+        """Set direction flags: ``kind`` is what the non-opener gets."""
+        messages, recv_writes, recv_reads = _KIND_FLAGS[kind]
+        self.kind = kind
+        self.messages = messages
+        if opener:
+            self.we_write, self.we_read = recv_reads, recv_writes
+        else:
+            self.we_write, self.we_read = recv_writes, recv_reads
+
+    def __repr__(self) -> str:
+        return f"<NetStream {self.role} {self.kind} ref={self.ref} sid={self.stream_id}>"
+
+    # -- called by the link (reader task) ---------------------------------
+    def on_data(self, data: bytes) -> None:
+        if self.error is not None or self.done:
+            self._ack_now(len(data))
+            return
+        try:
+            items, free = self.decoder.feed(data)
+        except Exception as exc:  # framing error: typed, stream-local
+            self._ack_now(len(data))
+            self.protocol_failure(exc)
+            return
+        self._ack_now(free)
+        if self.role != "stream" or not self.we_read:
+            # Parks and control streams carry keepalives only; a writer-only
+            # half ignores (but acknowledges) anything the reader sends.
+            self._ack_now(sum(w for _, w in items))
+            return
+        if self.messages:
+            for payload, wire in items:
+                try:
+                    msg = self.session.decode(payload, self)
+                except Exception as exc:
+                    self._ack_now(wire)
+                    self.protocol_failure(exc)
+                    return
+                self.inbox.append((msg, wire))
+        else:
+            for payload, wire in items:
+                self.inbox.append((payload, wire))
+        if items:
+            self.recv_lot.unpark_all()
+
+    def on_end(self) -> None:
+        if self.in_ended:
+            return
+        self.in_ended = True
+        self.clean_end = self.error is None and self.decoder.at_boundary()
+        if self.error is None and not self.decoder.at_boundary():
+            from ..errors import RemoteProtocolError
+
+            self.error = RemoteProtocolError(
+                f"stream ended in the middle of an item ({self.decoder.buffered} bytes left over)"
+            )
+        self.recv_lot.unpark_all()
+        if self.role == "control":
+            self.session.on_control_ended(self)
+        if not self.we_write or self.role != "stream":
+            self.request_end()
+        self._check_done()
+
+    def on_reset(self, code: int, remote: bool = True) -> None:
+        if self.done:
+            return
+        if code == NO_ERROR and self.in_ended and (self.out_ended or not self.we_write):
+            pass  # RFC 9113 8.1: the response is complete, stop sending
+        elif self.error is None:
+            self.error = self._broken(
+                f"the peer closed this {'channel' if self.messages else 'byte stream'}"
+                if code == CANCEL
+                else f"stream reset by the peer (HTTP/2 error code {code})"
+                if remote
+                else f"stream reset (HTTP/2 error code {code})"
+            )
+        self.in_ended = True
+        self.out_ended = True
+        self.outbox.clear()
+        self._finish()
+
+    def fail(self, exc: BaseException) -> None:
+        """Terminal failure (session or connection gone)."""
+        if self.error is None:
+            self.error = exc
+        self.in_ended = True
+        self.out_ended = True
+        self.outbox.clear()
+        self._finish()
+
+    def protocol_failure(self, exc: BaseException) -> None:
+        """The peer sent something invalid on this stream: error to the app, reset to the peer."""
+        if self.error is None:
+            self.error = exc
+        from ..errors import MessageTooLargeError
+
+        code = 11 if isinstance(exc, MessageTooLargeError) else 1  # ENHANCE_YOUR_CALM / PROTOCOL_ERROR
+        self.reset(code)
+
+    def _broken(self, text: str) -> BaseException:
+        if self.session.closed_reason is not None:
+            return SessionClosedError(self.session.closed_reason)
+        return trio.BrokenResourceError(text)
+
+    def _finish(self) -> None:
+        self.recv_lot.unpark_all()
+        self.send_lot.unpark_all()
+        self._check_done()
+
+    def _check_done(self) -> None:
+        if not self.done and self.in_ended and self.out_ended:
+            self.done = True
+            self.recv_lot.unpark_all()
+            self.send_lot.unpark_all()
+            if self.link is not None:
+                self.link.stream_done(self)
+            self.session.stream_done(self)
+
+    def on_out_ended(self) -> None:
+        self.out_ended = True
+        self.send_lot.unpark_all()
+        if self.reset_after_end and not self.in_ended:
+            self.reset(CANCEL)
+            return
+        self._check_done()
+
+    def _ack_now(self, n: int) -> None:
+        if n and self.link is not None and self.stream_id is not None:
+            self.link.acknowledge(self, n)
+
+    # -- binding ---------------------------------------------------------------
+    def bind(self, link: Link, stream_id: int, *, can_send: bool) -> None:
+        self.link = link
+        self.stream_id = stream_id
+        self.can_send = can_send
+        link.register(self)
+        if self.outbox or self.out_end_requested:
+            link.schedule(self)
+
+    # -- called by the facades --------------------------------------------------
+    async def write(self, data: bytes) -> None:
+        """Queue framed bytes; block while too much is queued (backpressure)."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        self._check_writable()
+        self.outbox += data
+        if self.link is not None:
+            self.link.schedule(self)
+        limit = self.session.config.send_buffer
+        while len(self.outbox) > limit and self.error is None and not self.out_ended:
+            await self.send_lot.park()
+        if self.error is not None and not self.out_ended_by_us():
+            raise self.error
+        await trio.lowlevel.cancel_shielded_checkpoint()
+
+    def out_ended_by_us(self) -> bool:
+        return self.out_end_requested and self.error is None
+
+    def _check_writable(self) -> None:
+        if self.out_end_requested:
+            raise trio.ClosedResourceError("this end was already closed")
+        if self.error is not None:
+            raise self.error
+        if self.out_ended:
+            raise trio.BrokenResourceError("the stream is closed")
+
+    async def wait_writable(self) -> None:
+        limit = self.session.config.send_buffer
+        while len(self.outbox) > limit and self.error is None and not self.out_ended:
+            await self.send_lot.park()
+        await trio.lowlevel.checkpoint()
+
+    def request_end(self) -> None:
+        if self.out_end_requested or self.out_ended:
+            return
+        self.out_end_requested = True
+        if self.link is not None:
+            self.link.schedule(self)
+
+    def reset(self, code: int) -> None:
+        if self.done:
+            return
+        if self.link is not None and self.stream_id is not None:
+            self.link.reset_stream(self, code)
+        if self.error is None:
+            self.error = trio.ClosedResourceError("this end was closed") if code == CANCEL else trio.BrokenResourceError(f"stream reset (code {code})")
+        self.in_ended = True
+        self.out_ended = True
+        self.outbox.clear()
+        self._finish()
+
+    async def read_item(self) -> tuple[Any, int]:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            if self.inbox:
+                item = self.inbox.popleft()
+                self.consumed(item[1])
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return item
+            if self.clean_end:
+                raise trio.EndOfChannel
+            if self.error is not None:
+                raise self.error
+            if self.in_ended:
+                raise trio.EndOfChannel
+            await self.recv_lot.park()
+
+    def consumed(self, wire: int) -> None:
+        if self.link is not None and not self.in_ended:
+            self.link.acknowledge_stream(self, wire)
+
+
+class NetSender(Sender):
+    """A Sender whose messages travel over a session."""
+
+    def __init__(self, ns: NetStream) -> None:
+        self._ns = ns
+        self._closed = False
+
+    async def send(self, value: Any) -> None:
+        if self._closed:
+            await trio.lowlevel.checkpoint()
+            raise trio.ClosedResourceError("this Sender was closed")
+        ns = self._ns
+        if ns.error is not None:
+            await trio.lowlevel.checkpoint()
+            raise ns.error
+        payload = await ns.session.encode_and_open(value, ns)
+        await ns.write(frame_header(len(payload)) + payload)
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._ns.request_end()
+        await trio.lowlevel.checkpoint()
+
+    def _abort(self) -> None:
+        self._closed = True
+        self._ns.reset(CANCEL)
+
+    def __repr__(self) -> str:
+        return f"<libchan.NetSender ref={self._ns.ref}>"
+
+
+class NetReceiver(Receiver):
+    """A Receiver whose messages travel over a session."""
+
+    def __init__(self, ns: NetStream) -> None:
+        self._ns = ns
+        self._closed = False
+
+    async def receive(self) -> Any:
+        if self._closed:
+            await trio.lowlevel.checkpoint()
+            raise trio.ClosedResourceError("this Receiver was closed")
+        msg, _ = await self._ns.read_item()
+        return msg
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            ns = self._ns
+            if not ns.in_ended:
+                ns.reset(CANCEL)
+            ns.inbox.clear()
+        await trio.lowlevel.checkpoint()
+
+    def _abort(self) -> None:
+        self._closed = True
+        self._ns.reset(CANCEL)
+
+    def __repr__(self) -> str:
+        return f"<libchan.NetReceiver ref={self._ns.ref}>"
+
+
+class NetByteStream(ByteStream):
+    """A byte stream carried by a session (duplex, read-only or write-only)."""
+
+    def __init__(self, ns: NetStream, direction: Direction) -> None:
+        self._ns = ns
+        self.direction = direction
+        self._closed = False
+        self._pending = b""
+        self._pending_wire = 0
+        self._sending = False
+        self._receiving = False
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if not self.writable:
+            await trio.lowlevel.checkpoint()
+            raise trio.ClosedResourceError("this byte stream is read-only")
+        if self._closed:
+            await trio.lowlevel.checkpoint()
+            raise trio.ClosedResourceError("this byte stream was closed")
+        if self._sending:
+            raise trio.BusyResourceError("another task is sending on this byte stream")
+        self._sending = True
+        try:
+            data = bytes(data)
+            if not data:
+                await trio.lowlevel.checkpoint()
+                self._ns._check_writable()
+                return
+            chunk = self._ns.session.config.max_frame_size // 2
+            for i in range(0, len(data), chunk):
+                part = data[i : i + chunk]
+                await self._ns.write(frame_header(len(part)) + part)
+        finally:
+            self._sending = False
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._ns.wait_writable()
+
+    async def send_eof(self) -> None:
+        await trio.lowlevel.checkpoint()
+        if self._closed:
+            raise trio.ClosedResourceError("this byte stream was closed")
+        if self.writable:
+            self._ns.request_end()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if max_bytes is not None and max_bytes < 1:
+            raise ValueError("max_bytes must be >= 1")
+        if not self.readable:
+            await trio.lowlevel.checkpoint()
+            raise trio.ClosedResourceError("this byte stream is write-only")
+        if self._closed:
+            await trio.lowlevel.checkpoint()
+            raise trio.ClosedResourceError("this byte stream was closed")
+        if self._receiving:
+            raise trio.BusyResourceError("another task is receiving on this byte stream")
+        self._receiving = True
+        try:
+            if not self._pending:
+                try:
+                    chunk, wire = await self._ns.read_item()
+                except trio.EndOfChannel:
+                    return b""
+                self._pending, self._pending_wire = chunk, 0
+            else:
+                await trio.lowlevel.checkpoint()
+            data = self._pending
+            if max_bytes is not None and len(data) > max_bytes:
+                self._pending = data[max_bytes:]
+                return data[:max_bytes]
+            self._pending = b""
+            return data
+        finally:
+            self._receiving = False
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            ns = self._ns
+            if not ns.in_ended:
+                ns.reset_after_end = True
+            if ns.we_write:
+                ns.request_end()
+                if ns.out_ended and not ns.in_ended:
+                    ns.reset(CANCEL)
+            elif not ns.in_ended:
+                ns.reset(CANCEL)
+            ns.inbox.clear()
+        await trio.lowlevel.checkpoint()
+
+    def _abort(self) -> None:
+        self._closed = True
+        self._ns.reset(CANCEL)
+
+    def __repr__(self) -> str:
+        return f"<libchan.NetByteStream {self.direction} ref={self._ns.ref}>"
+
+
+_STREAM_DIRECTIONS: dict[str, Direction] = {"stream": "duplex", "read-stream": "read", "write-stream": "write"}
+
+
+def facade_for(ns: NetStream, kind: str, *, opener: bool) -> Any:
+    """The application-facing object for ``ns``; ``kind`` is what the non-opener gets."""
+    if kind in ("sender", "receiver"):
+        gets_sender = (kind == "sender") != opener
+        return NetSender(ns) if gets_sender else NetReceiver(ns)
+    direction = _STREAM_DIRECTIONS[kind]
+    if opener and direction != "duplex":
+        direction = "write" if direction == "read" else "read"
+    return NetByteStream(ns, direction)

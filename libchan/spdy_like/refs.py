@@ -1,0 +1,123 @@
+"""Sans-IO reference bookkeeping of a libchan session.
+
+A message that carries a channel or byte stream names it by a *reference
+number*; the stream itself arrives separately (its headers carry the same
+number). The two may arrive in either order -- through a proxy, streams are
+not ordered with respect to each other -- so this table pairs them:
+
+* ``claim(ref, kind, now)``: a message referenced ``ref``. Returns the stream
+  handle if the stream already arrived, else records the reference as
+  *pending* (the caller holds a placeholder object) and returns ``None``.
+* ``arrived(ref, kind, handle, now)``: a stream with ``ref`` arrived. Returns
+  the placeholder token of a pending reference, else keeps the stream as
+  *unclaimed* and returns ``None``.
+* ``expire(now)``: everything that waited longer than the timeout.
+
+Reference numbers are allocated by each side from its own parity (the HTTP/2
+client odd, the server even), so the numbers of both sides never collide.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from ..errors import RemoteProtocolError
+
+__all__ = ["RefTable", "Expired"]
+
+H = TypeVar("H")
+
+
+@dataclass
+class _Entry:
+    kind: str
+    item: Any
+    deadline: float
+
+
+@dataclass(frozen=True)
+class Expired:
+    ref: int
+    kind: str
+    item: Any
+    #: "reference": a message named a stream that never came;
+    #: "stream": a stream came that no message named.
+    what: str
+
+
+class RefTable(Generic[H]):
+    def __init__(self, *, local_parity: int, timeout: float, max_pending: int) -> None:
+        if local_parity not in (0, 1):
+            raise ValueError("local_parity must be 0 or 1")
+        self._next = 2 if local_parity == 0 else 1
+        self.timeout = timeout
+        self.max_pending = max_pending
+        self.pending: dict[int, _Entry] = {}  # ref -> placeholder token
+        self.unclaimed: dict[int, _Entry] = {}  # ref -> stream handle
+
+    def allocate(self) -> int:
+        """A fresh local reference number."""
+        ref = self._next
+        self._next += 2
+        return ref
+
+    def is_local(self, ref: int) -> bool:
+        return ref % 2 == self._next % 2
+
+    def _check_room(self) -> None:
+        if len(self.pending) + len(self.unclaimed) >= self.max_pending:
+            raise RemoteProtocolError(
+                f"more than {self.max_pending} references are waiting for their streams"
+            )
+
+    def claim(self, ref: int, kind: str, token: Any, now: float) -> Any | None:
+        """A message referenced ``ref``: return the arrived stream or register ``token``."""
+        if self.is_local(ref):
+            raise RemoteProtocolError(f"peer referenced {ref}, which is in our own reference space")
+        entry = self.unclaimed.pop(ref, None)
+        if entry is not None:
+            if entry.kind != kind:
+                raise RemoteProtocolError(
+                    f"reference {ref} is a {kind} in the message but its stream is a {entry.kind}"
+                )
+            return entry.item
+        if ref in self.pending:
+            raise RemoteProtocolError(f"reference {ref} appears twice")
+        self._check_room()
+        self.pending[ref] = _Entry(kind, token, now + self.timeout)
+        return None
+
+    def arrived(self, ref: int, kind: str, handle: Any, now: float) -> Any | None:
+        """A stream for ``ref`` arrived: return the waiting token or keep the stream."""
+        if self.is_local(ref):
+            raise RemoteProtocolError(f"peer opened a stream with our own reference number {ref}")
+        entry = self.pending.pop(ref, None)
+        if entry is not None:
+            if entry.kind != kind:
+                raise RemoteProtocolError(
+                    f"reference {ref} is a {entry.kind} in the message but its stream is a {kind}"
+                )
+            return entry.item
+        if ref in self.unclaimed:
+            raise RemoteProtocolError(f"two streams carry reference {ref}")
+        self._check_room()
+        self.unclaimed[ref] = _Entry(kind, handle, now + self.timeout)
+        return None
+
+    def forget_stream(self, ref: int) -> None:
+        """An unclaimed stream went away before a message named it."""
+        self.unclaimed.pop(ref, None)
+
+    def next_deadline(self) -> float | None:
+        deadlines = [e.deadline for e in self.pending.values()]
+        deadlines += [e.deadline for e in self.unclaimed.values()]
+        return min(deadlines) if deadlines else None
+
+    def expire(self, now: float) -> list[Expired]:
+        out: list[Expired] = []
+        for table, what in ((self.pending, "reference"), (self.unclaimed, "stream")):
+            for ref in [r for r, e in table.items() if e.deadline <= now]:
+                e = table.pop(ref)
+                out.append(Expired(ref, e.kind, e.item, what))
+        return out

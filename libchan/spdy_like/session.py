@@ -1,0 +1,583 @@
+"""The libchan session: channels and byte streams multiplexed on one or more links.
+
+A :class:`Session` turns multiplexer streams into Senders, Receivers and byte
+streams, keeps the reference table (which stream a reference in a message
+names), forwards local objects put into messages, and says its own close end to
+end. The wire rules are in ``spec/PROTOCOL.md``; in short, for HTTP/2:
+
+* every request carries ``libchan-session: <id>``; the path says its role:
+  ``/libchan/v1/session`` (the control stream whose end is the session's end),
+  ``/libchan/v1/park`` (a parked request the server answers when it opens a
+  stream) and ``/libchan/v1/stream`` (a stream the client opens);
+* ``libchan-ref``, ``libchan-type`` and ``libchan-parent-ref`` name a stream,
+  on the client's request or on the server's answer to a parked request.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections import deque
+from typing import Any, Callable
+
+import trio
+
+from ..channel import Receiver, Sender
+from ..config import Config
+from ..errors import (
+    LocalProtocolError,
+    RemoteProtocolError,
+    SessionClosedError,
+    UnresolvedReferenceError,
+)
+from ..forward import forward
+from .cbor_codec import TAGS, CborCodec
+from .h2mux import H2Multiplexer
+from .link import Link
+from .mux import StreamOpened
+from .netstream import CANCEL, NetReceiver, NetSender, NetStream, facade_for
+
+__all__ = ["Session"]
+
+log = logging.getLogger("libchan")
+
+PATH_SESSION = "/libchan/v1/session"
+PATH_PARK = "/libchan/v1/park"
+PATH_STREAM = "/libchan/v1/stream"
+CONTENT_TYPE = "application/cbor-seq"
+PROTOCOL_ERROR = 1
+REFUSED_STREAM = 7
+ENHANCE_YOUR_CALM = 11
+
+
+class Session:
+    """A libchan session over one trio stream (or, server side, over links shared by a server).
+
+    Use it as an async context manager::
+
+        async with libchan.Session(stream) as session:          # client side
+            sender = await session.open_sender()
+            await sender.send({"hello": "world"})
+
+        async with libchan.Session(stream, server_side=True) as session:
+            async for receiver in session:                     # the peer's channels
+                ...
+
+    Leaving the ``async with`` closes the session: queued data is flushed
+    (bounded by ``config.close_timeout``), the close is said to the peer end to
+    end, and every pending operation on either side fails with
+    :class:`~libchan.SessionClosedError`.
+
+    ``libchan.connect()`` and ``libchan.serve()`` build sessions from URLs.
+    """
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream | None = None,
+        *,
+        server_side: bool = False,
+        config: Config | None = None,
+        authority: str = "libchan",
+        scheme: str = "http",
+        session_id: str | None = None,
+        _anonymous: bool = False,
+    ) -> None:
+        self.config = config or Config()
+        self.server_side = server_side
+        self.session_id = session_id or (None if server_side else secrets.token_urlsafe(16))
+        self._transport = stream
+        self._authority = authority
+        self._scheme = scheme
+        self._anonymous = _anonymous
+        self.codec = CborCodec(
+            max_message_size=self.config.max_message_size, max_depth=self.config.max_nesting_depth
+        )
+        from .refs import RefTable
+
+        self.refs: RefTable[NetStream] = RefTable(
+            local_parity=0 if server_side else 1,
+            timeout=self.config.reference_timeout,
+            max_pending=self.config.max_pending_references,
+        )
+        self.closed_reason: str | None = None
+        self._peer_closed_gracefully = False
+        self._closing = False
+        self._streams: set[NetStream] = set()
+        self._accept_queue: deque[NetReceiver] = deque()
+        self._accept_lot = trio.lowlevel.ParkingLot()
+        self._parks: deque[NetStream] = deque()  # server: parked requests
+        self._park_lot = trio.lowlevel.ParkingLot()
+        self._parks_outstanding = 0  # client
+        self._park_failures = 0
+        self._expiry_lot = trio.lowlevel.ParkingLot()
+        self._control: NetStream | None = None
+        self._links: set[Link] = set()
+        self._own_link: Link | None = None
+        self._nursery: trio.Nursery | None = None
+        self._nursery_cm: Any = None
+        self._entered = False
+        self._had_stream = False
+
+    # -- public API ----------------------------------------------------------------
+    async def __aenter__(self) -> Session:
+        if self._entered:
+            raise RuntimeError("a Session can be entered only once")
+        self._entered = True
+        self._nursery_cm = trio.open_nursery()
+        self._nursery = await self._nursery_cm.__aenter__()
+        try:
+            if self._transport is not None:
+                link = Link(
+                    self._transport,
+                    self._make_mux(),
+                    self.config,
+                    on_stream_opened=self._route_single,
+                    on_closed=self._link_closed,
+                )
+                self._own_link = link
+                self._links.add(link)
+                await self._nursery.start(link.run)
+            self._nursery.start_soon(self._expiry_task)
+            if not self.server_side:
+                assert self._own_link is not None
+                control = NetStream(self, role="control")
+                self._control = control
+                self._streams.add(control)
+                await self._own_link.open_stream(control, self._request_headers(PATH_SESSION))
+                self._nursery.start_soon(self._park_manager)
+        except BaseException:
+            self._nursery.cancel_scope.cancel()
+            await self._nursery_cm.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> bool | None:
+        try:
+            await self.aclose()
+        finally:
+            assert self._nursery is not None
+            self._nursery.cancel_scope.cancel()
+            # Background tasks never raise; the body's own exception (if any)
+            # propagates unwrapped, as it would from a plain ``async with``.
+            await self._nursery_cm.__aexit__(None, None, None)
+        return None
+
+    @property
+    def closed(self) -> bool:
+        """True once the session ended (either side closed it, or the connection broke)."""
+        return self.closed_reason is not None
+
+    async def open_sender(self) -> Sender:
+        """Open a new top-level channel to the peer and return its Sender.
+
+        The peer receives the matching Receiver from :meth:`accept_receiver`.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        self._check_open()
+        ns = NetStream(self, role="stream", kind="receiver", opener=True, ref=self.refs.allocate())
+        self._streams.add(ns)
+        await self._open(ns, "receiver", None)
+        return NetSender(ns)
+
+    async def accept_receiver(self) -> Receiver:
+        """Wait for the peer's next top-level channel and return its Receiver.
+
+        Raises :class:`trio.EndOfChannel` once the peer closed the session
+        gracefully, :class:`~libchan.SessionClosedError` if it broke, and
+        :class:`trio.ClosedResourceError` after this side closed it.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            if self._accept_queue:
+                receiver = self._accept_queue.popleft()
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return receiver
+            if self._closing and not self._peer_closed_gracefully and self.closed_reason == "closed by this side":
+                raise trio.ClosedResourceError("this session was closed")
+            if self.closed_reason is not None:
+                if self._peer_closed_gracefully:
+                    raise trio.EndOfChannel
+                raise SessionClosedError(self.closed_reason)
+            await self._accept_lot.park()
+
+    def __aiter__(self) -> Session:
+        return self
+
+    async def __anext__(self) -> Receiver:
+        try:
+            return await self.accept_receiver()
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None
+
+    async def aclose(self, reason: str = "closed by this side") -> None:
+        """Close the session: flush, tell the peer, fail everything pending."""
+        if self._closing:
+            await trio.lowlevel.checkpoint()
+            return
+        self._closing = True
+        with trio.CancelScope(shield=True):
+            if self.closed_reason is None:
+                for link in list(self._links):
+                    await link.drain(self.config.close_timeout)
+            already = self.closed_reason is not None
+            self._mark_closed(reason)
+            if not already:
+                # Say it end to end: end (client) or answer-and-end (server) the control stream.
+                control = self._control
+                if control is not None and not control.done:
+                    control.request_end()
+                for ns in list(self._streams):
+                    if ns is not control and not ns.done:
+                        link = ns.link
+                        ns.fail(SessionClosedError(reason))
+                        if link is not None and ns.stream_id is not None:
+                            link.reset_stream(ns, CANCEL)
+                for link in list(self._links):
+                    await link.drain(min(1.0, self.config.close_timeout))
+            self._accept_lot.unpark_all()
+            self._park_lot.unpark_all()
+            if self._own_link is not None:
+                await self._own_link.aclose(reason)
+            if self._control is not None and not self._control.done:
+                self._control.fail(SessionClosedError(reason))
+
+    # -- internals: closing ------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closing and self.closed_reason == "closed by this side":
+            raise trio.ClosedResourceError("this session was closed")
+        if self.closed_reason is not None:
+            raise SessionClosedError(self.closed_reason)
+
+    def _mark_closed(self, reason: str) -> None:
+        if self.closed_reason is None:
+            self.closed_reason = reason
+        self._accept_lot.unpark_all()
+        self._park_lot.unpark_all()
+        self._expiry_lot.unpark_all()
+
+    def _close_by_peer(self, reason: str, *, graceful: bool) -> None:
+        if self.closed_reason is not None:
+            return
+        self._peer_closed_gracefully = graceful
+        self._mark_closed(reason)
+        control = self._control
+        for ns in list(self._streams):
+            if ns is control or ns.done:
+                continue
+            link = ns.link
+            ns.fail(SessionClosedError(reason))
+            if link is not None and ns.stream_id is not None and link.alive:
+                link.reset_stream(ns, CANCEL)
+        if control is not None and not control.done:
+            control.request_end()
+        if self._own_link is not None and self._nursery is not None and not self.server_side:
+            self._nursery.start_soon(self._own_link.aclose, reason)
+
+    def _link_closed(self, link: Link, reason: str) -> None:
+        self._links.discard(link)
+        control = self._control
+        if link is self._own_link or (control is not None and control.link is None and not control.done) or (
+            control is not None and control.link is link
+        ):
+            self._close_by_peer(f"connection lost: {reason}" if not self._closing else reason, graceful=False)
+
+    def on_control_ended(self, ns: NetStream) -> None:
+        self._close_by_peer("the peer closed the session", graceful=True)
+
+    # -- internals: links and routing --------------------------------------------------
+    def _make_mux(self) -> H2Multiplexer:
+        c = self.config
+        return H2Multiplexer(
+            client_side=not self.server_side,
+            stream_window=c.stream_window,
+            connection_window=c.connection_window,
+            max_frame_size=c.max_frame_size,
+            max_concurrent_streams=min(c.max_streams, 2**31 - 1),
+            max_header_list_size=c.max_header_list_size,
+        )
+
+    def _route_single(self, link: Link, ev: StreamOpened) -> None:
+        """Server side of a Session over one stream: all requests belong to it."""
+        if not self.server_side:
+            link.mux.reset_stream(ev.stream_id, REFUSED_STREAM)
+            return
+        sid = ev.headers.get("libchan-session")
+        if sid is not None:
+            if self.session_id is None:
+                self.session_id = sid
+            elif sid != self.session_id:
+                link.mux.answer_stream(ev.stream_id, [(":status", "421")], end_stream=True)
+                return
+        self.accept_stream(link, ev)
+
+    def accept_stream(self, link: Link, ev: StreamOpened) -> None:
+        """A request for this session arrived on ``link`` (server side)."""
+        self._links.add(link)
+        headers = ev.headers
+        path = headers.get(":path", "")
+        if self.closed_reason is not None:
+            link.mux.answer_stream(ev.stream_id, [(":status", "410")], end_stream=True)
+            return
+        if headers.get(":method", "POST") != "POST":
+            link.mux.answer_stream(ev.stream_id, [(":status", "405"), ("allow", "POST")], end_stream=True)
+            return
+        anonymous = "libchan-session" not in headers
+        if len(self._streams) >= self.config.max_streams:
+            link.mux.reset_stream(ev.stream_id, REFUSED_STREAM)
+            return
+        if not anonymous and path == PATH_SESSION:
+            if self._control is not None:
+                link.mux.answer_stream(ev.stream_id, [(":status", "409")], end_stream=True)
+                return
+            ns = NetStream(self, role="control")
+            self._control = ns
+            self._streams.add(ns)
+            ns.bind(link, ev.stream_id, can_send=False)
+            link.answer(ns, [(":status", "200"), ("content-type", CONTENT_TYPE)])
+            return
+        if not anonymous and path == PATH_PARK:
+            ns = NetStream(self, role="park")
+            self._streams.add(ns)
+            ns.bind(link, ev.stream_id, can_send=False)
+            self._parks.append(ns)
+            self._park_lot.unpark()
+            return
+        if anonymous:
+            kind, ref, parent = "receiver", None, None
+        else:
+            try:
+                kind, ref, parent = _stream_headers(headers)
+            except RemoteProtocolError as exc:
+                log.warning("refusing stream: %s", exc)
+                link.mux.answer_stream(ev.stream_id, [(":status", "400")], end_stream=True)
+                return
+        ns = self._arrived(kind, ref, parent)
+        if ns is None:
+            link.mux.reset_stream(ev.stream_id, PROTOCOL_ERROR)
+            return
+        ns.bind(link, ev.stream_id, can_send=False)
+        link.answer(ns, [(":status", "200"), ("content-type", CONTENT_TYPE)])
+        self._had_stream = True
+
+    def _arrived(self, kind: str, ref: int | None, parent: int | None) -> NetStream | None:
+        """A stream opened by the peer arrived: pair it with its reference or queue it."""
+        if parent is None:
+            if kind != "receiver":
+                log.warning("refusing a top-level %s stream (only channels to receive are allowed)", kind)
+                return None
+            ns = NetStream(self, role="stream", kind=kind, opener=False, ref=ref)
+            self._streams.add(ns)
+            self._accept_queue.append(NetReceiver(ns))
+            self._accept_lot.unpark()
+            return ns
+        assert ref is not None
+        fresh = NetStream(self, role="stream", kind=kind, opener=False, ref=ref)
+        try:
+            token = self.refs.arrived(ref, kind, fresh, trio.current_time())
+        except RemoteProtocolError as exc:
+            log.warning("refusing stream: %s", exc)
+            return None
+        if token is None:
+            self._streams.add(fresh)
+            self._expiry_lot.unpark_all()
+            return fresh
+        return token
+
+    def on_answered(self, ns: NetStream, headers: dict[str, str]) -> None:
+        """Response headers arrived for a request we (the client) made."""
+        status = headers.get(":status", "")
+        if ns.role == "control":
+            if status != "200":
+                self._close_by_peer(f"the server refused the session (HTTP status {status})", graceful=False)
+            return
+        if ns.role == "park":
+            self._parks_outstanding -= 1
+            self._park_lot.unpark_all()
+            if status != "200" or "libchan-ref" not in headers:
+                self._park_failures += 1
+                ns.reset(CANCEL)
+                return
+            self._park_failures = 0
+            try:
+                kind, ref, parent = _stream_headers(headers)
+            except RemoteProtocolError as exc:
+                log.warning("server answered a parked request badly: %s", exc)
+                ns.reset(PROTOCOL_ERROR)
+                return
+            link, sid = ns.link, ns.stream_id
+            assert link is not None and sid is not None
+            target = self._arrived(kind, ref, parent)
+            if target is None:
+                ns.reset(PROTOCOL_ERROR)
+                return
+            # The parked stream becomes ``target``.
+            ns.done = True
+            self._streams.discard(ns)
+            link._ready.pop(ns, None)
+            target.bind(link, sid, can_send=True)
+            target.last_sent = ns.last_sent
+            return
+        if status != "200":
+            ns.fail(trio.BrokenResourceError(f"the peer refused the stream (HTTP status {status})"))
+            if ns.link is not None:
+                ns.link.reset_stream(ns, CANCEL)
+
+    def on_reset(self, ns: NetStream, code: int, remote: bool) -> None:
+        if ns.role == "control":
+            ns.on_reset(code, remote)
+            self._close_by_peer(f"the peer aborted the session (HTTP/2 error code {code})", graceful=False)
+            return
+        if ns.role == "park":
+            if ns in self._parks:
+                self._parks.remove(ns)
+            elif not self.server_side:
+                self._parks_outstanding -= 1
+                self._park_failures += 1
+                self._park_lot.unpark_all()
+        ns.on_reset(code, remote)
+
+    def stream_done(self, ns: NetStream) -> None:
+        self._streams.discard(ns)
+        if ns.ref is not None and not ns.role == "park":
+            self.refs.forget_stream(ns.ref)
+        if self._anonymous and self._had_stream and not self._streams:
+            self._close_by_peer("the request is complete", graceful=True)
+
+    # -- internals: opening streams -----------------------------------------------------
+    def _request_headers(self, path: str) -> list[tuple[str, str]]:
+        assert self.session_id is not None
+        return [
+            (":method", "POST"),
+            (":scheme", self._scheme),
+            (":authority", self._authority),
+            (":path", path),
+            ("content-type", CONTENT_TYPE),
+            ("libchan-session", self.session_id),
+        ]
+
+    async def _open(self, ns: NetStream, kind: str, parent_ref: int | None) -> None:
+        ident = [("libchan-ref", str(ns.ref)), ("libchan-type", kind)]
+        if parent_ref is not None:
+            ident.append(("libchan-parent-ref", str(parent_ref)))
+        if not self.server_side:
+            link = self._own_link
+            if link is None or not link.alive:
+                raise SessionClosedError(self.closed_reason or "connection lost")
+            await link.open_stream(ns, self._request_headers(PATH_STREAM) + ident)
+            return
+        park = await self._take_park()
+        link, sid = park.link, park.stream_id
+        assert link is not None and sid is not None
+        park.done = True
+        self._streams.discard(park)
+        link._ready.pop(park, None)
+        ns.bind(link, sid, can_send=False)
+        ns.last_sent = park.last_sent
+        link.answer(ns, [(":status", "200"), ("content-type", CONTENT_TYPE)] + ident)
+
+    async def _take_park(self) -> NetStream:
+        if self._anonymous or (self._control is None and self.session_id is None):
+            raise LocalProtocolError(
+                "this peer cannot receive streams from the server (it sent no libchan session header,"
+                " so it keeps no parked requests)"
+            )
+        with trio.move_on_after(self.config.open_timeout):
+            while True:
+                self._check_open()
+                while self._parks:
+                    park = self._parks.popleft()
+                    if not park.done and park.link is not None and park.link.alive:
+                        return park
+                await self._park_lot.park()
+        raise trio.BrokenResourceError(
+            f"no parked request from the client within {self.config.open_timeout}s; cannot open a stream"
+        )
+
+    async def _park_manager(self) -> None:
+        """Client: keep ``park_pool_size`` parked requests open for the server."""
+        link = self._own_link
+        assert link is not None
+        while self.closed_reason is None and link.alive:
+            if self._parks_outstanding < self.config.park_pool_size:
+                if self._park_failures > 2:
+                    await trio.sleep(min(5.0, 0.2 * self._park_failures))
+                ns = NetStream(self, role="park")
+                self._streams.add(ns)
+                self._parks_outstanding += 1
+                try:
+                    await link.open_stream(ns, self._request_headers(PATH_PARK))
+                except trio.BrokenResourceError:
+                    return
+                continue
+            await self._park_lot.park()
+
+    # -- internals: messages ----------------------------------------------------------
+    def decode(self, payload: bytes, ns: NetStream) -> Any:
+        now = trio.current_time()
+
+        def on_reference(kind: str, ref: int) -> Any:
+            token = NetStream(self, role="stream", kind=kind, opener=False, ref=ref)
+            existing = self.refs.claim(ref, kind, token, now)
+            if existing is None:
+                self._streams.add(token)
+                self._expiry_lot.unpark_all()
+                return facade_for(token, kind, opener=False)
+            return facade_for(existing, kind, opener=False)
+
+        return self.codec.decode(payload, on_reference)
+
+    async def encode_and_open(self, value: Any, parent: NetStream) -> bytes:
+        """Encode a message for ``parent``; open and start forwarding every object it holds."""
+        self._check_open()
+        new: list[tuple[NetStream, str, Any]] = []
+
+        def on_object(kind: str, obj: Any) -> int:
+            ns = NetStream(self, role="stream", kind=kind, opener=True, ref=self.refs.allocate())
+            new.append((ns, kind, obj))
+            return ns.ref  # type: ignore[return-value]
+
+        payload = self.codec.encode(value, on_object)
+        for ns, kind, obj in new:
+            self._streams.add(ns)
+            await self._open(ns, kind, parent.ref)
+            assert self._nursery is not None
+            self._nursery.start_soon(forward, obj, facade_for(ns, kind, opener=True), kind)
+        return payload
+
+    async def _expiry_task(self) -> None:
+        while self.closed_reason is None:
+            deadline = self.refs.next_deadline()
+            if deadline is None:
+                await self._expiry_lot.park()
+                continue
+            with trio.move_on_at(deadline):
+                await trio.sleep_forever()
+            for e in self.refs.expire(trio.current_time()):
+                ns: NetStream = e.item
+                if e.what == "reference":
+                    ns.fail(
+                        UnresolvedReferenceError(
+                            f"the peer referenced {e.kind} {e.ref} but its stream did not arrive"
+                            f" within {self.config.reference_timeout}s"
+                        )
+                    )
+                else:
+                    log.warning("stream with reference %d arrived but no message named it; resetting", e.ref)
+                    link = ns.link
+                    ns.fail(RemoteProtocolError(f"stream {e.ref} was never referenced"))
+                    if link is not None and ns.stream_id is not None:
+                        link.reset_stream(ns, PROTOCOL_ERROR)
+
+
+def _stream_headers(headers: dict[str, str]) -> tuple[str, int, int | None]:
+    kind = headers.get("libchan-type")
+    if kind not in TAGS:
+        raise RemoteProtocolError(f"bad or missing libchan-type header: {kind!r}")
+    try:
+        ref = int(headers["libchan-ref"])
+        parent = int(headers["libchan-parent-ref"]) if "libchan-parent-ref" in headers else None
+    except (KeyError, ValueError) as exc:
+        raise RemoteProtocolError(f"bad or missing libchan-ref header: {exc}") from None
+    if ref < 0 or (parent is not None and parent < 0):
+        raise RemoteProtocolError("reference numbers are unsigned")
+    return kind, ref, parent

@@ -1,0 +1,234 @@
+"""Byte streams: raw bytes carried beside messages (attach, stdio, files).
+
+Every libchan byte stream is a :class:`trio.abc.HalfCloseableStream`:
+``send_all``, ``receive_some``, ``send_eof`` and ``aclose``.
+
+Three directions exist, as in Go libchan (ext codes 1/2/3 of its profile):
+
+* duplex -- both sides read and write (:func:`stream_pipe` ends, sockets);
+* read-only -- the holder only reads (wrap a stream in :class:`ReadOnly`);
+* write-only -- the holder only writes (wrap a stream in :class:`WriteOnly`).
+
+When a message sent over a session holds a byte stream, the peer receives a
+byte stream of the *same* direction, and the session copies bytes between the
+local object and the network. So to let a peer read your local data, send
+``ReadOnly(local)``; to let a peer write into a local sink, send
+``WriteOnly(local)``; to give a peer both, send the duplex stream itself.
+Any ``trio.abc.Stream`` is sent as duplex, a bare ``trio.abc.ReceiveStream``
+as read-only and a bare ``trio.abc.SendStream`` as write-only.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import trio
+
+__all__ = [
+    "ByteStream",
+    "ReadOnly",
+    "WriteOnly",
+    "stream_pipe",
+    "PipeStream",
+    "stream_direction",
+    "Direction",
+]
+
+Direction = Literal["duplex", "read", "write"]
+
+
+class ByteStream(trio.abc.HalfCloseableStream):
+    """Base class of libchan's byte streams; ``direction`` tells what the holder may do."""
+
+    direction: Direction = "duplex"
+
+    @property
+    def readable(self) -> bool:
+        return self.direction in ("duplex", "read")
+
+    @property
+    def writable(self) -> bool:
+        return self.direction in ("duplex", "write")
+
+
+class _Wrapped(ByteStream):
+    def __init__(self, inner: trio.abc.AsyncResource) -> None:
+        self.inner = inner
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if not self.writable:
+            await trio.lowlevel.checkpoint()
+            raise trio.ClosedResourceError("this byte stream is read-only")
+        await self.inner.send_all(data)  # type: ignore[attr-defined]
+
+    async def wait_send_all_might_not_block(self) -> None:
+        if not self.writable:
+            await trio.lowlevel.checkpoint()
+            raise trio.ClosedResourceError("this byte stream is read-only")
+        await self.inner.wait_send_all_might_not_block()  # type: ignore[attr-defined]
+
+    async def send_eof(self) -> None:
+        if not self.writable:
+            await trio.lowlevel.checkpoint()
+            return
+        send_eof = getattr(self.inner, "send_eof", None)
+        if send_eof is not None:
+            await send_eof()
+        else:
+            await self.inner.aclose()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        if not self.readable:
+            await trio.lowlevel.checkpoint()
+            raise trio.ClosedResourceError("this byte stream is write-only")
+        return await self.inner.receive_some(max_bytes)  # type: ignore[attr-defined]
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.inner!r})"
+
+
+class ReadOnly(_Wrapped):
+    """Mark ``inner`` (a receive stream) as read-only: a peer given it may only read."""
+
+    direction: Direction = "read"
+
+
+class WriteOnly(_Wrapped):
+    """Mark ``inner`` (a send stream) as write-only: a peer given it may only write."""
+
+    direction: Direction = "write"
+
+
+def stream_direction(obj: object) -> Direction | None:
+    """Return the direction a byte-stream object is sent as, or None if it is not one."""
+    if isinstance(obj, ByteStream):
+        return obj.direction
+    if isinstance(obj, trio.abc.Stream):
+        return "duplex"
+    if isinstance(obj, trio.abc.ReceiveStream):
+        return "read"
+    if isinstance(obj, trio.abc.SendStream):
+        return "write"
+    return None
+
+
+class _OneWay:
+    """One direction of an in-memory stream pipe: a bounded byte buffer."""
+
+    def __init__(self, max_buffer: int) -> None:
+        self.buf = bytearray()
+        self.max_buffer = max_buffer
+        self.eof = False  # writer finished
+        self.reader_closed = False
+        self.lot = trio.lowlevel.ParkingLot()
+
+
+class PipeStream(ByteStream):
+    """One end of an in-memory duplex byte stream made by :func:`stream_pipe`."""
+
+    def __init__(self, incoming: _OneWay, outgoing: _OneWay) -> None:
+        self._in = incoming
+        self._out = outgoing
+        self._closed = False
+        self._sending = False
+        self._receiving = False
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if self._sending:
+            raise trio.BusyResourceError("another task is already sending on this stream")
+        self._sending = True
+        try:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            if self._closed:
+                raise trio.ClosedResourceError("this stream end was closed")
+            if self._out.eof:
+                raise trio.ClosedResourceError("send_eof() was called on this stream end")
+            view = memoryview(data).cast("B")
+            while True:
+                if self._closed:
+                    raise trio.ClosedResourceError("this stream end was closed")
+                if self._out.reader_closed:
+                    raise trio.BrokenResourceError("the other end of the stream was closed")
+                if not view:
+                    break
+                room = self._out.max_buffer - len(self._out.buf)
+                if room > 0:
+                    self._out.buf += view[:room]
+                    view = view[room:]
+                    self._out.lot.unpark_all()
+                    continue
+                await self._out.lot.park()
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        finally:
+            self._sending = False
+
+    async def wait_send_all_might_not_block(self) -> None:
+        while (
+            not self._closed
+            and not self._out.reader_closed
+            and len(self._out.buf) >= self._out.max_buffer
+        ):
+            await self._out.lot.park()
+        await trio.lowlevel.checkpoint()
+
+    async def send_eof(self) -> None:
+        await trio.lowlevel.checkpoint()
+        if self._closed:
+            raise trio.ClosedResourceError("this stream end was closed")
+        self._out.eof = True
+        self._out.lot.unpark_all()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if max_bytes is not None and max_bytes < 1:
+            raise ValueError("max_bytes must be >= 1")
+        if self._receiving:
+            raise trio.BusyResourceError("another task is already receiving on this stream")
+        self._receiving = True
+        try:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            while True:
+                if self._closed:
+                    raise trio.ClosedResourceError("this stream end was closed")
+                if self._in.buf:
+                    n = len(self._in.buf) if max_bytes is None else min(max_bytes, len(self._in.buf))
+                    chunk = bytes(self._in.buf[:n])
+                    del self._in.buf[:n]
+                    self._in.lot.unpark_all()
+                    await trio.lowlevel.cancel_shielded_checkpoint()
+                    return chunk
+                if self._in.eof:
+                    await trio.lowlevel.cancel_shielded_checkpoint()
+                    return b""
+                await self._in.lot.park()
+        finally:
+            self._receiving = False
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._out.eof = True
+            self._in.reader_closed = True
+            self._in.buf.clear()
+            self._in.lot.unpark_all()
+            self._out.lot.unpark_all()
+        await trio.lowlevel.checkpoint()
+
+    def __repr__(self) -> str:
+        return f"<libchan.PipeStream at {id(self):#x}>"
+
+
+def stream_pipe(max_buffer: int = 65536) -> tuple[PipeStream, PipeStream]:
+    """Return two connected in-memory duplex byte-stream ends.
+
+    Bytes written into one end are read from the other. At most
+    ``max_buffer`` bytes wait unread per direction; beyond that ``send_all``
+    blocks (backpressure).
+    """
+    if max_buffer < 1:
+        raise ValueError("max_buffer must be >= 1")
+    a_to_b = _OneWay(max_buffer)
+    b_to_a = _OneWay(max_buffer)
+    return PipeStream(b_to_a, a_to_b), PipeStream(a_to_b, b_to_a)

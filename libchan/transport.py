@@ -1,0 +1,242 @@
+"""URLs to sessions: :func:`connect` and :func:`serve` for tcp://, tls:// and unix://.
+
+* ``tcp://HOST:PORT`` -- cleartext HTTP/2 with prior knowledge;
+* ``tls://HOST:PORT`` -- TLS with ALPN ``h2``; certificate verification and
+  hostname checking are on by default (pass your own ``ssl.SSLContext`` to
+  trust a private CA or to present a client certificate for mutual TLS);
+* ``unix:///PATH`` -- cleartext HTTP/2 over a unix socket.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import ssl as _ssl
+import stat
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Awaitable, Callable
+from urllib.parse import urlsplit
+
+import trio
+
+from .config import Config
+from .errors import LocalProtocolError, ProtocolError
+from .spdy_like.h2mux import H2Multiplexer
+from .spdy_like.link import Link
+from .spdy_like.mux import StreamOpened
+from .spdy_like.session import Session
+
+__all__ = ["connect", "serve", "parse_url", "Address"]
+
+log = logging.getLogger("libchan")
+
+ALPN_H2 = "h2"
+
+
+@dataclass(frozen=True)
+class Address:
+    scheme: str  # "tcp", "tls" or "unix"
+    host: str = ""
+    port: int = 0
+    path: str = ""
+
+    def __str__(self) -> str:
+        if self.scheme == "unix":
+            return f"unix://{self.path}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
+
+
+def parse_url(url: str) -> Address:
+    """Parse ``tcp://host:port``, ``tls://host:port`` or ``unix:///path``; ValueError if bad."""
+    if not isinstance(url, str):
+        raise TypeError("url must be a str")
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme == "unix":
+        path = (parts.netloc + parts.path) if parts.netloc else parts.path
+        if not path:
+            raise ValueError(f"unix URL needs a path, as in unix:///tmp/chan.sock: {url!r}")
+        return Address("unix", path=path)
+    if scheme not in ("tcp", "tls"):
+        raise ValueError(f"unsupported URL scheme {parts.scheme!r} in {url!r} (use tcp://, tls:// or unix://)")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"bad port in {url!r}") from None
+    if not parts.hostname or port is None:
+        raise ValueError(f"URL needs a host and a port, as in {scheme}://127.0.0.1:9323: {url!r}")
+    return Address(scheme, host=parts.hostname, port=port)
+
+
+def _client_context(ssl: _ssl.SSLContext | None) -> _ssl.SSLContext:
+    ctx = ssl if ssl is not None else _ssl.create_default_context()
+    ctx.set_alpn_protocols([ALPN_H2])
+    return ctx
+
+
+def _server_context(ssl: _ssl.SSLContext | None) -> _ssl.SSLContext:
+    if ssl is None:
+        raise LocalProtocolError("a tls:// server needs ssl= (an SSLContext with its certificate)")
+    ssl.set_alpn_protocols([ALPN_H2])
+    return ssl
+
+
+async def open_transport(address: Address, *, ssl: _ssl.SSLContext | None = None) -> trio.abc.Stream:
+    """Open the byte stream for ``address`` (TLS handshake and ALPN check included)."""
+    if address.scheme == "unix":
+        return await trio.open_unix_socket(address.path)
+    if address.scheme == "tcp":
+        return await trio.open_tcp_stream(address.host, address.port)
+    stream = await trio.open_ssl_over_tcp_stream(
+        address.host, address.port, ssl_context=_client_context(ssl), https_compatible=True
+    )
+    try:
+        await stream.do_handshake()
+        selected = stream.selected_alpn_protocol()
+        if selected != ALPN_H2:
+            raise ProtocolError(
+                f"TLS peer {address} did not agree to HTTP/2 via ALPN (it selected {selected!r})"
+            )
+    except BaseException:
+        await trio.aclose_forcefully(stream)
+        raise
+    return stream
+
+
+@asynccontextmanager
+async def connect(
+    url: str, *, ssl: _ssl.SSLContext | None = None, config: Config | None = None
+) -> AsyncIterator[Session]:
+    """Connect to a libchan server and yield a client :class:`Session`.
+
+    ``async with libchan.connect("tls://host:9323", ssl=ctx) as session: ...``
+    """
+    address = parse_url(url)
+    stream = await open_transport(address, ssl=ssl)
+    authority = "localhost" if address.scheme == "unix" else f"{address.host}:{address.port}"
+    scheme = "https" if address.scheme == "tls" else "http"
+    async with Session(stream, config=config, authority=authority, scheme=scheme) as session:
+        yield session
+
+
+class _Server:
+    """Routes requests from any number of connections to sessions by ``libchan-session``."""
+
+    def __init__(self, handler: Callable[[Session], Awaitable[Any]], config: Config, nursery: trio.Nursery) -> None:
+        self.handler = handler
+        self.config = config
+        self.nursery = nursery
+        self.sessions: dict[str, Session] = {}
+
+    async def handle_connection(self, transport: trio.abc.Stream) -> None:
+        try:
+            if isinstance(transport, trio.SSLStream):
+                try:
+                    await transport.do_handshake()
+                except (trio.BrokenResourceError, _ssl.SSLError, OSError) as exc:
+                    log.info("TLS handshake failed: %s", exc)
+                    await trio.aclose_forcefully(transport)
+                    return
+                selected = transport.selected_alpn_protocol()
+                if selected not in (None, ALPN_H2):
+                    log.info("refusing connection: ALPN %r is not h2", selected)
+                    await trio.aclose_forcefully(transport)
+                    return
+            c = self.config
+            mux = H2Multiplexer(
+                client_side=False,
+                stream_window=c.stream_window,
+                connection_window=c.connection_window,
+                max_frame_size=c.max_frame_size,
+                max_concurrent_streams=c.max_streams,
+                max_header_list_size=c.max_header_list_size,
+            )
+            link = Link(transport, mux, c, on_stream_opened=self._route, on_closed=self._link_closed)
+            await link.run()
+        except Exception:
+            log.exception("libchan connection handler failed")
+
+    def _route(self, link: Link, ev: StreamOpened) -> None:
+        sid = ev.headers.get("libchan-session")
+        if sid is None:
+            session = Session(server_side=True, config=self.config, _anonymous=True)
+            self.nursery.start_soon(self._run_session, session, None)
+        else:
+            session = self.sessions.get(sid)  # type: ignore[assignment]
+            if session is None:
+                session = Session(server_side=True, config=self.config, session_id=sid)
+                self.sessions[sid] = session
+                self.nursery.start_soon(self._run_session, session, sid)
+        session.accept_stream(link, ev)
+
+    def _link_closed(self, link: Link, reason: str) -> None:
+        for session in list(self.sessions.values()):
+            session._link_closed(link, reason)
+
+    async def _run_session(self, session: Session, sid: str | None) -> None:
+        try:
+            async with session:
+                await self.handler(session)
+        except Exception:
+            log.exception("libchan session handler failed")
+        finally:
+            if sid is not None and self.sessions.get(sid) is session:
+                del self.sessions[sid]
+
+
+async def serve(
+    url: str,
+    handler: Callable[[Session], Awaitable[Any]],
+    *,
+    ssl: _ssl.SSLContext | None = None,
+    config: Config | None = None,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve libchan sessions on ``url``; ``await handler(session)`` runs for each one.
+
+    Runs until cancelled. With ``nursery.start(libchan.serve, url, handler)``
+    the start value is the list of URLs actually bound (useful with port 0).
+    A session ends when its handler returns (or when the peer ends it).
+    Handler exceptions are logged to the ``libchan`` logger, not raised.
+    """
+    address = parse_url(url)
+    config = config or Config()
+    listeners: list[trio.abc.Listener[Any]]
+    bound: list[str] = []
+    unix_path: str | None = None
+    if address.scheme == "unix":
+        path = address.path
+        try:
+            if stat.S_ISSOCK(os.stat(path).st_mode):
+                os.unlink(path)  # a stale socket of an earlier run
+        except FileNotFoundError:
+            pass
+        sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+        await sock.bind(path)
+        sock.listen(128)
+        unix_path = path
+        listeners = [trio.SocketListener(sock)]
+        bound.append(str(address))
+    else:
+        tcp = await trio.open_tcp_listeners(address.port, host=address.host)
+        for listener in tcp:
+            host, port = listener.socket.getsockname()[:2]
+            bound.append(str(Address(address.scheme, host=host, port=port)))
+        if address.scheme == "tls":
+            ctx = _server_context(ssl)
+            listeners = [trio.SSLListener(t, ctx, https_compatible=True) for t in tcp]
+        else:
+            listeners = list(tcp)
+    try:
+        async with trio.open_nursery() as nursery:
+            server = _Server(handler, config, nursery)
+            await nursery.start(trio.serve_listeners, server.handle_connection, listeners)
+            task_status.started(bound)
+    finally:
+        if unix_path is not None:
+            try:
+                os.unlink(unix_path)
+            except OSError:
+                pass
