@@ -65,6 +65,10 @@ class H2Multiplexer:
                 h2.settings.SettingCodes.ENABLE_PUSH: 0,
             },
         )
+        # The settings above are ours from the start; accept frames of the size
+        # we advertise even before the peer acknowledges them.
+        self._conn.max_inbound_frame_size = max_frame_size
+        self._conn.incoming_buffer.max_frame_size = max_frame_size
         self._conn.initiate_connection()
         if connection_window > 65535:
             self._conn.increment_flow_control_window(connection_window - 65535)

@@ -222,17 +222,20 @@ class NetStream:
 
     # -- called by the facades --------------------------------------------------
     async def write(self, data: bytes) -> None:
-        """Queue framed bytes; block while too much is queued (backpressure)."""
+        """Queue framed bytes once the queue is short enough (backpressure).
+
+        A ``write`` cancelled while it waits has queued nothing, so a
+        cancelled ``send`` did not send, as with trio memory channels.
+        """
         await trio.lowlevel.checkpoint_if_cancelled()
+        self._check_writable()
+        limit = self.session.config.send_buffer
+        while len(self.outbox) > limit and self.error is None and not self.out_ended:
+            await self.send_lot.park()
         self._check_writable()
         self.outbox += data
         if self.link is not None:
             self.link.schedule(self)
-        limit = self.session.config.send_buffer
-        while len(self.outbox) > limit and self.error is None and not self.out_ended:
-            await self.send_lot.park()
-        if self.error is not None and not self.out_ended_by_us():
-            raise self.error
         await trio.lowlevel.cancel_shielded_checkpoint()
 
     def out_ended_by_us(self) -> bool:

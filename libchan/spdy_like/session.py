@@ -226,6 +226,8 @@ class Session:
                 control = self._control
                 if control is not None and not control.done:
                     control.request_end()
+                    for link in list(self._links):
+                        await link.drain(min(1.0, self.config.close_timeout))
                 for ns in list(self._streams):
                     if ns is not control and not ns.done:
                         link = ns.link
@@ -476,7 +478,7 @@ class Session:
         link.answer(ns, [(":status", "200"), ("content-type", CONTENT_TYPE)] + ident)
 
     async def _take_park(self) -> NetStream:
-        if self._anonymous or (self._control is None and self.session_id is None):
+        if self._anonymous:
             raise LocalProtocolError(
                 "this peer cannot receive streams from the server (it sent no libchan session header,"
                 " so it keeps no parked requests)"
