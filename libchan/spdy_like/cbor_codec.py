@@ -83,6 +83,7 @@ _REJECTED_ENCODERS: dict[type, Callable[[Any, Any], None]] = {
     for t in (
         set,
         frozenset,
+        complex,
         decimal.Decimal,
         fractions.Fraction,
         uuid.UUID,

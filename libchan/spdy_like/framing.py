@@ -44,11 +44,15 @@ class FrameDecoder:
     ``feed(data)`` returns ``(payloads, free)``: the complete payloads now
     available, each as ``(bytes, wire_size)``, and the number of bytes that
     carried no payload (keepalives), which the caller may acknowledge at once.
+    A framing error raises; if complete payloads preceded the bad bytes in the
+    same call, they are returned first and the error is kept in ``error``
+    (and raised by every later ``feed``).
     """
 
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
         self._buf = bytearray()
+        self.error: Exception | None = None
 
     @property
     def buffered(self) -> int:
@@ -56,9 +60,22 @@ class FrameDecoder:
         return len(self._buf)
 
     def feed(self, data: bytes) -> tuple[list[tuple[bytes, int]], int]:
+        if self.error is not None:
+            raise self.error
+        out: list[tuple[bytes, int]] = []
+        try:
+            free = self._parse(data, out)
+        except (RemoteProtocolError, MessageTooLargeError) as exc:
+            self.error = exc
+            self._buf.clear()
+            if not out:
+                raise
+            return out, 0
+        return out, free
+
+    def _parse(self, data: bytes, out: list[tuple[bytes, int]]) -> int:
         buf = self._buf
         buf += data
-        out: list[tuple[bytes, int]] = []
         free = 0
         pos = 0
         n = len(buf)
@@ -95,7 +112,7 @@ class FrameDecoder:
             pos = end
         if pos:
             del buf[:pos]
-        return out, free
+        return free
 
     def at_boundary(self) -> bool:
         """True when no partial item is buffered (a clean place for the body to end)."""

@@ -125,6 +125,8 @@ class NetStream:
                 self.inbox.append((payload, wire))
         if items:
             self.recv_lot.unpark_all()
+        if self.decoder.error is not None:
+            self.protocol_failure(self.decoder.error)
 
     def on_end(self) -> None:
         if self.in_ended:

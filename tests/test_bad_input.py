@@ -1,0 +1,186 @@
+"""Bad input gets a typed error, and nothing else breaks."""
+
+from __future__ import annotations
+
+import cbor2
+import h2.events
+import pytest
+import trio
+from hypothesis import given, settings, strategies as st
+
+import libchan
+from libchan.spdy_like.cbor_codec import CborCodec
+from libchan.spdy_like.framing import FrameDecoder, encode_frame
+from helpers import served, session_pair
+from rawh2 import RawH2Client
+
+
+@pytest.fixture
+async def server(tmp_path):
+    """A TCP server whose sessions' first channels land in a memory channel."""
+    send, recv = trio.open_memory_channel(10)
+
+    async def handler(session):
+        async for receiver in session:
+            await send.send((session, receiver))
+
+    config = libchan.Config(max_message_size=1000, reference_timeout=0.5)
+    async with served("tcp", handler, tmp_path, config) as (url, _):
+        host, port = url[len("tcp://"):].rsplit(":", 1)
+        yield host, int(port), recv
+
+
+async def _post(host, port, body, headers=()):
+    client = await RawH2Client.open(host, port)
+    sid = await client.request("/whatever", body, list(headers))
+    return client, sid
+
+
+async def _receive_error(recv):
+    _, receiver = await recv.receive()
+    with pytest.raises(libchan.ProtocolError) as info:
+        while True:
+            await receiver.receive()
+    return info.value
+
+
+async def _check_still_works(host, port, recv):
+    client, _ = await _post(host, port, encode_frame(cbor2.dumps({"ok": True})))
+    _, receiver = await recv.receive()
+    assert await receiver.receive() == {"ok": True}
+    await client.aclose()
+
+
+@pytest.mark.parametrize(
+    "body, expected, text",
+    [
+        (encode_frame(b"\xff\x00"), libchan.RemoteProtocolError, "malformed"),
+        (encode_frame(cbor2.dumps(cbor2.CBORTag(999, 1))), libchan.RemoteProtocolError, "unknown CBOR tag 999"),
+        (encode_frame(cbor2.dumps({"set": cbor2.CBORTag(258, [1])})), libchan.RemoteProtocolError, "tag 258"),
+        (encode_frame(cbor2.dumps([1, 2])[:-1]), libchan.RemoteProtocolError, "premature end"),
+        (encode_frame(cbor2.dumps(1) + b"\x01"), libchan.RemoteProtocolError, "trailing"),
+        (encode_frame(cbor2.dumps("x" * 2000)), libchan.MessageTooLargeError, "exceeds the limit of 1000"),
+        (b"\x01\x02\x03", libchan.RemoteProtocolError, "framing"),
+        (b"\x5a\x00\x00\x00\x10abc", libchan.RemoteProtocolError, "ended in the middle"),
+    ],
+)
+async def test_bad_message_is_a_typed_error_and_the_server_survives(server, body, expected, text):
+    host, port, recv = server
+    with trio.fail_after(10):
+        client, sid = await _post(host, port, encode_frame(cbor2.dumps("good")) + body)
+        _, receiver = await recv.receive()
+        assert await receiver.receive() == "good"
+        with pytest.raises(expected, match=text):
+            await receiver.receive()
+        if expected is not libchan.RemoteProtocolError or text != "ended in the middle":
+            reset = await client.wait_for(lambda e: isinstance(e, h2.events.StreamReset) and e.stream_id == sid)
+            assert reset.error_code in (1, 11)
+        await _check_still_works(host, port, recv)
+        await client.aclose()
+
+
+async def test_reference_that_never_arrives(server):
+    host, port, recv = server
+    with trio.fail_after(10):
+        msg = cbor2.dumps({"chan": cbor2.CBORTag(41401, 7)})
+        headers = [("libchan-session", "raw-session-1"), ("libchan-ref", "1"), ("libchan-type", "receiver")]
+        client, _ = await _post(host, port, encode_frame(msg), headers)
+        _, receiver = await recv.receive()
+        got = await receiver.receive()
+        assert isinstance(got["chan"], libchan.Receiver)
+        with pytest.raises(libchan.UnresolvedReferenceError, match="did not arrive"):
+            await got["chan"].receive()
+        await _check_still_works(host, port, recv)
+        await client.aclose()
+
+
+async def test_garbage_bytes_close_the_connection_only(server):
+    host, port, recv = server
+    with trio.fail_after(10):
+        stream = await trio.open_tcp_stream(host, port)
+        await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + bytes(range(256)) * 4)
+        while await stream.receive_some(65536):
+            pass  # the server answers with GOAWAY (or nothing) and closes
+        await stream.aclose()
+        await _check_still_works(host, port, recv)
+
+
+async def test_client_fed_garbage_fails_pending_operations_clearly():
+    async def fake_server(stream):
+        await stream.receive_some(100)
+        await stream.send_all(b"this is not HTTP/2 at all" * 10)
+        await trio.sleep(1)
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(trio.serve_tcp, fake_server, 0)
+            port = listeners[0].socket.getsockname()[1]
+            async with libchan.connect(f"tcp://127.0.0.1:{port}") as session:
+                with pytest.raises(libchan.SessionClosedError, match="protocol error|connection"):
+                    await session.accept_receiver()
+                with pytest.raises(libchan.SessionClosedError):
+                    await session.open_sender()
+            nursery.cancel_scope.cancel()
+
+
+async def test_oversized_message_is_refused_locally(tmp_path):
+    config = libchan.Config(max_message_size=100)
+    with trio.fail_after(10):
+        async with session_pair("tcp", tmp_path, config=config) as (cli, srv):
+            sender = await cli.open_sender()
+            with pytest.raises(libchan.MessageTooLargeError, match="outgoing message"):
+                await sender.send("y" * 500)
+            await sender.send("small is fine")
+            receiver = await srv.accept_receiver()
+            assert await receiver.receive() == "small is fine"
+
+
+async def test_unencodable_value_is_a_local_error(tmp_path):
+    with trio.fail_after(10):
+        async with session_pair("memory", tmp_path) as (cli, srv):
+            sender = await cli.open_sender()
+            for bad in ({1, 2}, object(), 1j):
+                with pytest.raises(libchan.LocalProtocolError):
+                    await sender.send({"bad": bad})
+            await sender.send("still usable")
+            assert await (await srv.accept_receiver()).receive() == "still usable"
+
+
+_codec = CborCodec(max_message_size=1 << 16, max_depth=64)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.binary(max_size=512))
+def test_fuzz_message_decoder_random_bytes(data):
+    try:
+        _codec.decode(data, lambda kind, ref: (kind, ref))
+    except (libchan.RemoteProtocolError, libchan.MessageTooLargeError):
+        pass
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(st.binary(max_size=64), max_size=8))
+def test_fuzz_frame_decoder_random_chunks(chunks):
+    decoder = FrameDecoder(1 << 12)
+    try:
+        for chunk in chunks:
+            decoder.feed(chunk)
+    except (libchan.RemoteProtocolError, libchan.MessageTooLargeError):
+        pass
+
+
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text() | st.binary(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_values)
+def test_fuzz_codec_round_trip(value):
+    payload = _codec.encode(value, lambda kind, obj: 0)
+    assert _codec.decode(payload, lambda kind, ref: None) == value
+    decoder = FrameDecoder(1 << 16)
+    items, free = decoder.feed(b"\xf7" + encode_frame(payload) + b"\xf7")
+    assert [p for p, _ in items] == [payload] and free == 2
