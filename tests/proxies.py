@@ -116,6 +116,8 @@ class Proxy:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=3)
+
+    def cleanup(self) -> None:
         shutil.rmtree(self.tmpdir, ignore_errors=True)
 
 

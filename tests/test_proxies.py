@@ -77,6 +77,7 @@ async def proxied(request: pytest.FixtureRequest) -> Any:
             proxy.stop()
             print(f"---- {proxy.name} ({proxy.extra['command']}) log ----")
             print(proxy.log()[-20000:])
+            proxy.cleanup()
             nursery.cancel_scope.cancel()
 
 
