@@ -1,0 +1,994 @@
+#!/usr/bin/env python
+"""libchan vs. raw trio sockets vs. grpclib, on the same workloads, in one run.
+
+Usage::
+
+    .venv/bin/python bench/bench.py [--quick] [--tls-only | --plain-only]
+                                    [--impl raw,libchan,grpclib] [--workload oneway,rtt,churn,bulk]
+                                    [--duration SECONDS]
+
+Every figure is measured with the server and the client in two *separate
+processes* (this script re-executes itself with a hidden ``--_role`` option),
+so that on a 2-core machine each side has its own core and its own GIL, as in
+a real deployment. One server process is started per (implementation,
+transport) and serves all workloads on one port; a fresh client connection (a
+fresh libchan session, a fresh grpclib Channel) is made for every workload.
+All rates are measured *after* connection set-up and after a one-message
+handshake ("ready") with the server, and *include* the time for the last
+message to be processed by the server (the server reports its count, and the
+client stops its clock when that report arrives).
+
+Implementations
+---------------
+raw      trio sockets (``trio.open_tcp_stream`` / ``trio.SSLStream``) with
+         hand-written framing -- the "what would it cost without a library"
+         baseline.
+libchan  this project: ``libchan.connect`` / ``libchan.serve`` over HTTP/2 +
+         CBOR (default ``Config``).
+grpclib  grpclib 0.4 (asyncio, also HTTP/2 via the ``h2`` package), bidi
+         streaming methods, with a raw-bytes codec (no protobuf).
+
+Transports: plaintext TCP on 127.0.0.1 and TLS (certificates from trustme;
+the same server/client ``SSLContext`` settings for all three).
+
+Workloads (each gives one figure per implementation and transport)
+------------------------------------------------------------------
+oneway   one-way 100-byte messages per second on one channel.
+         raw: the client writes *batches* of 256 length-prefixed messages
+         (4-byte big-endian length + 100 bytes; one ``send_all`` per batch);
+         the server splits them into individual ``bytes`` objects in Python
+         (``int.from_bytes`` + slicing) and counts them. A zero length ends.
+         libchan: ``await sender.send(b"x" * 100)`` in a loop on one channel
+         (the library batches internally); the server ``async for``-s over
+         the Receiver.
+         grpclib: ``await stream.send_message(b"x" * 100)`` in a loop on one
+         bidi stream; the server iterates the request stream.
+rtt      round trips per second on an open channel, one at a time.
+         raw: send 100 B, read until the 100 B echo arrived.
+         libchan: the client sends ``{"op": "rtt", "reply": reply_sender}``
+         once (``reply_sender, replies = libchan.pipe()``); then for each round
+         trip ``await sender.send(payload)`` and ``await replies.receive()``;
+         the server answers every message on the reply channel (kept open).
+         grpclib: ``send_message`` + ``recv_message`` on one bidi stream.
+churn    channels opened, given one 100-byte message, and closed, per second.
+         libchan: one task loops ``s = await session.open_sender();
+         await s.send(payload); await s.aclose()`` on one session (none of
+         these waits for the server, so it is naturally pipelined); the
+         server takes every channel from ``async for receiver in session``,
+         reads its message and waits for its end, and counts. The clock stops
+         when the server confirms it has seen all of them.
+         raw: there is no multiplexing, so a "channel" is a *new connection*
+         (TCP, or TCP + full TLS handshake): connect, ``send_all`` 101 B,
+         close; 16 client tasks do this concurrently (to hide the connect
+         round trip, as libchan's pipelining does); the server reads 101 B,
+         counts, closes.
+         grpclib: one bidi call per "channel" (open stream, one message with
+         END_STREAM, wait for the 1-byte answer and the trailers, as its API
+         requires), 16 concurrent client tasks on one connection.
+bulk     byte-stream throughput in GB/s (10**9 bytes per second), client to
+         server, for at least the --duration and at least 64 MiB (32 MiB with
+         --quick), written in 1 MiB ``send_all`` calls.
+         raw: ``send_all`` of 1 MiB chunks each preceded by an 8-byte length
+         (0 = end; TLS streams cannot half-close) and the server reads with
+         ``receive_some(256 KiB)``.
+         libchan: ``a, b = libchan.stream_pipe(max_buffer=1 MiB)``; the client
+         sends ``{"op": "bulk", "stream": libchan.ReadOnly(b), ...}`` and
+         writes into ``a``; the server reads the byte stream it receives with
+         ``receive_some()`` until EOF.
+         grpclib: 1 MiB messages on one bidi stream.
+
+Ratios printed next to the libchan and grpclib figures are to the raw figure
+of the same transport in the same run. A workload that errors or exceeds its
+time limit is reported as ``FAILED: <reason>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import select
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+PAYLOAD = b"x" * 100
+BULK_CHUNK = 1024 * 1024
+CHURN_CONCURRENCY = 16
+RAW_BATCH = 256
+WORKLOADS = ["oneway", "rtt", "churn", "bulk"]
+IMPLS = ["raw", "libchan", "grpclib"]
+GOALS = {"oneway": 0.20, "rtt": 0.45, "bulk": 0.15}
+GRPCLIB_BEFORE = {"oneway": 0.04, "rtt": 0.57, "bulk": 0.07}
+TITLES = {
+    "oneway": "one-way 100 B msgs/s (1 channel)",
+    "rtt": "round trips/s (100 B, open channel)",
+    "churn": "open+1 msg+close channels/s",
+    "bulk": "byte-stream bulk GB/s",
+}
+
+
+# ---------------------------------------------------------------------------------------
+# TLS contexts (files written by the parent with trustme)
+
+
+def server_ssl(certdir: str) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(os.path.join(certdir, "server.pem"), os.path.join(certdir, "server.key"))
+    ctx.set_alpn_protocols(["h2"])
+    return ctx
+
+
+def client_ssl(certdir: str) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=os.path.join(certdir, "ca.pem"))
+    ctx.set_alpn_protocols(["h2"])
+    return ctx
+
+
+def make_certs(certdir: str) -> None:
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    ca.cert_pem.write_to_path(os.path.join(certdir, "ca.pem"))
+    cert.private_key_pem.write_to_path(os.path.join(certdir, "server.key"))
+    cert.cert_chain_pems[0].write_to_path(os.path.join(certdir, "server.pem"))
+    for extra in cert.cert_chain_pems[1:]:
+        extra.write_to_path(os.path.join(certdir, "server.pem"), append=True)
+
+
+def emit(obj: dict) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+# ---------------------------------------------------------------------------------------
+# raw trio
+
+
+async def _recv_exactly(stream, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = await stream.receive_some(n - len(buf))
+        if not chunk:
+            raise EOFError(f"EOF after {len(buf)} of {n} bytes")
+        buf += chunk
+    return bytes(buf)
+
+
+def raw_server_main(certdir: str | None) -> None:
+    import trio
+
+    churn = {"count": 0}
+    churn_lot = trio.lowlevel.ParkingLot()
+
+    async def handle(stream) -> None:
+        try:
+            op = await _recv_exactly(stream, 1)
+            if op == b"O":  # one-way
+                await stream.send_all(b"R")
+                buf = bytearray()
+                pos = 0
+                count = 0
+                done = False
+                while not done:
+                    data = await stream.receive_some(256 * 1024)
+                    if not data:
+                        raise EOFError("EOF in one-way stream")
+                    if pos:
+                        del buf[:pos]
+                        pos = 0
+                    buf += data
+                    end = len(buf)
+                    while end - pos >= 4:
+                        n = int.from_bytes(buf[pos : pos + 4], "big")
+                        if n == 0:
+                            done = True
+                            break
+                        if end - pos - 4 < n:
+                            break
+                        msg = bytes(buf[pos + 4 : pos + 4 + n])  # noqa: F841 -- one object per message
+                        count += 1
+                        pos += 4 + n
+                await stream.send_all(count.to_bytes(8, "big"))
+            elif op == b"E":  # echo
+                await stream.send_all(b"R")
+                while True:
+                    try:
+                        msg = await _recv_exactly(stream, len(PAYLOAD))
+                    except EOFError:
+                        break
+                    await stream.send_all(msg)
+            elif op == b"C":  # one churn "channel"
+                await _recv_exactly(stream, len(PAYLOAD))
+                churn["count"] += 1
+                churn_lot.unpark_all()
+            elif op == b"D":  # churn done: wait until N were seen
+                n = int.from_bytes(await _recv_exactly(stream, 8), "big")
+                while churn["count"] < n:
+                    await churn_lot.park()
+                churn["count"] -= n
+                await stream.send_all(n.to_bytes(8, "big"))
+            elif op == b"B":  # bulk
+                await stream.send_all(b"R")
+                total = 0
+                left = 0  # bytes left in the current chunk
+                hdr = bytearray()
+                while True:
+                    data = await stream.receive_some(256 * 1024)
+                    if not data:
+                        raise EOFError("EOF in bulk stream")
+                    view = memoryview(data)
+                    finished = False
+                    while view:
+                        if left:
+                            k = min(left, len(view))
+                            left -= k
+                            total += k
+                            view = view[k:]
+                            continue
+                        need = 8 - len(hdr)
+                        hdr += view[:need]
+                        view = view[need:]
+                        if len(hdr) == 8:
+                            left = int.from_bytes(hdr, "big")
+                            hdr.clear()
+                            if left == 0:
+                                finished = True
+                                break
+                    if finished:
+                        break
+                await stream.send_all(total.to_bytes(8, "big"))
+        except (trio.BrokenResourceError, trio.ClosedResourceError, EOFError, ssl.SSLError, OSError):
+            pass
+        finally:
+            with trio.move_on_after(1) as scope:
+                scope.shield = True
+                try:
+                    await stream.aclose()
+                except Exception:
+                    pass
+
+    async def main() -> None:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        port = listeners[0].socket.getsockname()[1]
+        if certdir:
+            ctx = server_ssl(certdir)
+            listeners = [trio.SSLListener(l, ctx, https_compatible=True) for l in listeners]
+        emit({"port": port})
+        await trio.serve_listeners(handle, listeners)
+
+    trio.run(main)
+
+
+async def _raw_connect(port: int, certdir: str | None):
+    import trio
+
+    if certdir:
+        stream = await trio.open_ssl_over_tcp_stream(
+            "127.0.0.1", port, ssl_context=client_ssl(certdir), https_compatible=True
+        )
+        await stream.do_handshake()
+        return stream
+    return await trio.open_tcp_stream("127.0.0.1", port)
+
+
+async def raw_client(workload: str, port: int, certdir: str | None, duration: float, min_bulk: int) -> dict:
+    import trio
+
+    if workload == "oneway":
+        stream = await _raw_connect(port, certdir)
+        async with stream:
+            await stream.send_all(b"O")
+            assert await _recv_exactly(stream, 1) == b"R"
+            framed_len = len(PAYLOAD).to_bytes(4, "big")
+            sent = 0
+            t0 = time.perf_counter()
+            deadline = t0 + duration
+            while time.perf_counter() < deadline:
+                batch = b"".join([framed_len + PAYLOAD for _ in range(RAW_BATCH)])
+                await stream.send_all(batch)
+                sent += RAW_BATCH
+            await stream.send_all(b"\0\0\0\0")
+            count = int.from_bytes(await _recv_exactly(stream, 8), "big")
+            elapsed = time.perf_counter() - t0
+        if count != sent:
+            raise RuntimeError(f"server counted {count} messages, {sent} were sent")
+        return {"value": count / elapsed, "detail": f"{count} msgs in {elapsed:.2f}s"}
+
+    if workload == "rtt":
+        stream = await _raw_connect(port, certdir)
+        async with stream:
+            await stream.send_all(b"E")
+            assert await _recv_exactly(stream, 1) == b"R"
+            n = 0
+            t0 = time.perf_counter()
+            deadline = t0 + duration
+            while time.perf_counter() < deadline:
+                for _ in range(16):
+                    await stream.send_all(PAYLOAD)
+                    echo = await _recv_exactly(stream, len(PAYLOAD))
+                n += 16
+            elapsed = time.perf_counter() - t0
+            if echo != PAYLOAD:
+                raise RuntimeError("bad echo")
+        return {"value": n / elapsed, "detail": f"{n} round trips in {elapsed:.2f}s"}
+
+    if workload == "churn":
+        counter = {"n": 0}
+        t0 = time.perf_counter()
+        deadline = t0 + duration
+
+        async def worker() -> None:
+            while time.perf_counter() < deadline:
+                s = await _raw_connect(port, certdir)
+                await s.send_all(b"C" + PAYLOAD)
+                await s.aclose()
+                counter["n"] += 1
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(CHURN_CONCURRENCY):
+                nursery.start_soon(worker)
+        n = counter["n"]
+        s = await _raw_connect(port, certdir)
+        async with s:
+            await s.send_all(b"D" + n.to_bytes(8, "big"))
+            got = int.from_bytes(await _recv_exactly(s, 8), "big")
+        elapsed = time.perf_counter() - t0
+        if got != n:
+            raise RuntimeError("churn count mismatch")
+        return {
+            "value": n / elapsed,
+            "detail": f"{n} connections ({'TLS' if certdir else 'TCP'}) in {elapsed:.2f}s, {CHURN_CONCURRENCY} tasks",
+        }
+
+    if workload == "bulk":
+        stream = await _raw_connect(port, certdir)
+        async with stream:
+            await stream.send_all(b"B")
+            assert await _recv_exactly(stream, 1) == b"R"
+            chunk = os.urandom(BULK_CHUNK)
+            hdr = len(chunk).to_bytes(8, "big")
+            sent = 0
+            t0 = time.perf_counter()
+            deadline = t0 + duration
+            while time.perf_counter() < deadline or sent < min_bulk:
+                await stream.send_all(hdr)
+                await stream.send_all(chunk)
+                sent += len(chunk)
+            await stream.send_all(bytes(8))
+            got = int.from_bytes(await _recv_exactly(stream, 8), "big")
+            elapsed = time.perf_counter() - t0
+        if got != sent:
+            raise RuntimeError(f"server got {got} bytes, {sent} sent")
+        return {"value": got / elapsed / 1e9, "detail": f"{got / 2**20:.0f} MiB in {elapsed:.2f}s"}
+
+    raise ValueError(workload)
+
+
+# ---------------------------------------------------------------------------------------
+# libchan
+
+
+def libchan_server_main(certdir: str | None) -> None:
+    import trio
+
+    import libchan
+
+    async def handler(session) -> None:
+        first = await session.accept_receiver()
+        hdr = await first.receive()
+        op = hdr["op"]
+        reply = hdr["reply"]
+        if op == "oneway":
+            await reply.send("ready")
+            n = 0
+            async for _msg in first:
+                n += 1
+            await reply.send(n)
+        elif op == "rtt":
+            await reply.send("ready")
+            async for msg in first:
+                await reply.send(msg)
+        elif op == "churn":
+            state = {"count": 0}
+            lot = trio.lowlevel.ParkingLot()
+
+            async def accept_all() -> None:
+                async for receiver in session:
+                    await receiver.receive()
+                    try:
+                        await receiver.receive()
+                    except trio.EndOfChannel:
+                        pass
+                    else:
+                        raise RuntimeError("churn channel had more than one message")
+                    state["count"] += 1
+                    lot.unpark_all()
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(accept_all)
+                await reply.send("ready")
+                done = await first.receive()
+                while state["count"] < done["n"]:
+                    await lot.park()
+                await reply.send(state["count"])
+                # the client closes the session next; accept_all ends then
+        elif op == "bulk":
+            stream = hdr["stream"]
+            await reply.send("ready")
+            total = 0
+            while True:
+                data = await stream.receive_some()
+                if not data:
+                    break
+                total += len(data)
+            await reply.send(total)
+            await stream.aclose()
+        await reply.aclose()
+        async for _ in first:
+            pass
+
+    async def main() -> None:
+        url = "tls://127.0.0.1:0" if certdir else "tcp://127.0.0.1:0"
+        ctx = server_ssl(certdir) if certdir else None
+        async with trio.open_nursery() as nursery:
+            urls = await nursery.start(functools.partial(libchan.serve, url, handler, ssl=ctx))
+            port = int(urls[0].rsplit(":", 1)[1])
+            emit({"port": port})
+
+    trio.run(main)
+
+
+async def libchan_client(workload: str, port: int, certdir: str | None, duration: float, min_bulk: int) -> dict:
+    import trio
+
+    import libchan
+
+    url = f"{'tls' if certdir else 'tcp'}://127.0.0.1:{port}"
+    ctx = client_ssl(certdir) if certdir else None
+    async with libchan.connect(url, ssl=ctx) as session:
+        sender = await session.open_sender()
+        reply, replies = libchan.pipe()
+
+        if workload == "oneway":
+            await sender.send({"op": "oneway", "reply": reply})
+            assert await replies.receive() == "ready"
+            sent = 0
+            t0 = time.perf_counter()
+            deadline = t0 + duration
+            while time.perf_counter() < deadline:
+                for _ in range(256):
+                    await sender.send(PAYLOAD)
+                sent += 256
+            await sender.aclose()
+            count = await replies.receive()
+            elapsed = time.perf_counter() - t0
+            if count != sent:
+                raise RuntimeError(f"server counted {count} messages, {sent} were sent")
+            return {"value": count / elapsed, "detail": f"{count} msgs in {elapsed:.2f}s"}
+
+        if workload == "rtt":
+            await sender.send({"op": "rtt", "reply": reply})
+            assert await replies.receive() == "ready"
+            n = 0
+            t0 = time.perf_counter()
+            deadline = t0 + duration
+            while time.perf_counter() < deadline:
+                for _ in range(16):
+                    await sender.send(PAYLOAD)
+                    echo = await replies.receive()
+                n += 16
+            elapsed = time.perf_counter() - t0
+            if echo != PAYLOAD:
+                raise RuntimeError("bad echo")
+            await sender.aclose()
+            return {"value": n / elapsed, "detail": f"{n} round trips in {elapsed:.2f}s"}
+
+        if workload == "churn":
+            await sender.send({"op": "churn", "reply": reply})
+            assert await replies.receive() == "ready"
+            n = 0
+            t0 = time.perf_counter()
+            deadline = t0 + duration
+            while time.perf_counter() < deadline:
+                for _ in range(16):
+                    s = await session.open_sender()
+                    await s.send(PAYLOAD)
+                    await s.aclose()
+                n += 16
+            opened = time.perf_counter() - t0
+            await sender.send({"n": n})
+            got = await replies.receive()
+            elapsed = time.perf_counter() - t0
+            await sender.aclose()
+            return {
+                "value": n / elapsed,
+                "detail": f"{n} channels in {elapsed:.2f}s (client loop done after {opened:.2f}s)",
+            }
+
+        if workload == "bulk":
+            a, b = libchan.stream_pipe(max_buffer=BULK_CHUNK)
+            await sender.send({"op": "bulk", "stream": libchan.ReadOnly(b), "reply": reply})
+            assert await replies.receive() == "ready"
+            chunk = os.urandom(BULK_CHUNK)
+            sent = 0
+            t0 = time.perf_counter()
+            deadline = t0 + duration
+            while time.perf_counter() < deadline or sent < min_bulk:
+                await a.send_all(chunk)
+                sent += len(chunk)
+            await a.send_eof()
+            got = await replies.receive()
+            elapsed = time.perf_counter() - t0
+            await sender.aclose()
+            if got != sent:
+                raise RuntimeError(f"server got {got} bytes, {sent} sent")
+            return {"value": got / elapsed / 1e9, "detail": f"{got / 2**20:.0f} MiB in {elapsed:.2f}s"}
+
+    raise ValueError(workload)
+
+
+# ---------------------------------------------------------------------------------------
+# grpclib (asyncio)
+
+
+def _grpclib_codec():
+    from grpclib.encoding.base import CodecBase
+
+    class RawCodec(CodecBase):
+        __content_subtype__ = "raw"
+
+        def encode(self, message, message_type):
+            return message
+
+        def decode(self, data, message_type):
+            return data
+
+    return RawCodec()
+
+
+def grpclib_server_main(certdir: str | None) -> None:
+    import asyncio
+
+    from grpclib.const import Cardinality, Handler
+    from grpclib.server import Server
+
+    async def oneway(stream) -> None:
+        first = await stream.recv_message()
+        await stream.send_message(b"R")
+        n = 0
+        async for _msg in stream:
+            n += 1
+        await stream.send_message(str(n).encode())
+
+    async def echo(stream) -> None:
+        await stream.recv_message()
+        await stream.send_message(b"R")
+        async for msg in stream:
+            await stream.send_message(msg)
+
+    async def churn(stream) -> None:
+        msg = await stream.recv_message()
+        assert msg == PAYLOAD
+        await stream.send_message(b"K")
+
+    async def bulk(stream) -> None:
+        await stream.recv_message()
+        await stream.send_message(b"R")
+        total = 0
+        async for msg in stream:
+            total += len(msg)
+        await stream.send_message(str(total).encode())
+
+    class Bench:
+        def __mapping__(self):
+            ss = Cardinality.STREAM_STREAM
+            return {
+                "/bench.Bench/OneWay": Handler(oneway, ss, bytes, bytes),
+                "/bench.Bench/Echo": Handler(echo, ss, bytes, bytes),
+                "/bench.Bench/Churn": Handler(churn, ss, bytes, bytes),
+                "/bench.Bench/Bulk": Handler(bulk, ss, bytes, bytes),
+            }
+
+    async def main() -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        server = Server([Bench()], codec=_grpclib_codec())
+        await server.start(sock=sock, ssl=server_ssl(certdir) if certdir else None)
+        emit({"port": sock.getsockname()[1]})
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+async def grpclib_client(workload: str, port: int, certdir: str | None, duration: float, min_bulk: int) -> dict:
+    import asyncio
+
+    from grpclib.client import Channel
+    from grpclib.const import Cardinality
+
+    ss = Cardinality.STREAM_STREAM
+    channel = Channel("127.0.0.1", port, codec=_grpclib_codec(), ssl=client_ssl(certdir) if certdir else None)
+    try:
+        if workload == "oneway":
+            async with channel.request("/bench.Bench/OneWay", ss, bytes, bytes) as stream:
+                await stream.send_message(b"hello")
+                assert await stream.recv_message() == b"R"
+                sent = 0
+                t0 = time.perf_counter()
+                deadline = t0 + duration
+                while time.perf_counter() < deadline:
+                    for _ in range(256):
+                        await stream.send_message(PAYLOAD)
+                    sent += 256
+                await stream.end()
+                count = int(await stream.recv_message())
+                elapsed = time.perf_counter() - t0
+            if count != sent:
+                raise RuntimeError(f"server counted {count} messages, {sent} were sent")
+            return {"value": count / elapsed, "detail": f"{count} msgs in {elapsed:.2f}s"}
+
+        if workload == "rtt":
+            async with channel.request("/bench.Bench/Echo", ss, bytes, bytes) as stream:
+                await stream.send_message(b"hello")
+                assert await stream.recv_message() == b"R"
+                n = 0
+                t0 = time.perf_counter()
+                deadline = t0 + duration
+                while time.perf_counter() < deadline:
+                    for _ in range(16):
+                        await stream.send_message(PAYLOAD)
+                        echo = await stream.recv_message()
+                    n += 16
+                elapsed = time.perf_counter() - t0
+                await stream.end()
+            if echo != PAYLOAD:
+                raise RuntimeError("bad echo")
+            return {"value": n / elapsed, "detail": f"{n} round trips in {elapsed:.2f}s"}
+
+        if workload == "churn":
+            # warm the connection up (connection set-up is not measured)
+            async with channel.request("/bench.Bench/Churn", ss, bytes, bytes) as stream:
+                await stream.send_message(PAYLOAD, end=True)
+                await stream.recv_message()
+            counter = {"n": 0}
+            t0 = time.perf_counter()
+            deadline = t0 + duration
+
+            async def worker() -> None:
+                while time.perf_counter() < deadline:
+                    async with channel.request("/bench.Bench/Churn", ss, bytes, bytes) as stream:
+                        await stream.send_message(PAYLOAD, end=True)
+                        assert await stream.recv_message() == b"K"
+                    counter["n"] += 1
+
+            await asyncio.gather(*[worker() for _ in range(CHURN_CONCURRENCY)])
+            elapsed = time.perf_counter() - t0
+            n = counter["n"]
+            return {"value": n / elapsed, "detail": f"{n} calls in {elapsed:.2f}s, {CHURN_CONCURRENCY} tasks"}
+
+        if workload == "bulk":
+            async with channel.request("/bench.Bench/Bulk", ss, bytes, bytes) as stream:
+                await stream.send_message(b"hello")
+                assert await stream.recv_message() == b"R"
+                chunk = os.urandom(BULK_CHUNK)
+                sent = 0
+                t0 = time.perf_counter()
+                deadline = t0 + duration
+                while time.perf_counter() < deadline or sent < min_bulk:
+                    await stream.send_message(chunk)
+                    sent += len(chunk)
+                await stream.end()
+                got = int(await stream.recv_message())
+                elapsed = time.perf_counter() - t0
+            if got != sent:
+                raise RuntimeError(f"server got {got} bytes, {sent} sent")
+            return {"value": got / elapsed / 1e9, "detail": f"{got / 2**20:.0f} MiB in {elapsed:.2f}s"}
+    finally:
+        channel.close()
+    raise ValueError(workload)
+
+
+# ---------------------------------------------------------------------------------------
+# child process entry points
+
+
+def client_main(impl: str, port: int, certdir: str | None, workloads: list[str], duration: float,
+                min_bulk: int, timeout: float) -> None:
+    """Run the workloads one after the other; print one JSON line per result."""
+    for workload in workloads:
+        emit({"start": workload})
+        try:
+            if impl == "grpclib":
+                import asyncio
+
+                async def one():
+                    return await asyncio.wait_for(
+                        grpclib_client(workload, port, certdir, duration, min_bulk), timeout
+                    )
+
+                try:
+                    result = asyncio.run(one())
+                except asyncio.TimeoutError:
+                    result = {"error": f"timed out after {timeout:.0f}s"}
+            else:
+                import trio
+
+                fn = raw_client if impl == "raw" else libchan_client
+
+                async def one():
+                    with trio.move_on_after(timeout) as scope:
+                        return await fn(workload, port, certdir, duration, min_bulk)
+                    return {"error": f"timed out after {timeout:.0f}s" + ("" if scope.cancelled_caught else "")}
+
+                result = trio.run(one)
+        except BaseException as exc:  # noqa: BLE001 -- report, keep going
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            text = "".join(traceback.format_exception_only(type(exc), exc)).strip().splitlines()[-1]
+            if hasattr(exc, "exceptions"):  # ExceptionGroup: show the first leaf
+                leaf = exc
+                while hasattr(leaf, "exceptions") and leaf.exceptions:
+                    leaf = leaf.exceptions[0]
+                text = f"{type(leaf).__name__}: {leaf}"
+            result = {"error": text}
+            traceback.print_exc(file=sys.stderr)
+        result["workload"] = workload
+        emit(result)
+
+
+def server_main(impl: str, certdir: str | None) -> None:
+    {"raw": raw_server_main, "libchan": libchan_server_main, "grpclib": grpclib_server_main}[impl](certdir)
+
+
+# ---------------------------------------------------------------------------------------
+# parent: orchestration and report
+
+
+class Child:
+    def __init__(self, args: list[str], log) -> None:
+        env = dict(os.environ)
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), *args],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            env=env,
+        )
+        self.buf = b""
+
+    def readline(self, timeout: float) -> dict | None:
+        """Next JSON line, or None on timeout / EOF."""
+        deadline = time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            r, _, _ = select.select([fd], [], [], left)
+            if not r:
+                return None
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return None
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+def run_group(impl: str, tls: bool, certdir: str, workloads: list[str], duration: float, min_bulk: int,
+              timeout: float, log) -> dict[str, dict]:
+    results: dict[str, dict] = {}
+    tls_args = ["--_certdir", certdir] if tls else []
+    server = Child(["--_role", "server", "--_impl", impl, *tls_args], log)
+    try:
+        hello = server.readline(30)
+        if hello is None:
+            return {w: {"error": "server process did not start"} for w in workloads}
+        port = hello["port"]
+        remaining = list(workloads)
+        while remaining:
+            client = Child(
+                ["--_role", "client", "--_impl", impl, "--_port", str(port), *tls_args,
+                 "--_workloads", ",".join(remaining), "--duration", str(duration),
+                 "--_min-bulk", str(min_bulk), "--_timeout", str(timeout)],
+                log,
+            )
+            current = None
+            try:
+                while remaining:
+                    msg = client.readline(timeout + 20)
+                    if msg is None:
+                        what = current or remaining[0]
+                        alive = client.proc.poll() is None
+                        results[what] = {
+                            "error": f"client process hung (killed after {timeout + 20:.0f}s without a result)"
+                            if alive else f"client process died (exit code {client.proc.returncode})"
+                        }
+                        remaining.remove(what)
+                        break
+                    if "start" in msg:
+                        current = msg["start"]
+                        continue
+                    results[msg["workload"]] = msg
+                    remaining.remove(msg["workload"])
+                    tag = f"{'TLS' if tls else 'TCP'} {impl:8s} {msg['workload']:7s}"
+                    if "error" in msg:
+                        print(f"  {tag} FAILED: {msg['error']}", file=sys.stderr, flush=True)
+                    else:
+                        print(f"  {tag} {fmt(msg['workload'], msg['value'])}  ({msg['detail']})",
+                              file=sys.stderr, flush=True)
+            finally:
+                client.kill()
+    finally:
+        server.kill()
+    return results
+
+
+def fmt(workload: str, value: float) -> str:
+    if workload == "bulk":
+        return f"{value:.3f} GB/s"
+    return f"{value:,.0f}/s"
+
+
+def report(all_results: dict, transports: list[bool], workloads: list[str], impls: list[str],
+           args, wall: float) -> None:
+    import platform
+
+    out = []
+    out.append("=" * 100)
+    out.append(
+        f"libchan benchmark  (python {platform.python_version()}, {os.cpu_count()} CPUs, "
+        f"{'--quick, ' if args.quick else ''}{args.duration:g}s per figure, server and client in separate processes)"
+    )
+    versions = []
+    for mod in ("trio", "h2", "cbor2", "grpclib"):
+        try:
+            from importlib.metadata import version
+
+            versions.append(f"{mod} {version(mod)}")
+        except Exception:
+            pass
+    out.append("versions: " + ", ".join(versions))
+    for tls in transports:
+        out.append("")
+        out.append(f"--- {'TLS (trustme cert, TLS 1.3 on 127.0.0.1)' if tls else 'plaintext TCP (127.0.0.1)'} ---")
+        header = f"{'workload':38s}"
+        for impl in impls:
+            header += f"{impl:>24s}"
+        header += f"{'goal (libchan/raw)':>22s}"
+        out.append(header)
+        for w in workloads:
+            res = all_results.get((tls, w), {})
+            raw = res.get("raw", {})
+            rawv = raw.get("value")
+            line = f"{TITLES[w]:38s}"
+            for impl in impls:
+                r = res.get(impl)
+                if r is None:
+                    cell = "-"
+                elif "error" in r:
+                    cell = "FAILED"
+                else:
+                    cell = fmt(w, r["value"])
+                    if impl != "raw" and rawv:
+                        cell += f" ({r['value'] / rawv:.2f}x)"
+                line += f"{cell:>24s}"
+            goal = GOALS.get(w)
+            if goal is not None and "libchan" in res and "value" in res["libchan"] and rawv:
+                ratio = res["libchan"]["value"] / rawv
+                line += f"{('>=%.2fx ' % goal) + ('met' if ratio >= goal else 'MISSED'):>22s}"
+            elif goal is not None:
+                line += f"{'>=%.2fx' % goal:>22s}"
+            out.append(line)
+        failures = [
+            (w, impl, r["error"])
+            for w in workloads
+            for impl, r in all_results.get((tls, w), {}).items()
+            if "error" in r
+        ]
+        for w, impl, err in failures:
+            out.append(f"  {impl} {w}: FAILED: {err}")
+    out.append("")
+    out.append("details:")
+    for tls in transports:
+        for w in workloads:
+            for impl in impls:
+                r = all_results.get((tls, w), {}).get(impl)
+                if r and "detail" in r:
+                    out.append(f"  {'TLS' if tls else 'TCP'} {w:7s} {impl:8s} {r['detail']}")
+    out.append("")
+    out.append(
+        "ratios are to the raw trio figure of the same transport in this run; grpclib was measured "
+        "before at "
+        + ", ".join(f"{w} {v:.2f}x" for w, v in GRPCLIB_BEFORE.items())
+    )
+    out.append("raw one-way = batched writes of 256 length-prefixed 100 B messages, split in Python by the "
+               "receiver; raw churn = new TCP/TLS connection per 'channel', 16 tasks; see the docstring.")
+    out.append(f"total wall time {wall:.0f}s")
+    print("\n".join(out), flush=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="short run (~40 s)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--tls-only", action="store_true")
+    g.add_argument("--plain-only", action="store_true")
+    p.add_argument("--impl", default=",".join(IMPLS), help="comma-separated subset of raw,libchan,grpclib")
+    p.add_argument("--workload", default=",".join(WORKLOADS), help="comma-separated subset of " + ",".join(WORKLOADS))
+    p.add_argument("--duration", type=float, default=None, help="seconds per figure (default 3, 0.6 with --quick)")
+    p.add_argument("--log", default=None, help="file for the children's stderr (default: discarded unless errors)")
+    # hidden: child roles
+    p.add_argument("--_role", choices=["server", "client"], help=argparse.SUPPRESS)
+    p.add_argument("--_impl", help=argparse.SUPPRESS)
+    p.add_argument("--_port", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--_certdir", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--_workloads", help=argparse.SUPPRESS)
+    p.add_argument("--_min-bulk", dest="min_bulk", type=int, default=64 * 2**20, help=argparse.SUPPRESS)
+    p.add_argument("--_timeout", type=float, default=30.0, help=argparse.SUPPRESS)
+    args = p.parse_args()
+
+    if args.duration is None:
+        args.duration = 0.6 if args.quick else 3.0
+
+    if args._role == "server":
+        server_main(args._impl, args._certdir)
+        return
+    if args._role == "client":
+        client_main(args._impl, args._port, args._certdir, args._workloads.split(","), args.duration,
+                    args.min_bulk, args._timeout)
+        return
+
+    impls = [i for i in args.impl.split(",") if i]
+    workloads = [w for w in args.workload.split(",") if w]
+    for i in impls:
+        if i not in IMPLS:
+            p.error(f"unknown implementation {i!r}")
+    for w in workloads:
+        if w not in WORKLOADS:
+            p.error(f"unknown workload {w!r}")
+    transports = [True] if args.tls_only else [False] if args.plain_only else [False, True]
+    min_bulk = (32 if args.quick else 64) * 2**20
+    timeout = max(15.0, args.duration * 4 + 10)
+
+    t_start = time.perf_counter()
+    certdir = tempfile.mkdtemp(prefix="libchan-bench-")
+    log = open(args.log, "w") if args.log else tempfile.TemporaryFile(mode="w+")
+    all_results: dict = {}
+    try:
+        make_certs(certdir)
+        for tls in transports:
+            for impl in impls:
+                res = run_group(impl, tls, certdir, workloads, args.duration, min_bulk, timeout, log)
+                for w, r in res.items():
+                    all_results.setdefault((tls, w), {})[impl] = r
+    finally:
+        shutil.rmtree(certdir, ignore_errors=True)
+    report(all_results, transports, workloads, impls, args, time.perf_counter() - t_start)
+    if not args.log:
+        log.seek(0)
+        text = log.read()
+        if text.strip() and any("error" in r for res in all_results.values() for r in res.values()):
+            print("\n--- stderr of the child processes ---", file=sys.stderr)
+            print(text[-6000:], file=sys.stderr)
+        log.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""Keepalives stay invisible, the peer's stream limit is honoured by queueing."""
+
+from __future__ import annotations
+
+import trio
+
+import libchan
+from helpers import session_pair
+
+
+async def test_keepalives_are_invisible_and_keep_idle_channels_usable(tmp_path):
+    config = libchan.Config(keepalive_interval=0.1)
+    with trio.fail_after(10):
+        async with session_pair("tcp", tmp_path, config=config) as (cli, srv):
+            sender = await cli.open_sender()
+            await sender.send("before")
+            mine, theirs = libchan.stream_pipe()
+            await sender.send({"stream": theirs})
+            receiver = await srv.accept_receiver()
+            assert await receiver.receive() == "before"
+            remote = (await receiver.receive())["stream"]
+            await trio.sleep(1.0)  # ~10 keepalive intervals on every stream
+            await sender.send("after")
+            await sender.aclose()
+            assert [m async for m in receiver] == ["after"]
+            await mine.send_all(b"data")
+            await mine.send_eof()
+            got = b""
+            while chunk := await remote.receive_some():
+                got += chunk
+            assert got == b"data"
+
+
+async def test_peer_stream_limit_is_honoured_by_queueing(tmp_path):
+    # The server allows 12 concurrent streams: 1 control + 4 parked requests + 7 channels.
+    server_config = libchan.Config(max_streams=12)
+    with trio.fail_after(20):
+        async with session_pair("tcp", tmp_path, server_config=server_config) as (cli, srv):
+            received = []
+
+            async def server_side():
+                async with trio.open_nursery() as n:
+                    for _ in range(40):
+                        receiver = await srv.accept_receiver()
+
+                        async def drain(r=receiver):
+                            async for m in r:
+                                received.append(m)
+
+                        n.start_soon(drain)
+
+            async def one(i):
+                sender = await cli.open_sender()
+                await sender.send(i)
+                await trio.sleep(0.05)  # keep it open a little, so the limit is hit
+                await sender.aclose()
+
+            async with trio.open_nursery() as n:
+                n.start_soon(server_side)
+                async with trio.open_nursery() as clients:
+                    for i in range(40):
+                        clients.start_soon(one, i)
+            assert sorted(received) == list(range(40))
