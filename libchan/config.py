@@ -16,7 +16,8 @@ class Config:
     closed session), never unbounded memory.
     """
 
-    #: Largest encoded message accepted or sent, in bytes.
+    #: Largest encoded message accepted or sent, in bytes (also bounds byte-stream
+    #: items, which peers send in pieces of at most 64 KiB).
     max_message_size: int = 16 * 1024 * 1024
     #: Deepest nesting of lists/maps inside one message.
     max_nesting_depth: int = 256
@@ -26,7 +27,7 @@ class Config:
     max_pending_references: int = 1_000
     #: Seconds a reference may wait for its stream before it fails.
     reference_timeout: float = 30.0
-    #: Seconds between keepalives on idle streams (and PINGs from the server side).
+    #: Seconds between keepalives on idle streams (each side also sends a PING every third of it).
     keepalive_interval: float = 15.0
     #: Parked requests an HTTP/2 client keeps so the server can open streams.
     park_pool_size: int = 4

@@ -61,3 +61,46 @@ async def test_peer_stream_limit_is_honoured_by_queueing(tmp_path):
                     for i in range(40):
                         clients.start_soon(one, i)
             assert sorted(received) == list(range(40))
+
+
+async def test_message_larger_than_the_stream_window_arrives(transport, tmp_path):
+    config = libchan.Config(stream_window=65535)
+    big = b"z" * (3 * 1024 * 1024)
+    with trio.fail_after(20):
+        async with session_pair(transport, tmp_path, config=config) as (cli, srv):
+            sender = await cli.open_sender()
+            async with trio.open_nursery() as n:
+                n.start_soon(sender.send, {"big": big})
+                receiver = await srv.accept_receiver()
+                assert (await receiver.receive())["big"] == big
+
+
+async def test_server_session_ends_when_the_client_connection_dies(tmp_path):
+    """No session close is said: the TCP connection just drops."""
+    from helpers import served
+
+    result = {}
+    got_session = trio.Event()
+
+    async def handler(session):
+        got_session.set()
+        try:
+            await session.accept_receiver()
+        except BaseException as exc:  # noqa: BLE001
+            result["exc"] = exc
+            raise
+
+    with trio.fail_after(10):
+        async with served("tcp", handler, tmp_path) as (url, _):
+            port = int(url.rsplit(":", 1)[1])
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            session = libchan.Session(stream)
+            await session.__aenter__()
+            await got_session.wait()
+            await trio.aclose_forcefully(stream)
+            with trio.move_on_after(5):
+                while "exc" not in result:
+                    await trio.sleep(0.05)
+            assert isinstance(result.get("exc"), libchan.SessionClosedError), result
+            assert "connection" in str(result["exc"])
+            await session.__aexit__(None, None, None)

@@ -61,6 +61,7 @@ __all__ = [
     "serve",
     "remote_exec",
     "run_client",
+    "dup_stdio",
     "run_demo",
     "server_ssl_context",
     "client_ssl_context",
@@ -230,9 +231,9 @@ async def execute(msg: Any, *, log: Log = _quiet) -> int | None:
                 stderr=subprocess.PIPE if stderr is not None else subprocess.DEVNULL,
                 start_new_session=True,
             )
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: a NUL byte in an argument
             code = 127 if isinstance(exc, FileNotFoundError) else 126
-            why = exc.strerror or str(exc)
+            why = getattr(exc, "strerror", None) or str(exc)
             log(f"{shlex.join(argv)}: {why} (status {code})")
             await _say(stderr, f"rexec: {cmd}: {why}\n")
         else:
@@ -408,21 +409,43 @@ async def remote_exec(
     return code
 
 
-def _fd_stream(fd: int) -> trio.lowlevel.FdStream | None:
-    try:
-        return trio.lowlevel.FdStream(os.dup(fd))
-    except OSError:  # fd not open
-        return None
+def dup_stdio() -> tuple[int | None, int | None, int | None]:
+    """Duplicate fds 0, 1 and 2 (None for one that is not open).
+
+    Call this *before* ``trio.run``: trio opens descriptors of its own, which
+    would take the number of a closed fd 0 (as with ``cmd <&-``) and be
+    mistaken for stdin.
+    """
+    fds: list[int | None] = []
+    for fd in (0, 1, 2):
+        try:
+            fds.append(os.dup(fd))
+        except OSError:  # fd not open
+            fds.append(None)
+    return fds[0], fds[1], fds[2]
 
 
-async def run_client(url: str, argv: Sequence[str], *, ssl: ssl.SSLContext | None = None) -> int:
-    """Connect to ``url``, run ``argv`` there with this process' stdio; return its status."""
-    stdin, stdout, stderr = _fd_stream(0), _fd_stream(1), _fd_stream(2)
+async def run_client(
+    url: str,
+    argv: Sequence[str],
+    *,
+    ssl: ssl.SSLContext | None = None,
+    fds: tuple[int | None, int | None, int | None] | None = None,
+) -> int:
+    """Connect to ``url`` and run ``argv`` there with local stdio; return its status.
+
+    ``fds`` are (stdin, stdout, stderr) descriptors that become the client's
+    (they are closed at the end); by default duplicates of 0, 1 and 2 (see
+    :func:`dup_stdio` for why a program should rather pass them itself).
+    """
+    if fds is None:
+        fds = dup_stdio()
+    streams = [trio.lowlevel.FdStream(fd) if fd is not None else None for fd in fds]
     try:
         async with libchan.connect(url, ssl=ssl) as session:
-            return await remote_exec(session, argv, stdin=stdin, stdout=stdout, stderr=stderr)
+            return await remote_exec(session, argv, stdin=streams[0], stdout=streams[1], stderr=streams[2])
     finally:
-        for s in (stdin, stdout, stderr):
+        for s in streams:
             await _close(s)
 
 
@@ -487,7 +510,12 @@ def _tls_options(args: argparse.Namespace, url: str, *, server: bool) -> ssl.SSL
 # ----------------------------------------------------------------------------------------
 
 
-async def run_demo(argv: Sequence[str], *, say: Log | None = None) -> int:
+async def run_demo(
+    argv: Sequence[str],
+    *,
+    say: Log | None = None,
+    fds: tuple[int | None, int | None, int | None] | None = None,
+) -> int:
     """Server and client in one process over mutual TLS with throwaway certificates.
 
     Returns the remote command's exit status.
@@ -522,8 +550,17 @@ async def run_demo(argv: Sequence[str], *, say: Log | None = None) -> int:
                 )
             )
             say(f"server listening on {urls[0]} (mutual TLS: it requires a client certificate from the CA)")
-            say(f"client runs remotely: {shlex.join(argv)}")
-            code = await run_client(urls[0], argv, ssl=client_ctx)
+            # Mutual TLS really is required: a client without a certificate gets nowhere.
+            anonymous_ctx = client_ssl_context(paths["ca.pem"])
+            try:
+                with trio.fail_after(10):
+                    await run_client(urls[0], ["true"], ssl=anonymous_ctx, fds=(None, None, None))
+            except (*_FAILURES, trio.TooSlowError) as exc:
+                say(f"check: a client without a certificate is refused ({_describe(exc)})")
+            else:
+                raise RexecError("the server accepted a client without a certificate")
+            say(f"client (with its certificate) runs remotely: {shlex.join(argv)}")
+            code = await run_client(urls[0], argv, ssl=client_ctx, fds=fds)
             say(f"remote command exited with status {code}")
             nursery.cancel_scope.cancel()
     return code
@@ -597,10 +634,27 @@ def _leaf(exc: BaseException) -> BaseException:
 def _describe(exc: BaseException) -> str:
     exc = _leaf(exc)
     cause = exc.__cause__ or exc.__context__
-    text = str(exc) or type(exc).__name__
+    text = str(exc)
     if isinstance(exc, trio.BrokenResourceError) and cause is not None and str(cause):
-        text = f"{text}: {cause}"
-    return " ".join(text.split())
+        text = f"{text}: {cause}" if text else f"connection broken: {cause}"
+    if isinstance(exc, ssl.SSLError) or isinstance(cause, ssl.SSLError):
+        text = f"TLS failure: {text}"
+    return " ".join((text or type(exc).__name__).split())
+
+
+#: What a failed run of the client or demo may raise (anything else is a bug: traceback).
+_FAILURES = (RexecError, OSError, trio.BrokenResourceError, libchan.LibchanError, ssl.SSLError)
+
+
+def _trio_run(fn: Callable[[], Any]) -> Any:
+    """trio.run, unwrapping a single expected failure from exception groups."""
+    try:
+        return trio.run(fn)
+    except BaseExceptionGroup as group:
+        leaf = _leaf(group)
+        if isinstance(leaf, (*_FAILURES, UsageError, KeyboardInterrupt)):
+            raise leaf from None
+        raise
 
 
 def _restore_blocking() -> Callable[[], None]:
@@ -623,6 +677,7 @@ def _restore_blocking() -> Callable[[], None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line; returns the exit status."""
     args = _parser().parse_args(argv)
     prog = f"rexec {args.mode}"
     restore = _restore_blocking()
@@ -640,7 +695,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(f"rexec server: listening on {' '.join(urls)}", file=sys.stderr, flush=True)
 
             try:
-                trio.run(server_main)
+                _trio_run(server_main)
             except OSError as exc:
                 print(f"{prog}: error: cannot listen on {args.listen}: {_describe(exc)}", file=sys.stderr)
                 return 1
@@ -649,13 +704,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.mode == "client":
             ctx = _tls_options(args, args.connect, server=False)
             command = [args.cmd, *args.args]
+            fds = dup_stdio()
             try:
-                code = trio.run(lambda: run_client(args.connect, command, ssl=ctx))
-            except (RexecError, OSError, trio.BrokenResourceError, libchan.LibchanError, ssl.SSLError) as exc:
-                print(f"{prog}: error: {args.connect}: {_describe(exc)}", file=sys.stderr)
-                return EXIT_CLIENT_FAILURE
-            except BaseExceptionGroup as group:
-                print(f"{prog}: error: {args.connect}: {_describe(group)}", file=sys.stderr)
+                code = _trio_run(lambda: run_client(args.connect, command, ssl=ctx, fds=fds))
+            except _FAILURES as exc:
+                hint = ""
+                if ctx is not None and args.cert is None and not isinstance(exc, ssl.SSLError):
+                    hint = " (does the server require a client certificate? see --cert/--key)"
+                print(f"{prog}: error: {args.connect}: {_describe(exc)}{hint}", file=sys.stderr)
                 return EXIT_CLIENT_FAILURE
             if not 0 <= code <= 255:
                 print(f"{prog}: remote status {code} is not a valid exit status", file=sys.stderr)
@@ -663,17 +719,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return code
 
         command = [args.cmd, *args.args] if args.cmd else list(DEFAULT_DEMO_COMMAND)
+        fds = dup_stdio()
         try:
-            trio.run(run_demo, command)
-        except UsageError:
-            raise
-        except (RexecError, OSError, trio.BrokenResourceError, libchan.LibchanError, ssl.SSLError) as exc:
+            _trio_run(lambda: run_demo(command, fds=fds))
+        except _FAILURES as exc:
             print(f"{prog}: error: {_describe(exc)}", file=sys.stderr)
-            return 1
-        except BaseExceptionGroup as group:
-            if isinstance(_leaf(group), UsageError):
-                raise _leaf(group) from None
-            print(f"{prog}: error: {_describe(group)}", file=sys.stderr)
             return 1
         return 0
     except UsageError as exc:

@@ -56,7 +56,7 @@ KINDS: dict[int, str] = {v: k for k, v in TAGS.items()}
 _STREAM_KINDS = {"duplex": "stream", "read": "read-stream", "write": "write-stream"}
 
 # Tags cbor2 would decode into types outside libchan's data model.
-_REJECTED_SEMANTIC_TAGS = (4, 5, 25, 28, 29, 30, 35, 36, 37, 100, 256, 258, 260, 261, 1004, 55799)
+_REJECTED_SEMANTIC_TAGS = (4, 5, 25, 28, 29, 30, 35, 36, 37, 52, 54, 100, 256, 258, 260, 261, 1004, 55799)
 
 
 def kind_of(obj: object) -> str | None:

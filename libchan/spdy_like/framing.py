@@ -6,7 +6,11 @@ sequence whose items are:
 * a definite-length byte string (major type 2): one unit of payload -- one
   encoded message on a channel, one chunk of data on a byte stream;
 * the simple value ``undefined`` (the single byte ``0xf7``): a keepalive that
-  the receiving application never sees.
+  the receiving application never sees;
+* the simple value ``null`` (the single byte ``0xf6``): the end of this
+  direction, sent by an HTTP/2 *server* that finishes its direction while the
+  client's is still open (a complete response would let a proxy cancel the
+  rest of the request). Only keepalives may follow it.
 
 Anything else is a :class:`~libchan.RemoteProtocolError`.
 """
@@ -15,9 +19,10 @@ from __future__ import annotations
 
 from ..errors import MessageTooLargeError, RemoteProtocolError
 
-__all__ = ["KEEPALIVE", "frame_header", "encode_frame", "FrameDecoder"]
+__all__ = ["KEEPALIVE", "END_MARKER", "frame_header", "encode_frame", "FrameDecoder"]
 
 KEEPALIVE = b"\xf7"
+END_MARKER = b"\xf6"
 
 
 def frame_header(length: int) -> bytes:
@@ -53,6 +58,8 @@ class FrameDecoder:
         self.max_size = max_size
         self._buf = bytearray()
         self.error: Exception | None = None
+        #: True once the end marker (0xf6) was read.
+        self.ended = False
 
     @property
     def buffered(self) -> int:
@@ -85,9 +92,16 @@ class FrameDecoder:
                 pos += 1
                 free += 1
                 continue
+            if self.ended:
+                raise RemoteProtocolError("stream framing: data after the end marker 0xf6")
+            if first == 0xF6:
+                pos += 1
+                free += 1
+                self.ended = True
+                continue
             if first & 0xE0 != 0x40:
                 raise RemoteProtocolError(
-                    f"stream framing: expected a CBOR byte string or 0xf7, got initial byte {first:#04x}"
+                    f"stream framing: expected a CBOR byte string, 0xf6 or 0xf7, got initial byte {first:#04x}"
                 )
             info = first & 0x1F
             if info < 24:

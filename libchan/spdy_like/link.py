@@ -17,7 +17,7 @@ import trio
 
 from ..config import Config
 from ..errors import SessionClosedError
-from .framing import KEEPALIVE
+from .framing import END_MARKER, KEEPALIVE
 from .mux import (
     ConnectionEnded,
     DataReceived,
@@ -110,6 +110,10 @@ class Link:
         if self.closed_reason is None:
             self.closed_reason = reason
         self._ended.set()
+        # Tell the sessions first (a session whose control stream ran here
+        # ends, and fails its streams with the session's reason).
+        callback, self.on_closed = self.on_closed, lambda link, reason: None
+        callback(self, reason)
         streams = list(self.streams.values())
         self.streams.clear()
         for ns in streams:
@@ -118,8 +122,6 @@ class Link:
                 ns.fail(SessionClosedError(reason) if ns.session.closed_reason else trio.BrokenResourceError(f"connection lost: {reason}"))
         self._capacity_lot.unpark_all()
         self._drain_lot.unpark_all()
-        callback, self.on_closed = self.on_closed, lambda link, reason: None
-        callback(self, reason)
 
     @property
     def alive(self) -> bool:
@@ -170,22 +172,12 @@ class Link:
             self.mux.reset_stream(ns.stream_id, code)
             self.wake()
 
-    def acknowledge(self, ns: NetStream, n: int) -> None:
-        self.acknowledge_stream(ns, n)
-
-    def acknowledge_stream(self, ns: NetStream, n: int) -> None:
-        ns.unacked += n
-        if ns.unacked >= self.config.stream_window // 8 or (ns.unacked and not ns.inbox):
-            if ns.stream_id is not None and not ns.in_ended:
-                self.mux.acknowledge(ns.stream_id, ns.unacked)
-                self.wake()
-            ns.unacked = 0
-
     async def drain(self, timeout: float) -> None:
         """Wait (at most ``timeout`` s) until every queued byte was handed to the transport."""
         with trio.move_on_after(timeout):
             while self.closed_reason is None and any(
-                ns.outbox or (ns.out_end_requested and not ns.out_ended) for ns in self.streams.values()
+                ns.outbox or (ns.out_end_requested and not (ns.out_ended or ns.marker_sent))
+                for ns in self.streams.values()
             ):
                 await self._drain_lot.park()
 
@@ -218,9 +210,7 @@ class Link:
                 self.mux.acknowledge(ev.stream_id, ev.flow_length)
                 self.mux.reset_stream(ev.stream_id, 5)  # STREAM_CLOSED
                 return
-            padding = ev.flow_length - len(ev.data)
-            if padding:
-                self.acknowledge_stream(ns, padding)
+            ns.owed += ev.flow_length - len(ev.data)  # padding
             ns.on_data(ev.data)
         elif isinstance(ev, StreamOpened):
             self.on_stream_opened(self, ev)
@@ -280,11 +270,16 @@ class Link:
                         self._ready.pop(ns, None)
                     continue
                 sid = ns.stream_id
+                # An HTTP/2 server must not complete its response while the
+                # request is still open (proxies may then cancel the request):
+                # it ends its direction with the end marker instead, and sends
+                # END_STREAM once the client's END_STREAM arrived.
+                marker = not mux.client_side and not ns.in_ended and ns.role != "park"
                 try:
                     if ns.outbox and not ns.out_ended:
                         n = min(len(ns.outbox), mux.sendable(sid), budget)
                         if n > 0:
-                            end = n == len(ns.outbox) and ns.out_end_requested
+                            end = n == len(ns.outbox) and ns.out_end_requested and not marker
                             mux.send_data(sid, bytes(ns.outbox[:n]), end_stream=end)
                             del ns.outbox[:n]
                             budget -= n
@@ -293,17 +288,22 @@ class Link:
                             ns.send_lot.unpark_all()
                             if end:
                                 ns.on_out_ended()
-                    elif ns.out_end_requested and not ns.out_ended:
-                        mux.end_stream(sid)
-                        ns.on_out_ended()
-                        progress = True
-                except Exception as exc:  # the stream closed under us (e.g. peer reset)
+                    if not ns.outbox and ns.out_end_requested and not ns.out_ended:
+                        if not marker:
+                            mux.end_stream(sid)
+                            ns.on_out_ended()
+                            progress = True
+                        elif not ns.marker_sent and mux.sendable(sid) >= 1:
+                            mux.send_data(sid, END_MARKER)
+                            ns.on_marker_sent()
+                            progress = True
+                except Exception:  # the stream closed under us (e.g. peer reset)
                     ns.outbox.clear()
                     if not ns.done:
                         ns.on_reset(5, remote=False)
                     self._ready.pop(ns, None)
                     continue
-                if not ns.outbox and (ns.out_ended or not ns.out_end_requested):
+                if not ns.outbox and (ns.out_ended or not ns.out_end_requested or ns.marker_sent):
                     self._ready.pop(ns, None)
         if budget <= 0:
             self._want_write = True

@@ -31,6 +31,9 @@ __all__ = ["NetStream", "NetSender", "NetReceiver", "NetByteStream", "facade_for
 CANCEL = 8
 NO_ERROR = 0
 _YIELD_EVERY = 64
+#: Byte-stream data is framed in items of at most this many bytes (every
+#: receiver accepts them: max_message_size may not be configured below it).
+_STREAM_CHUNK = 64 * 1024
 
 #: For each kind (named by what the receiver of the message gets), the flags
 #: (messages?, receiver_writes, receiver_reads).
@@ -65,6 +68,8 @@ class NetStream:
         self.inbox: deque[tuple[Any, int]] = deque()
         self.in_ended = False
         self.clean_end = False
+        self.remote_finished = False  # end marker received
+        self.marker_sent = False  # we (server) ended our direction with the marker
         self.out_end_requested = False
         self.out_ended = False
         self.reset_after_end = False
@@ -74,7 +79,8 @@ class NetStream:
         self.recv_lot = trio.lowlevel.ParkingLot()
         self.send_lot = trio.lowlevel.ParkingLot()
         self.last_sent = trio.current_time()
-        self.unacked = 0
+        self.owed = 0  # received bytes not yet acknowledged
+        self.held = 0  # wire bytes of complete items waiting in the inbox
         self._ops = 0
         self.kind = kind
         self.messages = True
@@ -98,37 +104,71 @@ class NetStream:
 
     # -- called by the link (reader task) ---------------------------------
     def on_data(self, data: bytes) -> None:
+        # Flow control: every received byte is owed a WINDOW_UPDATE. It is
+        # paid at once while the complete-but-unread items held in the inbox
+        # stay under half the stream window, and otherwise when the
+        # application reads. Bytes of an item still incomplete are paid at
+        # once, so an item larger than the window can always complete (it is
+        # bounded by max_message_size instead).
+        self.owed += len(data)
         if self.error is not None or self.done:
-            self._ack_now(len(data))
+            self.settle()
             return
         try:
-            items, free = self.decoder.feed(data)
+            items, _free = self.decoder.feed(data)
         except Exception as exc:  # framing error: typed, stream-local
-            self._ack_now(len(data))
+            self.settle()
             self.protocol_failure(exc)
             return
-        self._ack_now(free)
         if self.role != "stream" or not self.we_read:
             # Parks and control streams carry keepalives only; a writer-only
             # half ignores (but acknowledges) anything the reader sends.
-            self._ack_now(sum(w for _, w in items))
+            self.settle()
+            if self.decoder.ended and not self.remote_finished:
+                self.on_end_marker()
             return
         if self.messages:
             for payload, wire in items:
                 try:
                     msg = self.session.decode(payload, self)
                 except Exception as exc:
-                    self._ack_now(wire)
+                    self.settle()
                     self.protocol_failure(exc)
                     return
                 self.inbox.append((msg, wire))
+                self.held += wire
         else:
             for payload, wire in items:
                 self.inbox.append((payload, wire))
+                self.held += wire
         if items:
             self.recv_lot.unpark_all()
+        self.settle()
         if self.decoder.error is not None:
             self.protocol_failure(self.decoder.error)
+        elif self.decoder.ended and not self.remote_finished:
+            self.on_end_marker()
+
+    def on_end_marker(self) -> None:
+        """The peer (an HTTP/2 server) finished its direction; its END_STREAM comes after ours."""
+        self.remote_finished = True
+        self.clean_end = self.error is None
+        self.recv_lot.unpark_all()
+        if self.role == "control":
+            self.session.on_control_ended(self)
+        if not self.we_write or self.role != "stream":
+            self.request_end()
+
+    def settle(self) -> None:
+        """Send the WINDOW_UPDATE we owe, unless the reader is too far behind."""
+        if not self.owed or self.held > self.session.config.stream_window // 2:
+            return
+        if self.owed < self.session.config.stream_window // 8 and self.inbox:
+            return  # batch small updates while the reader is busy
+        if self.link is not None and self.stream_id is not None and not self.in_ended:
+            self.link.mux.acknowledge(self.stream_id, self.owed)
+            self.link.wake()
+        self.owed = 0
 
     def on_end(self) -> None:
         if self.in_ended:
@@ -142,10 +182,12 @@ class NetStream:
                 f"stream ended in the middle of an item ({self.decoder.buffered} bytes left over)"
             )
         self.recv_lot.unpark_all()
-        if self.role == "control":
+        if self.role == "control" and not self.remote_finished:
             self.session.on_control_ended(self)
         if not self.we_write or self.role != "stream":
             self.request_end()
+        if self.marker_sent and not self.out_ended and self.link is not None:
+            self.link.schedule(self)  # now the END_STREAM may follow the marker
         self._check_done()
 
     def on_reset(self, code: int, remote: bool = True) -> None:
@@ -183,6 +225,8 @@ class NetStream:
 
         code = 11 if isinstance(exc, MessageTooLargeError) else 1  # ENHANCE_YOUR_CALM / PROTOCOL_ERROR
         self.reset(code)
+        if self.role == "control":
+            self.session.on_control_failed(str(exc))
 
     def _broken(self, text: str) -> BaseException:
         if self.session.closed_reason is not None:
@@ -203,6 +247,12 @@ class NetStream:
                 self.link.stream_done(self)
             self.session.stream_done(self)
 
+    def on_marker_sent(self) -> None:
+        self.marker_sent = True
+        self.send_lot.unpark_all()
+        if self.reset_after_end and not self.in_ended:
+            self.reset(CANCEL)
+
     def on_out_ended(self) -> None:
         self.out_ended = True
         self.send_lot.unpark_all()
@@ -211,9 +261,6 @@ class NetStream:
             return
         self._check_done()
 
-    def _ack_now(self, n: int) -> None:
-        if n and self.link is not None and self.stream_id is not None:
-            self.link.acknowledge(self, n)
 
     # -- binding ---------------------------------------------------------------
     def bind(self, link: Link, stream_id: int, *, can_send: bool) -> None:
@@ -304,8 +351,8 @@ class NetStream:
             await self.recv_lot.park()
 
     def consumed(self, wire: int) -> None:
-        if self.link is not None and not self.in_ended:
-            self.link.acknowledge_stream(self, wire)
+        self.held -= wire
+        self.settle()
 
 
 class NetSender(Sender):
@@ -361,6 +408,7 @@ class NetReceiver(Receiver):
             if not ns.in_ended:
                 ns.reset(CANCEL)
             ns.inbox.clear()
+            ns.held = 0
         await trio.lowlevel.checkpoint()
 
     def _abort(self) -> None:
@@ -379,7 +427,6 @@ class NetByteStream(ByteStream):
         self.direction = direction
         self._closed = False
         self._pending = b""
-        self._pending_wire = 0
         self._sending = False
         self._receiving = False
 
@@ -399,7 +446,7 @@ class NetByteStream(ByteStream):
                 await trio.lowlevel.checkpoint()
                 self._ns._check_writable()
                 return
-            chunk = self._ns.session.config.max_frame_size // 2
+            chunk = min(_STREAM_CHUNK, self._ns.session.config.max_message_size)
             for i in range(0, len(data), chunk):
                 part = data[i : i + chunk]
                 await self._ns.write(frame_header(len(part)) + part)
@@ -434,7 +481,7 @@ class NetByteStream(ByteStream):
                     chunk, wire = await self._ns.read_item()
                 except trio.EndOfChannel:
                     return b""
-                self._pending, self._pending_wire = chunk, 0
+                self._pending = chunk
             else:
                 await trio.lowlevel.checkpoint()
             data = self._pending

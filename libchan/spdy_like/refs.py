@@ -75,12 +75,13 @@ class RefTable(Generic[H]):
         """A message referenced ``ref``: return the arrived stream or register ``token``."""
         if self.is_local(ref):
             raise RemoteProtocolError(f"peer referenced {ref}, which is in our own reference space")
-        entry = self.unclaimed.pop(ref, None)
+        entry = self.unclaimed.get(ref)
         if entry is not None:
             if entry.kind != kind:
                 raise RemoteProtocolError(
                     f"reference {ref} is a {kind} in the message but its stream is a {entry.kind}"
                 )
+            del self.unclaimed[ref]
             return entry.item
         if ref in self.pending:
             raise RemoteProtocolError(f"reference {ref} appears twice")
@@ -92,12 +93,13 @@ class RefTable(Generic[H]):
         """A stream for ``ref`` arrived: return the waiting token or keep the stream."""
         if self.is_local(ref):
             raise RemoteProtocolError(f"peer opened a stream with our own reference number {ref}")
-        entry = self.pending.pop(ref, None)
+        entry = self.pending.get(ref)
         if entry is not None:
             if entry.kind != kind:
                 raise RemoteProtocolError(
                     f"reference {ref} is a {entry.kind} in the message but its stream is a {kind}"
                 )
+            del self.pending[ref]
             return entry.item
         if ref in self.unclaimed:
             raise RemoteProtocolError(f"two streams carry reference {ref}")

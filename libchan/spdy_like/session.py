@@ -283,6 +283,9 @@ class Session:
         ):
             self._close_by_peer(f"connection lost: {reason}" if not self._closing else reason, graceful=False)
 
+    def on_control_failed(self, reason: str) -> None:
+        self._close_by_peer(f"protocol error on the session's control stream: {reason}", graceful=False)
+
     def on_control_ended(self, ns: NetStream) -> None:
         self._close_by_peer("the peer closed the session", graceful=True)
 
