@@ -5,7 +5,12 @@ Usage::
 
     .venv/bin/python bench/bench.py [--quick] [--tls-only | --plain-only]
                                     [--impl raw,libchan,grpclib] [--workload oneway,rtt,churn,bulk]
-                                    [--duration SECONDS]
+                                    [--duration SECONDS] [--reps N] [--log FILE]
+
+Defaults: every figure is the median of 3 runs of 1.5 s (``--quick``: 2 runs
+of 0.4 s); the runs of the three implementations are interleaved (the order
+rotates) so that a slow patch of a shared machine does not land on one of
+them only. A full run takes about 2.5 minutes, ``--quick`` about 25 s.
 
 Every figure is measured with the server and the client in two *separate
 processes* (this script re-executes itself with a hidden ``--_role`` option),
@@ -71,7 +76,7 @@ bulk     byte-stream throughput in GB/s (10**9 bytes per second), client to
          raw: ``send_all`` of 1 MiB chunks each preceded by an 8-byte length
          (0 = end; TLS streams cannot half-close) and the server reads with
          ``receive_some(256 KiB)``.
-         libchan: ``a, b = libchan.stream_pipe(max_buffer=1 MiB)``; the client
+         libchan: ``a, b = libchan.stream_pipe()`` (default 64 KiB buffer); the client
          sends ``{"op": "bulk", "stream": libchan.ReadOnly(b), ...}`` and
          writes into ``a``; the server reads the byte stream it receives with
          ``receive_some()`` until EOF.
@@ -514,7 +519,7 @@ async def libchan_client(workload: str, port: int, certdir: str | None, duration
             }
 
         if workload == "bulk":
-            a, b = libchan.stream_pipe(max_buffer=BULK_CHUNK)
+            a, b = libchan.stream_pipe()  # default 64 KiB buffer, as a user would write it
             await sender.send({"op": "bulk", "stream": libchan.ReadOnly(b), "reply": reply})
             assert await replies.receive() == "ready"
             chunk = os.urandom(BULK_CHUNK)
@@ -598,7 +603,10 @@ def grpclib_server_main(certdir: str | None) -> None:
             }
 
     async def main() -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # proto=IPPROTO_TCP matters: asyncio only sets TCP_NODELAY on sockets whose proto
+        # is IPPROTO_TCP, and accepted sockets inherit the listener's proto (with 0, every
+        # small response would wait ~40 ms for a delayed ACK -- Nagle).
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
         server = Server([Bench()], codec=_grpclib_codec())
@@ -704,8 +712,15 @@ async def grpclib_client(workload: str, port: int, certdir: str | None, duration
 def client_main(impl: str, port: int, certdir: str | None, workloads: list[str], duration: float,
                 min_bulk: int, timeout: float) -> None:
     """Run the workloads one after the other; print one JSON line per result."""
+    if impl == "grpclib":
+        import grpclib.client  # noqa: F401 -- import before any CPU accounting
+    else:
+        import trio  # noqa: F401
+
+        import libchan  # noqa: F401
     for workload in workloads:
         emit({"start": workload})
+        wall0, cpu0 = time.perf_counter(), time.process_time()
         try:
             if impl == "grpclib":
                 import asyncio
@@ -725,23 +740,23 @@ def client_main(impl: str, port: int, certdir: str | None, workloads: list[str],
                 fn = raw_client if impl == "raw" else libchan_client
 
                 async def one():
-                    with trio.move_on_after(timeout) as scope:
+                    with trio.move_on_after(timeout):
                         return await fn(workload, port, certdir, duration, min_bulk)
-                    return {"error": f"timed out after {timeout:.0f}s" + ("" if scope.cancelled_caught else "")}
+                    return {"error": f"timed out after {timeout:.0f}s"}
 
                 result = trio.run(one)
         except BaseException as exc:  # noqa: BLE001 -- report, keep going
             if isinstance(exc, KeyboardInterrupt):
                 raise
-            text = "".join(traceback.format_exception_only(type(exc), exc)).strip().splitlines()[-1]
-            if hasattr(exc, "exceptions"):  # ExceptionGroup: show the first leaf
-                leaf = exc
-                while hasattr(leaf, "exceptions") and leaf.exceptions:
-                    leaf = leaf.exceptions[0]
-                text = f"{type(leaf).__name__}: {leaf}"
-            result = {"error": text}
+            leaf = exc
+            while isinstance(leaf, BaseExceptionGroup) and leaf.exceptions:
+                leaf = leaf.exceptions[0]
+            result = {"error": f"{type(leaf).__name__}: {leaf}"}
             traceback.print_exc(file=sys.stderr)
+        wall = time.perf_counter() - wall0
         result["workload"] = workload
+        result["client_cpu"] = (time.process_time() - cpu0) / wall if wall > 0 else 0.0
+        result["wall"] = wall
         emit(result)
 
 
@@ -754,12 +769,15 @@ def server_main(impl: str, certdir: str | None) -> None:
 
 
 class Child:
+    """A child process of this script, speaking JSON lines on its stdout."""
+
     def __init__(self, args: list[str], log) -> None:
         env = dict(os.environ)
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
         self.proc = subprocess.Popen(
             [sys.executable, os.path.abspath(__file__), *args],
+            stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=log,
             env=env,
@@ -784,58 +802,67 @@ class Child:
         line, self.buf = self.buf.split(b"\n", 1)
         return json.loads(line)
 
+    def cpu_seconds(self) -> float | None:
+        """utime + stime of the child (Linux /proc), for the server CPU figure."""
+        try:
+            with open(f"/proc/{self.proc.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return None
+
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
+        self.proc.stdout.close()
 
 
-def run_group(impl: str, tls: bool, certdir: str, workloads: list[str], duration: float, min_bulk: int,
-              timeout: float, log) -> dict[str, dict]:
+def run_client(impl: str, tls: bool, server: Child, port: int, certdir: str, workloads: list[str],
+               duration: float, min_bulk: int, timeout: float, log) -> dict[str, dict]:
+    """Run ``workloads`` in client processes against ``server``; restart the client if it hangs."""
     results: dict[str, dict] = {}
     tls_args = ["--_certdir", certdir] if tls else []
-    server = Child(["--_role", "server", "--_impl", impl, *tls_args], log)
-    try:
-        hello = server.readline(30)
-        if hello is None:
-            return {w: {"error": "server process did not start"} for w in workloads}
-        port = hello["port"]
-        remaining = list(workloads)
-        while remaining:
-            client = Child(
-                ["--_role", "client", "--_impl", impl, "--_port", str(port), *tls_args,
-                 "--_workloads", ",".join(remaining), "--duration", str(duration),
-                 "--_min-bulk", str(min_bulk), "--_timeout", str(timeout)],
-                log,
-            )
-            current = None
-            try:
-                while remaining:
-                    msg = client.readline(timeout + 20)
-                    if msg is None:
-                        what = current or remaining[0]
-                        alive = client.proc.poll() is None
-                        results[what] = {
-                            "error": f"client process hung (killed after {timeout + 20:.0f}s without a result)"
-                            if alive else f"client process died (exit code {client.proc.returncode})"
-                        }
-                        remaining.remove(what)
-                        break
-                    if "start" in msg:
-                        current = msg["start"]
-                        continue
-                    results[msg["workload"]] = msg
-                    remaining.remove(msg["workload"])
-                    tag = f"{'TLS' if tls else 'TCP'} {impl:8s} {msg['workload']:7s}"
-                    if "error" in msg:
-                        print(f"  {tag} FAILED: {msg['error']}", file=sys.stderr, flush=True)
-                    else:
-                        print(f"  {tag} {fmt(msg['workload'], msg['value'])}  ({msg['detail']})",
-                              file=sys.stderr, flush=True)
-            finally:
-                client.kill()
-    finally:
-        server.kill()
+    remaining = list(workloads)
+    while remaining:
+        client = Child(
+            ["--_role", "client", "--_impl", impl, "--_port", str(port), *tls_args,
+             "--_workloads", ",".join(remaining), "--duration", str(duration),
+             "--_min-bulk", str(min_bulk), "--_timeout", str(timeout)],
+            log,
+        )
+        current = None
+        server_cpu0 = None
+        try:
+            while remaining:
+                msg = client.readline(timeout + 20 if current else 30)
+                if msg is None:
+                    what = current or remaining[0]
+                    alive = client.proc.poll() is None
+                    results[what] = {
+                        "error": f"client process hung (killed after {timeout + 20:.0f}s without a result)"
+                        if alive else f"client process died (exit code {client.proc.returncode})"
+                    }
+                    remaining.remove(what)
+                    break
+                if "start" in msg:
+                    current = msg["start"]
+                    server_cpu0 = server.cpu_seconds()
+                    continue
+                server_cpu1 = server.cpu_seconds()
+                if server_cpu0 is not None and server_cpu1 is not None and msg.get("wall"):
+                    msg["server_cpu"] = (server_cpu1 - server_cpu0) / msg["wall"]
+                results[msg["workload"]] = msg
+                remaining.remove(msg["workload"])
+                current = None
+                tag = f"{'TLS' if tls else 'TCP'} {impl:8s} {msg['workload']:7s}"
+                if "error" in msg:
+                    print(f"  {tag} FAILED: {msg['error']}", file=sys.stderr, flush=True)
+                else:
+                    print(f"  {tag} {fmt(msg['workload'], msg['value']):>14s}  ({msg['detail']})",
+                          file=sys.stderr, flush=True)
+        finally:
+            client.kill()
     return results
 
 
@@ -845,38 +872,85 @@ def fmt(workload: str, value: float) -> str:
     return f"{value:,.0f}/s"
 
 
-def report(all_results: dict, transports: list[bool], workloads: list[str], impls: list[str],
-           args, wall: float) -> None:
+def median(values: list[float]) -> float:
+    v = sorted(values)
+    n = len(v)
+    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
+
+
+def summarize(runs: list[dict]) -> dict:
+    """Median of the repetitions; any failed repetition makes the figure FAILED."""
+    errors = [r["error"] for r in runs if "error" in r]
+    ok = [r for r in runs if "error" not in r]
+    out: dict = {"runs": runs}
+    if errors:
+        out["error"] = f"{errors[0]} ({len(errors)} of {len(runs)} runs failed)"
+    if ok:
+        out["value"] = median([r["value"] for r in ok])
+        out["min"] = min(r["value"] for r in ok)
+        out["max"] = max(r["value"] for r in ok)
+        out["client_cpu"] = median([r.get("client_cpu", 0.0) for r in ok])
+        sc = [r["server_cpu"] for r in ok if "server_cpu" in r]
+        out["server_cpu"] = median(sc) if sc else None
+    return out
+
+
+def libchan_revision() -> str:
+    """Git commit of the libchan source measured (and whether libchan/ had uncommitted changes)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        rev = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--", "libchan"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "(git revision unknown)"
+    if not rev:
+        return "(git revision unknown)"
+    return f"git {rev}" + (" + uncommitted changes in libchan/" if dirty else "")
+
+
+def load_average() -> str:
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "?"
+
+
+def report(summary: dict, transports: list[bool], workloads: list[str], impls: list[str],
+           args, reps: int, wall: float) -> None:
     import platform
+    from importlib.metadata import version
 
     out = []
-    out.append("=" * 100)
+    out.append("=" * 112)
     out.append(
-        f"libchan benchmark  (python {platform.python_version()}, {os.cpu_count()} CPUs, "
-        f"{'--quick, ' if args.quick else ''}{args.duration:g}s per figure, server and client in separate processes)"
+        f"libchan benchmark: python {platform.python_version()}, {os.cpu_count()} CPUs, "
+        f"{'--quick: ' if args.quick else ''}median of {reps} runs of {args.duration:g}s per figure; "
+        "server and client in separate processes"
     )
     versions = []
     for mod in ("trio", "h2", "cbor2", "grpclib"):
         try:
-            from importlib.metadata import version
-
             versions.append(f"{mod} {version(mod)}")
         except Exception:
             pass
-    out.append("versions: " + ", ".join(versions))
+    out.append("versions: " + ", ".join(versions) + "; libchan " + libchan_revision())
+    out.append(f"load average before / after the run: {args.load_before} / {load_average()}")
     for tls in transports:
         out.append("")
-        out.append(f"--- {'TLS (trustme cert, TLS 1.3 on 127.0.0.1)' if tls else 'plaintext TCP (127.0.0.1)'} ---")
-        header = f"{'workload':38s}"
+        out.append(f"--- {'TLS (trustme certificate, 127.0.0.1)' if tls else 'plaintext TCP (127.0.0.1)'} ---")
+        header = f"{'workload':37s}"
         for impl in impls:
-            header += f"{impl:>24s}"
-        header += f"{'goal (libchan/raw)':>22s}"
+            header += f"{impl:>21s}"
+        header += f"{'libchan goal':>22s}"
         out.append(header)
         for w in workloads:
-            res = all_results.get((tls, w), {})
+            res = summary.get((tls, w), {})
             raw = res.get("raw", {})
-            rawv = raw.get("value")
-            line = f"{TITLES[w]:38s}"
+            rawv = raw.get("value") if "error" not in raw else None
+            line = f"{TITLES[w]:37s}"
             for impl in impls:
                 r = res.get(impl)
                 if r is None:
@@ -886,54 +960,73 @@ def report(all_results: dict, transports: list[bool], workloads: list[str], impl
                 else:
                     cell = fmt(w, r["value"])
                     if impl != "raw" and rawv:
-                        cell += f" ({r['value'] / rawv:.2f}x)"
-                line += f"{cell:>24s}"
+                        cell += f" {r['value'] / rawv:.2f}x"
+                line += f"{cell:>21s}"
             goal = GOALS.get(w)
-            if goal is not None and "libchan" in res and "value" in res["libchan"] and rawv:
-                ratio = res["libchan"]["value"] / rawv
+            lc = res.get("libchan", {})
+            if goal is not None and rawv and "value" in lc and "error" not in lc:
+                ratio = lc["value"] / rawv
                 line += f"{('>=%.2fx ' % goal) + ('met' if ratio >= goal else 'MISSED'):>22s}"
             elif goal is not None:
                 line += f"{'>=%.2fx' % goal:>22s}"
+            else:
+                line += f"{'(none)':>22s}"
             out.append(line)
-        failures = [
-            (w, impl, r["error"])
-            for w in workloads
-            for impl, r in all_results.get((tls, w), {}).items()
-            if "error" in r
-        ]
-        for w, impl, err in failures:
-            out.append(f"  {impl} {w}: FAILED: {err}")
+        for w in workloads:
+            for impl in impls:
+                r = summary.get((tls, w), {}).get(impl)
+                if r and "error" in r:
+                    out.append(f"  {impl} {TITLES[w]}: FAILED: {r['error']}")
     out.append("")
-    out.append("details:")
+    out.append("details (median, [min .. max] over the runs; CPU = busy fraction of one core during the run):")
     for tls in transports:
         for w in workloads:
             for impl in impls:
-                r = all_results.get((tls, w), {}).get(impl)
-                if r and "detail" in r:
-                    out.append(f"  {'TLS' if tls else 'TCP'} {w:7s} {impl:8s} {r['detail']}")
+                r = summary.get((tls, w), {}).get(impl)
+                if not r or "value" not in r:
+                    continue
+                cpu = f"client CPU {100 * r['client_cpu']:3.0f}%"
+                if r.get("server_cpu") is not None:
+                    cpu += f", server CPU {100 * r['server_cpu']:3.0f}%"
+                last = [x for x in r["runs"] if "detail" in x][-1]["detail"]
+                out.append(
+                    f"  {'TLS' if tls else 'TCP'} {w:6s} {impl:7s} {fmt(w, r['value']):>13s} "
+                    f"[{fmt(w, r['min'])} .. {fmt(w, r['max'])}]  {cpu};  last run: {last}"
+                )
     out.append("")
     out.append(
-        "ratios are to the raw trio figure of the same transport in this run; grpclib was measured "
-        "before at "
-        + ", ".join(f"{w} {v:.2f}x" for w, v in GRPCLIB_BEFORE.items())
+        "Ratios (Nx) are to the raw trio figure of the same transport in this run. grpclib was measured "
+        "before at " + ", ".join(f"{w} {v:.2f}x" for w, v in GRPCLIB_BEFORE.items()) + "."
     )
-    out.append("raw one-way = batched writes of 256 length-prefixed 100 B messages, split in Python by the "
-               "receiver; raw churn = new TCP/TLS connection per 'channel', 16 tasks; see the docstring.")
+    out.append(
+        f"raw one-way = batched writes ({RAW_BATCH} length-prefixed 100 B messages per send_all), split into "
+        "bytes objects in Python by the receiver."
+    )
+    out.append(
+        f"raw churn = a new {'TCP/TLS' if len(transports) > 1 else ('TLS' if transports[0] else 'TCP')} "
+        f"connection per 'channel' ({CHURN_CONCURRENCY} client tasks); grpclib churn = one bidi call per "
+        f"'channel' ({CHURN_CONCURRENCY} tasks, one connection); libchan churn = one task, pipelined "
+        "open_sender/send/aclose on one session."
+    )
     out.append(f"total wall time {wall:.0f}s")
     print("\n".join(out), flush=True)
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="short run (~40 s)")
+    p = argparse.ArgumentParser(
+        description="Benchmark libchan against raw trio sockets and grpclib (see the module docstring).",
+    )
+    p.add_argument("--quick", action="store_true", help="short run (about 25 s)")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--tls-only", action="store_true")
-    g.add_argument("--plain-only", action="store_true")
+    g.add_argument("--tls-only", action="store_true", help="TLS only")
+    g.add_argument("--plain-only", action="store_true", help="plaintext TCP only")
     p.add_argument("--impl", default=",".join(IMPLS), help="comma-separated subset of raw,libchan,grpclib")
-    p.add_argument("--workload", default=",".join(WORKLOADS), help="comma-separated subset of " + ",".join(WORKLOADS))
-    p.add_argument("--duration", type=float, default=None, help="seconds per figure (default 3, 0.6 with --quick)")
-    p.add_argument("--log", default=None, help="file for the children's stderr (default: discarded unless errors)")
+    p.add_argument("--workload", default=",".join(WORKLOADS),
+                   help="comma-separated subset of " + ",".join(WORKLOADS))
+    p.add_argument("--duration", type=float, default=None,
+                   help="seconds per run of a figure (default 1.5, 0.4 with --quick)")
+    p.add_argument("--reps", type=int, default=None, help="runs per figure, median reported (default 3, 2 with --quick)")
+    p.add_argument("--log", default=None, help="file for the children's stderr (default: shown only on failure)")
     # hidden: child roles
     p.add_argument("--_role", choices=["server", "client"], help=argparse.SUPPRESS)
     p.add_argument("--_impl", help=argparse.SUPPRESS)
@@ -945,7 +1038,8 @@ def main() -> None:
     args = p.parse_args()
 
     if args.duration is None:
-        args.duration = 0.6 if args.quick else 3.0
+        args.duration = 0.4 if args.quick else 1.5
+    reps = args.reps or (2 if args.quick else 3)
 
     if args._role == "server":
         server_main(args._impl, args._certdir)
@@ -968,24 +1062,44 @@ def main() -> None:
     timeout = max(15.0, args.duration * 4 + 10)
 
     t_start = time.perf_counter()
+    args.load_before = load_average()
     certdir = tempfile.mkdtemp(prefix="libchan-bench-")
     log = open(args.log, "w") if args.log else tempfile.TemporaryFile(mode="w+")
-    all_results: dict = {}
+    runs: dict = {}
     try:
         make_certs(certdir)
         for tls in transports:
-            for impl in impls:
-                res = run_group(impl, tls, certdir, workloads, args.duration, min_bulk, timeout, log)
-                for w, r in res.items():
-                    all_results.setdefault((tls, w), {})[impl] = r
+            servers: dict[str, tuple[Child, int | None]] = {}
+            try:
+                for impl in impls:
+                    child = Child(["--_role", "server", "--_impl", impl, *(["--_certdir", certdir] if tls else [])], log)
+                    hello = child.readline(30)
+                    servers[impl] = (child, hello["port"] if hello else None)
+                for rep in range(reps):
+                    # rotate the order so that no implementation always runs first or last
+                    order = impls[rep % len(impls):] + impls[: rep % len(impls)]
+                    for impl in order:
+                        server, port = servers[impl]
+                        if port is None:
+                            res = {w: {"error": "server process did not start"} for w in workloads}
+                        else:
+                            res = run_client(impl, tls, server, port, certdir, workloads, args.duration,
+                                             min_bulk, timeout, log)
+                        for w, r in res.items():
+                            runs.setdefault((tls, w), {}).setdefault(impl, []).append(r)
+            finally:
+                for child, _ in servers.values():
+                    child.kill()
     finally:
         shutil.rmtree(certdir, ignore_errors=True)
-    report(all_results, transports, workloads, impls, args, time.perf_counter() - t_start)
+    summary = {key: {impl: summarize(rs) for impl, rs in by_impl.items()} for key, by_impl in runs.items()}
+    report(summary, transports, workloads, impls, args, reps, time.perf_counter() - t_start)
     if not args.log:
         log.seek(0)
         text = log.read()
-        if text.strip() and any("error" in r for res in all_results.values() for r in res.values()):
-            print("\n--- stderr of the child processes ---", file=sys.stderr)
+        failed = any("error" in r for by_impl in summary.values() for r in by_impl.values())
+        if text.strip() and failed:
+            print("\n--- stderr of the child processes (last 6000 characters) ---", file=sys.stderr)
             print(text[-6000:], file=sys.stderr)
         log.close()
 

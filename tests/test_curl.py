@@ -8,7 +8,6 @@ application must get that request as a top-level channel from
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -22,12 +21,8 @@ from libchan.spdy_like.framing import encode_frame
 
 from proxies import require_binary
 
-CURL = shutil.which("curl")
 
-
-async def _run_curl_post(
-    tmp_path: Path, body: bytes, messages_wanted: int
-) -> tuple[subprocess.CompletedProcess[bytes], list[Any], list[str]]:
+async def _run_curl_post(tmp_path: Path, body: bytes) -> tuple[subprocess.CompletedProcess[bytes], list[Any], list[str]]:
     require_binary("curl")
     received: list[Any] = []
     events: list[str] = []
@@ -84,7 +79,7 @@ async def _run_curl_post(
 async def test_curl_opens_a_channel(tmp_path: Path, messages: list[Any]) -> None:
     body = b"".join(encode_frame(cbor2.dumps(m)) for m in messages)
     with trio.fail_after(20):
-        result, received, events = await _run_curl_post(tmp_path, body, len(messages))
+        result, received, events = await _run_curl_post(tmp_path, body)
     stdout = result.stdout.decode(errors="replace")
     stderr = result.stderr.decode(errors="replace")
     assert result.returncode == 0, f"curl exited {result.returncode}: stderr={stderr!r} stdout={stdout!r}"

@@ -248,14 +248,14 @@ class Progress:
         return ", ".join(f"{k}={v / 2**20:.2f} MiB" for k, v in sorted(self.counts.items()))
 
 
-async def pump_both_ways(stream: Any, tag: str, progress: Progress) -> tuple[str, str, int]:
-    """Write BULK random bytes and read to EOF at the same time; return (sent sha256, received sha256, received n)."""
+async def pump_both_ways(stream: Any, tag: str, progress: Progress, size: int = BULK) -> tuple[str, str, int]:
+    """Write ``size`` random bytes and read to EOF at the same time; return (sent sha256, received sha256, received n)."""
     sent = hashlib.sha256()
     received = hashlib.sha256()
     count = 0
 
     async def write() -> None:
-        left = BULK
+        left = size
         while left:
             chunk = os.urandom(min(CHUNK, left))
             sent.update(chunk)
@@ -280,7 +280,7 @@ async def pump_both_ways(stream: Any, tag: str, progress: Progress) -> tuple[str
     return sent.hexdigest(), received.hexdigest(), count
 
 
-async def _bulk_duplex(proxied: Proxied) -> None:
+async def _bulk_duplex(proxied: Proxied, client_size: int = BULK, server_size: int = BULK) -> None:
     progress = Progress()
     server_result: dict[str, tuple[str, str, int]] = {}
     server_done = trio.Event()
@@ -290,7 +290,7 @@ async def _bulk_duplex(proxied: Proxied) -> None:
         msg = await receiver.receive()
         stream = msg["stream"]
         assert isinstance(stream, libchan.ByteStream) and stream.direction == "duplex", stream
-        server_result["server"] = await pump_both_ways(stream, "server", progress)
+        server_result["server"] = await pump_both_ways(stream, "server", progress, server_size)
         server_done.set()
         await wait_session_end(session)
 
@@ -311,25 +311,35 @@ async def _bulk_duplex(proxied: Proxied) -> None:
                 sender = await session.open_sender()
                 local, remote = libchan.stream_pipe(max_buffer=256 * 1024)
                 await sender.send({"stream": remote})
-                client_result = await pump_both_ways(local, "client", progress)
+                client_result = await pump_both_ways(local, "client", progress, client_size)
                 await server_done.wait()
                 nursery.cancel_scope.cancel()
     c_sent, c_recv, c_n = client_result
     s_sent, s_recv, s_n = server_result["server"]
-    assert c_n == BULK and s_n == BULK, progress
+    assert c_n == server_size and s_n == client_size, progress
     assert c_sent == s_recv, "client->server bytes differ"
     assert s_sent == c_recv, "server->client bytes differ"
     assert not proxied.errors
 
 
-@pytest.mark.parametrize("proxied", ["nghttpx"], indirect=True)
-async def test_byte_stream_64mib_both_ways_nghttpx(proxied: Proxied) -> None:
+async def test_byte_stream_64mib_both_ways(proxied: Proxied) -> None:
+    """Both sides write 64 MiB and read 64 MiB at the same time on one duplex byte stream.
+
+    (The shared notes saw haproxy 2.6 stall on this pattern with a plain h2
+    client; with libchan it has not stalled here, so it is not marked xfail.
+    Through nghttpx this fails intermittently, see the next test.)
+    """
     await _bulk_duplex(proxied)
 
 
-@pytest.mark.parametrize("proxied", ["haproxy"], indirect=True)
-async def test_byte_stream_64mib_both_ways_haproxy(proxied: Proxied) -> None:
-    await _bulk_duplex(proxied)
+async def test_byte_stream_server_half_closes_first(proxied: Proxied) -> None:
+    """Deterministic form of a race in (d): the server's direction of a duplex
+    byte stream ends (send_eof) long before the client's direction does.
+
+    On the wire the server's END_STREAM completes the HTTP *response* while the
+    *request* body is still flowing.
+    """
+    await _bulk_duplex(proxied, client_size=8 * 1024 * 1024, server_size=64 * 1024)
 
 
 # -- (e) idle channels and parked requests outlive the proxies' idle timeouts ------------------

@@ -161,7 +161,11 @@ class Link:
 
     def answer(self, ns: NetStream, headers: list[tuple[str, str]], *, end_stream: bool = False) -> None:
         assert ns.stream_id is not None
-        self.mux.answer_stream(ns.stream_id, headers, end_stream=end_stream)
+        try:
+            self.mux.answer_stream(ns.stream_id, headers, end_stream=end_stream)
+        except Exception:  # the peer reset the stream in the same read as it opened it
+            ns.on_reset(5, remote=False)
+            return
         ns.can_send = True
         if end_stream:
             ns.out_ended = True
@@ -196,7 +200,7 @@ class Link:
                 if self.closed_reason is not None:
                     return
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ssl.SSLError) as exc:
-            reason = f"connection lost ({type(exc).__name__}: {exc})"
+            reason = f"connection lost ({_describe(exc)})"
         self._end(reason)
 
     def _dispatch(self, ev: object) -> None:
@@ -255,7 +259,7 @@ class Link:
                     await self.transport.send_all(data)
                 self._drain_lot.unpark_all()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ssl.SSLError) as exc:
-            self._end(f"connection lost ({type(exc).__name__}: {exc})")
+            self._end(f"connection lost ({_describe(exc)})")
 
     def _pump(self) -> None:
         budget = _WRITE_BUDGET
@@ -325,3 +329,10 @@ class Link:
                     self.schedule(ns)
             self.mux.ping()
             self.wake()
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: text`` of an exception, looking through empty wrappers (trio's TLS errors)."""
+    while not str(exc) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -250,13 +250,18 @@ class NetStream:
     def on_marker_sent(self) -> None:
         self.marker_sent = True
         self.send_lot.unpark_all()
-        if self.reset_after_end and not self.in_ended:
+        if self.reset_after_end and not self.peer_finished:
             self.reset(CANCEL)
+
+    @property
+    def peer_finished(self) -> bool:
+        """The peer ended its direction (END_STREAM or the end marker)."""
+        return self.in_ended or self.remote_finished
 
     def on_out_ended(self) -> None:
         self.out_ended = True
         self.send_lot.unpark_all()
-        if self.reset_after_end and not self.in_ended:
+        if self.reset_after_end and not self.peer_finished:
             self.reset(CANCEL)
             return
         self._check_done()
@@ -405,7 +410,7 @@ class NetReceiver(Receiver):
         if not self._closed:
             self._closed = True
             ns = self._ns
-            if not ns.in_ended:
+            if not ns.peer_finished:
                 ns.reset(CANCEL)
             ns.inbox.clear()
             ns.held = 0
@@ -497,13 +502,13 @@ class NetByteStream(ByteStream):
         if not self._closed:
             self._closed = True
             ns = self._ns
-            if not ns.in_ended:
+            if not ns.peer_finished:
                 ns.reset_after_end = True
             if ns.we_write:
                 ns.request_end()
-                if ns.out_ended and not ns.in_ended:
+                if ns.out_ended and not ns.peer_finished:
                     ns.reset(CANCEL)
-            elif not ns.in_ended:
+            elif not ns.peer_finished:
                 ns.reset(CANCEL)
             ns.inbox.clear()
         await trio.lowlevel.checkpoint()

@@ -281,7 +281,7 @@ class Session:
         if link is self._own_link or (control is not None and control.link is None and not control.done) or (
             control is not None and control.link is link
         ):
-            self._close_by_peer(f"connection lost: {reason}" if not self._closing else reason, graceful=False)
+            self._close_by_peer(reason, graceful=False)
 
     def on_control_failed(self, reason: str) -> None:
         self._close_by_peer(f"protocol error on the session's control stream: {reason}", graceful=False)

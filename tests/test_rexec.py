@@ -1,0 +1,475 @@
+"""The rexec example (libchan/examples/rexec.py), run as real processes and in process."""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import trio
+
+import libchan
+from libchan.examples import rexec
+
+ROOT = Path(__file__).resolve().parent.parent
+MODULE = [sys.executable, "-m", "libchan.examples.rexec"]
+TIMEOUT = 30  # seconds, for every subprocess
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def run(*args: str, input: bytes | None = b"", **kw) -> subprocess.CompletedProcess[bytes]:
+    """Run the module with ``args``; stdin from ``input`` (None: inherit /dev/null)."""
+    kw.setdefault("stdin", subprocess.DEVNULL if input is None else None)
+    return subprocess.run(
+        [*MODULE, *args],
+        input=input,
+        capture_output=True,
+        timeout=TIMEOUT,
+        cwd=ROOT,
+        env=_env(),
+        **kw,
+    )
+
+
+class Server:
+    """``rexec server`` in a subprocess; ``url`` is the URL it bound (port 0 -> a free port)."""
+
+    def __init__(self, tmp_path: Path, *extra: str, listen: str = "tcp://127.0.0.1:0") -> None:
+        self.log_path = tmp_path / f"server-{time.monotonic_ns()}.log"
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [*MODULE, "server", "--listen", listen, *extra],
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=self.log,
+            cwd=ROOT,
+            env=_env(),
+        )
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            text = self.log_path.read_text(errors="replace")
+            m = re.search(r"listening on (\S+)", text)
+            if m:
+                self.url = m.group(1)
+                break
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.close()
+                raise AssertionError(f"server did not start:\n{text}")
+            time.sleep(0.02)
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.log.close()
+
+
+@pytest.fixture
+def tcp_server(tmp_path):
+    server = Server(tmp_path)
+    yield server
+    server.close()
+    assert "Traceback" not in server.output(), server.output()
+
+
+@pytest.fixture
+def certs(tmp_path):
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    other_ca = trustme.CA()
+    files = {}
+
+    def write(name: str, blob) -> str:
+        path = tmp_path / name
+        blob.write_to_path(str(path))
+        files[name] = str(path)
+        return str(path)
+
+    write("ca.pem", ca.cert_pem)
+    server_cert = ca.issue_cert("127.0.0.1", "localhost")
+    write("server.pem", server_cert.cert_chain_pems[0])
+    write("server.key", server_cert.private_key_pem)
+    client_cert = ca.issue_cert("client@example.org")
+    write("client.pem", client_cert.private_key_and_cert_chain_pem)  # cert + key in one file
+    write("stranger.pem", other_ca.issue_cert("client@example.org").private_key_and_cert_chain_pem)
+    write("other-ca.pem", other_ca.cert_pem)
+    return files
+
+
+@pytest.fixture
+def tls_server(tmp_path, certs):
+    server = Server(
+        tmp_path,
+        "--cert", certs["server.pem"], "--key", certs["server.key"], "--ca", certs["ca.pem"],
+        listen="tls://127.0.0.1:0",
+    )  # fmt: skip
+    yield server
+    server.close()
+    assert "Traceback" not in server.output(), server.output()
+
+
+def one_line_error(result: subprocess.CompletedProcess[bytes]) -> str:
+    err = result.stderr.decode()
+    assert "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+# -- command line -----------------------------------------------------------------------------
+
+
+def test_help():
+    result = run("--help")
+    assert result.returncode == 0
+    assert b"server" in result.stdout and b"client" in result.stdout and b"demo" in result.stdout
+    for mode in ("server", "client", "demo"):
+        result = run(mode, "--help")
+        assert result.returncode == 0, result.stderr
+    assert b"--connect" in run("client", "--help").stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["client", "true"],  # no --connect
+        ["client", "--connect", "tcp://127.0.0.1:1"],  # no command
+        ["client", "--connect", "http://127.0.0.1:1", "true"],  # bad scheme
+        ["client", "--connect", "tcp://127.0.0.1", "true"],  # no port
+        ["client", "--connect", "tls://127.0.0.1:1", "--ca", "/nonexistent/ca.pem", "true"],
+        ["client", "--connect", "tcp://127.0.0.1:1", "--ca", "/etc/passwd", "true"],  # TLS option on tcp
+        ["server", "--listen", "tls://127.0.0.1:0"],  # no --cert
+        ["server", "--listen", "tls://127.0.0.1:0", "--cert", "/nonexistent/cert.pem"],
+        ["server", "--listen", "bogus"],
+    ],
+)
+def test_usage_errors_exit_2(args):
+    result = run(*args)
+    assert result.returncode == 2, result
+    assert b"Traceback" not in result.stderr
+    assert b"error" in result.stderr
+
+
+def test_connection_refused_is_one_line(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = run("client", "--connect", f"tcp://127.0.0.1:{port}", "true")
+    assert result.returncode == 255
+    assert "connect" in one_line_error(result)
+
+
+def test_server_cannot_listen(tcp_server):
+    result = run("server", "--listen", tcp_server.url)  # port already taken
+    assert result.returncode == 1
+    assert "cannot listen" in one_line_error(result)
+
+
+# -- plain TCP ----------------------------------------------------------------------------------
+
+
+def test_stdin_piped_to_remote_cat(tcp_server):
+    result = run("client", "--connect", tcp_server.url, "cat", input=b"hi\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"hi\n"
+    assert result.stderr == b""
+    assert "running cat" in tcp_server.output()
+
+
+def test_stdout_and_stderr_kept_apart(tcp_server):
+    script = "echo out1; echo err1 >&2; echo out2; echo err2 >&2"
+    result = run("client", "--connect", tcp_server.url, "sh", "-c", script)
+    assert result.returncode == 0
+    assert result.stdout == b"out1\nout2\n"
+    assert result.stderr == b"err1\nerr2\n"
+
+
+@pytest.mark.parametrize("status", [0, 1, 3, 42, 255])
+def test_exit_status_propagates(tcp_server, status):
+    result = run("client", "--connect", tcp_server.url, "sh", "-c", f"exit {status}")
+    assert result.returncode == status, result.stderr
+
+
+def test_killed_by_signal_gives_128_plus_n(tcp_server):
+    result = run("client", "--connect", tcp_server.url, "sh", "-c", "kill -9 $$")
+    assert result.returncode == 128 + 9
+
+
+def test_unknown_command_gives_127(tcp_server):
+    result = run("client", "--connect", tcp_server.url, "no-such-command-xyz", "arg")
+    assert result.returncode == 127
+    assert result.stdout == b""
+    assert b"no-such-command-xyz" in result.stderr
+    # The server is still fine afterwards.
+    assert run("client", "--connect", tcp_server.url, "true").returncode == 0
+
+
+def test_stdin_from_dev_null_and_closed_stdin(tcp_server):
+    assert run("client", "--connect", tcp_server.url, "cat", input=None).stdout == b""
+    # fd 0 closed altogether (``<&-``): trio's own descriptors must not be taken for stdin.
+    cmd = " ".join(["exec", *MODULE, "client", "--connect", tcp_server.url, "sh", "-c", "'cat; echo done'", "<&-"])
+    result = subprocess.run(["sh", "-c", cmd], capture_output=True, timeout=TIMEOUT, cwd=ROOT, env=_env())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"done\n"
+
+
+def test_binary_data_round_trip(tcp_server):
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    result = run("client", "--connect", tcp_server.url, "cat", input=data)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == data
+
+
+def _readline(stream, deadline: float) -> bytes:
+    line = b""
+    while not line.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        assert left > 0, f"timed out; read so far {line!r}"
+        ready, _, _ = select.select([stream], [], [], left)
+        if ready:
+            chunk = os.read(stream.fileno(), 1)
+            assert chunk, f"EOF after {line!r}"
+            line += chunk
+    return line
+
+
+def test_stdio_is_live_both_ways(tcp_server):
+    """Output arrives while the command still runs, and input typed later reaches it."""
+    script = 'echo ready; read a; echo "got $a"; read b; echo "got $b" >&2; exit 7'
+    client = subprocess.Popen(
+        [*MODULE, "client", "--connect", tcp_server.url, "sh", "-c", script],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        env=_env(),
+    )
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        assert _readline(client.stdout, deadline) == b"ready\n"
+        client.stdin.write(b"one\n")
+        client.stdin.flush()
+        assert _readline(client.stdout, deadline) == b"got one\n"
+        client.stdin.write(b"two\n")
+        client.stdin.close()
+        assert _readline(client.stderr, deadline) == b"got two\n"
+        assert client.wait(timeout=TIMEOUT) == 7
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+        for f in (client.stdout, client.stderr):
+            f.close()
+
+
+def test_client_does_not_wait_for_unused_stdin(tcp_server):
+    """The command ends while our stdin stays open: the client still exits at once."""
+    client = subprocess.Popen(
+        [*MODULE, "client", "--connect", tcp_server.url, "sh", "-c", "echo bye; exit 4"],
+        stdin=subprocess.PIPE,  # never written, never closed until the end
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        env=_env(),
+    )
+    try:
+        assert client.wait(timeout=TIMEOUT) == 4
+        assert client.stdout.read() == b"bye\n"
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+        client.stdin.close()
+        client.stdout.close()
+        client.stderr.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_command_is_killed_when_the_client_dies(tcp_server):
+    """A client killed mid-command (connection lost, no goodbye): the server kills the command."""
+    client = subprocess.Popen(
+        [*MODULE, "client", "--connect", tcp_server.url, "sh", "-c", "echo $$; sleep 60"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        env=_env(),
+    )
+    try:
+        remote_pid = int(_readline(client.stdout, time.monotonic() + TIMEOUT))
+        assert _alive(remote_pid)
+        client.kill()
+        client.wait(timeout=TIMEOUT)
+        deadline = time.monotonic() + 10
+        while _alive(remote_pid):
+            assert time.monotonic() < deadline, "the remote command outlived its client"
+            time.sleep(0.05)
+        assert "killed: the client went away" in tcp_server.output()
+        # ...and the server still serves.
+        assert run("client", "--connect", tcp_server.url, "echo", "still here").stdout == b"still here\n"
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+        client.stdout.close()
+        client.stderr.close()
+
+
+def test_unix_socket(tmp_path):
+    server = Server(tmp_path, listen=f"unix://{tmp_path}/rexec.sock")
+    try:
+        result = run("client", "--connect", server.url, "cat", input=b"over unix\n")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == b"over unix\n"
+    finally:
+        server.close()
+
+
+# -- mutual TLS ---------------------------------------------------------------------------------
+
+
+def test_mutual_tls(tls_server, certs):
+    result = run(
+        "client", "--connect", tls_server.url, "--ca", certs["ca.pem"], "--cert", certs["client.pem"],
+        "sh", "-c", "cat; echo oops >&2; exit 5",
+        input=b"secret\n",
+    )  # fmt: skip
+    assert result.returncode == 5, result.stderr
+    assert result.stdout == b"secret\n"
+    assert result.stderr == b"oops\n"
+
+
+def test_mutual_tls_refuses_client_without_certificate(tls_server, certs):
+    result = run("client", "--connect", tls_server.url, "--ca", certs["ca.pem"], "true")
+    assert result.returncode == 255
+    assert "client certificate" in one_line_error(result)  # the hint
+
+
+def test_mutual_tls_refuses_client_certificate_from_another_ca(tls_server, certs):
+    result = run("client", "--connect", tls_server.url, "--ca", certs["ca.pem"], "--cert", certs["stranger.pem"], "true")
+    assert result.returncode == 255
+    one_line_error(result)
+
+
+def test_client_refuses_untrusted_server(tls_server, certs):
+    result = run(
+        "client", "--connect", tls_server.url, "--ca", certs["other-ca.pem"], "--cert", certs["client.pem"], "true"
+    )
+    assert result.returncode == 255
+    assert "CERTIFICATE_VERIFY_FAILED" in one_line_error(result)
+
+
+# -- demo -----------------------------------------------------------------------------------------
+
+
+def test_demo_default_command():
+    result = run("demo")
+    assert result.returncode == 0, result.stderr
+    out, err = result.stdout.decode(), result.stderr.decode()
+    assert "Traceback" not in err
+    assert "hello from" in out
+    assert "mutual TLS" in out
+    assert "without a certificate is refused" in out
+    assert out.strip().splitlines()[-1] == "demo: remote command exited with status 3"
+    assert "\nthis line went to stderr\n" in err
+    assert "\nthis line went to stderr\n" not in out
+
+
+def test_demo_custom_command_with_stdin():
+    result = run("demo", "sh", "-c", "tr a-z A-Z; exit 6", input=b"shout\n")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.decode().strip().splitlines()
+    assert "SHOUT" in lines
+    assert lines[-1] == "demo: remote command exited with status 6"
+
+
+# -- in process, without file descriptors -----------------------------------------------------
+
+
+async def _collect(stream: trio.abc.ReceiveStream, into: bytearray) -> None:
+    while data := await stream.receive_some():
+        into += data
+
+
+async def test_in_process_with_stream_pipes():
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            urls = await nursery.start(lambda task_status: rexec.serve("tcp://127.0.0.1:0", task_status=task_status))
+            async with libchan.connect(urls[0]) as session:
+                results = []
+                for argv, feed in (
+                    (["sh", "-c", "cat; echo to-err >&2; exit 9"], b"alpha\nbeta\n"),
+                    (["no-such-command-xyz"], b""),
+                    (["true"], None),
+                ):
+                    in_w, in_r = libchan.stream_pipe()
+                    out_w, out_r = libchan.stream_pipe()
+                    err_w, err_r = libchan.stream_pipe()
+                    out, err = bytearray(), bytearray()
+                    async with trio.open_nursery() as inner:
+                        inner.start_soon(_collect, out_r, out)
+                        inner.start_soon(_collect, err_r, err)
+                        if feed is not None:
+                            await in_w.send_all(feed)
+                            await in_w.send_eof()
+                        code = await rexec.remote_exec(
+                            session, argv, stdin=in_r if feed is not None else None, stdout=out_w, stderr=err_w
+                        )
+                    results.append((code, bytes(out), bytes(err)))
+            nursery.cancel_scope.cancel()
+    assert results[0] == (9, b"alpha\nbeta\n", b"to-err\n")
+    assert results[1][0] == 127 and b"no-such-command-xyz" in results[1][2]
+    assert results[2] == (0, b"", b"")
+
+
+async def test_execute_without_a_network():
+    """The server half on its own: a message of in-memory pipes, as a session would deliver."""
+    with trio.fail_after(20):
+        in_w, in_r = libchan.stream_pipe()
+        out_w, out_r = libchan.stream_pipe()
+        status_tx, status_rx = libchan.pipe(1)
+        out = bytearray()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_collect, out_r, out)
+
+            async def feed() -> None:  # more than the pipe buffers: needs the command to read
+                await in_w.send_all(b"x" * 100_000)
+                await in_w.aclose()
+
+            nursery.start_soon(feed)
+            msg = {"cmd": "wc", "args": ["-c"], "stdin": in_r, "stdout": out_w, "stderr": None, "status": status_tx}
+            assert await rexec.execute(msg) == 0
+        assert await status_rx.receive() == {"status": 0}
+        assert out.strip() == b"100000"
+        # A malformed request is answered, not crashed on.
+        status_tx, status_rx = libchan.pipe(1)
+        assert await rexec.execute({"cmd": 42, "status": status_tx}) == 2
+        assert await status_rx.receive() == {"status": 2}
+        assert await rexec.execute("not a map") is None
