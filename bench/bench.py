@@ -855,12 +855,6 @@ def run_client(impl: str, tls: bool, server: Child, port: int, certdir: str, wor
                 results[msg["workload"]] = msg
                 remaining.remove(msg["workload"])
                 current = None
-                tag = f"{'TLS' if tls else 'TCP'} {impl:8s} {msg['workload']:7s}"
-                if "error" in msg:
-                    print(f"  {tag} FAILED: {msg['error']}", file=sys.stderr, flush=True)
-                else:
-                    print(f"  {tag} {fmt(msg['workload'], msg['value']):>14s}  ({msg['detail']})",
-                          file=sys.stderr, flush=True)
         finally:
             client.kill()
     return results
@@ -1087,6 +1081,13 @@ def main() -> None:
                                              min_bulk, timeout, log)
                         for w, r in res.items():
                             runs.setdefault((tls, w), {}).setdefault(impl, []).append(r)
+                        # one progress line per client process, on stderr
+                        cells = [
+                            f"{w} " + ("FAILED" if "error" in res[w] else fmt(w, res[w]["value"]))
+                            for w in workloads if w in res
+                        ]
+                        print(f"  {'TLS' if tls else 'TCP'} run {rep + 1}/{reps} {impl:8s} " + ", ".join(cells),
+                              file=sys.stderr, flush=True)
             finally:
                 for child, _ in servers.values():
                     child.kill()

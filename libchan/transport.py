@@ -115,7 +115,11 @@ async def connect(
     """
     address = parse_url(url)
     stream = await open_transport(address, ssl=ssl)
-    authority = "localhost" if address.scheme == "unix" else f"{address.host}:{address.port}"
+    if address.scheme == "unix":
+        authority = "localhost"
+    else:
+        host = f"[{address.host}]" if ":" in address.host else address.host
+        authority = f"{host}:{address.port}"
     scheme = "https" if address.scheme == "tls" else "http"
     async with Session(stream, config=config, authority=authority, scheme=scheme) as session:
         yield session

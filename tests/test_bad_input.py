@@ -30,9 +30,9 @@ async def server(tmp_path):
         yield host, int(port), recv
 
 
-async def _post(host, port, body, headers=()):
+async def _post(host, port, body, headers=(), path="/whatever"):
     client = await RawH2Client.open(host, port)
-    sid = await client.request("/whatever", body, list(headers))
+    sid = await client.request(path, body, list(headers))
     return client, sid
 
 
@@ -84,7 +84,7 @@ async def test_reference_that_never_arrives(server):
     with trio.fail_after(10):
         msg = cbor2.dumps({"chan": cbor2.CBORTag(41401, 7)})
         headers = [("libchan-session", "raw-session-1"), ("libchan-ref", "1"), ("libchan-type", "receiver")]
-        client, _ = await _post(host, port, encode_frame(msg), headers)
+        client, _ = await _post(host, port, encode_frame(msg), headers, path="/libchan/v1/stream")
         _, receiver = await recv.receive()
         got = await receiver.receive()
         assert isinstance(got["chan"], libchan.Receiver)
@@ -184,3 +184,20 @@ def test_fuzz_codec_round_trip(value):
     decoder = FrameDecoder(1 << 16)
     items, free = decoder.feed(b"\xf7" + encode_frame(payload) + b"\xf7")
     assert [p for p, _ in items] == [payload] and free == 2
+
+
+async def test_unknown_path_of_a_session_is_404(server):
+    host, port, recv = server
+    with trio.fail_after(10):
+        client = await RawH2Client.open(host, port)
+        sid = await client.request("/nope", b"", [("libchan-session", "raw-session-2")])
+        resp = await client.wait_for(lambda e: isinstance(e, h2.events.ResponseReceived) and e.stream_id == sid)
+        assert dict(resp.headers)[":status"] == "404"
+        for bad in ("+9", "1_0", "x", "-1"):
+            sid = await client.request(
+                "/libchan/v1/stream", b"", [("libchan-session", "raw-session-2"), ("libchan-ref", bad), ("libchan-type", "receiver")]
+            )
+            resp = await client.wait_for(lambda e: isinstance(e, h2.events.ResponseReceived) and e.stream_id == sid)
+            assert dict(resp.headers)[":status"] == "400"
+        await client.aclose()
+        await _check_still_works(host, port, recv)

@@ -94,8 +94,20 @@ _REJECTED_ENCODERS: dict[type, Callable[[Any, Any], None]] = {
         ipaddress.IPv6Address,
         ipaddress.IPv4Network,
         ipaddress.IPv6Network,
+        ipaddress.IPv4Interface,
+        ipaddress.IPv6Interface,
+        cbor2.CBORTag,
+        cbor2.CBORSimpleValue,
+        type(cbor2.undefined),
     )
 }
+
+
+def _encode_memoryview(encoder: Any, value: memoryview) -> None:
+    encoder.encode(value.tobytes())
+
+
+_REJECTED_ENCODERS[memoryview] = _encode_memoryview
 
 
 class _Rejected(Exception):
@@ -132,7 +144,8 @@ class CborCodec:
             if kind is None:
                 raise LocalProtocolError(f"cannot send a {type(value).__name__} in a libchan message")
             ref = on_object(kind, value)
-            encoder.encode(cbor2.CBORTag(TAGS[kind], ref))
+            encoder.encode_length(6, TAGS[kind])  # major type 6: tag
+            encoder.encode(ref)
 
         try:
             payload = cbor2.dumps(

@@ -349,6 +349,9 @@ class Session:
             return
         if anonymous:
             kind, ref, parent = "receiver", None, None
+        elif path != PATH_STREAM:
+            link.mux.answer_stream(ev.stream_id, [(":status", "404")], end_stream=True)
+            return
         else:
             try:
                 kind, ref, parent = _stream_headers(headers)
@@ -578,11 +581,16 @@ def _stream_headers(headers: dict[str, str]) -> tuple[str, int, int | None]:
     kind = headers.get("libchan-type")
     if kind not in TAGS:
         raise RemoteProtocolError(f"bad or missing libchan-type header: {kind!r}")
-    try:
-        ref = int(headers["libchan-ref"])
-        parent = int(headers["libchan-parent-ref"]) if "libchan-parent-ref" in headers else None
-    except (KeyError, ValueError) as exc:
-        raise RemoteProtocolError(f"bad or missing libchan-ref header: {exc}") from None
-    if ref < 0 or (parent is not None and parent < 0):
-        raise RemoteProtocolError("reference numbers are unsigned")
-    return kind, ref, parent
+    ref = _header_int(headers, "libchan-ref")
+    if ref is None:
+        raise RemoteProtocolError("missing libchan-ref header")
+    return kind, ref, _header_int(headers, "libchan-parent-ref")
+
+
+def _header_int(headers: dict[str, str], name: str) -> int | None:
+    value = headers.get(name)
+    if value is None:
+        return None
+    if not (0 < len(value) <= 20 and value.isascii() and value.isdigit()) or int(value) >= 2**64:
+        raise RemoteProtocolError(f"bad {name} header: {value!r} (expected a decimal number)")
+    return int(value)

@@ -523,6 +523,7 @@ def header_vectors() -> dict:
         },
         {"name": "bad libchan-type / libchan-ref / libchan-parent-ref", "headers": [[":status", "400"]], "end_stream": True},
         {"name": "method other than POST", "headers": [[":status", "405"], ["allow", "POST"]], "end_stream": True},
+        {"name": "unknown :path on a request with libchan-session", "headers": [[":status", "404"]], "end_stream": True},
         {"name": "second control stream for the same session", "headers": [[":status", "409"]], "end_stream": True},
         {"name": "request for a session that has closed", "headers": [[":status", "410"]], "end_stream": True},
         {"name": "single-session server: libchan-session names another session", "headers": [[":status", "421"]], "end_stream": True},
@@ -531,8 +532,7 @@ def header_vectors() -> dict:
         {"headers": {"libchan-type": t, "libchan-ref": "7"}, "kind": t, "ref": 7, "parent": None} for t in TAGS
     ] + [
         {"headers": {"libchan-type": "sender", "libchan-ref": "8", "libchan-parent-ref": "2"}, "kind": "sender", "ref": 8, "parent": 2},
-        {"headers": {"libchan-type": "stream", "libchan-ref": "+9", "libchan-parent-ref": " 1"}, "kind": "stream", "ref": 9, "parent": 1,
-         "note": "lenient: values are parsed as Python int() does (sign, surrounding spaces, '_' digit separators)"},
+        {"headers": {"libchan-type": "stream", "libchan-ref": "18446744073709551615"}, "kind": "stream", "ref": 18446744073709551615, "parent": None},
     ]
     stream_headers_invalid = [
         {"headers": {"libchan-ref": "7"}, "error": "RemoteProtocolError"},
@@ -544,6 +544,10 @@ def header_vectors() -> dict:
         {"headers": {"libchan-type": "sender", "libchan-ref": "3", "libchan-parent-ref": "-1"}, "error": "RemoteProtocolError"},
         {"headers": {"libchan-type": "sender", "libchan-ref": "3", "libchan-parent-ref": ""}, "error": "RemoteProtocolError"},
         {"headers": {"libchan-type": "sender", "libchan-ref": "1.0"}, "error": "RemoteProtocolError"},
+        {"headers": {"libchan-type": "sender", "libchan-ref": "+9"}, "error": "RemoteProtocolError"},
+        {"headers": {"libchan-type": "sender", "libchan-ref": " 1"}, "error": "RemoteProtocolError"},
+        {"headers": {"libchan-type": "sender", "libchan-ref": "1_0"}, "error": "RemoteProtocolError"},
+        {"headers": {"libchan-type": "sender", "libchan-ref": "18446744073709551616"}, "error": "RemoteProtocolError"},
     ]
     preface = []
     for side in ("client", "server"):
