@@ -22,7 +22,7 @@ import trio
 
 from .config import Config
 from .errors import LocalProtocolError, ProtocolError
-from .spdy_like.h2mux import H2Multiplexer
+from .spdy_like.profiles import H2Profile
 from .spdy_like.link import Link
 from .spdy_like.mux import StreamOpened
 from .spdy_like.session import Session
@@ -149,14 +149,7 @@ class _Server:
                     await trio.aclose_forcefully(transport)
                     return
             c = self.config
-            mux = H2Multiplexer(
-                client_side=False,
-                stream_window=c.stream_window,
-                connection_window=c.connection_window,
-                max_frame_size=c.max_frame_size,
-                max_concurrent_streams=c.max_streams,
-                max_header_list_size=c.max_header_list_size,
-            )
+            mux = H2Profile().make_mux(client_side=False, config=c)
             link = Link(transport, mux, c, on_stream_opened=self._route, on_closed=self._link_closed)
             await link.run()
         except Exception:

@@ -46,6 +46,7 @@ class Link:
         *,
         on_stream_opened: Callable[[Link, StreamOpened], None],
         on_closed: Callable[[Link, str], None],
+        keepalive_data: bool = True,
     ) -> None:
         self.transport = transport
         self.mux = mux
@@ -60,6 +61,13 @@ class Link:
         self._drain_lot = trio.lowlevel.ParkingLot()
         self._conn_unacked = 0
         self.closed_reason: str | None = None
+        #: The peer ended the connection with GOAWAY(NO_ERROR).
+        self.peer_goaway = False
+        self.keepalive_data = keepalive_data
+        # Without flow control (Go profile) a slow reader pauses reading the
+        # whole connection (TCP backpressure) instead of growing buffers.
+        self._flow_controlled = getattr(mux, "flow_controlled", True)
+        self._read_lot = trio.lowlevel.ParkingLot()
         self._nursery: trio.Nursery | None = None
         self._ended = trio.Event()
 
@@ -142,6 +150,10 @@ class Link:
         self._ready[ns] = None
         self.wake()
 
+    def resume_reading(self) -> None:
+        if not self._flow_controlled:
+            self._read_lot.unpark_all()
+
     def wake(self) -> None:
         if not self._want_write:
             self._want_write = True
@@ -190,6 +202,10 @@ class Link:
         reason = "connection closed by the peer"
         try:
             while True:
+                if not self._flow_controlled:
+                    limit = self.config.stream_window
+                    while any(ns.held > limit for ns in self.streams.values()):
+                        await self._read_lot.park()
                 data = await self.transport.receive_some(_READ_SIZE)
                 if not data:
                     break
@@ -236,6 +252,8 @@ class Link:
             self._capacity_lot.unpark_all()
             self.wake()
         elif isinstance(ev, ConnectionEnded):
+            if ev.remote and ev.error_code == 0:
+                self.peer_goaway = True
             self._end(ev.reason)
 
     async def _writer(self) -> None:
@@ -317,7 +335,7 @@ class Link:
         while True:
             await trio.sleep(interval / 3)
             now = trio.current_time()
-            for ns in list(self.streams.values()):
+            for ns in list(self.streams.values()) if self.keepalive_data else ():
                 if (
                     ns.can_send
                     and not ns.out_ended

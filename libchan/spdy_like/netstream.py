@@ -20,7 +20,7 @@ import trio
 from ..channel import Receiver, Sender
 from ..errors import SessionClosedError
 from ..stream import ByteStream, Direction
-from .framing import FrameDecoder, frame_header
+from .bodies import DecodeFailure
 
 if TYPE_CHECKING:
     from .link import Link
@@ -31,9 +31,6 @@ __all__ = ["NetStream", "NetSender", "NetReceiver", "NetByteStream", "facade_for
 CANCEL = 8
 NO_ERROR = 0
 _YIELD_EVERY = 64
-#: Byte-stream data is framed in items of at most this many bytes (every
-#: receiver accepts them: max_message_size may not be configured below it).
-_STREAM_CHUNK = 64 * 1024
 
 #: For each kind (named by what the receiver of the message gets), the flags
 #: (messages?, receiver_writes, receiver_reads).
@@ -64,7 +61,8 @@ class NetStream:
         self.link: Link | None = None
         self.stream_id: int | None = None
         self.can_send = False  # HEADERS allow us to send DATA now
-        self.decoder = FrameDecoder(session.config.max_message_size)
+        self.body: Any = None  # the decoder of what the peer writes; None until the kind is known
+        self.prebuffer = bytearray()  # data that arrived before the kind was known (Go profile)
         self.inbox: deque[tuple[Any, int]] = deque()
         self.in_ended = False
         self.clean_end = False
@@ -79,6 +77,7 @@ class NetStream:
         self.recv_lot = trio.lowlevel.ParkingLot()
         self.send_lot = trio.lowlevel.ParkingLot()
         self.last_sent = trio.current_time()
+        self.early_end = False
         self.owed = 0  # received bytes not yet acknowledged
         self.held = 0  # wire bytes of complete items waiting in the inbox
         self._ops = 0
@@ -88,6 +87,8 @@ class NetStream:
         self.we_read = True
         if kind is not None:
             self.set_kind(kind, opener=opener)
+        elif role != "stream":
+            self.body = session.profile.control_body(session)
 
     def set_kind(self, kind: str, *, opener: bool) -> None:
         """Set direction flags: ``kind`` is what the non-opener gets."""
@@ -98,6 +99,15 @@ class NetStream:
             self.we_write, self.we_read = recv_reads, recv_writes
         else:
             self.we_write, self.we_read = recv_writes, recv_reads
+        profile = self.session.profile
+        self.body = profile.message_body(self.session) if messages else profile.bytes_body(self.session)
+        if self.prebuffer:
+            data = bytes(self.prebuffer)
+            self.prebuffer.clear()
+            self.owed -= len(data)  # counted when it arrived
+            self.on_data(data)
+            if self.early_end:
+                self.on_end()
 
     def __repr__(self) -> str:
         return f"<NetStream {self.role} {self.kind} ref={self.ref} sid={self.stream_id}>"
@@ -114,8 +124,16 @@ class NetStream:
         if self.error is not None or self.done:
             self.settle()
             return
+        if self.body is None:
+            # Go profile: a stream whose message has not named it yet.
+            self.prebuffer += data
+            if len(self.prebuffer) > self.session.config.max_message_size + self.session.config.stream_window:
+                from ..errors import RemoteProtocolError
+
+                self.protocol_failure(RemoteProtocolError("too much data on a stream no message has named yet"))
+            return
         try:
-            items, _free = self.decoder.feed(data)
+            items, _free = self.body.feed(data)
         except Exception as exc:  # framing error: typed, stream-local
             self.settle()
             self.protocol_failure(exc)
@@ -124,29 +142,18 @@ class NetStream:
             # Parks and control streams carry keepalives only; a writer-only
             # half ignores (but acknowledges) anything the reader sends.
             self.settle()
-            if self.decoder.ended and not self.remote_finished:
+            if self.body.ended and not self.remote_finished:
                 self.on_end_marker()
             return
-        if self.messages:
-            for payload, wire in items:
-                try:
-                    msg = self.session.decode(payload, self)
-                except Exception as exc:
-                    self.settle()
-                    self.protocol_failure(exc)
-                    return
-                self.inbox.append((msg, wire))
-                self.held += wire
-        else:
-            for payload, wire in items:
-                self.inbox.append((payload, wire))
-                self.held += wire
+        for item in items:
+            self.inbox.append(item)
+            self.held += item[1]
         if items:
             self.recv_lot.unpark_all()
         self.settle()
-        if self.decoder.error is not None:
-            self.protocol_failure(self.decoder.error)
-        elif self.decoder.ended and not self.remote_finished:
+        if self.body.error is not None:
+            self.protocol_failure(self.body.error)
+        elif self.body.ended and not self.remote_finished:
             self.on_end_marker()
 
     def on_end_marker(self) -> None:
@@ -168,18 +175,22 @@ class NetStream:
         if self.link is not None and self.stream_id is not None and not self.in_ended:
             self.link.mux.acknowledge(self.stream_id, self.owed)
             self.link.wake()
+            self.link.resume_reading()
         self.owed = 0
 
     def on_end(self) -> None:
+        if self.body is None:
+            self.early_end = True  # the kind (and body decoder) is not known yet
+            return
         if self.in_ended:
             return
         self.in_ended = True
-        self.clean_end = self.error is None and self.decoder.at_boundary()
-        if self.error is None and not self.decoder.at_boundary():
+        self.clean_end = self.error is None and self.body.at_boundary()
+        if self.error is None and not self.body.at_boundary():
             from ..errors import RemoteProtocolError
 
             self.error = RemoteProtocolError(
-                f"stream ended in the middle of an item ({self.decoder.buffered} bytes left over)"
+                f"stream ended in the middle of an item ({self.body.buffered} bytes left over)"
             )
         self.recv_lot.unpark_all()
         if self.role == "control" and not self.remote_finished:
@@ -346,6 +357,8 @@ class NetStream:
                 item = self.inbox.popleft()
                 self.consumed(item[1])
                 await self._schedule_point()
+                if type(item[0]) is DecodeFailure:
+                    raise item[0].error
                 return item
             if self.clean_end:
                 raise trio.EndOfChannel
@@ -375,8 +388,8 @@ class NetSender(Sender):
         if ns.error is not None:
             await trio.lowlevel.checkpoint()
             raise ns.error
-        payload = await ns.session.encode_and_open(value, ns)
-        await ns.write(frame_header(len(payload)) + payload)
+        wire = await ns.session.encode_and_open(value, ns)
+        await ns.write(wire)
 
     async def aclose(self) -> None:
         if not self._closed:
@@ -451,10 +464,10 @@ class NetByteStream(ByteStream):
                 await trio.lowlevel.checkpoint()
                 self._ns._check_writable()
                 return
-            chunk = min(_STREAM_CHUNK, self._ns.session.config.max_message_size)
+            profile = self._ns.session.profile
+            chunk = min(profile.chunk_size, self._ns.session.config.max_message_size)
             for i in range(0, len(data), chunk):
-                part = data[i : i + chunk]
-                await self._ns.write(frame_header(len(part)) + part)
+                await self._ns.write(profile.wire_chunk(data[i : i + chunk]))
         finally:
             self._sending = False
 

@@ -47,10 +47,15 @@ class Expired:
 
 
 class RefTable(Generic[H]):
-    def __init__(self, *, local_parity: int, timeout: float, max_pending: int) -> None:
-        if local_parity not in (0, 1):
-            raise ValueError("local_parity must be 0 or 1")
-        self._next = 2 if local_parity == 0 else 1
+    def __init__(self, *, local_parity: int | None, timeout: float, max_pending: int) -> None:
+        """``local_parity`` 0 or 1 splits numbers by side (HTTP/2 profile); None numbers
+        each side independently from 2 (Go profile: a message only ever names streams
+        its sender created, so the peer's numbers are a space of their own)."""
+        if local_parity not in (0, 1, None):
+            raise ValueError("local_parity must be 0, 1 or None")
+        self._parity = local_parity
+        self._step = 1 if local_parity is None else 2
+        self._next = 2 if local_parity in (0, None) else 1
         self.timeout = timeout
         self.max_pending = max_pending
         self.pending: dict[int, _Entry] = {}  # ref -> placeholder token
@@ -59,11 +64,11 @@ class RefTable(Generic[H]):
     def allocate(self) -> int:
         """A fresh local reference number."""
         ref = self._next
-        self._next += 2
+        self._next += self._step
         return ref
 
     def is_local(self, ref: int) -> bool:
-        return ref % 2 == self._next % 2
+        return self._parity is not None and ref % 2 == self._next % 2
 
     def _check_room(self) -> None:
         if len(self.pending) + len(self.unclaimed) >= self.max_pending:
@@ -77,7 +82,7 @@ class RefTable(Generic[H]):
             raise RemoteProtocolError(f"peer referenced {ref}, which is in our own reference space")
         entry = self.unclaimed.get(ref)
         if entry is not None:
-            if entry.kind != kind:
+            if entry.kind is not None and entry.kind != kind:
                 raise RemoteProtocolError(
                     f"reference {ref} is a {kind} in the message but its stream is a {entry.kind}"
                 )
@@ -89,13 +94,15 @@ class RefTable(Generic[H]):
         self.pending[ref] = _Entry(kind, token, now + self.timeout)
         return None
 
-    def arrived(self, ref: int, kind: str, handle: Any, now: float) -> Any | None:
-        """A stream for ``ref`` arrived: return the waiting token or keep the stream."""
+    def arrived(self, ref: int, kind: str | None, handle: Any, now: float) -> Any | None:
+        """A stream for ``ref`` arrived: return the waiting token or keep the stream.
+
+        ``kind`` is None when the stream's headers do not say it (Go profile)."""
         if self.is_local(ref):
             raise RemoteProtocolError(f"peer opened a stream with our own reference number {ref}")
         entry = self.pending.get(ref)
         if entry is not None:
-            if entry.kind != kind:
+            if kind is not None and entry.kind != kind:
                 raise RemoteProtocolError(
                     f"reference {ref} is a {entry.kind} in the message but its stream is a {kind}"
                 )

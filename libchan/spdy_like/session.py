@@ -31,11 +31,11 @@ from ..errors import (
     UnresolvedReferenceError,
 )
 from ..forward import forward
-from .cbor_codec import TAGS, CborCodec
-from .h2mux import H2Multiplexer
+from .cbor_codec import TAGS
 from .link import Link
 from .mux import StreamOpened
 from .netstream import CANCEL, NetReceiver, NetSender, NetStream, facade_for
+from .profiles import get_profile
 
 __all__ = ["Session"]
 
@@ -80,22 +80,24 @@ class Session:
         authority: str = "libchan",
         scheme: str = "http",
         session_id: str | None = None,
+        profile: str = "h2",
         _anonymous: bool = False,
     ) -> None:
         self.config = config or Config()
         self.server_side = server_side
-        self.session_id = session_id or (None if server_side else secrets.token_urlsafe(16))
+        self.profile = get_profile(profile)
+        self.session_id = session_id or (
+            None if server_side or not self.profile.control_stream else secrets.token_urlsafe(16)
+        )
         self._transport = stream
         self._authority = authority
         self._scheme = scheme
         self._anonymous = _anonymous
-        self.codec = CborCodec(
-            max_message_size=self.config.max_message_size, max_depth=self.config.max_nesting_depth
-        )
+        self.codec = self.profile.make_codec(self.config)
         from .refs import RefTable
 
         self.refs: RefTable[NetStream] = RefTable(
-            local_parity=0 if server_side else 1,
+            local_parity=(0 if server_side else 1) if self.profile.ref_parity else None,
             timeout=self.config.reference_timeout,
             max_pending=self.config.max_pending_references,
         )
@@ -133,12 +135,13 @@ class Session:
                     self.config,
                     on_stream_opened=self._route_single,
                     on_closed=self._link_closed,
+                    keepalive_data=self.profile.keepalive_data,
                 )
                 self._own_link = link
                 self._links.add(link)
                 await self._nursery.start(link.run)
             self._nursery.start_soon(self._expiry_task)
-            if not self.server_side:
+            if not self.server_side and self.profile.control_stream:
                 assert self._own_link is not None
                 control = NetStream(self, role="control")
                 self._control = control
@@ -232,7 +235,7 @@ class Session:
                     if ns is not control and not ns.done:
                         link = ns.link
                         ns.fail(SessionClosedError(reason))
-                        if link is not None and ns.stream_id is not None:
+                        if link is not None and ns.stream_id is not None and self.profile.control_stream:
                             link.reset_stream(ns, CANCEL)
                 for link in list(self._links):
                     await link.drain(min(1.0, self.config.close_timeout))
@@ -268,7 +271,7 @@ class Session:
                 continue
             link = ns.link
             ns.fail(SessionClosedError(reason))
-            if link is not None and ns.stream_id is not None and link.alive:
+            if link is not None and ns.stream_id is not None and link.alive and self.profile.control_stream:
                 link.reset_stream(ns, CANCEL)
         if control is not None and not control.done:
             control.request_end()
@@ -278,10 +281,12 @@ class Session:
     def _link_closed(self, link: Link, reason: str) -> None:
         self._links.discard(link)
         control = self._control
-        if link is self._own_link or (control is not None and control.link is None and not control.done) or (
-            control is not None and control.link is link
-        ):
-            self._close_by_peer(reason, graceful=False)
+        if link is self._own_link or (control is not None and control.link is link):
+            # Without a control stream (Go profile) the peer's GOAWAY is its close.
+            graceful = not self.profile.control_stream and link.peer_goaway
+            self._close_by_peer(
+                "the peer closed the session" if graceful else reason, graceful=graceful
+            )
 
     def on_control_failed(self, reason: str) -> None:
         self._close_by_peer(f"protocol error on the session's control stream: {reason}", graceful=False)
@@ -290,19 +295,14 @@ class Session:
         self._close_by_peer("the peer closed the session", graceful=True)
 
     # -- internals: links and routing --------------------------------------------------
-    def _make_mux(self) -> H2Multiplexer:
-        c = self.config
-        return H2Multiplexer(
-            client_side=not self.server_side,
-            stream_window=c.stream_window,
-            connection_window=c.connection_window,
-            max_frame_size=c.max_frame_size,
-            max_concurrent_streams=min(c.max_streams, 2**31 - 1),
-            max_header_list_size=c.max_header_list_size,
-        )
+    def _make_mux(self) -> Any:
+        return self.profile.make_mux(client_side=not self.server_side, config=self.config)
 
     def _route_single(self, link: Link, ev: StreamOpened) -> None:
         """Server side of a Session over one stream: all requests belong to it."""
+        if not self.profile.parks:
+            self._accept_peer_stream(link, ev)
+            return
         if not self.server_side:
             link.mux.reset_stream(ev.stream_id, REFUSED_STREAM)
             return
@@ -367,10 +367,39 @@ class Session:
         link.answer(ns, [(":status", "200"), ("content-type", CONTENT_TYPE)])
         self._had_stream = True
 
-    def _arrived(self, kind: str, ref: int | None, parent: int | None) -> NetStream | None:
+    def _accept_peer_stream(self, link: Link, ev: StreamOpened) -> None:
+        """A stream the peer opened, in a profile where both sides open streams (Go)."""
+        headers = ev.headers
+        if self.closed_reason is not None:
+            link.mux.reset_stream(ev.stream_id, REFUSED_STREAM)
+            return
+        if len(self._streams) >= self.config.max_streams:
+            link.mux.reset_stream(ev.stream_id, REFUSED_STREAM)
+            return
+        try:
+            ref = _header_int(headers, "libchan-ref")
+            parent = _header_int(headers, "libchan-parent-ref")
+            if ref is None:
+                raise RemoteProtocolError("stream without a libchan-ref header")
+            if parent == 0:
+                raise RemoteProtocolError("libchan-parent-ref must not be 0")
+        except RemoteProtocolError as exc:
+            log.warning("refusing stream: %s", exc)
+            link.mux.answer_stream(ev.stream_id, [(":status", "200")])
+            link.mux.reset_stream(ev.stream_id, CANCEL)
+            return
+        ns = self._arrived("receiver" if parent is None else None, ref, parent)
+        if ns is None:
+            link.mux.reset_stream(ev.stream_id, PROTOCOL_ERROR)
+            return
+        ns.bind(link, ev.stream_id, can_send=False)
+        link.answer(ns, [(":status", "200")])
+
+    def _arrived(self, kind: str | None, ref: int | None, parent: int | None) -> NetStream | None:
         """A stream opened by the peer arrived: pair it with its reference or queue it."""
         if parent is None:
             if kind != "receiver":
+                assert kind is not None
                 log.warning("refusing a top-level %s stream (only channels to receive are allowed)", kind)
                 return None
             ns = NetStream(self, role="stream", kind=kind, opener=False, ref=ref)
@@ -464,6 +493,16 @@ class Session:
         ]
 
     async def _open(self, ns: NetStream, kind: str, parent_ref: int | None) -> None:
+        if not self.profile.kind_in_headers:
+            # Go profile: either side opens with SYN_STREAM; the kind travels in the message.
+            headers = [("libchan-ref", str(ns.ref))]
+            if parent_ref is not None:
+                headers.append(("libchan-parent-ref", str(parent_ref)))
+            link = self._own_link
+            if link is None or not link.alive:
+                raise SessionClosedError(self.closed_reason or "connection lost")
+            await link.open_stream(ns, headers)
+            return
         ident = [("libchan-ref", str(ns.ref)), ("libchan-type", kind)]
         if parent_ref is not None:
             ident.append(("libchan-parent-ref", str(parent_ref)))
@@ -520,19 +559,21 @@ class Session:
             await self._park_lot.park()
 
     # -- internals: messages ----------------------------------------------------------
-    def decode(self, payload: bytes, ns: NetStream) -> Any:
-        now = trio.current_time()
+    def on_reference(self, kind: str, ref: int) -> Any:
+        """A decoded message names the peer's stream ``ref``: the object the application gets."""
+        token = NetStream(self, role="stream", kind=kind, opener=False, ref=ref)
+        existing = self.refs.claim(ref, kind, token, trio.current_time())
+        if existing is None:
+            self._streams.add(token)
+            self._expiry_lot.unpark_all()
+            return facade_for(token, kind, opener=False)
+        if existing.kind is None:  # Go profile: the stream came first, with no kind
+            existing.set_kind(kind, opener=False)
+        return facade_for(existing, kind, opener=False)
 
-        def on_reference(kind: str, ref: int) -> Any:
-            token = NetStream(self, role="stream", kind=kind, opener=False, ref=ref)
-            existing = self.refs.claim(ref, kind, token, now)
-            if existing is None:
-                self._streams.add(token)
-                self._expiry_lot.unpark_all()
-                return facade_for(token, kind, opener=False)
-            return facade_for(existing, kind, opener=False)
-
-        return self.codec.decode(payload, on_reference)
+    def decode(self, payload: bytes) -> Any:
+        """Decode one message payload (HTTP/2 profile), pairing its references."""
+        return self.codec.decode(payload, self.on_reference)
 
     async def encode_and_open(self, value: Any, parent: NetStream) -> bytes:
         """Encode a message for ``parent``; open and start forwarding every object it holds."""
@@ -544,7 +585,7 @@ class Session:
             new.append((ns, kind, obj))
             return ns.ref  # type: ignore[return-value]
 
-        payload = self.codec.encode(value, on_object)
+        payload = self.profile.wire_message(self.codec.encode(value, on_object))
         for ns, kind, obj in new:
             self._streams.add(ns)
             await self._open(ns, kind, parent.ref)

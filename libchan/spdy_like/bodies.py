@@ -1,0 +1,123 @@
+"""Sans-IO decoders of one direction of a stream body, for each wire profile.
+
+Every body decoder has the same shape: ``feed(data)`` returns
+``(items, free)`` -- the items now complete, each ``(value, wire_size)``, and
+the count of bytes that carried nothing for the application -- and keeps a
+fatal error in ``error`` (items decoded before it are still returned).
+``ended`` tells that an in-body end marker was read; ``at_boundary()`` that no
+partial item is buffered. A value that is a :class:`DecodeFailure` is a
+message that could not be decoded but was consumed: the application gets its
+error from that ``receive`` and the stream goes on.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ..errors import RemoteProtocolError
+from .framing import FrameDecoder
+
+__all__ = ["DecodeFailure", "FramedMessages", "FramedChunks", "RawChunks", "BodyDecoder"]
+
+
+class DecodeFailure:
+    """A consumed message that failed to decode (recoverable, per message)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+class FramedChunks:
+    """HTTP/2 profile: byte-string items (chunks of a byte stream, or keepalives only)."""
+
+    def __init__(self, max_size: int) -> None:
+        self._frames = FrameDecoder(max_size)
+
+    def feed(self, data: bytes) -> tuple[list[tuple[Any, int]], int]:
+        return self._frames.feed(data)
+
+    @property
+    def error(self) -> Exception | None:
+        return self._frames.error
+
+    @property
+    def ended(self) -> bool:
+        return self._frames.ended
+
+    @property
+    def buffered(self) -> int:
+        return self._frames.buffered
+
+    def at_boundary(self) -> bool:
+        return self._frames.at_boundary()
+
+
+class FramedMessages(FramedChunks):
+    """HTTP/2 profile: each byte-string item holds one CBOR message."""
+
+    def __init__(self, max_size: int, decode: Callable[[bytes], Any]) -> None:
+        super().__init__(max_size)
+        self._decode = decode
+        self._error: Exception | None = None
+
+    def feed(self, data: bytes) -> tuple[list[tuple[Any, int]], int]:
+        if self._error is not None:
+            raise self._error
+        items, free = self._frames.feed(data)
+        out: list[tuple[Any, int]] = []
+        for payload, wire in items:
+            try:
+                out.append((self._decode(payload), wire))
+            except Exception as exc:  # a message the peer should not have sent: fatal here
+                self._error = exc
+                return out, free + sum(w for _, w in items[len(out) :])
+        return out, free
+
+    @property
+    def error(self) -> Exception | None:
+        return self._error or self._frames.error
+
+
+class RawChunks:
+    """Go profile: a byte stream's body is the raw bytes, no framing."""
+
+    error: Exception | None = None
+    ended = False
+    buffered = 0
+
+    def feed(self, data: bytes) -> tuple[list[tuple[Any, int]], int]:
+        return ([(data, len(data))] if data else []), 0
+
+    def at_boundary(self) -> bool:
+        return True
+
+
+class GoMessages:
+    """Go profile: concatenated msgpack messages (wraps the msgpack stream decoder)."""
+
+    ended = False
+
+    def __init__(self, decoder: Any) -> None:
+        self._decoder = decoder
+
+    def feed(self, data: bytes) -> tuple[list[tuple[Any, int]], int]:
+        items = self._decoder.feed(data)
+        return [
+            ((DecodeFailure(v) if isinstance(v, RemoteProtocolError) else v), w) for v, w in items
+        ], 0
+
+    @property
+    def error(self) -> Exception | None:
+        return self._decoder.error
+
+    @property
+    def buffered(self) -> int:
+        return self._decoder.buffered
+
+    def at_boundary(self) -> bool:
+        return self._decoder.at_boundary()
+
+
+BodyDecoder = FramedChunks | FramedMessages | RawChunks | GoMessages

@@ -1,0 +1,128 @@
+"""Wire profiles: what differs between HTTP/2 + CBOR and Go's SPDY/3.1 + msgpack.
+
+The session is written once; a profile supplies its multiplexer, its body
+encodings and a few rules:
+
+========================  =========================  ============================
+rule                      ``h2`` (default)           ``spdy`` (Go libchan)
+========================  =========================  ============================
+multiplexer               HTTP/2 (h2)                SPDY/3.1 (:mod:`.spdy3`)
+who opens streams         client; server via parks   either side
+session close             control stream             GOAWAY
+channel body              CBOR in byte-string items  concatenated msgpack
+byte-stream body          byte-string items          raw bytes
+keepalive                 1-byte item + PING         PING
+stream kind known from    headers                    the message's ext code
+reference numbers         client odd, server even    each side from 2, +1
+flow control              per stream, end to end     none (Go has none): TCP
+========================  =========================  ============================
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+from ..config import Config
+from .bodies import FramedChunks, FramedMessages, GoMessages, RawChunks
+from .framing import frame_header
+
+if TYPE_CHECKING:
+    from .session import Session
+
+__all__ = ["H2Profile", "SpdyProfile", "PROFILES", "get_profile"]
+
+
+class H2Profile:
+    name = "h2"
+    #: The server cannot open streams itself; the client keeps parked requests.
+    parks = True
+    #: Session open/close is said on a control stream.
+    control_stream = True
+    #: Idle streams get a 1-byte keepalive item.
+    keepalive_data = True
+    #: Stream headers carry the kind (libchan-type).
+    kind_in_headers = True
+    #: Reference numbers: client odd, server even (True) or each side from 2 (False).
+    ref_parity = True
+    flow_controlled = True
+    chunk_size = 64 * 1024
+
+    def make_mux(self, *, client_side: bool, config: Config) -> Any:
+        from .h2mux import H2Multiplexer
+
+        return H2Multiplexer(
+            client_side=client_side,
+            stream_window=config.stream_window,
+            connection_window=config.connection_window,
+            max_frame_size=config.max_frame_size,
+            max_concurrent_streams=min(config.max_streams, 2**31 - 1),
+            max_header_list_size=config.max_header_list_size,
+        )
+
+    def make_codec(self, config: Config) -> Any:
+        from .cbor_codec import CborCodec
+
+        return CborCodec(max_message_size=config.max_message_size, max_depth=config.max_nesting_depth)
+
+    def message_body(self, session: Session) -> Any:
+        return FramedMessages(session.config.max_message_size, session.decode)
+
+    def bytes_body(self, session: Session) -> Any:
+        return FramedChunks(session.config.max_message_size)
+
+    def control_body(self, session: Session) -> Any:
+        return FramedChunks(session.config.max_message_size)
+
+    def wire_message(self, payload: bytes) -> bytes:
+        return frame_header(len(payload)) + payload
+
+    def wire_chunk(self, data: bytes) -> bytes:
+        return frame_header(len(data)) + data
+
+
+class SpdyProfile:
+    name = "spdy"
+    parks = False
+    control_stream = False
+    keepalive_data = False
+    kind_in_headers = False
+    ref_parity = False
+    flow_controlled = False
+    chunk_size = 32 * 1024  # what Go's io.Copy writes
+
+    def make_mux(self, *, client_side: bool, config: Config) -> Any:
+        from .spdymux import SpdyMultiplexer
+
+        return SpdyMultiplexer(client_side=client_side, max_frame_size=config.max_frame_size)
+
+    def make_codec(self, config: Config) -> Any:
+        from .msgpack_codec import MsgpackCodec
+
+        return MsgpackCodec(max_message_size=config.max_message_size, max_depth=config.max_nesting_depth)
+
+    def message_body(self, session: Session) -> Any:
+        from .msgpack_codec import MsgpackStreamDecoder
+
+        return GoMessages(MsgpackStreamDecoder(session.codec, session.on_reference))
+
+    def bytes_body(self, session: Session) -> Any:
+        return RawChunks()
+
+    def control_body(self, session: Session) -> Any:
+        return RawChunks()
+
+    def wire_message(self, payload: bytes) -> bytes:
+        return payload
+
+    def wire_chunk(self, data: bytes) -> bytes:
+        return data
+
+
+PROFILES: dict[str, Callable[[], Any]] = {"h2": H2Profile, "spdy": SpdyProfile}
+
+
+def get_profile(name: str) -> Any:
+    try:
+        return PROFILES[name]()
+    except KeyError:
+        raise ValueError(f"unknown libchan profile {name!r} (use 'h2' or 'spdy')") from None
