@@ -34,7 +34,6 @@ __all__ = ["Link"]
 
 _READ_SIZE = 256 * 1024
 _WRITE_BUDGET = 4 * 1024 * 1024
-_CORK_BYTES = 64 * 1024
 
 
 class Link:
@@ -262,15 +261,9 @@ class Link:
                 while not self._want_write:
                     await self._write_lot.park()
                 self._want_write = False
-                # Cork: let senders that are running right now queue more, so
-                # that many messages share one DATA frame and one write.
-                before = -1
-                for _ in range(3):
-                    queued = sum(len(ns.outbox) for ns in self._ready)
-                    if queued == before or queued >= _CORK_BYTES:
-                        break
-                    before = queued
-                    await trio.sleep(0)
+                # No explicit cork: senders yield only every few dozen
+                # messages (netstream._YIELD_EVERY), so whatever queued up
+                # meanwhile shares one DATA frame and one write.
                 self._pump()
                 data = self.mux.data_to_send()
                 if data:

@@ -170,8 +170,8 @@ class NetStream:
         """Send the WINDOW_UPDATE we owe, unless the reader is too far behind."""
         if not self.owed or self.held > self.session.config.stream_window // 2:
             return
-        if self.owed < self.session.config.stream_window // 8 and self.inbox:
-            return  # batch small updates while the reader is busy
+        if self.owed < self.session.config.stream_window // 4:
+            return  # batch: the peer still has three quarters of the window
         if self.link is not None and self.stream_id is not None and not self.in_ended:
             self.link.mux.acknowledge(self.stream_id, self.owed)
             self.link.wake()
