@@ -32,6 +32,56 @@ __all__ = ["connect", "serve", "parse_url", "Address"]
 log = logging.getLogger("libchan")
 
 ALPN_H2 = "h2"
+ALPN_SPDY = "spdy/3.1"
+_ALPN = {"h2": ALPN_H2, "spdy": ALPN_SPDY}
+
+
+class _PrefixedStream(trio.abc.HalfCloseableStream):
+    """A stream whose first bytes were already read (protocol sniffing)."""
+
+    def __init__(self, prefix: bytes, inner: trio.abc.Stream) -> None:
+        self._prefix = prefix
+        self.inner = inner
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        if self._prefix:
+            await trio.lowlevel.checkpoint()
+            n = len(self._prefix) if max_bytes is None else max_bytes
+            data, self._prefix = self._prefix[:n], self._prefix[n:]
+            return data
+        return await self.inner.receive_some(max_bytes)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def send_eof(self) -> None:
+        send_eof = getattr(self.inner, "send_eof", None)
+        if send_eof is None:
+            await trio.lowlevel.checkpoint()
+            return
+        await send_eof()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def sniff_profile(stream: trio.abc.Stream) -> tuple[str, trio.abc.Stream]:
+    """Tell HTTP/2 (its preface) from SPDY/3 (a control frame, first byte 0x80) by the first bytes."""
+    data = b""
+    while len(data) < 4:
+        chunk = await stream.receive_some(65536)
+        if not chunk:
+            raise ProtocolError("the peer closed the connection before saying anything")
+        data += chunk
+        if data[:1] == b"\x80":
+            return "spdy", _PrefixedStream(data, stream)
+        if not b"PRI ".startswith(data[:4]):
+            break
+    # HTTP/2 (or garbage, which the HTTP/2 machinery rejects with GOAWAY)
+    return "h2", _PrefixedStream(data, stream)
 
 
 @dataclass(frozen=True)
@@ -70,34 +120,40 @@ def parse_url(url: str) -> Address:
     return Address(scheme, host=parts.hostname, port=port)
 
 
-def _client_context(ssl: _ssl.SSLContext | None) -> _ssl.SSLContext:
+def _client_context(ssl: _ssl.SSLContext | None, profile: str) -> _ssl.SSLContext:
     ctx = ssl if ssl is not None else _ssl.create_default_context()
-    ctx.set_alpn_protocols([ALPN_H2])
+    ctx.set_alpn_protocols([_ALPN[profile]])
     return ctx
 
 
 def _server_context(ssl: _ssl.SSLContext | None) -> _ssl.SSLContext:
+    """The server's context, with ALPN h2 and spdy/3.1 set on it (it is modified in place)."""
     if ssl is None:
         raise LocalProtocolError("a tls:// server needs ssl= (an SSLContext with its certificate)")
-    ssl.set_alpn_protocols([ALPN_H2])
+    ssl.set_alpn_protocols([ALPN_H2, ALPN_SPDY])
     return ssl
 
 
-async def open_transport(address: Address, *, ssl: _ssl.SSLContext | None = None) -> trio.abc.Stream:
-    """Open the byte stream for ``address`` (TLS handshake and ALPN check included)."""
+async def open_transport(
+    address: Address, *, ssl: _ssl.SSLContext | None = None, profile: str = "h2"
+) -> trio.abc.Stream:
+    """Open the byte stream for ``address`` (TLS handshake and ALPN check included).
+
+    With ``profile="spdy"`` a server that selects no ALPN protocol is accepted:
+    Go libchan's TLS servers do not do ALPN."""
     if address.scheme == "unix":
         return await trio.open_unix_socket(address.path)
     if address.scheme == "tcp":
         return await trio.open_tcp_stream(address.host, address.port)
     stream = await trio.open_ssl_over_tcp_stream(
-        address.host, address.port, ssl_context=_client_context(ssl), https_compatible=True
+        address.host, address.port, ssl_context=_client_context(ssl, profile), https_compatible=True
     )
     try:
         await stream.do_handshake()
         selected = stream.selected_alpn_protocol()
-        if selected != ALPN_H2:
+        if selected != _ALPN[profile] and not (profile == "spdy" and selected is None):
             raise ProtocolError(
-                f"TLS peer {address} did not agree to HTTP/2 via ALPN (it selected {selected!r})"
+                f"TLS peer {address} did not agree to {_ALPN[profile]} via ALPN (it selected {selected!r})"
             )
     except BaseException:
         await trio.aclose_forcefully(stream)
@@ -107,21 +163,30 @@ async def open_transport(address: Address, *, ssl: _ssl.SSLContext | None = None
 
 @asynccontextmanager
 async def connect(
-    url: str, *, ssl: _ssl.SSLContext | None = None, config: Config | None = None
+    url: str,
+    *,
+    ssl: _ssl.SSLContext | None = None,
+    config: Config | None = None,
+    profile: str = "h2",
 ) -> AsyncIterator[Session]:
     """Connect to a libchan server and yield a client :class:`Session`.
 
     ``async with libchan.connect("tls://host:9323", ssl=ctx) as session: ...``
+
+    ``profile`` is ``"h2"`` (HTTP/2 + CBOR, the default) or ``"spdy"`` (SPDY/3.1 +
+    msgpack, what Go libchan speaks).
     """
     address = parse_url(url)
-    stream = await open_transport(address, ssl=ssl)
+    if profile not in _ALPN:
+        raise ValueError(f"unknown libchan profile {profile!r} (use 'h2' or 'spdy')")
+    stream = await open_transport(address, ssl=ssl, profile=profile)
     if address.scheme == "unix":
         authority = "localhost"
     else:
         host = f"[{address.host}]" if ":" in address.host else address.host
         authority = f"{host}:{address.port}"
     scheme = "https" if address.scheme == "tls" else "http"
-    async with Session(stream, config=config, authority=authority, scheme=scheme) as session:
+    async with Session(stream, config=config, authority=authority, scheme=scheme, profile=profile) as session:
         yield session
 
 
@@ -144,10 +209,30 @@ class _Server:
                     await trio.aclose_forcefully(transport)
                     return
                 selected = transport.selected_alpn_protocol()
-                if selected not in (None, ALPN_H2):
-                    log.info("refusing connection: ALPN %r is not h2", selected)
+                if selected not in (None, ALPN_H2, ALPN_SPDY):
+                    log.info("refusing connection: ALPN %r is neither h2 nor spdy/3.1", selected)
                     await trio.aclose_forcefully(transport)
                     return
+            else:
+                selected = None
+            if selected == ALPN_SPDY:
+                profile = "spdy"
+            elif selected == ALPN_H2:
+                profile = "h2"
+            else:
+                # No ALPN (cleartext, or a TLS client such as Go libchan's that offers none):
+                # one port serves both profiles, told apart by the first bytes.
+                try:
+                    with trio.fail_after(self.config.open_timeout):
+                        profile, transport = await sniff_profile(transport)
+                except (ProtocolError, trio.TooSlowError, trio.BrokenResourceError, _ssl.SSLError, OSError) as exc:
+                    log.info("dropping connection: %s", exc)
+                    await trio.aclose_forcefully(transport)
+                    return
+            if profile == "spdy":
+                # SPDY: one connection is one session.
+                await self._run_session(Session(transport, server_side=True, config=self.config, profile="spdy"), None)
+                return
             c = self.config
             mux = H2Profile().make_mux(client_side=False, config=c)
             link = Link(transport, mux, c, on_stream_opened=self._route, on_closed=self._link_closed)

@@ -70,14 +70,18 @@ async def served(
 
 @asynccontextmanager
 async def session_pair(
-    transport: str, tmp_path, config: libchan.Config | None = None, server_config: libchan.Config | None = None
+    transport: str,
+    tmp_path,
+    config: libchan.Config | None = None,
+    server_config: libchan.Config | None = None,
+    profile: str = "h2",
 ) -> AsyncIterator[tuple[libchan.Session, libchan.Session]]:
-    """Yield ``(client_session, server_session)`` connected over ``transport``."""
+    """Yield ``(client_session, server_session)`` connected over ``transport`` in ``profile``."""
     server_config = server_config or config
     if transport == "memory":
         a, b = libchan.stream_pipe()
-        async with libchan.Session(b, server_side=True, config=server_config) as srv:
-            async with libchan.Session(a, config=config) as cli:
+        async with libchan.Session(b, server_side=True, config=server_config, profile=profile) as srv:
+            async with libchan.Session(a, config=config, profile=profile) as cli:
                 yield cli, srv
         return
     send, recv = trio.open_memory_channel[libchan.Session](1)
@@ -88,7 +92,7 @@ async def session_pair(
         await done.wait()
 
     async with served(transport, handler, tmp_path, server_config) as (url, client_ssl):
-        async with libchan.connect(url, ssl=client_ssl, config=config) as cli:
+        async with libchan.connect(url, ssl=client_ssl, config=config, profile=profile) as cli:
             srv = await recv.receive()
             try:
                 yield cli, srv

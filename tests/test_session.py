@@ -21,9 +21,9 @@ def _subdir(tmp_path):
     return path
 
 
-async def test_top_level_channel_client_to_server(transport, tmp_path):
+async def test_top_level_channel_client_to_server(transport, tmp_path, profile):
     with trio.fail_after(10):
-        async with session_pair(transport, tmp_path) as (cli, srv):
+        async with session_pair(transport, tmp_path, profile=profile) as (cli, srv):
             sender = await cli.open_sender()
             await sender.send({"hello": "world"})
             await sender.send(2)
@@ -34,9 +34,9 @@ async def test_top_level_channel_client_to_server(transport, tmp_path):
                 await receiver.receive()
 
 
-async def test_top_level_channel_server_to_client(transport, tmp_path):
+async def test_top_level_channel_server_to_client(transport, tmp_path, profile):
     with trio.fail_after(10):
-        async with session_pair(transport, tmp_path) as (cli, srv):
+        async with session_pair(transport, tmp_path, profile=profile) as (cli, srv):
             for i in range(6):  # more than the parked-request pool: it must refill
                 sender = await srv.open_sender()
                 await sender.send({"n": i})
@@ -66,20 +66,22 @@ DATA = [
 ]
 
 
-async def test_every_data_type_round_trips(transport, tmp_path):
+async def test_every_data_type_round_trips(transport, tmp_path, profile):
+    # msgpack (the Go profile) has no integers beyond 64 bits.
+    data = DATA if profile == "h2" else [v for v in DATA if not (type(v) is int and not -(2**63) <= v < 2**64)]
     with trio.fail_after(10):
-        async with session_pair(transport, tmp_path) as (cli, srv):
+        async with session_pair(transport, tmp_path, profile=profile) as (cli, srv):
             sender = await cli.open_sender()
-            for value in DATA:
+            for value in data:
                 await sender.send(value)
             await sender.aclose()
             receiver = await srv.accept_receiver()
-            assert [m async for m in receiver] == DATA
+            assert [m async for m in receiver] == data
 
 
-async def test_receiver_closing_early_breaks_sender(transport, tmp_path):
+async def test_receiver_closing_early_breaks_sender(transport, tmp_path, profile):
     with trio.fail_after(10):
-        async with session_pair(transport, tmp_path) as (cli, srv):
+        async with session_pair(transport, tmp_path, profile=profile) as (cli, srv):
             sender = await cli.open_sender()
             await sender.send("first")
             receiver = await srv.accept_receiver()
@@ -93,9 +95,9 @@ async def test_receiver_closing_early_breaks_sender(transport, tmp_path):
                     await trio.sleep(0.01)
 
 
-async def test_closed_sender_raises_closed(transport, tmp_path):
+async def test_closed_sender_raises_closed(transport, tmp_path, profile):
     with trio.fail_after(10):
-        async with session_pair(transport, tmp_path) as (cli, srv):
+        async with session_pair(transport, tmp_path, profile=profile) as (cli, srv):
             sender = await cli.open_sender()
             await sender.aclose()
             with pytest.raises(trio.ClosedResourceError):
@@ -137,9 +139,9 @@ async def _client_nested(sender: libchan.Sender) -> None:
         await talk.receive()
 
 
-async def test_nested_three_levels_client_initiated(transport, tmp_path):
+async def test_nested_three_levels_client_initiated(transport, tmp_path, profile):
     with trio.fail_after(15):
-        async with session_pair(transport, tmp_path) as (cli, srv):
+        async with session_pair(transport, tmp_path, profile=profile) as (cli, srv):
             async with trio.open_nursery() as nursery:
                 sender = await cli.open_sender()
 
@@ -151,9 +153,9 @@ async def test_nested_three_levels_client_initiated(transport, tmp_path):
                 await sender.aclose()
 
 
-async def test_nested_three_levels_server_initiated(transport, tmp_path):
+async def test_nested_three_levels_server_initiated(transport, tmp_path, profile):
     with trio.fail_after(15):
-        async with session_pair(transport, tmp_path) as (cli, srv):
+        async with session_pair(transport, tmp_path, profile=profile) as (cli, srv):
             async with trio.open_nursery() as nursery:
                 sender = await srv.open_sender()
 
@@ -165,10 +167,10 @@ async def test_nested_three_levels_server_initiated(transport, tmp_path):
                 await sender.aclose()
 
 
-async def test_received_channels_carry_further_channels(transport, tmp_path):
+async def test_received_channels_carry_further_channels(transport, tmp_path, profile):
     """Recursive nesting on net objects: a received Sender is used to send a new pipe end."""
     with trio.fail_after(15):
-        async with session_pair(transport, tmp_path) as (cli, srv):
+        async with session_pair(transport, tmp_path, profile=profile) as (cli, srv):
             sender = await cli.open_sender()
             back, back_r = libchan.pipe()
             await sender.send({"back": back})
@@ -183,9 +185,9 @@ async def test_received_channels_carry_further_channels(transport, tmp_path):
                 assert await got["more"].receive() == "level-2 data"
 
 
-async def test_byte_streams_both_ways_with_half_close(transport, tmp_path):
+async def test_byte_streams_both_ways_with_half_close(transport, tmp_path, profile):
     with trio.fail_after(15):
-        async with session_pair(transport, tmp_path) as (cli, srv):
+        async with session_pair(transport, tmp_path, profile=profile) as (cli, srv):
             sender = await cli.open_sender()
             mine, theirs = libchan.stream_pipe()
             await sender.send({"stream": theirs})
@@ -207,9 +209,9 @@ async def test_byte_streams_both_ways_with_half_close(transport, tmp_path):
             assert got == b"from server"
 
 
-async def test_read_only_and_write_only_streams(transport, tmp_path):
+async def test_read_only_and_write_only_streams(transport, tmp_path, profile):
     with trio.fail_after(15):
-        async with session_pair(transport, tmp_path) as (cli, srv):
+        async with session_pair(transport, tmp_path, profile=profile) as (cli, srv):
             sender = await cli.open_sender()
             src_w, src_r = libchan.stream_pipe()
             sink_w, sink_r = libchan.stream_pipe()
@@ -232,11 +234,11 @@ async def test_read_only_and_write_only_streams(transport, tmp_path):
             assert out == b"INPUT DATA"
 
 
-async def test_64mib_byte_stream_checked_by_hash(transport, tmp_path):
+async def test_64mib_byte_stream_checked_by_hash(transport, tmp_path, profile):
     size = 64 * 1024 * 1024
     block = os.urandom(1024 * 1024)
     with trio.fail_after(120):
-        async with session_pair(transport, tmp_path) as (cli, srv):
+        async with session_pair(transport, tmp_path, profile=profile) as (cli, srv):
             sender = await cli.open_sender()
             mine, theirs = libchan.stream_pipe(max_buffer=1024 * 1024)
             await sender.send({"stream": theirs})
@@ -263,9 +265,9 @@ async def test_64mib_byte_stream_checked_by_hash(transport, tmp_path):
             assert result == {"hash": expected, "n": size}
 
 
-async def test_closing_session_fails_peer_pending_operations(transport, tmp_path):
+async def test_closing_session_fails_peer_pending_operations(transport, tmp_path, profile):
     with trio.fail_after(15):
-        async with session_pair(transport, tmp_path) as (cli, srv):
+        async with session_pair(transport, tmp_path, profile=profile) as (cli, srv):
             sender = await srv.open_sender()
             receiver = await cli.accept_receiver()
             result = {}
@@ -292,9 +294,9 @@ async def test_closing_session_fails_peer_pending_operations(transport, tmp_path
                 await sender.send(1)
 
 
-async def test_leaving_the_session_fails_own_pending_operations(transport, tmp_path):
+async def test_leaving_the_session_fails_own_pending_operations(transport, tmp_path, profile):
     with trio.fail_after(15):
-        async with session_pair(transport, tmp_path) as (cli, srv):
+        async with session_pair(transport, tmp_path, profile=profile) as (cli, srv):
             sender = await srv.open_sender()
             receiver = await cli.accept_receiver()
             await cli.aclose()
@@ -304,10 +306,10 @@ async def test_leaving_the_session_fails_own_pending_operations(transport, tmp_p
                 await cli.accept_receiver()
 
 
-async def test_backpressure_blocks_sender_when_receiver_does_not_read(transport, tmp_path):
+async def test_backpressure_blocks_sender_when_receiver_does_not_read(transport, tmp_path, profile):
     config = libchan.Config(stream_window=65535, send_buffer=65536)
     with trio.fail_after(20):
-        async with session_pair(transport, tmp_path, config=config) as (cli, srv):
+        async with session_pair(transport, tmp_path, config=config, profile=profile) as (cli, srv):
             sender = await cli.open_sender()
             await sender.send("hello")
             receiver = await srv.accept_receiver()
@@ -317,8 +319,13 @@ async def test_backpressure_blocks_sender_when_receiver_does_not_read(transport,
                     await sender.send(b"x" * 1000)
                     sent += 1
             assert scope.cancelled_caught, "send never blocked"
-            # bounded: about stream window + send buffer, never the whole stream
-            assert sent * 1000 < 65535 + 65536 + 64 * 1024 + 20000
+            if profile == "h2":
+                # bounded: about stream window + send buffer, never the whole stream
+                assert sent * 1000 < 65535 + 65536 + 64 * 1024 + 20000
+            else:
+                # no flow control in SPDY as Go speaks it: the reader stops reading the
+                # connection beyond the window, then TCP's buffers fill
+                assert sent * 1000 < 16 * 1024 * 1024
             received = 0
             assert await receiver.receive() == "hello"
             async with trio.open_nursery() as nursery:
@@ -334,11 +341,11 @@ async def test_backpressure_blocks_sender_when_receiver_does_not_read(transport,
             assert received == sent + 200
 
 
-async def test_proxying_between_sessions(transport, tmp_path):
+async def test_proxying_between_sessions(transport, tmp_path, profile):
     """A channel and a byte stream received from session A are sent on into session B."""
     with trio.fail_after(20):
-        async with session_pair(transport, tmp_path) as (a_cli, a_srv):
-            async with session_pair(transport, _subdir(tmp_path)) as (b_cli, b_srv):
+        async with session_pair(transport, tmp_path, profile=profile) as (a_cli, a_srv):
+            async with session_pair(transport, _subdir(tmp_path), profile=profile) as (b_cli, b_srv):
                 # origin -> A -> (proxy) -> B -> final
                 origin_send, origin_recv = libchan.pipe()
                 s_mine, s_theirs = libchan.stream_pipe()
@@ -363,10 +370,10 @@ async def test_proxying_between_sessions(transport, tmp_path):
                 assert await final["bytes"].receive_some() == b""
 
 
-async def test_backward_close_propagates_through_a_proxy(transport, tmp_path):
+async def test_backward_close_propagates_through_a_proxy(transport, tmp_path, profile):
     with trio.fail_after(20):
-        async with session_pair(transport, tmp_path) as (a_cli, a_srv):
-            async with session_pair(transport, _subdir(tmp_path)) as (b_cli, b_srv):
+        async with session_pair(transport, tmp_path, profile=profile) as (a_cli, a_srv):
+            async with session_pair(transport, _subdir(tmp_path), profile=profile) as (b_cli, b_srv):
                 origin_send, origin_recv = libchan.pipe()
                 a_sender = await a_cli.open_sender()
                 await a_sender.send({"chan": origin_recv})

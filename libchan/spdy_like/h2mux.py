@@ -60,6 +60,8 @@ PROTOCOL_ERROR = h2.errors.ErrorCodes.PROTOCOL_ERROR
 
 
 class H2Multiplexer:
+    flow_controlled = True
+
     def __init__(
         self,
         *,
@@ -71,6 +73,8 @@ class H2Multiplexer:
         max_header_list_size: int = 64 * 1024,
     ) -> None:
         self.client_side = client_side
+        #: An HTTP/2 server ends its direction early with the in-body end marker.
+        self.needs_end_marker = not client_side
         config = h2.config.H2Configuration(
             client_side=client_side, header_encoding="utf-8", validate_inbound_headers=True
         )

@@ -289,7 +289,7 @@ class Link:
                 # request is still open (proxies may then cancel the request):
                 # it ends its direction with the end marker instead, and sends
                 # END_STREAM once the client's END_STREAM arrived.
-                marker = not mux.client_side and not ns.in_ended and ns.role != "park"
+                marker = mux.needs_end_marker and not ns.in_ended and ns.role != "park"
                 try:
                     if ns.outbox and not ns.out_ended:
                         n = min(len(ns.outbox), mux.sendable(sid), budget)

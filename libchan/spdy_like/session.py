@@ -141,6 +141,11 @@ class Session:
                 self._links.add(link)
                 await self._nursery.start(link.run)
             self._nursery.start_soon(self._expiry_task)
+            if not self.server_side and not self.profile.control_stream and self._own_link is not None:
+                # A SPDY client says nothing until it opens a stream; a PING (which a
+                # Go server echoes) lets a server that sniffs the protocol start at once.
+                self._own_link.mux.ping()
+                self._own_link.wake()
             if not self.server_side and self.profile.control_stream:
                 assert self._own_link is not None
                 control = NetStream(self, role="control")

@@ -1,0 +1,235 @@
+"""Sans-IO SPDY/3.1 multiplexer, shaped to what the Go libchan peer needs.
+
+It implements the same :class:`~.mux.Multiplexer` interface as the HTTP/2
+one, on top of the :mod:`.spdy3` framer, and follows the wire facts recorded
+from Go libchan (``../shared/interop/go-libchan/README.md``):
+
+* both sides open streams (SYN_STREAM; client odd ids from 1, server even
+  from 2); a peer stream is answered with SYN_REPLY ``:status: 200`` before
+  anything is written on it (Go drops DATA that comes before its SYN_REPLY);
+* closing a direction is an empty DATA frame with FIN, never FIN on a frame
+  that carries data, on SYN_STREAM or on SYN_REPLY (Go never does);
+* no flow control: Go sends no WINDOW_UPDATE and ignores ours, so none is
+  sent and no send window is enforced (backpressure is TCP's);
+* PINGs with the peer's parity are echoed, our own parity's are answers;
+* never sent: HEADERS, SETTINGS, WINDOW_UPDATE or any frame Go cannot handle
+  (a HEADERS frame wedges Go's frame workers);
+* received SETTINGS, WINDOW_UPDATE, HEADERS and unknown control frames are
+  ignored; DATA for an unknown stream is ignored; a SYN_STREAM whose id is not
+  above the last one, or of the wrong parity, is refused with
+  RST_STREAM(PROTOCOL_ERROR).
+
+Stream error codes cross the interface as HTTP/2 codes and are translated.
+"""
+
+from __future__ import annotations
+
+from .mux import (
+    ConnectionEnded,
+    DataReceived,
+    MuxEvent,
+    StreamAnswered,
+    StreamEnded,
+    StreamOpened,
+    StreamReset,
+)
+from .spdy3 import (
+    Data,
+    FrameParser,
+    FrameWriter,
+    GoAway,
+    Ping,
+    RstStream,
+    Spdy3ProtocolError,
+    SynReply,
+    SynStream,
+    split_header_value,
+)
+
+__all__ = ["SpdyMultiplexer", "to_spdy_status", "from_spdy_status"]
+
+# HTTP/2 error code -> SPDY/3 RST_STREAM status, and back.
+_TO_SPDY = {0: 5, 1: 1, 2: 6, 3: 7, 5: 9, 6: 11, 7: 3, 8: 5, 11: 5}
+_FROM_SPDY = {1: 1, 2: 5, 3: 7, 4: 1, 5: 8, 6: 2, 7: 3, 8: 1, 9: 5, 10: 1, 11: 6}
+
+#: Largest DATA payload we write (Go accepts up to 16 MiB - 1).
+MAX_DATA = 16 * 1024 * 1024 - 1
+
+
+def to_spdy_status(h2_code: int) -> int:
+    return _TO_SPDY.get(h2_code, 1)
+
+
+def from_spdy_status(status: int) -> int:
+    return _FROM_SPDY.get(status, 1)
+
+
+class _Stream:
+    __slots__ = ("local_fin", "remote_fin", "ours")
+
+    def __init__(self, ours: bool) -> None:
+        self.ours = ours
+        self.local_fin = False
+        self.remote_fin = False
+
+
+class SpdyMultiplexer:
+    flow_controlled = False
+    needs_end_marker = False
+
+    def __init__(self, *, client_side: bool, max_frame_size: int = 1024 * 1024) -> None:
+        self.client_side = client_side
+        self._parser = FrameParser()
+        self._writer = FrameWriter()
+        self._out = bytearray()
+        self._streams: dict[int, _Stream] = {}
+        self._next_id = 1 if client_side else 2
+        self._last_peer_id = 0
+        self._own_parity = 1 if client_side else 0
+        self._next_ping = 1 if client_side else 2
+        self._max_data = min(max_frame_size, MAX_DATA)
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _send(self, frame: object) -> None:
+        self._out += self._writer.serialize(frame)  # type: ignore[arg-type]
+
+    # -- input -------------------------------------------------------------------------
+    def receive_data(self, data: bytes) -> list[MuxEvent]:
+        if self._closed:
+            return []
+        try:
+            frames = self._parser.feed(data)
+            error = None
+        except Spdy3ProtocolError as exc:
+            frames = list(getattr(exc, "frames", []))
+            error = exc
+        out: list[MuxEvent] = []
+        for frame in frames:
+            self._handle(frame, out)
+            if self._closed:
+                return out
+        if error is not None:
+            self._closed = True
+            self._send(GoAway(self._last_peer_id, 1))
+            out.append(ConnectionEnded(1, f"SPDY protocol error from peer: {error}", False))
+        return out
+
+    def _handle(self, f: object, out: list[MuxEvent]) -> None:
+        if isinstance(f, Data):
+            st = self._streams.get(f.stream_id)
+            if st is None or st.remote_fin:
+                return  # Go ignores DATA on unknown streams too
+            if f.data:
+                out.append(DataReceived(f.stream_id, f.data, len(f.data)))
+            if f.fin:
+                st.remote_fin = True
+                out.append(StreamEnded(f.stream_id))
+                self._forget_if_done(f.stream_id)
+        elif isinstance(f, SynStream):
+            sid = f.stream_id
+            if sid % 2 == self._own_parity or sid <= self._last_peer_id or sid in self._streams:
+                self._send(RstStream(sid, 1))
+                return
+            self._last_peer_id = sid
+            st = _Stream(ours=False)
+            self._streams[sid] = st
+            headers = {name: split_header_value(value)[0] for name, value in f.headers}
+            out.append(StreamOpened(sid, headers, f.fin))
+            if f.fin:
+                st.remote_fin = True
+                out.append(StreamEnded(sid))
+        elif isinstance(f, SynReply):
+            st = self._streams.get(f.stream_id)
+            if st is None or not st.ours:
+                return
+            headers = {name: split_header_value(value)[0] for name, value in f.headers}
+            out.append(StreamAnswered(f.stream_id, headers, f.fin))
+            if f.fin:
+                st.remote_fin = True
+                out.append(StreamEnded(f.stream_id))
+                self._forget_if_done(f.stream_id)
+        elif isinstance(f, RstStream):
+            if self._streams.pop(f.stream_id, None) is not None:
+                out.append(StreamReset(f.stream_id, from_spdy_status(f.status), True))
+        elif isinstance(f, Ping):
+            if f.ping_id % 2 != self._own_parity:
+                self._send(Ping(f.ping_id))  # the peer's ping: echo it
+        elif isinstance(f, GoAway):
+            self._closed = True
+            out.append(ConnectionEnded(0 if f.status == 0 else 1, f"peer sent GOAWAY (status {f.status})", True))
+        # SETTINGS, WINDOW_UPDATE, HEADERS and unknown control frames: ignored, as Go does.
+
+    def _forget_if_done(self, sid: int) -> None:
+        st = self._streams.get(sid)
+        if st is not None and st.local_fin and st.remote_fin:
+            del self._streams[sid]
+
+    def data_to_send(self) -> bytes:
+        data = bytes(self._out)
+        self._out.clear()
+        return data
+
+    # -- output ------------------------------------------------------------------------
+    def can_open_stream(self) -> bool:
+        return not self._closed
+
+    def open_stream(self, headers: list[tuple[str, str]], end_stream: bool = False) -> int:
+        sid = self._next_id
+        self._next_id += 2
+        self._streams[sid] = _Stream(ours=True)
+        self._send(SynStream(sid, [(n, v) for n, v in headers]))
+        if end_stream:
+            self.end_stream(sid)
+        return sid
+
+    def answer_stream(self, stream_id: int, headers: list[tuple[str, str]], end_stream: bool = False) -> None:
+        if stream_id not in self._streams:
+            raise KeyError(f"stream {stream_id} is closed")
+        self._send(SynReply(stream_id, [(":status", "200")]))
+        if end_stream:
+            self.end_stream(stream_id)
+
+    def sendable(self, stream_id: int) -> int:
+        st = self._streams.get(stream_id)
+        if st is None or st.local_fin or self._closed:
+            return 0
+        return self._max_data
+
+    def send_data(self, stream_id: int, data: bytes | memoryview, end_stream: bool = False) -> None:
+        st = self._streams.get(stream_id)
+        if st is None or st.local_fin:
+            raise KeyError(f"stream {stream_id} is closed")
+        if data:
+            self._send(Data(stream_id, bytes(data)))
+        if end_stream:
+            self.end_stream(stream_id)
+
+    def end_stream(self, stream_id: int) -> None:
+        st = self._streams.get(stream_id)
+        if st is None or st.local_fin:
+            raise KeyError(f"stream {stream_id} is closed")
+        st.local_fin = True
+        self._send(Data(stream_id, b"", fin=True))
+        self._forget_if_done(stream_id)
+
+    def reset_stream(self, stream_id: int, error_code: int = 8) -> None:
+        if self._streams.pop(stream_id, None) is not None or stream_id > 0:
+            if not self._closed:
+                self._send(RstStream(stream_id, to_spdy_status(error_code)))
+
+    def acknowledge(self, stream_id: int | None, size: int) -> None:
+        """No flow control with Go: nothing to acknowledge."""
+
+    def ping(self) -> None:
+        if not self._closed:
+            self._send(Ping(self._next_ping))
+            self._next_ping = (self._next_ping + 2) & 0xFFFFFFFF or (1 if self.client_side else 2)
+
+    def close(self, error_code: int = 0, reason: str = "") -> None:
+        if not self._closed:
+            self._closed = True
+            self._send(GoAway(self._last_peer_id, 0 if error_code == 0 else 1))
