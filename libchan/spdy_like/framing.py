@@ -81,8 +81,28 @@ class FrameDecoder:
         return out, free
 
     def _parse(self, data: bytes, out: list[tuple[bytes, int]]) -> int:
-        buf = self._buf
-        buf += data
+        # Parse straight from ``data`` when nothing is pending (no copy into the
+        # buffer); only an incomplete trailing item is kept.
+        direct = not self._buf
+        buf: bytes | bytearray
+        if direct:
+            buf = data
+        else:
+            buf = self._buf
+            buf += data
+        view = memoryview(buf)
+        try:
+            free, pos = self._scan(buf, view, out)
+        finally:
+            view.release()
+        if direct:
+            if pos < len(data):
+                self._buf = bytearray(data[pos:])
+        elif pos:
+            del self._buf[:pos]
+        return free
+
+    def _scan(self, buf: bytes | bytearray, view: memoryview, out: list[tuple[bytes, int]]) -> tuple[int, int]:
         free = 0
         pos = 0
         n = len(buf)
@@ -122,11 +142,9 @@ class FrameDecoder:
             end = pos + hlen + length
             if end > n:
                 break
-            out.append((bytes(buf[pos + hlen : end]), hlen + length))
+            out.append((bytes(view[pos + hlen : end]), hlen + length))
             pos = end
-        if pos:
-            del buf[:pos]
-        return free
+        return free, pos
 
     def at_boundary(self) -> bool:
         """True when no partial item is buffered (a clean place for the body to end)."""

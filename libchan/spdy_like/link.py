@@ -295,8 +295,7 @@ class Link:
                         n = min(len(ns.outbox), mux.sendable(sid), budget)
                         if n > 0:
                             end = n == len(ns.outbox) and ns.out_end_requested and not marker
-                            mux.send_data(sid, bytes(ns.outbox[:n]), end_stream=end)
-                            del ns.outbox[:n]
+                            mux.send_data(sid, ns.outbox.take(n), end_stream=end)
                             budget -= n
                             progress = True
                             ns.last_sent = now

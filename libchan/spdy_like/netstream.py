@@ -21,6 +21,7 @@ from ..channel import Receiver, Sender
 from ..errors import SessionClosedError
 from ..stream import ByteStream, Direction
 from .bodies import DecodeFailure
+from .outbox import Outbox
 
 if TYPE_CHECKING:
     from .link import Link
@@ -73,7 +74,7 @@ class NetStream:
         self.reset_after_end = False
         self.error: BaseException | None = None
         self.done = False
-        self.outbox = bytearray()
+        self.outbox = Outbox()
         self.recv_lot = trio.lowlevel.ParkingLot()
         self.send_lot = trio.lowlevel.ParkingLot()
         self.last_sent = trio.current_time()
@@ -288,7 +289,7 @@ class NetStream:
             link.schedule(self)
 
     # -- called by the facades --------------------------------------------------
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes | memoryview, more: bytes | memoryview = b"") -> None:
         """Queue framed bytes once the queue is short enough (backpressure).
 
         A ``write`` cancelled while it waits has queued nothing, so a
@@ -300,7 +301,8 @@ class NetStream:
         while len(self.outbox) > limit and self.error is None and not self.out_ended:
             await self.send_lot.park()
         self._check_writable()
-        self.outbox += data
+        self.outbox.append(data)
+        self.outbox.append(more)
         if self.link is not None:
             self.link.schedule(self)
         await self._schedule_point()
@@ -459,15 +461,17 @@ class NetByteStream(ByteStream):
             raise trio.BusyResourceError("another task is sending on this byte stream")
         self._sending = True
         try:
-            data = bytes(data)
-            if not data:
+            # bytes are immutable: slice them without copying; copy anything else once.
+            view = memoryview(data if isinstance(data, bytes) else bytes(data)).cast("B")
+            if not view:
                 await trio.lowlevel.checkpoint()
                 self._ns._check_writable()
                 return
             profile = self._ns.session.profile
             chunk = min(profile.chunk_size, self._ns.session.config.max_message_size)
-            for i in range(0, len(data), chunk):
-                await self._ns.write(profile.wire_chunk(data[i : i + chunk]))
+            for i in range(0, len(view), chunk):
+                part = view[i : i + chunk]
+                await self._ns.write(profile.chunk_header(len(part)), part)
         finally:
             self._sending = False
 

@@ -76,8 +76,9 @@ class H2Profile:
     def wire_message(self, payload: bytes) -> bytes:
         return frame_header(len(payload)) + payload
 
-    def wire_chunk(self, data: bytes) -> bytes:
-        return frame_header(len(data)) + data
+    def chunk_header(self, length: int) -> bytes:
+        """What precedes a byte-stream chunk of ``length`` bytes on the wire."""
+        return frame_header(length)
 
 
 class SpdyProfile:
@@ -114,8 +115,8 @@ class SpdyProfile:
     def wire_message(self, payload: bytes) -> bytes:
         return payload
 
-    def wire_chunk(self, data: bytes) -> bytes:
-        return data
+    def chunk_header(self, length: int) -> bytes:
+        return b""
 
 
 PROFILES: dict[str, Callable[[], Any]] = {"h2": H2Profile, "spdy": SpdyProfile}

@@ -1,0 +1,70 @@
+"""A byte queue for outgoing stream data that does not copy large chunks around."""
+
+from __future__ import annotations
+
+from collections import deque
+
+__all__ = ["Outbox"]
+
+
+class Outbox:
+    """Bytes queued on one stream, in order. ``take(n)`` removes the first ``n``.
+
+    Small chunks (messages) are joined once when taken; a large chunk is
+    handed out as memoryview slices, never re-copied inside the queue.
+    """
+
+    __slots__ = ("_chunks", "_len")
+
+    def __init__(self) -> None:
+        self._chunks: deque[bytes | memoryview] = deque()
+        self._len = 0
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __bool__(self) -> bool:
+        return self._len > 0
+
+    def append(self, data: bytes | memoryview) -> None:
+        if data:
+            self._chunks.append(data)
+            self._len += len(data)
+
+    def __iadd__(self, data: bytes) -> Outbox:
+        self.append(data)
+        return self
+
+    def clear(self) -> None:
+        self._chunks.clear()
+        self._len = 0
+
+    def take(self, n: int) -> bytes | memoryview:
+        chunks = self._chunks
+        first = chunks[0]
+        size = len(first)
+        if size == n:
+            chunks.popleft()
+            out: bytes | memoryview = first
+        elif size > n:
+            view = first if isinstance(first, memoryview) else memoryview(first)
+            out = view[:n]
+            chunks[0] = view[n:]
+        else:
+            parts = []
+            total = 0
+            while total < n:
+                c = chunks[0]
+                need = n - total
+                if len(c) <= need:
+                    parts.append(c)
+                    total += len(c)
+                    chunks.popleft()
+                else:
+                    view = c if isinstance(c, memoryview) else memoryview(c)
+                    parts.append(view[:need])
+                    chunks[0] = view[need:]
+                    total = n
+            out = b"".join(parts)
+        self._len -= n
+        return out
