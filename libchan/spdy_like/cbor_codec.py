@@ -137,29 +137,57 @@ class CborCodec:
     def __init__(self, *, max_message_size: int, max_depth: int) -> None:
         self.max_message_size = max_message_size
         self.max_depth = max_depth
+        # One encoder and one decoder are reused (creating them per message
+        # costs more than the coding itself); after any error they are
+        # dropped, since cbor2's objects are not safe to reuse after one.
+        self._encoder: Any = None
+        self._decoder: Any = None
+        self._fp = io.BytesIO()
+        self._on_object: Callable[[str, Any], int] | None = None
+        self._on_reference: Callable[[str, int], Any] | None = None
+
+    def _default(self, encoder: Any, value: Any) -> None:
+        kind = kind_of(value)
+        if kind is None:
+            raise LocalProtocolError(f"cannot send a {type(value).__name__} in a libchan message")
+        assert self._on_object is not None
+        ref = self._on_object(kind, value)
+        encoder.encode_length(6, TAGS[kind])  # major type 6: tag
+        encoder.encode(ref)
+
+    def _tag_hook(self, *args: Any) -> Any:
+        tag = next(a for a in args if isinstance(a, cbor2.CBORTag))
+        kind = KINDS.get(tag.tag)
+        if kind is None:
+            raise _Rejected(f"message uses unknown CBOR tag {tag.tag}")
+        ref = tag.value
+        if type(ref) is not int or ref < 0:
+            raise _Rejected(f"reference tag {tag.tag} must hold an unsigned integer, not {ref!r}")
+        assert self._on_reference is not None
+        return self._on_reference(kind, ref)
 
     def encode(self, msg: Any, on_object: Callable[[str, Any], int]) -> bytes:
-        def default(encoder: Any, value: Any) -> None:
-            kind = kind_of(value)
-            if kind is None:
-                raise LocalProtocolError(f"cannot send a {type(value).__name__} in a libchan message")
-            ref = on_object(kind, value)
-            encoder.encode_length(6, TAGS[kind])  # major type 6: tag
-            encoder.encode(ref)
-
-        try:
-            payload = cbor2.dumps(
-                msg, default=default, timezone=_dt.timezone.utc, encoders=_REJECTED_ENCODERS
+        if self._encoder is None:
+            self._encoder = cbor2.CBOREncoder(
+                io.BytesIO(), default=self._default, timezone=_dt.timezone.utc, encoders=_REJECTED_ENCODERS
             )
-        except (LocalProtocolError, MessageTooLargeError):
-            raise
-        except RecursionError as exc:
-            raise LocalProtocolError("message is nested too deeply to encode") from exc
-        except (cbor2.CBORError, TypeError, ValueError, OverflowError) as exc:
+        self._on_object = on_object
+        try:
+            payload = self._encoder.encode_to_bytes(msg)
+        except BaseException as exc:
+            self._encoder = None
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            if isinstance(exc, (LocalProtocolError, MessageTooLargeError)):
+                raise
+            if isinstance(exc, RecursionError):
+                raise LocalProtocolError("message is nested too deeply to encode") from exc
             cause = exc.__cause__ if isinstance(exc.__cause__, LocalProtocolError) else None
             if cause is not None:
                 raise cause from None
             raise LocalProtocolError(f"cannot encode message: {exc}") from exc
+        finally:
+            self._on_object = None
         if len(payload) > self.max_message_size:
             raise MessageTooLargeError(len(payload), self.max_message_size, local=True)
         return payload
@@ -167,35 +195,37 @@ class CborCodec:
     def decode(self, payload: bytes, on_reference: Callable[[str, int], Any]) -> Any:
         if len(payload) > self.max_message_size:
             raise MessageTooLargeError(len(payload), self.max_message_size, local=False)
-
-        def tag_hook(*args: Any) -> Any:
-            tag = next(a for a in args if isinstance(a, cbor2.CBORTag))
-            kind = KINDS.get(tag.tag)
-            if kind is None:
-                raise _Rejected(f"message uses unknown CBOR tag {tag.tag}")
-            ref = tag.value
-            if type(ref) is not int or ref < 0:
-                raise _Rejected(f"reference tag {tag.tag} must hold an unsigned integer, not {ref!r}")
-            return on_reference(kind, ref)
-
-        fp = io.BytesIO(payload)
-        try:
-            value = cbor2.CBORDecoder(
+        fp = self._fp
+        fp.seek(0)
+        fp.truncate()
+        fp.write(payload)
+        fp.seek(0)
+        if self._decoder is None:
+            self._decoder = cbor2.CBORDecoder(
                 fp,
-                tag_hook=tag_hook,
+                tag_hook=self._tag_hook,
                 semantic_decoders=_SEMANTIC_DECODERS,
                 max_depth=self.max_depth,
                 allow_indefinite=True,
-            ).decode()
-        except RemoteProtocolError:
-            raise
-        except (cbor2.CBORError, ValueError, TypeError, OverflowError, RecursionError, _Rejected) as exc:
+            )
+        self._on_reference = on_reference
+        try:
+            value = self._decoder.decode()
+        except BaseException as exc:
+            self._decoder = None
+            self._fp = io.BytesIO()
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            if isinstance(exc, RemoteProtocolError):
+                raise
             cause = exc.__cause__
             if isinstance(cause, RemoteProtocolError):
                 raise cause from None
             if isinstance(cause, _Rejected) or isinstance(exc, _Rejected):
                 raise RemoteProtocolError(str(cause or exc)) from None
             raise RemoteProtocolError(f"malformed CBOR message: {exc}") from exc
+        finally:
+            self._on_reference = None
         if fp.tell() != len(payload):
             raise RemoteProtocolError(
                 f"malformed CBOR message: {len(payload) - fp.tell()} trailing bytes after the item"
