@@ -67,6 +67,8 @@ class Link:
         # whole connection (TCP backpressure) instead of growing buffers.
         self._flow_controlled = getattr(mux, "flow_controlled", True)
         self._read_lot = trio.lowlevel.ParkingLot()
+        # Only one task may be inside transport.send_all (the writer, or aclose's GOAWAY).
+        self._send_lock = trio.StrictFIFOLock()
         self._nursery: trio.Nursery | None = None
         self._ended = trio.Event()
 
@@ -98,14 +100,15 @@ class Link:
             return
         if graceful:
             self.mux.close(0, "")
-            data = self.mux.data_to_send()
-            if data:
-                with trio.move_on_after(self.config.close_timeout) as scope:
-                    scope.shield = True
-                    try:
-                        await self.transport.send_all(data)
-                    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, trio.BusyResourceError):
-                        pass
+            with trio.move_on_after(self.config.close_timeout) as scope:
+                scope.shield = True
+                async with self._send_lock:
+                    data = self.mux.data_to_send()
+                    if data:
+                        try:
+                            await self.transport.send_all(data)
+                        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                            pass
         self._end(reason)
 
     def _end(self, reason: str) -> None:
@@ -265,9 +268,10 @@ class Link:
                 # messages (netstream._YIELD_EVERY), so whatever queued up
                 # meanwhile shares one DATA frame and one write.
                 self._pump()
-                data = self.mux.data_to_send()
-                if data:
-                    await self.transport.send_all(data)
+                async with self._send_lock:
+                    data = self.mux.data_to_send()
+                    if data:
+                        await self.transport.send_all(data)
                 self._drain_lot.unpark_all()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ssl.SSLError) as exc:
             self._end(f"connection lost ({_describe(exc)})")
