@@ -31,33 +31,36 @@ async def _close(obj: Any) -> None:
                 pass
 
 
-def _abort(obj: Any) -> bool:
+def _abort(obj: Any, reason: str = "the source broke") -> bool:
     abort = getattr(obj, "_abort", None)
     if abort is None:
         return False
-    abort()
+    try:
+        abort(reason)
+    except TypeError:
+        abort()
     return True
 
 
 async def copy_channel(src: trio.abc.ReceiveChannel[Any], dst: trio.abc.SendChannel[Any]) -> None:
     """Send every message of ``src`` into ``dst`` until either side ends; then close both."""
-    broken = False
+    broken: str | None = None
     try:
         while True:
             try:
                 msg = await src.receive()
             except trio.EndOfChannel:
                 break
-            except _GONE:
-                broken = True
+            except _GONE as exc:
+                broken = str(exc) or "the channel being forwarded broke"
                 break
             try:
                 await dst.send(msg)
             except _GONE:
                 break
     finally:
-        if broken:
-            if not _abort(dst):
+        if broken is not None:
+            if not _abort(dst, broken):
                 await _close(dst)
         else:
             await _close(dst)

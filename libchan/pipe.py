@@ -18,11 +18,19 @@ from .channel import Receiver, Sender
 __all__ = ["pipe", "PipeSender", "PipeReceiver"]
 
 
+class _Shared:
+    __slots__ = ("broken",)
+
+    def __init__(self) -> None:
+        self.broken: str | None = None
+
+
 class PipeSender(Sender):
     """Sending end of an in-memory :func:`pipe`."""
 
-    def __init__(self, inner: trio.MemorySendChannel[Any]) -> None:
+    def __init__(self, inner: trio.MemorySendChannel[Any], shared: _Shared | None = None) -> None:
         self._inner = inner
+        self._shared = shared or _Shared()
 
     async def send(self, value: Any) -> None:
         await self._inner.send(value)
@@ -38,6 +46,13 @@ class PipeSender(Sender):
         """Synchronous close (the receiver sees end of channel)."""
         self._inner.close()
 
+    def _abort(self, reason: str = "the sending side broke") -> None:
+        """Close so that the receiver gets BrokenResourceError instead of EndOfChannel
+        (used when a channel forwarded into this pipe broke)."""
+        if self._shared.broken is None:
+            self._shared.broken = reason
+        self._inner.close()
+
     def __repr__(self) -> str:
         return f"<libchan.PipeSender at {id(self):#x}>"
 
@@ -45,11 +60,17 @@ class PipeSender(Sender):
 class PipeReceiver(Receiver):
     """Receiving end of an in-memory :func:`pipe`."""
 
-    def __init__(self, inner: trio.MemoryReceiveChannel[Any]) -> None:
+    def __init__(self, inner: trio.MemoryReceiveChannel[Any], shared: _Shared | None = None) -> None:
         self._inner = inner
+        self._shared = shared or _Shared()
 
     async def receive(self) -> Any:
-        return await self._inner.receive()
+        try:
+            return await self._inner.receive()
+        except trio.EndOfChannel:
+            if self._shared.broken is not None:
+                raise trio.BrokenResourceError(self._shared.broken) from None
+            raise
 
     def receive_nowait(self) -> Any:
         """Receive without blocking; raises :class:`trio.WouldBlock` if empty."""
@@ -76,4 +97,5 @@ def pipe(max_buffer_size: int | float = 0) -> tuple[PipeSender, PipeReceiver]:
     if max_buffer_size != math.inf and (not isinstance(max_buffer_size, int) or max_buffer_size < 0):
         raise ValueError("max_buffer_size must be a non-negative int or math.inf")
     s, r = trio.open_memory_channel[Any](max_buffer_size)
-    return PipeSender(s), PipeReceiver(r)
+    shared = _Shared()
+    return PipeSender(s, shared), PipeReceiver(r, shared)

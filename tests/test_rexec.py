@@ -473,3 +473,194 @@ async def test_execute_without_a_network():
         assert await rexec.execute({"cmd": 42, "status": status_tx}) == 2
         assert await status_rx.receive() == {"status": 2}
         assert await rexec.execute("not a map") is None
+
+
+# -- the spdy profile (Go libchan's wire) ---------------------------------------------------------
+
+
+def spdy_client(server: Server, *args: str, **kw) -> subprocess.CompletedProcess[bytes]:
+    return run("client", "--profile", "spdy", "--connect", server.url, *args, **kw)
+
+
+def test_client_profile_option():
+    assert b"--profile" in run("client", "--help").stdout
+    result = run("client", "--profile", "spdy3", "--connect", "tcp://127.0.0.1:1", "true")
+    assert result.returncode == 2
+    assert b"invalid choice" in result.stderr
+
+
+def test_spdy_profile_stdio_and_status(tcp_server):
+    result = spdy_client(tcp_server, "sh", "-c", "cat; echo to-err >&2; exit 5", input=b"over spdy\n")
+    assert result.returncode == 5, result.stderr
+    assert result.stdout == b"over spdy\n"
+    assert result.stderr == b"to-err\n"
+    script = "echo out1; echo err1 >&2; echo out2; echo err2 >&2"
+    result = spdy_client(tcp_server, "sh", "-c", script, input=None)
+    assert (result.returncode, result.stdout, result.stderr) == (0, b"out1\nout2\n", b"err1\nerr2\n")
+
+
+@pytest.mark.parametrize("status", [0, 1, 42, 255])
+def test_spdy_profile_exit_status(tcp_server, status):
+    assert spdy_client(tcp_server, "sh", "-c", f"exit {status}").returncode == status
+
+
+def test_spdy_profile_unknown_command_and_binary_data(tcp_server):
+    result = spdy_client(tcp_server, "no-such-command-xyz")
+    assert result.returncode == 127
+    assert b"no-such-command-xyz" in result.stderr
+    data = os.urandom(2 * 1024 * 1024 + 5)
+    result = spdy_client(tcp_server, "cat", input=data)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == data
+
+
+def test_spdy_profile_mutual_tls(tls_server, certs):
+    result = run(
+        "client", "--profile", "spdy", "--connect", tls_server.url, "--ca", certs["ca.pem"],
+        "--cert", certs["client.pem"], "sh", "-c", "tr a-z A-Z; echo oops >&2; exit 6",
+        input=b"secret\n",
+    )  # fmt: skip
+    assert result.returncode == 6, result.stderr
+    assert result.stdout == b"SECRET\n"
+    assert result.stderr == b"oops\n"
+    # Without a client certificate the mutual-TLS server refuses it, as in the h2 profile.
+    result = run("client", "--profile", "spdy", "--connect", tls_server.url, "--ca", certs["ca.pem"], "true")
+    assert result.returncode == 255
+    one_line_error(result)
+
+
+def test_spdy_profile_tls_without_client_certificate(tmp_path, certs):
+    """Go's rexec client does TLS without a certificate (and without ALPN): a --cert-only server."""
+    server = Server(
+        tmp_path, "--cert", certs["server.pem"], "--key", certs["server.key"], listen="tls://127.0.0.1:0"
+    )
+    try:
+        result = run(
+            "client", "--profile", "spdy", "--connect", server.url, "--ca", certs["ca.pem"], "cat", input=b"tls\n"
+        )
+        assert (result.returncode, result.stdout, result.stderr) == (0, b"tls\n", b""), result.stderr
+    finally:
+        server.close()
+    assert "Traceback" not in server.output()
+
+
+def test_demo_spdy_profile():
+    result = run("demo", "--profile", "spdy", "sh", "-c", "cat; exit 4", input=b"via demo\n")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.decode().strip().splitlines()
+    assert "via demo" in lines
+    assert lines[-1] == "demo: remote command exited with status 4"
+
+
+async def test_spdy_client_message_is_go_shaped():
+    """What Go's rexec server decodes into RemoteCommand: capitalised fields, duplex stdio, a Sender."""
+    seen: list[dict] = []
+
+    async def handler(session: libchan.Session) -> None:
+        async for receiver in session:
+            async for msg in receiver:
+                seen.append({k: (v.direction if isinstance(v, libchan.ByteStream) else v) for k, v in msg.items()})
+                assert isinstance(msg["StatusChan"], libchan.Sender)
+                # Reading the Stdout stream gives end-of-file at once (as with Go's *os.File stdout)...
+                assert await msg["Stdout"].receive_some() == b""
+                # ...and it still takes output.
+                await msg["Stdout"].send_all(b"hello\n")
+                await msg["Stdout"].aclose()
+                await msg["Stderr"].aclose()
+                assert await msg["Stdin"].receive_some() == b"in"
+                await msg["StatusChan"].send({"Status": 7})
+                return
+
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            urls = await nursery.start(libchan.serve, "tcp://127.0.0.1:0", handler)
+            async with libchan.connect(urls[0], profile="spdy") as session:
+                in_w, in_r = libchan.stream_pipe()
+                out_w, out_r = libchan.stream_pipe()
+                out = bytearray()
+                async with trio.open_nursery() as inner:
+                    inner.start_soon(_collect, out_r, out)
+                    await in_w.send_all(b"in")
+                    code = await rexec.remote_exec(session, ["prog", "a", "b"], stdin=in_r, stdout=out_w, stderr=None)
+            nursery.cancel_scope.cancel()
+    assert code == 7
+    assert bytes(out) == b"hello\n"
+    assert seen == [
+        {
+            "Cmd": "prog",
+            "Args": ["a", "b"],
+            "Stdin": "duplex",
+            "Stdout": "duplex",
+            "Stderr": "duplex",
+            "StatusChan": seen[0]["StatusChan"],
+        }
+    ]
+
+
+async def test_execute_answers_go_shaped_requests_in_kind():
+    """Go's client decodes the reply into CommandResponse{Status int}: the key must be "Status"."""
+    with trio.fail_after(20):
+        out_w, out_r = libchan.stream_pipe()
+        status_tx, status_rx = libchan.pipe(1)
+        out = bytearray()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_collect, out_r, out)
+            msg = {"Cmd": "sh", "Args": ["-c", "echo go; exit 3"], "Stdin": None, "Stdout": out_w,
+                   "Stderr": None, "StatusChan": status_tx}  # fmt: skip
+            assert await rexec.execute(msg) == 3
+        assert await status_rx.receive() == {"Status": 3}
+        assert bytes(out) == b"go\n"
+        status_tx, status_rx = libchan.pipe(1)
+        assert await rexec.execute({"Cmd": "true", "Args": None, "StatusChan": status_tx}) == 0
+        assert await status_rx.receive() == {"Status": 0}
+
+
+def test_recorded_go_client_against_server(tcp_server):
+    """Replay the bytes Go libchan's rexec client sent (recording 04-rexec) to the real server.
+
+    The recorded client ran ``cat`` (stdin "hello\\n" + "libchan\\n", then EOF) and then
+    ``fail 3 'no such file'``, which is no command here (status 127).
+    """
+    import socket
+
+    import msgpack
+    from interop.recordings import transcript
+
+    from libchan.spdy_like.spdy3 import Data, RstStream, FrameParser
+
+    c2s, _s2c, _records = transcript("04-rexec")
+    first = 314  # the first command up to its stdin FIN (frames #000-#008, #015, #017)
+    stdin = b"".join(f.data for f in FrameParser().feed(c2s[:first]) if isinstance(f, Data) and f.stream_id == 3)
+    parser = FrameParser()
+    data: dict[int, bytearray] = {}
+    fins: set[int] = set()
+
+    def read_until(sock: socket.socket, stream_id: int, deadline: float) -> dict:
+        while stream_id not in fins:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            chunk = sock.recv(65536)
+            assert chunk, "the server closed the connection"
+            for frame in parser.feed(chunk):
+                assert not isinstance(frame, RstStream), frame
+                if isinstance(frame, Data):
+                    data.setdefault(frame.stream_id, bytearray()).extend(frame.data)
+                    if frame.fin:
+                        fins.add(frame.stream_id)
+            # The status channel is not ended by the server: stop at the first whole message.
+            if stream_id in data:
+                try:
+                    return msgpack.unpackb(bytes(data[stream_id]))
+                except ValueError:
+                    pass
+        return msgpack.unpackb(bytes(data[stream_id]))
+
+    host, port = tcp_server.url.removeprefix("tcp://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=TIMEOUT) as sock:
+        deadline = time.monotonic() + TIMEOUT
+        sock.sendall(c2s[:first])
+        assert read_until(sock, 9, deadline) == {"Status": 0}  # StatusChan: stream 9
+        assert 5 in fins and 7 in fins  # Stdout and Stderr were ended before the status
+        assert bytes(data[5]) == stdin == b"hello\nlibchan\n"  # cat's output on Stdout (stream 5)
+        sock.sendall(c2s[first:])
+        assert read_until(sock, 17, deadline) == {"Status": 127}
+        assert b"fail" in bytes(data[15])  # the reason, on Stderr (stream 15)

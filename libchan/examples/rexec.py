@@ -12,6 +12,30 @@ and the server runs the command, copies bytes between the three byte streams
 and the process' pipes as they come, and, once the command exited and its
 output ended, sends its exit status.
 
+With ``--profile spdy`` the client speaks Go libchan's wire (SPDY/3.1 +
+msgpack) and sends the message Go's rexec client sends, which is what Go's
+rexec server decodes into its ``RemoteCommand`` struct::
+
+    {"Cmd": "cat", "Args": [...],
+     "Stdin": <duplex>, "Stdout": <duplex>, "Stderr": <duplex>,   # msgpack ext 1
+     "StatusChan": Sender}                # the server sends {"Status": int} on it
+
+(Go sends its ``*os.File`` stdio as duplex streams; reading its stdout fails at
+once, so that stream's client-to-server half ends at once, and so does ours.)
+The server accepts both profiles on one port and both shapes of message, and
+answers a Go-shaped request with ``{"Status": n}`` (Go's client decodes the
+reply into ``CommandResponse{Status int}``, matching field names exactly).
+
+Go's own programs (``examples/rexec/client.go`` and ``rexec_server/server.go``)
+use 127.0.0.1:9323 (the server listens on localhost:9323); their TLS is
+switched on by ``USE_TLS=1`` (client: no certificate check, no ALPN) and by
+``TLS_CERT``/``TLS_KEY`` (server, no client certificates). So, against them::
+
+    python -m libchan.examples.rexec server --listen tcp://127.0.0.1:9323
+    python -m libchan.examples.rexec server --listen tls://127.0.0.1:9323 --cert C --key K
+    python -m libchan.examples.rexec client --profile spdy --connect tcp://127.0.0.1:9323 cat
+    python -m libchan.examples.rexec client --profile spdy --connect tls://127.0.0.1:9323 --ca CA cat
+
 Command lines::
 
     python -m libchan.examples.rexec server --listen tcp://127.0.0.1:9323
@@ -150,11 +174,13 @@ async def _end(stream: Any) -> None:
     await _close(stream)
 
 
-async def _send_status(status: Any, code: int) -> None:
+async def _send_status(status: Any, code: int, *, go_shaped: bool = False) -> None:
     if status is None:
         return
     try:
-        await status.send({"status": code})
+        # Go's client decodes the reply into ``CommandResponse{Status int}``: msgpack
+        # matches struct fields by their exact name, so it must be "Status" there.
+        await status.send({"Status" if go_shaped else "status": code})
     except (*_GONE, libchan.LibchanError):
         pass
     await _close(status)
@@ -193,6 +219,9 @@ async def execute(msg: Any, *, log: Log = _quiet) -> int | None:
     if not isinstance(msg, dict):
         log(f"ignoring a message that is not a map: {type(msg).__name__}")
         return None
+    # A Go client (Go's RemoteCommand struct) names its fields Cmd ... StatusChan;
+    # answer it in kind: {"Status": n}.
+    go_shaped = "StatusChan" in msg or "Cmd" in msg
     cmd, args = _field(msg, "cmd"), _field(msg, "args")
     stdin, stdout, stderr = _field(msg, "stdin"), _field(msg, "stdout"), _field(msg, "stderr")
     status = _field(msg, "status")
@@ -217,7 +246,7 @@ async def execute(msg: Any, *, log: Log = _quiet) -> int | None:
             await _say(stderr, f"rexec: bad request: {exc}\n")
         for s in (stdin, stdout, stderr):
             await _close(s)
-        await _send_status(status, EXIT_USAGE)
+        await _send_status(status, EXIT_USAGE, go_shaped=go_shaped)
         return EXIT_USAGE
 
     argv = [cmd, *args]
@@ -272,7 +301,7 @@ async def execute(msg: Any, *, log: Log = _quiet) -> int | None:
         await _end(stdout)
         await _end(stderr)
         await _close(stdin)
-    await _send_status(status, code)
+    await _send_status(status, code, go_shaped=go_shaped)
     return code
 
 
@@ -319,20 +348,34 @@ async def serve(
 
 
 class _Tracked(trio.abc.HalfCloseableStream):
-    """A local output sink that says (``done``) when the remote side ended it."""
+    """A local output sink that says (``done``) when the remote side ended it.
 
-    def __init__(self, inner: trio.abc.SendStream) -> None:
-        self.inner = inner
+    Sent as a duplex stream (the Go shape), its read half is at end-of-file at
+    once, as reading Go's ``*os.File`` stdout fails at once: the server's side
+    of the stream sees end-of-file, and may still write.
+    """
+
+    def __init__(self, inner: trio.abc.SendStream | None) -> None:
+        self.inner = inner  # None: discard what arrives
         self.done = trio.Event()
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if self.inner is None:
+            await trio.lowlevel.checkpoint()
+            return
         await self.inner.send_all(data)
 
     async def wait_send_all_might_not_block(self) -> None:
+        if self.inner is None:
+            await trio.lowlevel.checkpoint()
+            return
         await self.inner.wait_send_all_might_not_block()
 
     async def send_eof(self) -> None:
         try:
+            if self.inner is None:
+                await trio.lowlevel.checkpoint()
+                return
             send_eof = getattr(self.inner, "send_eof", None)
             if send_eof is not None:
                 await send_eof()
@@ -342,13 +385,39 @@ class _Tracked(trio.abc.HalfCloseableStream):
             self.done.set()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        raise trio.ClosedResourceError("an output sink is write-only")
+        await trio.lowlevel.checkpoint()
+        return b""  # an output sink has nothing to read
 
     async def aclose(self) -> None:
         try:
-            await self.inner.aclose()
+            if self.inner is not None:
+                await self.inner.aclose()
         finally:
             self.done.set()
+
+
+class _Source(trio.abc.HalfCloseableStream):
+    """Local stdin as a duplex stream (the Go shape): reads come from ``inner``,
+    writes (which no rexec server makes) are dropped."""
+
+    def __init__(self, inner: trio.abc.ReceiveStream) -> None:
+        self.inner = inner
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        return await self.inner.receive_some(max_bytes)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def send_eof(self) -> None:
+        # The server ended its (unused) direction: keep reading stdin for it.
+        await trio.lowlevel.checkpoint()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
 
 
 async def remote_exec(
@@ -358,6 +427,7 @@ async def remote_exec(
     stdin: trio.abc.ReceiveStream | None,
     stdout: trio.abc.SendStream | None,
     stderr: trio.abc.SendStream | None,
+    go_shaped: bool | None = None,
 ) -> int:
     """Run ``argv`` on the server of ``session``; return its exit status.
 
@@ -365,22 +435,50 @@ async def remote_exec(
     ``stdout``/``stderr`` receive its output as it comes (None: discarded).
     Returns once the status arrived and the output streams were ended (they
     are closed then). Raises :class:`RexecError` if no status came back.
+
+    ``go_shaped`` (default: true in the ``spdy`` profile) sends the message
+    as Go libchan's rexec client does, which Go's rexec server needs::
+
+        {"Cmd": .., "Args": [..], "Stdin": <duplex>, "Stdout": <duplex>,
+         "Stderr": <duplex>, "StatusChan": Sender}     -> reply {"Status": n}
+
+    All three stdio streams are then duplex (ext 1, as Go sends its
+    ``*os.File`` stdio) and always present (Go's server closes Stdout and
+    Stderr without checking them for nil). Otherwise the message is the
+    lower-case one, with read-only stdin and write-only stdout/stderr.
     """
     if not argv:
         raise ValueError("argv must name a command")
-    msg: dict[str, Any] = {"cmd": argv[0], "args": list(argv[1:])}
+    if go_shaped is None:
+        go_shaped = session.profile.name == "spdy"
     if stdin is None:
         feed, stdin = libchan.stream_pipe()
         await feed.aclose()  # the command reads end-of-file at once
-    msg["stdin"] = libchan.ReadOnly(stdin)
     sinks = []
-    for name, sink in (("stdout", stdout), ("stderr", stderr)):
-        if sink is not None:
+    if go_shaped:
+        outputs: list[Any] = []
+        for sink in (stdout, stderr):
             tracked = _Tracked(sink)
             sinks.append(tracked)
-            msg[name] = libchan.WriteOnly(tracked)
-    status_tx, status_rx = libchan.pipe()
-    msg["status"] = status_tx
+            outputs.append(tracked)  # a trio Stream: sent as duplex (ext 1)
+        status_tx, status_rx = libchan.pipe()
+        msg: dict[str, Any] = {
+            "Cmd": argv[0],
+            "Args": list(argv[1:]),
+            "Stdin": _Source(stdin),
+            "Stdout": outputs[0],
+            "Stderr": outputs[1],
+            "StatusChan": status_tx,
+        }
+    else:
+        msg = {"cmd": argv[0], "args": list(argv[1:]), "stdin": libchan.ReadOnly(stdin)}
+        for name, sink in (("stdout", stdout), ("stderr", stderr)):
+            if sink is not None:
+                tracked = _Tracked(sink)
+                sinks.append(tracked)
+                msg[name] = libchan.WriteOnly(tracked)
+        status_tx, status_rx = libchan.pipe()
+        msg["status"] = status_tx
 
     sender = await session.open_sender()
     try:
@@ -431,8 +529,12 @@ async def run_client(
     *,
     ssl: ssl.SSLContext | None = None,
     fds: tuple[int | None, int | None, int | None] | None = None,
+    profile: str = "h2",
 ) -> int:
     """Connect to ``url`` and run ``argv`` there with local stdio; return its status.
+
+    ``profile`` is the wire profile: ``"h2"`` or ``"spdy"`` (Go libchan's; the
+    message is then Go-shaped, see :func:`remote_exec`).
 
     ``fds`` are (stdin, stdout, stderr) descriptors that become the client's
     (they are closed at the end); by default duplicates of 0, 1 and 2 (see
@@ -442,7 +544,7 @@ async def run_client(
         fds = dup_stdio()
     streams = [trio.lowlevel.FdStream(fd) if fd is not None else None for fd in fds]
     try:
-        async with libchan.connect(url, ssl=ssl) as session:
+        async with libchan.connect(url, ssl=ssl, profile=profile) as session:
             return await remote_exec(session, argv, stdin=streams[0], stdout=streams[1], stderr=streams[2])
     finally:
         for s in streams:
@@ -515,6 +617,7 @@ async def run_demo(
     *,
     say: Log | None = None,
     fds: tuple[int | None, int | None, int | None] | None = None,
+    profile: str = "h2",
 ) -> int:
     """Server and client in one process over mutual TLS with throwaway certificates.
 
@@ -554,13 +657,15 @@ async def run_demo(
             anonymous_ctx = client_ssl_context(paths["ca.pem"])
             try:
                 with trio.fail_after(10):
-                    await run_client(urls[0], ["true"], ssl=anonymous_ctx, fds=(None, None, None))
+                    await run_client(
+                        urls[0], ["true"], ssl=anonymous_ctx, fds=(None, None, None), profile=profile
+                    )
             except (*_FAILURES, trio.TooSlowError) as exc:
                 say(f"check: a client without a certificate is refused ({_describe(exc)})")
             else:
                 raise RexecError("the server accepted a client without a certificate")
-            say(f"client (with its certificate) runs remotely: {shlex.join(argv)}")
-            code = await run_client(urls[0], argv, ssl=client_ctx, fds=fds)
+            say(f"client (with its certificate, profile {profile}) runs remotely: {shlex.join(argv)}")
+            code = await run_client(urls[0], argv, ssl=client_ctx, fds=fds, profile=profile)
             say(f"remote command exited with status {code}")
             nursery.cancel_scope.cancel()
     return code
@@ -597,6 +702,15 @@ def _parser() -> argparse.ArgumentParser:
             g.add_argument("--key", metavar="F", help="its private key (PEM; default: in --cert)")
             g.add_argument("--ca", metavar="F", help="verify the server against this CA (default: system roots)")
 
+    def profile(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "--profile",
+            choices=("h2", "spdy"),
+            default="h2",
+            help="wire profile: h2 (HTTP/2 + CBOR, default) or spdy (SPDY/3.1 + msgpack, Go libchan's;"
+            " the request is then Go-shaped, so Go's rexec server understands it)",
+        )
+
     s = sub.add_parser("server", help="serve: run the commands clients send", description="Serve rexec requests.")
     s.add_argument("--listen", required=True, metavar="URL", help="where to listen (port 0: any free port)")
     s.add_argument("-q", "--quiet", action="store_true", help="do not log commands to stderr")
@@ -609,6 +723,7 @@ def _parser() -> argparse.ArgumentParser:
         "exit with its status (255 if the client failed).",
     )
     c.add_argument("--connect", required=True, metavar="URL", help="the server's URL")
+    profile(c)
     tls(c, server=False)
     c.add_argument("cmd", metavar="CMD", help="the command to run remotely")
     c.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS", help="its arguments")
@@ -620,6 +735,7 @@ def _parser() -> argparse.ArgumentParser:
         "certificates (trustme), run CMD (default: " + shlex.join(DEFAULT_DEMO_COMMAND) + ") "
         "and print its output and exit status. Exits 0 if the round trip worked, whatever the status.",
     )
+    profile(d)
     d.add_argument("cmd", nargs="?", metavar="CMD", help="the command to run remotely")
     d.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS", help="its arguments")
     return p
@@ -706,7 +822,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             command = [args.cmd, *args.args]
             fds = dup_stdio()
             try:
-                code = _trio_run(lambda: run_client(args.connect, command, ssl=ctx, fds=fds))
+                code = _trio_run(
+                    lambda: run_client(args.connect, command, ssl=ctx, fds=fds, profile=args.profile)
+                )
             except _FAILURES as exc:
                 hint = ""
                 if ctx is not None and args.cert is None and not isinstance(exc, ssl.SSLError):
@@ -721,7 +839,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = [args.cmd, *args.args] if args.cmd else list(DEFAULT_DEMO_COMMAND)
         fds = dup_stdio()
         try:
-            _trio_run(lambda: run_demo(command, fds=fds))
+            _trio_run(lambda: run_demo(command, fds=fds, profile=args.profile))
         except _FAILURES as exc:
             print(f"{prog}: error: {_describe(exc)}", file=sys.stderr)
             return 1

@@ -67,6 +67,7 @@ class Link:
         # whole connection (TCP backpressure) instead of growing buffers.
         self._flow_controlled = getattr(mux, "flow_controlled", True)
         self._read_lot = trio.lowlevel.ParkingLot()
+        self._reader_done = trio.Event()
         # Only one task may be inside transport.send_all (the writer, or aclose's GOAWAY).
         self._send_lock = trio.StrictFIFOLock()
         self._nursery: trio.Nursery | None = None
@@ -100,6 +101,7 @@ class Link:
             return
         if graceful:
             self.mux.close(0, "")
+            self._read_lot.unpark_all()
             with trio.move_on_after(self.config.close_timeout) as scope:
                 scope.shield = True
                 async with self._send_lock:
@@ -109,6 +111,11 @@ class Link:
                             await self.transport.send_all(data)
                         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                             pass
+                # Lingering close: wait for the peer to close its side (it does on
+                # GOAWAY) before closing ours. Closing a socket with unread input
+                # makes the kernel send RST, and a RST makes the peer's kernel drop
+                # data the peer has received but not read yet: our last messages.
+                await self._reader_done.wait()
         self._end(reason)
 
     def _end(self, reason: str) -> None:
@@ -206,7 +213,7 @@ class Link:
             while True:
                 if not self._flow_controlled:
                     limit = self.config.stream_window
-                    while any(ns.held > limit for ns in self.streams.values()):
+                    while not self.mux.closed and any(ns.held > limit for ns in self.streams.values()):
                         await self._read_lot.park()
                 data = await self.transport.receive_some(_READ_SIZE)
                 if not data:
@@ -219,6 +226,8 @@ class Link:
                     return
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ssl.SSLError) as exc:
             reason = f"connection lost ({_describe(exc)})"
+        finally:
+            self._reader_done.set()
         self._end(reason)
 
     def _dispatch(self, ev: object) -> None:
