@@ -296,16 +296,24 @@ class NetStream:
         cancelled ``send`` did not send, as with trio memory channels.
         """
         await trio.lowlevel.checkpoint_if_cancelled()
-        self._check_writable()
-        limit = self.session.config.send_buffer
-        while len(self.outbox) > limit and self.error is None and not self.out_ended:
-            await self.send_lot.park()
-        self._check_writable()
-        self.outbox.append(data)
-        self.outbox.append(more)
+        outbox = self.outbox
+        if len(outbox) > self.session.config.send_buffer or self.error is not None or self.out_end_requested:
+            self._check_writable()
+            limit = self.session.config.send_buffer
+            while len(outbox) > limit and self.error is None and not self.out_ended:
+                await self.send_lot.park()
+            self._check_writable()
+        elif self.out_ended:
+            self._check_writable()
+        outbox.append(data)
+        if more:
+            outbox.append(more)
         if self.link is not None:
             self.link.schedule(self)
-        await self._schedule_point()
+        self._ops += 1
+        if self._ops >= _YIELD_EVERY:
+            self._ops = 0
+            await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def _schedule_point(self) -> None:
         # Every call is a cancellation point; yielding to the scheduler on
@@ -357,8 +365,13 @@ class NetStream:
         while True:
             if self.inbox:
                 item = self.inbox.popleft()
-                self.consumed(item[1])
-                await self._schedule_point()
+                self.held -= item[1]
+                if self.owed:
+                    self.settle()
+                self._ops += 1
+                if self._ops >= _YIELD_EVERY:
+                    self._ops = 0
+                    await trio.lowlevel.cancel_shielded_checkpoint()
                 if type(item[0]) is DecodeFailure:
                     raise item[0].error
                 return item
@@ -390,8 +403,11 @@ class NetSender(Sender):
         if ns.error is not None:
             await trio.lowlevel.checkpoint()
             raise ns.error
-        wire = await ns.session.encode_and_open(value, ns)
-        await ns.write(wire)
+        session = ns.session
+        payload, new = session.encode(value)
+        if new:
+            await session.open_and_forward(new, ns)
+        await ns.write(*session.profile.wire_message_parts(payload))
 
     async def aclose(self) -> None:
         if not self._closed:

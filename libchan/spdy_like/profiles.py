@@ -73,8 +73,9 @@ class H2Profile:
     def control_body(self, session: Session) -> Any:
         return FramedChunks(session.config.max_message_size)
 
-    def wire_message(self, payload: bytes) -> bytes:
-        return frame_header(len(payload)) + payload
+    def wire_message_parts(self, payload: bytes) -> tuple[bytes, bytes]:
+        """What goes on the wire for one encoded message (in pieces, to avoid a copy)."""
+        return frame_header(len(payload)), payload
 
     def chunk_header(self, length: int) -> bytes:
         """What precedes a byte-stream chunk of ``length`` bytes on the wire."""
@@ -112,8 +113,8 @@ class SpdyProfile:
     def control_body(self, session: Session) -> Any:
         return RawChunks()
 
-    def wire_message(self, payload: bytes) -> bytes:
-        return payload
+    def wire_message_parts(self, payload: bytes) -> tuple[bytes]:
+        return (payload,)
 
     def chunk_header(self, length: int) -> bytes:
         return b""

@@ -580,8 +580,8 @@ class Session:
         """Decode one message payload (HTTP/2 profile), pairing its references."""
         return self.codec.decode(payload, self.on_reference)
 
-    async def encode_and_open(self, value: Any, parent: NetStream) -> bytes:
-        """Encode a message for ``parent``; open and start forwarding every object it holds."""
+    def encode(self, value: Any) -> tuple[bytes, list[tuple[NetStream, str, Any]]]:
+        """Encode a message; return the payload and the streams to open for the objects in it."""
         self._check_open()
         new: list[tuple[NetStream, str, Any]] = []
 
@@ -590,13 +590,15 @@ class Session:
             new.append((ns, kind, obj))
             return ns.ref  # type: ignore[return-value]
 
-        payload = self.profile.wire_message(self.codec.encode(value, on_object))
+        return self.codec.encode(value, on_object), new
+
+    async def open_and_forward(self, new: list[tuple[NetStream, str, Any]], parent: NetStream) -> None:
+        """Open the stream of every object a message holds and start forwarding to/from it."""
         for ns, kind, obj in new:
             self._streams.add(ns)
             await self._open(ns, kind, parent.ref)
             assert self._nursery is not None
             self._nursery.start_soon(forward, obj, facade_for(ns, kind, opener=True), kind)
-        return payload
 
     async def _expiry_task(self) -> None:
         while self.closed_reason is None:
