@@ -97,10 +97,22 @@ class H2Multiplexer:
         if connection_window > 65535:
             self._conn.increment_flow_control_window(connection_window - 65535)
         self._closed = False
+        self._peer_goaway_seen = False
 
     # -- input ---------------------------------------------------------------
     def receive_data(self, data: bytes) -> list[MuxEvent]:
         if self._closed:
+            # After our GOAWAY only the peer's GOAWAY matters (see SpdyMultiplexer).
+            if self._peer_goaway_seen:
+                return []
+            try:
+                events = self._conn.receive_data(data)
+            except h2.exceptions.ProtocolError:
+                return []
+            for ev in events:
+                if isinstance(ev, h2.events.ConnectionTerminated):
+                    self._peer_goaway_seen = True
+                    return [ConnectionEnded(int(ev.error_code), f"peer sent GOAWAY {ev.error_code!s}", True)]
             return []
         try:
             events = self._conn.receive_data(data)
@@ -136,6 +148,7 @@ class H2Multiplexer:
                 out.append(WindowOpened(None))
             elif isinstance(ev, h2.events.ConnectionTerminated):
                 self._closed = True
+                self._peer_goaway_seen = True
                 extra = f" ({ev.additional_data!r})" if ev.additional_data else ""
                 out.append(ConnectionEnded(int(ev.error_code), f"peer sent GOAWAY {ev.error_code!s}{extra}", True))
         return out

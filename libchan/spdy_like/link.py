@@ -95,8 +95,13 @@ class Link:
                     except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                         pass
 
-    async def aclose(self, reason: str = "connection closed", *, graceful: bool = True) -> None:
-        """Send GOAWAY (if graceful), flush, and close the connection."""
+    async def aclose(
+        self, reason: str = "connection closed", *, graceful: bool = True, linger: bool = True
+    ) -> None:
+        """Send GOAWAY (if graceful), flush, and close the connection.
+
+        With ``linger`` it first waits (at most ``close_timeout``) for the peer
+        to close its side or answer with GOAWAY."""
         if self.closed_reason is not None:
             return
         if graceful:
@@ -115,7 +120,8 @@ class Link:
                 # GOAWAY) before closing ours. Closing a socket with unread input
                 # makes the kernel send RST, and a RST makes the peer's kernel drop
                 # data the peer has received but not read yet: our last messages.
-                await self._reader_done.wait()
+                if linger:
+                    await self._reader_done.wait()
         self._end(reason)
 
     def _end(self, reason: str) -> None:

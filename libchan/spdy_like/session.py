@@ -246,8 +246,20 @@ class Session:
                     await link.drain(min(1.0, self.config.close_timeout))
             self._accept_lot.unpark_all()
             self._park_lot.unpark_all()
+            control = self._control
+            if control is not None and not control.done and control.link is not None and control.link.alive:
+                # The peer ends its half of the control stream once it has seen ours,
+                # i.e. after everything we sent; a server that ended its direction with
+                # the end marker sends its END_STREAM then. Either way, once both
+                # halves ended nothing is in flight.
+                with trio.move_on_after(self.config.close_timeout):
+                    while not control.in_ended and not control.done and control.link is not None:
+                        await control.recv_lot.park()
+                    while not control.out_ended and not control.done and control.link is not None:
+                        await control.send_lot.park()
             if self._own_link is not None:
-                await self._own_link.aclose(reason)
+                linger = control is None or not control.in_ended
+                await self._own_link.aclose(reason, linger=linger)
             if self._control is not None and not self._control.done:
                 self._control.fail(SessionClosedError(reason))
 

@@ -89,6 +89,7 @@ class SpdyMultiplexer:
         self._next_ping = 1 if client_side else 2
         self._max_data = min(max_frame_size, MAX_DATA)
         self._closed = False
+        self._peer_goaway_seen = False
 
     @property
     def closed(self) -> bool:
@@ -100,6 +101,18 @@ class SpdyMultiplexer:
     # -- input -------------------------------------------------------------------------
     def receive_data(self, data: bytes) -> list[MuxEvent]:
         if self._closed:
+            # After our GOAWAY only the peer's GOAWAY matters (both sides closing:
+            # each must see the other's to stop waiting for the connection's end).
+            if self._peer_goaway_seen or self._parser.failed:
+                return []
+            try:
+                frames = self._parser.feed(data)
+            except Spdy3ProtocolError:
+                return []
+            for f in frames:
+                if isinstance(f, GoAway):
+                    self._peer_goaway_seen = True
+                    return [ConnectionEnded(0 if f.status == 0 else 1, f"peer sent GOAWAY (status {f.status})", True)]
             return []
         try:
             frames = self._parser.feed(data)
@@ -160,6 +173,7 @@ class SpdyMultiplexer:
                 self._send(Ping(f.ping_id))  # the peer's ping: echo it
         elif isinstance(f, GoAway):
             self._closed = True
+            self._peer_goaway_seen = True
             out.append(ConnectionEnded(0 if f.status == 0 else 1, f"peer sent GOAWAY (status {f.status})", True))
         # SETTINGS, WINDOW_UPDATE, HEADERS and unknown control frames: ignored, as Go does.
 

@@ -1,0 +1,331 @@
+"""A Docker-like container object, shared by the ``simulator`` and ``exec`` backends.
+
+A :class:`Container` owns a :class:`~libswarm.Server` answering:
+
+* ``Get()`` -> inspect JSON (Docker's ``/containers/{id}/json`` shape, a subset);
+  ``Get("stdout")`` / ``Get("stderr")`` -> everything written so far to that stream (bytes);
+* ``Start()`` -> runs the command (``Error`` if running, or if the command does not exist:
+  then ``State.ExitCode`` is 127 and ``State.Error`` says why, like Docker);
+* ``Stop()`` -> stops it and waits for the exit (``Ack``; a no-op when not running);
+* ``Attach("" , ["logs"])`` -> ``Ack(ret=stdin)`` then ``Log("stdout"|"stderr", chunk)``
+  messages, live (with ``"logs"``: everything written before first), closing when the
+  command exits; the stdin handle takes ``Log(chunk)``/``Log("stdin", chunk)``, and
+  closing it ends stdin (Docker's StdinOnce) when ``Config.OpenStdin`` is true;
+* ``Log(chunk)``/``Log("stdin", chunk)`` sent to the container itself -> written to stdin;
+* ``Watch()`` -> ``Ack``, ``Set("state", <inspect JSON>)`` at once, then
+  ``Set("start"|"die", <inspect JSON>)`` on each change;
+* ``Ls()`` -> ``Set()`` (a container has no children).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import secrets
+from typing import Any, Awaitable, Callable
+
+import trio
+
+import libchan
+
+from ._errors import RemoteError
+from ._message import Message
+from ._server import Request, Server
+from ._verbs import Verb
+
+__all__ = ["Container", "Stdio", "CommandNotFound", "ZERO_TIME", "now"]
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def now() -> str:
+    """The current UTC time in Docker's RFC 3339 form."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+class CommandNotFound(Exception):
+    """Raised by a runner's resolver: the executable does not exist."""
+
+
+class Stdio:
+    """What a runner sees of its container: stdin to read, stdout/stderr to write."""
+
+    def __init__(self, container: "Container", stdin: trio.MemoryReceiveChannel[bytes]) -> None:
+        self._c = container
+        self._stdin = stdin
+        self._pending = b""
+        self.killed_code: int | None = None
+        """A runner that is stopped may set the exit code to report (default 137)."""
+
+    def set_pid(self, pid: int) -> None:
+        self._c.pid = pid
+
+    async def write(self, tag: str, data: bytes) -> None:
+        """Write ``data`` to ``"stdout"`` or ``"stderr"``."""
+        await trio.lowlevel.checkpoint()
+        if data:
+            self._c._emit(tag, bytes(data))
+
+    async def read(self) -> bytes:
+        """The next chunk of stdin, ``b""`` at its end."""
+        try:
+            return await self._stdin.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            return b""
+
+
+Runner = Callable[[list[str], Stdio], Awaitable[int]]
+
+
+class Container:
+    """One container: configuration, state, captured output and its :attr:`server`.
+
+    ``runner(argv, stdio)`` runs the command and returns its exit status;
+    ``resolve(argv)`` (optional) raises :class:`CommandNotFound` before a start.
+    Run the object with ``await nursery.start(container.server.run)``.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        config: dict[str, Any],
+        runner: Runner,
+        resolve: Callable[[list[str]], None] | None = None,
+        driver: str = "libswarm",
+        on_event: Callable[[str, "Container"], None] | None = None,
+    ) -> None:
+        self.id = secrets.token_hex(32)
+        self.name = name
+        self.config = config
+        self.cmd: list[str] = list(config.get("Cmd") or [])
+        self.driver = driver
+        self.created = now()
+        self._runner = runner
+        self._resolve = resolve
+        self._on_event = on_event
+        self.status = "created"
+        self.exit_code = 0
+        self.pid = 0
+        self.error = ""
+        self.started_at = ZERO_TIME
+        self.finished_at = ZERO_TIME
+        self.chunks: list[tuple[str, bytes]] = []
+        self._listeners: set[trio.MemorySendChannel[tuple[str, bytes]]] = set()
+        self._watchers: set[trio.MemorySendChannel[tuple[str, str]]] = set()
+        self._stdin_s: trio.MemorySendChannel[bytes] | None = None
+        self._scope: trio.CancelScope | None = None
+        self.exited = trio.Event()
+        self.server = Server(f"container {name}")
+        self.server.on_attach(self._attach).on_watch(self._watch)
+        self.server.on_get(self._get).on_start(self.start).on_stop(self.stop)
+        self.server.on_ls(self._ls).on_log(self.write_stdin)
+
+    # -- state --------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
+
+    def output(self, tag: str) -> bytes:
+        """Everything written so far to ``tag`` (``"stdout"`` or ``"stderr"``)."""
+        return b"".join(d for t, d in self.chunks if t == tag)
+
+    def inspect(self) -> dict[str, Any]:
+        """Docker-style inspect data."""
+        cfg = {
+            "Hostname": self.id[:12],
+            "Image": self.config.get("Image", ""),
+            "Cmd": self.cmd,
+            "Env": list(self.config.get("Env") or []),
+            "Tty": False,
+            "OpenStdin": bool(self.config.get("OpenStdin", False)),
+            "StdinOnce": bool(self.config.get("StdinOnce", True)),
+            "AttachStdin": bool(self.config.get("AttachStdin", False)),
+            "AttachStdout": True,
+            "AttachStderr": True,
+            "Labels": dict(self.config.get("Labels") or {}),
+        }
+        return {
+            "Id": self.id,
+            "Name": "/" + self.name,
+            "Created": self.created,
+            "Path": self.cmd[0] if self.cmd else "",
+            "Args": self.cmd[1:],
+            "Image": self.config.get("Image", ""),
+            "Config": cfg,
+            "State": {
+                "Status": self.status,
+                "Running": self.running,
+                "Paused": False,
+                "Restarting": False,
+                "Pid": self.pid if self.running else 0,
+                "ExitCode": self.exit_code,
+                "Error": self.error,
+                "StartedAt": self.started_at,
+                "FinishedAt": self.finished_at,
+            },
+            "HostConfig": {},
+            "NetworkSettings": {"Ports": {}},
+            "Driver": self.driver,
+        }
+
+    def _event(self, event: str) -> None:
+        data = json.dumps(self.inspect())
+        for w in list(self._watchers):
+            try:
+                w.send_nowait((event, data))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._watchers.discard(w)
+        if self._on_event is not None:
+            self._on_event(event, self)
+
+    def _emit(self, tag: str, data: bytes) -> None:
+        self.chunks.append((tag, data))
+        for q in list(self._listeners):
+            try:
+                q.send_nowait((tag, data))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._listeners.discard(q)
+
+    # -- verbs --------------------------------------------------------------
+
+    async def _ls(self, *args: Any) -> list[str]:
+        return []
+
+    async def _get(self, *args: Any) -> Any:
+        if not args:
+            return self.inspect()
+        if args[0] in ("stdout", "stderr"):
+            return self.output(str(args[0]))
+        raise RemoteError(f"unknown field: {args[0]!r}")
+
+    async def write_stdin(self, *args: Any) -> None:
+        """Write a ``Log`` chunk (``[chunk]`` or ``["stdin", chunk]``) to stdin, if open."""
+        if not args:
+            return
+        data = args[-1]
+        if isinstance(data, str):
+            data = data.encode()
+        if self._stdin_s is not None:
+            try:
+                self._stdin_s.send_nowait(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+
+    def close_stdin(self) -> None:
+        """End stdin (the command reads ``b""``)."""
+        if self._stdin_s is not None:
+            self._stdin_s.close()
+
+    async def start(self, *args: Any) -> None:
+        if self.running:
+            raise RemoteError(f"container {self.name} is already running")
+        if not self.cmd:
+            raise RemoteError("no command specified")
+        if self._resolve is not None:
+            try:
+                self._resolve(self.cmd)
+            except CommandNotFound as exc:
+                self.exit_code = 127
+                self.error = str(exc)
+                raise RemoteError(str(exc)) from None
+        self._stdin_s, stdin_r = trio.open_memory_channel[bytes](math.inf)
+        if not self.config.get("OpenStdin", False):
+            self._stdin_s.close()
+        stdio = Stdio(self, stdin_r)
+        self.status = "running"
+        self.error = ""
+        self.exit_code = 0
+        self.started_at = now()
+        self.finished_at = ZERO_TIME
+        self.exited = trio.Event()
+        self._scope = trio.CancelScope()
+        self.server.nursery.start_soon(self._body, stdio, self._scope)
+        self._event("start")
+
+    async def _body(self, stdio: Stdio, scope: trio.CancelScope) -> None:
+        code = 0
+        try:
+            with scope:
+                code = await self._runner(list(self.cmd), stdio)
+            if scope.cancelled_caught:
+                code = stdio.killed_code if stdio.killed_code is not None else 137
+        except Exception as exc:  # a runner bug or an OS error: report it like Docker would
+            code = 126
+            self.error = str(exc) or type(exc).__name__
+        finally:
+            self.exit_code = code
+            self.status = "exited"
+            self.pid = 0
+            self.finished_at = now()
+            for q in list(self._listeners):
+                q.close()
+            self._listeners.clear()
+            self._event("die")
+            self.exited.set()
+
+    async def stop(self, *args: Any) -> None:
+        if not self.running or self._scope is None:
+            await trio.lowlevel.checkpoint()
+            return
+        self._scope.cancel()
+        await self.exited.wait()
+
+    def listen(self) -> trio.MemoryReceiveChannel[tuple[str, bytes]]:
+        """A queue of every ``(tag, chunk)`` written from now on; it ends when the command exits."""
+        q_s, q_r = trio.open_memory_channel[tuple[str, bytes]](math.inf)
+        if self.status == "exited":
+            q_s.close()
+        else:
+            self._listeners.add(q_s)
+        return q_r
+
+    def _stdin_handle(self) -> libchan.PipeSender:
+        s, r = libchan.pipe()
+
+        async def pump() -> None:
+            async with r:
+                async for raw in r:
+                    try:
+                        msg = Message.from_wire(raw)
+                    except Exception:
+                        continue
+                    if msg.verb == Verb.Log:
+                        await self.write_stdin(*msg.args)
+            if self.config.get("StdinOnce", True):
+                self.close_stdin()
+
+        self.server.nursery.start_soon(pump)
+        return s
+
+    async def _attach(self, name: str, req: Request) -> None:
+        if name and name not in (self.name, "/" + self.name, self.id) and not self.id.startswith(name):
+            raise RemoteError(f"not found: {name}")
+        q_s, q_r = trio.open_memory_channel[tuple[str, bytes]](math.inf)
+        replay = list(self.chunks) if "logs" in req.args[1:] else []
+        if self.status == "exited":
+            q_s.close()
+        else:
+            self._listeners.add(q_s)
+        try:
+            await req.ack(self._stdin_handle())
+            for tag, data in replay:
+                await req.log(tag, data)
+            async for tag, data in q_r:
+                await req.log(tag, data)
+        finally:
+            self._listeners.discard(q_s)
+            q_s.close()
+
+    async def _watch(self, req: Request) -> None:
+        q_s, q_r = trio.open_memory_channel[tuple[str, str]](math.inf)
+        self._watchers.add(q_s)
+        try:
+            await req.ack()
+            await req.set("state", json.dumps(self.inspect()))
+            async for event, data in q_r:
+                await req.set(event, data)
+        finally:
+            self._watchers.discard(q_s)

@@ -1,0 +1,288 @@
+"""``aggregate``: one engine made of several child services.
+
+Args: ``[--timeout=SECONDS] SPEC...``: each SPEC is a full service spec such as
+``"simulator web db"`` or ``"exec /bin/cat"`` (split again with ``shlex``, so
+aggregates nest). Children are labelled by position: ``0``, ``1``, ...
+(default timeout 10 s). Each child runs as a service with its own input; the
+children's outputs are merged into the aggregate's output.
+
+Requests on the aggregate's input:
+
+* ``Ls()`` -- every child is asked in parallel; the names are merged in child
+  order. A name that only one child has is kept as is; a name that several
+  children have is listed once per child as ``LABEL/name`` (``0/web``, ``1/web``),
+  so names never collide. Nested aggregates give ``1/0/web``.
+* ``Spawn(args)`` -- placement policy: a config whose ``"name"`` is ``LABEL/name``
+  goes to child ``LABEL`` (as ``name``); otherwise to the child with the fewest
+  containers (by ``Ls``), ties to the lowest label; a child answering
+  ``not implemented`` (e.g. an ``exec``) is skipped for the next one. A name
+  already listed by any child is refused with Docker's ``Conflict.`` error.
+* ``Attach(name, ...)`` -- ``""``: ``Ack`` with the aggregate itself. ``LABEL/name``
+  or a name one child lists: the request is handed to that child, which answers
+  directly (its errors arrive verbatim). A name two children list: ``Error``
+  (ambiguous). Otherwise (e.g. an id) every child is asked and the single one that
+  knows it answers.
+* ``Get()`` -- ``{"Driver": "aggregate", "Children": [{"Label", "Spec", "Info"}]}``,
+  ``Info`` being each child's own ``Get`` (parsed if JSON).
+* ``Start()``/``Stop()`` -- sent to every child in parallel.
+* ``Watch()`` -- ``Ack``, then the merged change streams of the children that support it.
+
+Fan-out calls run in parallel, each bounded by the timeout. If a child fails
+(answers ``Error``, died, or is silent past the timeout) the request is answered
+``Error("child LABEL (SPEC): <original text>")``; nothing waits forever.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from typing import Any, Awaitable, Callable
+
+import trio
+
+import libchan
+
+from .._client import Client
+from .._errors import LibswarmError, RemoteError, UsageError
+from .._message import Message
+from .._server import Request, Server, _close_quietly
+from .._service import Service, run_service
+from .._verbs import Verb
+
+__all__ = ["Aggregate"]
+
+DEFAULT_TIMEOUT = 10.0
+
+
+class Aggregate(Service):
+    """Fan-out over child services (see the module docstring).
+
+    Args are spec strings; from Python, :class:`~libswarm.Service` instances are
+    accepted too.
+    """
+
+    def __init__(self, *args: Any, timeout: float | None = None) -> None:
+        from . import from_spec
+
+        self.timeout = DEFAULT_TIMEOUT if timeout is None else timeout
+        self.children: list[Service] = []
+        self.specs: list[str] = []
+        for a in args:
+            if isinstance(a, str) and a.startswith("--timeout="):
+                try:
+                    self.timeout = float(a.split("=", 1)[1])
+                except ValueError:
+                    raise UsageError(f"aggregate: bad {a}") from None
+                continue
+            if isinstance(a, Service):
+                self.children.append(a)
+                self.specs.append(type(a).__name__.lower())
+            elif isinstance(a, str):
+                if not a.strip():
+                    raise UsageError("aggregate: empty backend string")
+                self.children.append(from_spec(a))
+                self.specs.append(a)
+            else:
+                raise UsageError(f"aggregate: not a spec: {a!r}")
+        if not self.children:
+            raise UsageError("aggregate: usage: aggregate [--timeout=S] 'SERVICE ARG...' ...")
+        self.labels = [str(i) for i in range(len(self.children))]
+        self.clients: list[Client] = []
+        self.server = Server("aggregate")
+        self.server.on_ls(self._ls).on_spawn(self._spawn).on_attach(self._attach)
+        self.server.on_get(self._get).on_start(self._start).on_stop(self._stop).on_watch(self._watch)
+
+    async def run(self, input: Any, output: Any) -> None:
+        async with trio.open_nursery() as nursery:
+            for child in self.children:
+                in_s, in_r = libchan.pipe()
+                out_s, out_r = libchan.pipe()
+                nursery.start_soon(self._run_child, child, in_r, out_s)
+                nursery.start_soon(self._merge, out_r, output)
+                self.clients.append(Client(in_s, timeout=self.timeout))
+            async with self.server:
+                await self.server.serve(input)
+            for c in self.clients:
+                await c.aclose()
+
+    async def _run_child(self, child: Service, input: Any, output: Any) -> None:
+        try:
+            await run_service(child, input, output)
+        except Exception:
+            pass  # its input is closed now: requests to it fail with an Error
+
+    async def _merge(self, src: Any, output: Any) -> None:
+        async with src:
+            async for raw in src:
+                try:
+                    await output.send(raw)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return
+
+    # -- fan-out --------------------------------------------------------------
+
+    def _who(self, i: int) -> str:
+        return f"child {self.labels[i]} ({self.specs[i]})"
+
+    async def _gather(self, fn: Callable[[Client], Awaitable[Any]], *, tolerate: bool = False) -> tuple[list[Any], list[tuple[int, str]]]:
+        results: list[Any] = [None] * len(self.clients)
+        errors: list[tuple[int, str]] = []
+
+        async def one(i: int) -> None:
+            try:
+                with trio.fail_after(self.timeout):
+                    results[i] = await fn(self.clients[i])
+            except RemoteError as exc:
+                errors.append((i, exc.text))
+            except LibswarmError as exc:
+                errors.append((i, str(exc)))
+            except trio.TooSlowError:
+                errors.append((i, f"no reply within {self.timeout} s"))
+
+        async with trio.open_nursery() as nursery:
+            for i in range(len(self.clients)):
+                nursery.start_soon(one, i)
+        errors.sort()
+        if errors and not tolerate:
+            i, text = errors[0]
+            raise RemoteError(f"{self._who(i)}: {text}")
+        return results, errors
+
+    async def _lists(self, tolerate: bool = False) -> tuple[list[list[str] | None], list[tuple[int, str]]]:
+        async def ls(c: Client) -> list[str]:
+            return [n.decode() if isinstance(n, bytes) else n for n in await c.ls()]
+        return await self._gather(ls, tolerate=tolerate)
+
+    # -- verbs ----------------------------------------------------------------
+
+    async def _ls(self, *args: Any) -> list[str]:
+        lists, _ = await self._lists()
+        counts = Counter(n for names in lists for n in (names or []))
+        return [n if counts[n] == 1 else f"{self.labels[i]}/{n}" for i, names in enumerate(lists) for n in (names or [])]
+
+    def _split(self, name: str) -> tuple[int, str] | None:
+        if "/" in name:
+            label, rest = name.split("/", 1)
+            if label in self.labels:
+                return self.labels.index(label), rest
+        return None
+
+    async def _spawn(self, *args: Any) -> Any:
+        target: int | None = None
+        name: str | None = None
+        if len(args) == 1 and isinstance(args[0], str) and args[0].lstrip().startswith("{"):
+            try:
+                config = json.loads(args[0])
+            except ValueError as exc:
+                raise RemoteError(f"invalid container config: {exc}") from None
+            if isinstance(config, dict) and isinstance(config.get("name"), str):
+                name = config["name"]
+                split = self._split(name)
+                if split is not None:
+                    target, name = split
+                    config["name"] = name
+                    args = (json.dumps(config),)
+        lists, errors = await self._lists(tolerate=True)
+        if name is not None:
+            for i, names in enumerate(lists):
+                if names and name.lstrip("/") in names:
+                    raise RemoteError(f'Conflict. The name "/{name.lstrip("/")}" is already in use (in {self._who(i)})')
+        if target is not None:
+            order = [target]
+        else:
+            order = [i for _, i in sorted((len(names), i) for i, names in enumerate(lists) if names is not None)]
+        if not order:
+            i, text = errors[0]
+            raise RemoteError(f"{self._who(i)}: {text}")
+        last = ""
+        for i in order:
+            try:
+                with trio.fail_after(self.timeout):
+                    handle = await self.clients[i].spawn(*args)
+            except trio.TooSlowError:
+                raise RemoteError(f"{self._who(i)}: no reply within {self.timeout} s") from None
+            except RemoteError as exc:
+                if exc.text.startswith("not implemented") and target is None:
+                    last = f"{self._who(i)}: {exc.text}"
+                    continue
+                raise RemoteError(exc.text if target is not None else f"{self._who(i)}: {exc.text}") from None
+            except LibswarmError as exc:
+                raise RemoteError(f"{self._who(i)}: {exc}") from None
+            return handle.sender
+        raise RemoteError(f"no child can spawn ({last})")
+
+    async def _attach(self, name: str, req: Request) -> None:
+        if not name:
+            await req.ack(self.server)
+            return
+        rest = tuple(req.args[1:])
+        split = self._split(name)
+        if split is None:
+            lists, errors = await self._lists(tolerate=True)
+            owners = [i for i, names in enumerate(lists) if names and name in names]
+            if len(owners) > 1:
+                where = ", ".join(self.labels[i] for i in owners)
+                raise RemoteError(f"ambiguous name {name}: in children {where}; use LABEL/{name}")
+            if owners:
+                split = (owners[0], name)
+        if split is not None:
+            i, local = split
+            await req.forward(self.clients[i].sender, req.message.replace(args=(local, *rest)))
+            return
+        # not a listed name (an id?): ask every child, the single one that knows it answers
+        results, _ = await self._gather(lambda c: c.child(name), tolerate=True)
+        found = [r for r in results if r is not None]
+        if len(found) != 1:
+            for r in found:
+                await r.aclose()
+            raise RemoteError(f"no such container: {name}" if not found else f"ambiguous name: {name}")
+        await req.ack(found[0].sender)
+
+    async def _get(self, *args: Any) -> Any:
+        if args:
+            raise RemoteError("aggregate: Get takes no arguments")
+        results, _ = await self._gather(lambda c: c.get())
+        infos = []
+        for i, value in enumerate(results):
+            if isinstance(value, bytes):
+                value = value.decode("utf-8", "replace")
+            try:
+                value = json.loads(value)
+            except (TypeError, ValueError):
+                pass
+            infos.append({"Label": self.labels[i], "Spec": self.specs[i], "Info": value})
+        return {"Driver": "aggregate", "Children": infos}
+
+    async def _start(self, *args: Any) -> None:
+        await self._gather(lambda c: c.start(*args))
+
+    async def _stop(self, *args: Any) -> None:
+        await self._gather(lambda c: c.stop(*args))
+
+    async def _watch(self, req: Request) -> None:
+        results, _ = await self._gather(lambda c: c.watch(*req.args), tolerate=True)
+        await req.ack()
+        q_s, q_r = trio.open_memory_channel[Message](math.inf)
+
+        async def pump(out: Any) -> None:
+            async with out:
+                try:
+                    async for msg in out:
+                        await q_s.send(msg)
+                except LibswarmError:
+                    pass
+
+        async with trio.open_nursery() as nursery:
+            for out in results:
+                if out is not None:
+                    nursery.start_soon(pump, out)
+
+            async def deliver() -> None:
+                async for msg in q_r:
+                    await req.send(msg)
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(deliver)
+            # the child streams end when the children go away; stop when the caller leaves
+        await _close_quietly(q_s)

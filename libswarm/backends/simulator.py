@@ -1,0 +1,270 @@
+"""``simulator``: a complete fake container engine, in memory.
+
+Args: names of containers to pre-create (command ``true``, not started).
+
+The engine (what the service's input serves) answers:
+
+* ``Ls()`` -> ``Set(names...)`` of every container, running or not, in creation order;
+* ``Spawn(config_json)`` -> ``Ack(ret=container)``. ``config_json`` is Docker's create
+  body (``Image``, ``Cmd``, ``Env``, ``OpenStdin``, ``StdinOnce``, ``Labels``) plus the
+  container name as key ``"name"`` (or ``"Name"``), as the original dockerserver passed it.
+  ``Spawn("echo", "hi")`` (several plain words) is the same as ``{"Cmd": ["echo", "hi"]}``.
+  Without a name one is generated (``sim-<n>``); a taken name is
+  ``Error("Conflict. The name \\"/x\\" is already in use by container <id>")``;
+* ``Attach("")`` -> ``Ack(ret=engine)``; ``Attach(name)`` -> ``Ack(ret=container)`` where
+  ``name`` is a name, ``/name``, an id or a unique id prefix; else ``Error("no such container: x")``;
+* ``Get()`` -> engine info JSON (``Driver``, ``Containers``, ``ContainersRunning``,
+  ``ContainersStopped``, ``Commands``);
+* ``Start()``/``Stop()`` -> ``Ack`` (the engine itself always runs);
+* ``Watch()`` -> ``Ack``, then ``Set(event, inspect_json)`` for ``create``/``start``/``die`` of any container.
+
+A container answers the verbs of :mod:`libswarm._container` (Get/Start/Stop/Attach/Watch/Log).
+
+Simulated commands (argv[0] may be a path; its basename is used):
+
+* ``echo [-n] WORDS... [>&2]`` -- prints the words (to stderr with a final ``>&2``); exit 0
+* ``cat`` -- copies stdin to stdout until its end; ``cat FILE`` fails (exit 1, no files)
+* ``sleep SECONDS`` -- waits (a float); stopped -> exit 137
+* ``true`` / ``false`` -- exit 0 / 1
+* ``sh -c SCRIPT`` -- runs ``;``-separated simulated commands; ``exit [N]`` ends it
+  with status N; the status is the last command's
+* anything else: Start fails with Docker's ``exec: "x": executable file not found in $PATH``
+  and ``State.ExitCode`` 127.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+from typing import Any
+
+import trio
+
+from .._container import CommandNotFound, Container, Stdio
+from .._errors import RemoteError, UsageError
+from .._server import Request, Server
+from .._service import Service
+
+__all__ = ["Simulator", "COMMANDS", "simulate"]
+
+COMMANDS = ("cat", "echo", "false", "sh", "sleep", "true")
+_NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+
+
+class _Exit(Exception):
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+
+def resolve(argv: list[str]) -> None:
+    """Raise :class:`CommandNotFound` unless ``argv[0]`` is a simulated command."""
+    if not argv or os.path.basename(argv[0]) not in COMMANDS:
+        name = argv[0] if argv else ""
+        raise CommandNotFound(f'exec: "{name}": executable file not found in $PATH')
+
+
+async def simulate(argv: list[str], stdio: Stdio) -> int:
+    """Run one simulated command; return its exit status."""
+    try:
+        return await _run(argv, stdio)
+    except _Exit as e:
+        return e.code
+
+
+async def _run(argv: list[str], stdio: Stdio) -> int:
+    prog, args = os.path.basename(argv[0]), argv[1:]
+    if prog == "true":
+        return 0
+    if prog == "false":
+        return 1
+    if prog == "echo":
+        tag = "stdout"
+        if args and args[-1] == ">&2":
+            tag, args = "stderr", args[:-1]
+        newline = "\n"
+        if args and args[0] == "-n":
+            newline, args = "", args[1:]
+        await stdio.write(tag, (" ".join(args) + newline).encode())
+        return 0
+    if prog == "cat":
+        if args and args != ["-"]:
+            await stdio.write("stderr", f"cat: {args[0]}: No such file or directory\n".encode())
+            return 1
+        while chunk := await stdio.read():
+            await stdio.write("stdout", chunk)
+        return 0
+    if prog == "sleep":
+        try:
+            seconds = float(args[0])
+        except (IndexError, ValueError):
+            await stdio.write("stderr", f"sleep: invalid number '{' '.join(args)}'\n".encode())
+            return 1
+        await trio.sleep(seconds)
+        return 0
+    if prog == "sh":
+        if len(args) < 2 or args[0] != "-c":
+            await stdio.write("stderr", b"sh: only 'sh -c SCRIPT' is simulated\n")
+            return 2
+        return await _script(args[1], stdio)
+    await stdio.write("stderr", f"sh: {prog}: not found\n".encode())
+    return 127
+
+
+async def _script(script: str, stdio: Stdio) -> int:
+    lex = shlex.shlex(script, posix=True, punctuation_chars=";")
+    lex.wordchars += "&>"
+    words = list(lex)
+    status = 0
+    commands: list[list[str]] = [[]]
+    for w in words:
+        if w == ";" or set(w) == {";"}:
+            commands.append([])
+        else:
+            commands[-1].append(w)
+    for cmd in commands:
+        if not cmd:
+            continue
+        if cmd[0] == "exit":
+            try:
+                raise _Exit(int(cmd[1]) & 0xFF if len(cmd) > 1 else status)
+            except ValueError:
+                await stdio.write("stderr", f"sh: exit: Illegal number: {cmd[1]}\n".encode())
+                raise _Exit(2) from None
+        if os.path.basename(cmd[0]) not in COMMANDS:
+            await stdio.write("stderr", f"sh: {cmd[0]}: not found\n".encode())
+            status = 127
+            continue
+        status = await _run(cmd, stdio)
+    return status
+
+
+def parse_config(args: tuple[Any, ...]) -> dict[str, Any]:
+    """A Spawn's args -> a create config (one JSON object, or command words)."""
+    if len(args) == 1 and isinstance(args[0], str) and args[0].lstrip().startswith("{"):
+        try:
+            config = json.loads(args[0])
+        except ValueError as exc:
+            raise RemoteError(f"invalid container config: {exc}") from None
+        if not isinstance(config, dict):
+            raise RemoteError("invalid container config: not a JSON object")
+    else:
+        config = {"Cmd": [a.decode() if isinstance(a, bytes) else a for a in args]}
+    cmd = config.get("Cmd")
+    if isinstance(cmd, str):
+        config["Cmd"] = shlex.split(cmd)
+    elif cmd is not None and not (isinstance(cmd, list) and all(isinstance(c, str) for c in cmd)):
+        raise RemoteError("invalid container config: Cmd must be a list of strings")
+    config.setdefault("Image", "busybox")
+    return config
+
+
+class Simulator(Service):
+    """The in-memory engine (see the module docstring for its verbs)."""
+
+    driver = "simulator"
+
+    def __init__(self, *names: str) -> None:
+        for n in names:
+            if not _NAME.match(n):
+                raise UsageError(f"simulator: invalid container name {n!r}")
+        self._initial = names
+        self.containers: dict[str, Container] = {}  # by id, in creation order
+        self._counter = 0
+        self._watchers: set[trio.MemorySendChannel[tuple[str, str]]] = set()
+        self.server = Server(self.driver)
+        self.server.on_ls(self._ls).on_spawn(self._spawn).on_attach(self._attach)
+        self.server.on_get(self._info).on_start(self._noop).on_stop(self._noop).on_watch(self._watch)
+
+    async def run(self, input: Any, output: Any) -> None:
+        async with self.server:
+            for name in self._initial:
+                await self.create({"Cmd": ["true"], "Image": "busybox", "name": name})
+            await self.server.serve(input)
+
+    # -- engine -------------------------------------------------------------
+
+    def find(self, ref: str) -> Container | None:
+        """The container named ``ref`` (name, /name, id or unique id prefix)."""
+        name = ref[1:] if ref.startswith("/") else ref
+        for c in self.containers.values():
+            if c.name == name:
+                return c
+        if ref in self.containers:
+            return self.containers[ref]
+        matches = [c for i, c in self.containers.items() if i.startswith(ref)] if ref else []
+        return matches[0] if len(matches) == 1 else None
+
+    async def create(self, config: dict[str, Any]) -> Container:
+        name = config.pop("name", None) or config.pop("Name", None)
+        if name is None:
+            self._counter += 1
+            name = f"sim-{self._counter}"
+            while self.find(name):
+                self._counter += 1
+                name = f"sim-{self._counter}"
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise RemoteError(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        name = name.lstrip("/")
+        other = self.find(name)
+        if other is not None and other.name == name:
+            raise RemoteError(f'Conflict. The name "/{name}" is already in use by container {other.id}')
+        c = Container(name=name, config=config, runner=self.runner, resolve=self.resolve,
+                      driver=self.driver, on_event=self._on_event)
+        await self.server.nursery.start(c.server.run)
+        self.containers[c.id] = c
+        self._on_event("create", c)
+        return c
+
+    # overridable by subclasses (exec)
+    runner = staticmethod(simulate)
+    resolve = staticmethod(resolve)
+
+    def _on_event(self, event: str, c: Container) -> None:
+        data = json.dumps(c.inspect())
+        for w in list(self._watchers):
+            try:
+                w.send_nowait((event, data))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._watchers.discard(w)
+
+    async def _noop(self, *args: Any) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def _ls(self, *args: Any) -> list[str]:
+        return [c.name for c in self.containers.values()]
+
+    async def _spawn(self, *args: Any) -> Server:
+        return (await self.create(parse_config(args))).server
+
+    async def _attach(self, name: str, req: Request) -> None:
+        if not name:
+            await req.ack(self.server)
+            return
+        c = self.find(name)
+        if c is None:
+            raise RemoteError(f"no such container: {name}")
+        await req.ack(c.server)
+
+    async def _info(self, *args: Any) -> dict[str, Any]:
+        running = sum(c.running for c in self.containers.values())
+        return {
+            "Driver": self.driver,
+            "Containers": len(self.containers),
+            "ContainersRunning": running,
+            "ContainersStopped": len(self.containers) - running,
+            "Commands": list(COMMANDS),
+        }
+
+    async def _watch(self, req: Request) -> None:
+        import math
+
+        q_s, q_r = trio.open_memory_channel[tuple[str, str]](math.inf)
+        self._watchers.add(q_s)
+        try:
+            await req.ack()
+            async for event, data in q_r:
+                await req.set(event, data)
+        finally:
+            self._watchers.discard(q_s)
