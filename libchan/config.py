@@ -45,6 +45,10 @@ class Config:
     max_header_list_size: int = 64 * 1024
     #: Seconds a graceful close waits for queued outgoing data to drain.
     close_timeout: float = 5.0
+    #: Seconds without any byte from the peer (it answers our PINGs, sent every
+    #: keepalive_interval / 3) after which the connection is declared dead: this
+    #: detects a half-open TCP connection (peer silent, socket open).
+    peer_timeout: float = 45.0
 
     def __post_init__(self) -> None:
         for name in (
@@ -62,7 +66,7 @@ class Config:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"Config.{name} must be a positive int, not {value!r}")
-        for name in ("reference_timeout", "keepalive_interval", "open_timeout", "close_timeout"):
+        for name in ("reference_timeout", "keepalive_interval", "open_timeout", "close_timeout", "peer_timeout"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value <= 0:
                 raise ValueError(f"Config.{name} must be a positive number, not {value!r}")

@@ -68,6 +68,8 @@ class Link:
         self._flow_controlled = getattr(mux, "flow_controlled", True)
         self._read_lot = trio.lowlevel.ParkingLot()
         self._reader_done = trio.Event()
+        self._last_rx = trio.current_time()
+        self._reading_paused = False
         # Only one task may be inside transport.send_all (the writer, or aclose's GOAWAY).
         self._send_lock = trio.StrictFIFOLock()
         self._nursery: trio.Nursery | None = None
@@ -220,10 +222,14 @@ class Link:
                 if not self._flow_controlled:
                     limit = self.config.stream_window
                     while not self.mux.closed and any(ns.held > limit for ns in self.streams.values()):
+                        self._reading_paused = True
                         await self._read_lot.park()
+                    self._reading_paused = False
+                    self._last_rx = max(self._last_rx, trio.current_time() - 1.0)
                 data = await self.transport.receive_some(_READ_SIZE)
                 if not data:
                     break
+                self._last_rx = trio.current_time()
                 events = self.mux.receive_data(data)
                 for ev in events:
                     self._dispatch(ev)
@@ -343,9 +349,14 @@ class Link:
 
     async def _keepalive(self) -> None:
         interval = self.config.keepalive_interval
+        tick = min(interval / 3, self.config.peer_timeout / 3)
         while True:
-            await trio.sleep(interval / 3)
+            await trio.sleep(tick)
             now = trio.current_time()
+            silent = now - self._last_rx
+            if silent > self.config.peer_timeout and not self._reading_paused:
+                self._end(f"the peer sent nothing for {silent:.1f}s (peer_timeout {self.config.peer_timeout}s)")
+                return
             for ns in list(self.streams.values()) if self.keepalive_data else ():
                 if (
                     ns.can_send
