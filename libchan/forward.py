@@ -73,8 +73,8 @@ async def copy_stream(src: trio.abc.ReceiveStream, dst: trio.abc.SendStream, *, 
         while True:
             try:
                 data = await src.receive_some(256 * 1024)
-            except _GONE:
-                _abort(dst)
+            except _GONE as exc:
+                _abort(dst, str(exc) or "the source broke")
                 return
             if not data:
                 break

@@ -122,6 +122,7 @@ class _OneWay:
         self.buf = bytearray()
         self.max_buffer = max_buffer
         self.eof = False  # writer finished
+        self.broken: str | None = None  # writer aborted: the reader gets BrokenResourceError
         self.reader_closed = False
         self.lot = trio.lowlevel.ParkingLot()
 
@@ -199,6 +200,8 @@ class PipeStream(ByteStream):
                     self._in.lot.unpark_all()
                     await trio.lowlevel.cancel_shielded_checkpoint()
                     return chunk
+                if self._in.broken is not None:
+                    raise trio.BrokenResourceError(self._in.broken)
                 if self._in.eof:
                     await trio.lowlevel.cancel_shielded_checkpoint()
                     return b""
@@ -215,6 +218,19 @@ class PipeStream(ByteStream):
             self._in.lot.unpark_all()
             self._out.lot.unpark_all()
         await trio.lowlevel.checkpoint()
+
+    def _abort(self, reason: str = "the other side of a forwarded stream broke") -> None:
+        """Close this end so that the other end's reads fail (BrokenResourceError)
+        instead of seeing a clean end of file; used when a stream forwarded into
+        this pipe broke."""
+        if self._out.broken is None and not self._out.eof:
+            self._out.broken = reason
+        self._closed = True
+        self._out.eof = True
+        self._in.reader_closed = True
+        self._in.buf.clear()
+        self._in.lot.unpark_all()
+        self._out.lot.unpark_all()
 
     def __repr__(self) -> str:
         return f"<libchan.PipeStream at {id(self):#x}>"

@@ -135,7 +135,11 @@ def _server_context(ssl: _ssl.SSLContext | None) -> _ssl.SSLContext:
 
 
 async def open_transport(
-    address: Address, *, ssl: _ssl.SSLContext | None = None, profile: str = "h2"
+    address: Address,
+    *,
+    ssl: _ssl.SSLContext | None = None,
+    profile: str = "h2",
+    handshake_timeout: float = 30.0,
 ) -> trio.abc.Stream:
     """Open the byte stream for ``address`` (TLS handshake and ALPN check included).
 
@@ -149,7 +153,13 @@ async def open_transport(
         address.host, address.port, ssl_context=_client_context(ssl, profile), https_compatible=True
     )
     try:
-        await stream.do_handshake()
+        try:
+            with trio.fail_after(handshake_timeout):
+                await stream.do_handshake()
+        except trio.TooSlowError:
+            raise TimeoutError(
+                f"TLS handshake with {address} did not finish within {handshake_timeout}s"
+            ) from None
         selected = stream.selected_alpn_protocol()
         if selected != _ALPN[profile] and not (profile == "spdy" and selected is None):
             raise ProtocolError(
@@ -179,7 +189,9 @@ async def connect(
     address = parse_url(url)
     if profile not in _ALPN:
         raise ValueError(f"unknown libchan profile {profile!r} (use 'h2' or 'spdy')")
-    stream = await open_transport(address, ssl=ssl, profile=profile)
+    stream = await open_transport(
+        address, ssl=ssl, profile=profile, handshake_timeout=(config or Config()).open_timeout
+    )
     if address.scheme == "unix":
         authority = "localhost"
     else:
@@ -203,8 +215,9 @@ class _Server:
         try:
             if isinstance(transport, trio.SSLStream):
                 try:
-                    await transport.do_handshake()
-                except (trio.BrokenResourceError, _ssl.SSLError, OSError) as exc:
+                    with trio.fail_after(self.config.open_timeout):
+                        await transport.do_handshake()
+                except (trio.BrokenResourceError, _ssl.SSLError, OSError, trio.TooSlowError) as exc:
                     log.info("TLS handshake failed: %s", exc)
                     await trio.aclose_forcefully(transport)
                     return

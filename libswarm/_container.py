@@ -287,13 +287,16 @@ class Container:
 
         async def pump() -> None:
             async with r:
-                async for raw in r:
-                    try:
-                        msg = Message.from_wire(raw)
-                    except Exception:
-                        continue
-                    if msg.verb == Verb.Log:
-                        await self.write_stdin(*msg.args)
+                try:
+                    async for raw in r:
+                        try:
+                            msg = Message.from_wire(raw)
+                        except Exception:
+                            continue
+                        if msg.verb == Verb.Log:
+                            await self.write_stdin(*msg.args)
+                except trio.BrokenResourceError:
+                    return  # the holder went away (e.g. its libchan session ended): stdin stays open
             if self.config.get("StdinOnce", True):
                 self.close_stdin()
 

@@ -389,11 +389,14 @@ class Tree(Server):
 
         async def pump() -> None:
             async with r:
-                async for m in r:
-                    try:
-                        await target.send(m)
-                    except _GONE:
-                        return
+                try:
+                    async for m in r:
+                        try:
+                            await target.send(m)
+                        except _GONE:
+                            return
+                except trio.BrokenResourceError:
+                    return  # the handle's holder went away (e.g. its libchan session ended)
 
         self.nursery.start_soon(pump)
         return s

@@ -16,7 +16,9 @@ from swarm_helpers import stdio
 
 
 def test_registry():
-    assert backends.available() == ["aggregate", "debug", "exec", "fakeclient", "simulator"]
+    assert backends.available() == [
+        "aggregate", "connect", "debug", "dockerclient", "dockerserver", "exec", "fakeclient", "listen", "simulator"
+    ]
     with pytest.raises(backends.UnknownBackendError):
         backends.get("nope")
     assert isinstance(backends.from_spec("simulator a b"), backends.get("simulator"))

@@ -11,6 +11,7 @@ makes a slow reader push back on its sender end to end.
 from __future__ import annotations
 
 import binascii
+import collections
 import os
 
 import hyperframe.frame
@@ -92,8 +93,17 @@ class H2Multiplexer:
         # The settings above are ours from the start; accept frames of the size
         # we advertise even before the peer acknowledges them.
         self._conn.max_inbound_frame_size = max_frame_size
+        self._conn.decoder.max_header_list_size = max_header_list_size
         self._conn.incoming_buffer.max_frame_size = max_frame_size
         self._conn.initiate_connection()
+        # Peers are told the real limit (the SETTINGS just serialized). RFC 9113 5.1.2
+        # makes exceeding it a *stream* error, which the session answers with
+        # REFUSED_STREAM; h2's own check would make it a connection error, so h2
+        # itself is given a higher limit.
+        settings_store = getattr(self._conn.local_settings, "_settings", None)
+        code = h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS
+        if isinstance(settings_store, dict) and code in settings_store:
+            settings_store[code] = collections.deque([min(2**31 - 1, max_concurrent_streams * 2 + 16)])
         if connection_window > 65535:
             self._conn.increment_flow_control_window(connection_window - 65535)
         self._closed = False
@@ -107,7 +117,7 @@ class H2Multiplexer:
                 return []
             try:
                 events = self._conn.receive_data(data)
-            except h2.exceptions.ProtocolError:
+            except (h2.exceptions.ProtocolError, UnicodeDecodeError):
                 return []
             for ev in events:
                 if isinstance(ev, h2.events.ConnectionTerminated):
@@ -116,7 +126,8 @@ class H2Multiplexer:
             return []
         try:
             events = self._conn.receive_data(data)
-        except h2.exceptions.ProtocolError as exc:
+        except (h2.exceptions.ProtocolError, UnicodeDecodeError) as exc:
+            # (h2 decodes header values as UTF-8 and lets UnicodeDecodeError through)
             self._closed = True
             return [ConnectionEnded(int(getattr(exc, "error_code", PROTOCOL_ERROR)), f"HTTP/2 protocol error from peer: {exc}", False)]
         out: list[MuxEvent] = []

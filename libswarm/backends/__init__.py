@@ -30,9 +30,13 @@ class UnknownBackendError(UsageError, KeyError):
 
 _BUILTIN = {
     "aggregate": ("aggregate", "Aggregate"),
+    "connect": ("connect", "Connect"),
     "debug": ("debug", "Debug"),
+    "dockerclient": ("dockerclient", "DockerClient"),
+    "dockerserver": ("dockerserver", "DockerServer"),
     "exec": ("exec", "Exec"),
     "fakeclient": ("fakeclient", "FakeClient"),
+    "listen": ("listen", "Listen"),
     "simulator": ("simulator", "Simulator"),
 }
 _EXTRA: dict[str, Factory] = {}

@@ -18,7 +18,23 @@ The engine (what the service's input serves) answers:
 * ``Start()``/``Stop()`` -> ``Ack`` (the engine itself always runs);
 * ``Watch()`` -> ``Ack``, then ``Set(event, inspect_json)`` for ``create``/``start``/``die`` of any container.
 
-A container answers the verbs of :mod:`libswarm._container` (Get/Start/Stop/Attach/Watch/Log).
+A container answers the verbs of :mod:`libswarm._container` (Get/Start/Stop/Attach/Watch/Log),
+with these additions (the Docker front end's conventions, spec/DOCKER.md):
+
+* stdin written (``Log``) or ended before ``Start`` is kept and delivered at start, as
+  Docker's attach-before-start does;
+* ``Stop(words...)``: no words -- stop (exit 137); ``"signal=SIG"`` -- kill with that
+  signal (exit 128+N; ``Error("Container <id> is not running")`` when not running);
+  ``"rm"`` -- remove (``Error`` if running unless ``"force"`` is also given, which kills it
+  first); ``"time=N"`` is accepted and ignored (the simulated commands die at once);
+* ``HostConfig.AutoRemove`` in the create body removes the container when it exits (or
+  fails to start);
+* ``Attach("", "next")`` on an exited container waits for its next run and streams it
+  (Docker's attach to a stopped container, ``docker start -a``); without ``next`` the
+  output ends at once;
+* a removal sends ``Set("destroy", json)`` to watchers, then ends their Watch streams;
+  the container disappears from ``Ls`` and ``Attach(name)``; ``Get()`` inspect data has
+  ``HostConfig`` from the create body.
 
 Simulated commands (argv[0] may be a path; its basename is used):
 
@@ -35,9 +51,11 @@ Simulated commands (argv[0] may be a path; its basename is used):
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shlex
+import signal as _signal
 from typing import Any
 
 import trio
@@ -210,9 +228,9 @@ class Simulator(Service):
         other = self.find(name)
         if other is not None and other.name == name:
             raise RemoteError(f'Conflict. The name "/{name}" is already in use by container {other.id}')
-        c = Container(name=name, config=config, runner=self.runner, resolve=self.resolve,
-                      driver=self.driver, on_event=self._on_event)
-        await self.server.nursery.start(c.server.run)
+        c = SimContainer(self, name=name, config=config, runner=self.runner, resolve=self.resolve,
+                         driver=self.driver, on_event=self._on_event)
+        c.scope = await self.server.nursery.start(_run_in_scope, c.server.run)
         self.containers[c.id] = c
         self._on_event("create", c)
         return c
@@ -221,7 +239,29 @@ class Simulator(Service):
     runner = staticmethod(simulate)
     resolve = staticmethod(resolve)
 
+    async def remove(self, c: Container) -> None:
+        """Forget ``c``: watchers get ``Set("destroy", json)`` and their streams end;
+        its object stops a moment later (requests in progress are answered first)."""
+        if self.containers.pop(c.id, None) is None:
+            await trio.lowlevel.checkpoint()
+            return
+        c._event("destroy")
+        for w in list(c._watchers):
+            w.close()
+        c._watchers.clear()
+        scope = getattr(c, "scope", None)
+
+        async def stop_later() -> None:
+            await trio.sleep(1)
+            if scope is not None:
+                scope.cancel()
+
+        self.server.nursery.start_soon(stop_later)
+        await trio.lowlevel.checkpoint()
+
     def _on_event(self, event: str, c: Container) -> None:
+        if event == "die" and (c.config.get("HostConfig") or {}).get("AutoRemove") and c.id in self.containers:
+            self.server.nursery.start_soon(self.remove, c)
         data = json.dumps(c.inspect())
         for w in list(self._watchers):
             try:
@@ -268,3 +308,120 @@ class Simulator(Service):
                 await req.set(event, data)
         finally:
             self._watchers.discard(q_s)
+
+
+async def _run_in_scope(fn: Any, *, task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED) -> None:
+    with trio.CancelScope() as scope:
+        async with trio.open_nursery() as n:
+            await n.start(fn)
+            task_status.started(scope)
+
+
+def signal_number(name: str) -> int:
+    """``"KILL"``, ``"SIGKILL"``, ``"9"`` -> 9 (:class:`RemoteError` if unknown)."""
+    text = name.strip().upper()
+    if text.isdigit():
+        return int(text)
+    try:
+        return int(getattr(_signal, text if text.startswith("SIG") else "SIG" + text))
+    except (AttributeError, TypeError, ValueError):
+        raise RemoteError(f"invalid signal: {name}") from None
+
+
+_HARMLESS = {int(getattr(_signal, n)) for n in ("SIGCHLD", "SIGCONT", "SIGURG", "SIGWINCH", "SIGSTOP", "SIGTSTP",
+                                                "SIGTTIN", "SIGTTOU") if hasattr(_signal, n)}
+
+
+class SimContainer(Container):
+    """A simulator container: stdin buffered before start, Stop words (kill, rm)."""
+
+    def __init__(self, engine: Simulator, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.engine = engine
+        self._early: list[bytes] = []
+        self._early_end = False
+        self._stdio: Stdio | None = None
+        inner = self._runner
+
+        async def runner(argv: list[str], stdio: Stdio) -> int:
+            self._stdio = stdio
+            return await inner(argv, stdio)
+
+        self._runner = runner
+
+    def inspect(self) -> dict[str, Any]:
+        data = super().inspect()
+        data["HostConfig"] = dict(self.config.get("HostConfig") or {})
+        return data
+
+    async def write_stdin(self, *args: Any) -> None:
+        if not self.running and args:
+            data = args[-1]
+            self._early.append(data.encode() if isinstance(data, str) else bytes(data))
+            await trio.lowlevel.checkpoint()
+            return
+        await super().write_stdin(*args)
+
+    def close_stdin(self) -> None:
+        if not self.running:
+            self._early_end = True
+            return
+        super().close_stdin()
+
+    async def start(self, *args: Any) -> None:
+        try:
+            await super().start(*args)
+        except RemoteError:
+            if (self.config.get("HostConfig") or {}).get("AutoRemove") and self.id in self.engine.containers:
+                self.server.nursery.start_soon(self.engine.remove, self)
+            raise
+        early, self._early = self._early, []
+        if self._stdin_s is not None and self.config.get("OpenStdin", False):
+            for chunk in early:
+                self._stdin_s.send_nowait(chunk)
+            if self._early_end:
+                self._stdin_s.close()
+        self._early_end = False
+
+    async def _attach(self, name: str, req: Request) -> None:
+        if "next" not in req.args[1:] or self.status != "exited":
+            await super()._attach(name, req)
+            return
+        # Docker's attach to a stopped container: stream its next run (listeners are
+        # only fed while running and closed when the run ends)
+        q_s, q_r = trio.open_memory_channel[tuple[str, bytes]](math.inf)
+        self._listeners.add(q_s)
+        try:
+            await req.ack(self._stdin_handle())
+            async for tag, data in q_r:
+                await req.log(tag, data)
+        finally:
+            self._listeners.discard(q_s)
+            q_s.close()
+
+    async def stop(self, *args: Any) -> None:
+        words = [a.decode() if isinstance(a, bytes) else str(a) for a in args]
+        opts = dict(w.split("=", 1) if "=" in w else (w, "") for w in words)
+        if "rm" in opts:
+            if self.running:
+                if "force" not in opts:
+                    raise RemoteError(
+                        f'cannot remove container "/{self.name}": container is running: '
+                        "stop the container before removing or force remove"
+                    )
+                await self._kill(int(_signal.SIGKILL))
+            await self.engine.remove(self)
+            return
+        if "signal" in opts:
+            signum = signal_number(opts["signal"] or "KILL")
+            if not self.running:
+                raise RemoteError(f"Container {self.id} is not running")
+            if signum not in _HARMLESS:  # signals whose default action is to ignore or stop
+                await self._kill(signum)
+            return
+        await super().stop()
+
+    async def _kill(self, signum: int) -> None:
+        if self._stdio is not None:
+            self._stdio.killed_code = 128 + signum
+        await super().stop()

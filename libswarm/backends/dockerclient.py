@@ -1,0 +1,511 @@
+"""``dockerclient``: drive one real Docker Engine over its HTTP API, as a libswarm engine.
+
+Args: ``URL [--tlsverify] [--tlscacert=F] [--tlscert=F] [--tlskey=F]``; ``URL`` is
+``unix:///var/run/docker.sock``, ``tcp://HOST:PORT`` or ``tls://HOST:PORT`` (``tcp://``
+with any TLS option is TLS, like the docker CLI; ``--tlsverify`` checks the engine's
+certificate against ``--tlscacert``, client certificate from ``--tlscert/--tlskey``).
+
+The API version is negotiated once: ``GET /_ping``, the engine's ``API-Version`` header
+(its current version), then every path is ``/v<version>/...``. HTTP is h11 over trio,
+one connection per request (attach and event streams hold theirs).
+
+The engine (the service's input) answers:
+
+* ``Ls()`` -> ``Set(names...)`` of every container (``all=1``), oldest first;
+* ``Spawn(create_json)`` -> ``Ack(ret=container)``: the Docker create body, with the
+  name as key ``"name"`` (sent as ``?name=``). If the engine answers ``No such image``
+  the image is pulled once (``POST /images/create``, errors in the progress stream
+  are reported) and the create retried; an image that exists is never pulled;
+* ``Attach("")`` -> ``Ack(ret=engine)``; ``Attach(ref)`` -> ``Ack(ret=container)``
+  (``GET /containers/ref/json``; a 404 is ``Error("No such container: ref")``);
+* ``Get()`` -> the engine's ``/info`` JSON; ``Get("version")`` -> its ``/version`` JSON;
+* ``Start``/``Stop`` -> ``Ack`` (the engine itself is not started or stopped).
+
+A container answers:
+
+* ``Get()`` -> inspect JSON, verbatim; ``Get("stdout"|"stderr")`` -> that stream's logs (bytes);
+* ``Start()`` -> ``POST start`` (``Error("container <id> is already running")`` on 304);
+* ``Stop(words...)`` -> ``POST stop`` (``time=N`` gives ``?t=N``), ``signal=SIG`` ->
+  ``POST kill?signal=SIG``, ``rm`` [``force``] -> ``DELETE`` (``?force=1``);
+* ``Attach("", words...)`` -> ``Ack(ret=stdin)`` then ``Log("stdout"|"stderr", chunk)``
+  until the stream ends: the attach upgrade (``stream=1&stdin=1&stdout=1&stderr=1``,
+  ``logs=1`` with the word ``logs``, no stdin with ``nostdin``), demultiplexed (raw for
+  a TTY container, as ``stdout``). ``Log(chunk)`` on the stdin handle is written to the
+  connection; closing the handle half-closes it (the engine closes a StdinOnce stdin).
+  Without the word ``next``, an exited container replays its logs (with ``logs``) and
+  the output ends (a created one streams its first run); with ``next`` it waits for the next run (``docker start -a``);
+* ``Watch()`` -> ``Ack``, ``Set("state", inspect)``, then ``Set(action, inspect)`` for
+  each engine event of the container (``start``, ``die``, ``destroy``...; after a
+  ``destroy`` the stream ends, carrying the last known state with the exit code);
+* ``Ls()`` -> ``Set()``.
+
+Every engine error becomes ``Error(<the engine's message>)`` (the ``message`` of its
+JSON body), so a front end can give the same text and status class back.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import struct
+import urllib.parse
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
+
+import h11
+import trio
+
+import libchan
+
+from .._errors import RemoteError, UsageError
+from .._message import Message
+from .._server import Request, Server, _close_quietly
+from .._service import Service
+from .._verbs import Verb
+from .dockerserver import parse_tls_options, parse_url
+
+__all__ = ["DockerClient", "EngineError"]
+
+_GONE = (trio.BrokenResourceError, trio.ClosedResourceError)
+
+
+class EngineError(RemoteError):
+    """The engine answered an error status; ``status`` is the HTTP status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class _HTTP:
+    """A tiny h11 client: one connection per request."""
+
+    def __init__(self, url: str, ssl_context: ssl.SSLContext | None) -> None:
+        self.scheme, self.host, self.port = parse_url(url)
+        self.ssl_context = ssl_context
+        if self.scheme == "tls" and ssl_context is None:
+            self.ssl_context = ssl.create_default_context()
+        self.prefix: str | None = None
+        self._lock = trio.Lock()
+
+    async def connect(self) -> trio.abc.Stream:
+        try:
+            if self.scheme == "unix":
+                stream: trio.abc.Stream = await trio.open_unix_socket(self.host)
+            else:
+                stream = await trio.open_tcp_stream(self.host, self.port)
+            if self.ssl_context is not None:
+                ssl_stream = trio.SSLStream(stream, self.ssl_context, server_hostname=self.host,
+                                            https_compatible=True)
+                await ssl_stream.do_handshake()
+                stream = ssl_stream
+        except (OSError, ssl.SSLError, trio.BrokenResourceError) as exc:
+            raise RemoteError(f"cannot connect to the Docker engine at {self._url()}: {exc}") from None
+        return stream
+
+    def _url(self) -> str:
+        return f"unix://{self.host}" if self.scheme == "unix" else f"{self.scheme}://{self.host}:{self.port}"
+
+    async def _prefix(self) -> str:
+        async with self._lock:
+            if self.prefix is None:
+                status, headers, _ = await self.request("GET", "/_ping", versioned=False)
+                version = headers.get("api-version")
+                if not version:
+                    status, _, body = await self.request("GET", "/version", versioned=False)
+                    version = json.loads(body).get("ApiVersion", "1.24")
+                self.prefix = f"/v{version}"
+            return self.prefix
+
+    async def _send_request(self, conn: h11.Connection, stream: trio.abc.Stream, method: str, target: str,
+                            body: bytes | None, extra: list[tuple[str, str]]) -> None:
+        headers = [("Host", "docker"), ("User-Agent", "libswarm-dockerclient")] + extra
+        if body is not None:
+            headers += [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+        elif method in ("POST", "PUT"):
+            headers.append(("Content-Length", "0"))
+        await stream.send_all(conn.send(h11.Request(method=method, target=target, headers=headers)))
+        if body:
+            await stream.send_all(conn.send(h11.Data(data=body)))
+        await stream.send_all(conn.send(h11.EndOfMessage()))
+
+    @staticmethod
+    async def _next(conn: h11.Connection, stream: trio.abc.Stream) -> Any:
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                try:
+                    data = await stream.receive_some(65536)
+                except (*_GONE, ssl.SSLError, OSError):
+                    data = b""
+                conn.receive_data(data)
+                continue
+            return event
+
+    async def target(self, path: str, query: dict[str, Any] | None = None, versioned: bool = True) -> str:
+        q = {k: v for k, v in (query or {}).items() if v is not None}
+        return (await self._prefix() if versioned else "") + path + ("?" + urllib.parse.urlencode(q) if q else "")
+
+    @asynccontextmanager
+    async def open(self, method: str, path: str, query: dict[str, Any] | None = None, body: Any = None,
+                   versioned: bool = True) -> AsyncIterator[tuple[int, dict[str, str], Any]]:
+        """Send a request; yield ``(status, headers, chunks)``: ``chunks`` iterates the body."""
+        target = await self.target(path, query, versioned)
+        raw = json.dumps(body).encode() if body is not None and not isinstance(body, bytes) else body
+        stream = await self.connect()
+        conn = h11.Connection(h11.CLIENT)
+        try:
+            try:
+                await self._send_request(conn, stream, method, target, raw, [("Connection", "close")])
+                response = await self._next(conn, stream)
+            except (*_GONE, ssl.SSLError, OSError, h11.ProtocolError) as exc:
+                raise RemoteError(f"Docker engine at {self._url()}: {method} {path}: {exc}") from None
+            if not isinstance(response, h11.Response):
+                raise RemoteError(f"Docker engine at {self._url()}: {method} {path}: no response")
+            headers = {k.decode().lower(): v.decode("latin-1") for k, v in response.headers}
+
+            async def chunks() -> AsyncIterator[bytes]:
+                while True:
+                    try:
+                        ev = await self._next(conn, stream)
+                    except h11.ProtocolError:
+                        return
+                    if isinstance(ev, h11.Data):
+                        yield bytes(ev.data)
+                    else:
+                        return
+
+            yield response.status_code, headers, chunks()
+        finally:
+            await _close_quietly(stream)
+
+    async def request(self, method: str, path: str, query: dict[str, Any] | None = None, body: Any = None,
+                      versioned: bool = True) -> tuple[int, dict[str, str], bytes]:
+        async with self.open(method, path, query, body, versioned) as (status, headers, chunks):
+            data = b"".join([c async for c in chunks])
+        return status, headers, data
+
+    async def call(self, method: str, path: str, query: dict[str, Any] | None = None, body: Any = None,
+                   ok: tuple[int, ...] = (200, 201, 204)) -> tuple[int, bytes]:
+        """A request whose error statuses raise :class:`EngineError` with the engine's message."""
+        status, _, data = await self.request(method, path, query, body)
+        if status not in ok:
+            raise EngineError(status, _message(data, status))
+        return status, data
+
+    async def hijack(self, path: str, query: dict[str, Any]) -> tuple[trio.abc.Stream, bytes, dict[str, str]]:
+        """``POST path`` with ``Upgrade: tcp``; return the raw stream, bytes already read, headers."""
+        target = await self.target(path, query)
+        stream = await self.connect()
+        conn = h11.Connection(h11.CLIENT)
+        try:
+            await self._send_request(conn, stream, "POST", target, None,
+                                     [("Connection", "Upgrade"), ("Upgrade", "tcp")])
+            response = await self._next(conn, stream)
+            headers = ({k.decode().lower(): v.decode("latin-1") for k, v in response.headers}
+                       if isinstance(response, (h11.Response, h11.InformationalResponse)) else {})
+            if isinstance(response, h11.InformationalResponse) and response.status_code == 101:
+                leftover, _ = conn.trailing_data
+                return stream, bytes(leftover), headers
+            if isinstance(response, h11.Response):
+                body = b""
+                while isinstance(ev := await self._next(conn, stream), h11.Data):
+                    body += ev.data
+                raise EngineError(response.status_code, _message(body, response.status_code))
+            raise RemoteError(f"Docker engine at {self._url()}: attach: no response")
+        except BaseException:
+            await _close_quietly(stream)
+            raise
+
+
+def _message(body: bytes, status: int) -> str:
+    try:
+        data = json.loads(body)
+        if isinstance(data, dict) and isinstance(data.get("message"), str):
+            return data["message"]
+    except ValueError:
+        pass
+    return body.decode(errors="replace").strip() or f"engine error (HTTP {status})"
+
+
+async def demux(chunks: AsyncIterator[bytes], tty: bool) -> AsyncIterator[tuple[str, bytes]]:
+    """Docker's multiplexed stream (or a raw TTY stream) -> ``(tag, payload)``."""
+    if tty:
+        async for c in chunks:
+            yield "stdout", c
+        return
+    buf = b""
+    async for c in chunks:
+        buf += c
+        while len(buf) >= 8:
+            kind, size = struct.unpack(">BxxxL", buf[:8])
+            if len(buf) < 8 + size:
+                break
+            payload, buf = buf[8:8 + size], buf[8 + size:]
+            if payload:
+                yield ("stderr" if kind == 2 else "stdout"), payload
+
+
+async def _stream_chunks(stream: trio.abc.Stream, first: bytes) -> AsyncIterator[bytes]:
+    if first:
+        yield first
+    while True:
+        try:
+            data = await stream.receive_some(65536)
+        except (*_GONE, ssl.SSLError, OSError):
+            return
+        if not data:
+            return
+        yield data
+
+
+def _client_ssl_context(opts: dict[str, Any], url: str) -> ssl.SSLContext | None:
+    if not (opts["tls"] or opts["tlsverify"] or opts["tlscert"] or opts["tlscacert"] or url.startswith("tls://")):
+        return None
+    ctx = ssl.create_default_context()
+    try:
+        if opts["tlscacert"]:
+            ctx.load_verify_locations(opts["tlscacert"])
+        if opts["tlscert"] or opts["tlskey"]:
+            ctx.load_cert_chain(opts["tlscert"], opts["tlskey"])
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(f"dockerclient: cannot load TLS files: {exc}") from None
+    if not opts["tlsverify"]:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+class DockerClient(Service):
+    """One real Docker Engine as a libswarm engine (see the module docstring)."""
+
+    driver = "dockerclient"
+
+    def __init__(self, *args: str) -> None:
+        opts = parse_tls_options(list(args), "dockerclient")
+        if len(opts["args"]) != 1:
+            raise UsageError(f"dockerclient: spawn takes exactly 1 argument, got {len(opts['args'])}")
+        self.url = opts["args"][0]
+        self.http = _HTTP(self.url, _client_ssl_context(opts, self.url))
+        self._objects: dict[str, _Container] = {}
+        self.server = Server(self.driver)
+        self.server.on_ls(self._ls).on_spawn(self._spawn).on_attach(self._attach)
+        self.server.on_get(self._get).on_start(self._noop).on_stop(self._noop)
+
+    async def run(self, input: Any, output: Any) -> None:
+        async with self.server:
+            await self.server.serve(input)
+
+    async def _noop(self, *args: Any) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def _get(self, *args: Any) -> Any:
+        what = args[0] if args else "info"
+        if what not in ("info", "version"):
+            raise RemoteError(f"unknown field: {what!r}")
+        _, data = await self.http.call("GET", f"/{what}")
+        return data.decode()
+
+    async def _ls(self, *args: Any) -> list[str]:
+        _, data = await self.http.call("GET", "/containers/json", {"all": 1})
+        entries = json.loads(data) or []
+        entries.sort(key=lambda e: e.get("Created", 0))
+        return [(e.get("Names") or ["/" + e.get("Id", "")[:12]])[0].lstrip("/") for e in entries]
+
+    async def _spawn(self, *args: Any) -> Server:
+        if len(args) != 1:
+            raise RemoteError(f"dockerclient: spawn takes exactly 1 argument (a JSON create body), got {len(args)}")
+        try:
+            config = json.loads(args[0])
+        except ValueError as exc:
+            raise RemoteError(f"invalid container config: {exc}") from None
+        if not isinstance(config, dict):
+            raise RemoteError("invalid container config: not a JSON object")
+        name = config.pop("name", None) or config.pop("Name", None)
+        query = {"name": name} if name else None
+        status, _, data = await self.http.request("POST", "/containers/create", query, config)
+        if status == 404 and "no such image" in _message(data, status).lower() and config.get("Image"):
+            await self._pull(str(config["Image"]))
+            status, _, data = await self.http.request("POST", "/containers/create", query, config)
+        if status != 201:
+            raise EngineError(status, _message(data, status))
+        return await self._container(json.loads(data)["Id"])
+
+    async def _pull(self, image: str) -> None:
+        repo, tag = image, "latest"
+        if "@" not in image:
+            last = image.rsplit("/", 1)[-1]
+            if ":" in last:
+                repo, tag = image.rsplit(":", 1)
+        async with self.http.open("POST", "/images/create", {"fromImage": repo, "tag": tag}) as (status, _, chunks):
+            data = b""
+            async for c in chunks:
+                data += c
+        if status != 200:
+            raise EngineError(status, _message(data, status))
+        for line in data.splitlines():
+            try:
+                item = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(item, dict) and item.get("error"):
+                raise RemoteError(str(item.get("error")))
+
+    async def _attach(self, name: str, req: Request) -> None:
+        if not name:
+            await req.ack(self.server)
+            return
+        status, _, data = await self.http.request("GET", f"/containers/{urllib.parse.quote(name, safe='')}/json")
+        if status == 404:
+            raise EngineError(404, f"No such container: {name}")
+        if status != 200:
+            raise EngineError(status, _message(data, status))
+        await req.ack(await self._container(json.loads(data)["Id"]))
+
+    async def _container(self, cid: str) -> Server:
+        obj = self._objects.get(cid)  # one object per container, as long as the service runs
+        if obj is None:
+            obj = self._objects[cid] = _Container(self.http, cid)
+            await self.server.nursery.start(obj.server.run)
+        return obj.server
+
+
+class _Container:
+    """The object for one engine container (a handle; the engine holds the state)."""
+
+    def __init__(self, http: _HTTP, cid: str) -> None:
+        self.http = http
+        self.id = cid
+        self.server = Server(f"container {cid[:12]}")
+        self.server.on_get(self._get).on_start(self._start).on_stop(self._stop)
+        self.server.on_attach(self._attach).on_watch(self._watch).on_ls(self._ls)
+
+    @property
+    def path(self) -> str:
+        return f"/containers/{self.id}"
+
+    async def _inspect(self) -> dict[str, Any]:
+        _, data = await self.http.call("GET", self.path + "/json")
+        return json.loads(data)
+
+    async def _ls(self, *args: Any) -> list[str]:
+        return []
+
+    async def _get(self, *args: Any) -> Any:
+        if not args:
+            _, data = await self.http.call("GET", self.path + "/json")
+            return data.decode()
+        tag = args[0]
+        if tag not in ("stdout", "stderr"):
+            raise RemoteError(f"unknown field: {tag!r}")
+        tty = bool((await self._inspect()).get("Config", {}).get("Tty"))
+        out = b""
+        async with self.http.open("GET", self.path + "/logs", {tag: 1}) as (status, _, chunks):
+            if status != 200:
+                raise EngineError(status, _message(b"".join([c async for c in chunks]), status))
+            async for t, data in demux(chunks, tty):
+                if t == tag or tty:
+                    out += data
+        return out
+
+    async def _start(self, *args: Any) -> None:
+        status, _ = await self.http.call("POST", self.path + "/start", ok=(204, 304))
+        if status == 304:
+            raise RemoteError(f"container {self.id} is already running")
+
+    async def _stop(self, *args: Any) -> None:
+        words = [a.decode() if isinstance(a, bytes) else str(a) for a in args]
+        opts = dict(w.split("=", 1) if "=" in w else (w, "") for w in words)
+        if "rm" in opts:
+            await self.http.call("DELETE", self.path, {"force": 1 if "force" in opts else None})
+        elif "signal" in opts:
+            await self.http.call("POST", self.path + "/kill", {"signal": opts["signal"] or None})
+        else:
+            await self.http.call("POST", self.path + "/stop", {"t": opts.get("time") or None}, ok=(204, 304))
+
+    async def _attach(self, name: str, req: Request) -> None:
+        words = set(req.args[1:])
+        data = await self._inspect()
+        tty = bool((data.get("Config") or {}).get("Tty"))
+        status = (data.get("State") or {}).get("Status")
+        if status in ("exited", "dead") and "next" not in words:
+            # replay (with "logs") and end, like an attach to an exited simulator container
+            s, r = libchan.pipe()
+            await req.ack(s)
+            await r.aclose()
+            if "logs" in words:
+                async with self.http.open("GET", self.path + "/logs", {"stdout": 1, "stderr": 1}) as (st, _, chunks):
+                    if st == 200:
+                        async for tag, chunk in demux(chunks, tty):
+                            await req.log(tag, chunk)
+            return
+        use_stdin = "nostdin" not in words
+        query = {"stream": 1, "stdout": 1, "stderr": 1, "stdin": 1 if use_stdin else None,
+                 "logs": 1 if "logs" in words else None}
+        stream, leftover, _ = await self.http.hijack(self.path + "/attach", query)
+        stdin_s, stdin_r = libchan.pipe()
+        try:
+            async with trio.open_nursery() as nursery:
+
+                async def pump_stdin() -> None:
+                    try:
+                        async for raw in stdin_r:
+                            try:
+                                msg = Message.from_wire(raw)
+                            except Exception:
+                                continue
+                            if msg.verb == Verb.Log and msg.args:
+                                chunk = msg.args[-1]
+                                if use_stdin:
+                                    await stream.send_all(chunk if isinstance(chunk, bytes) else chunk.encode())
+                        if use_stdin and isinstance(stream, trio.SocketStream):
+                            await stream.send_eof()
+                    except (*_GONE, ssl.SSLError, OSError):
+                        pass
+
+                nursery.start_soon(pump_stdin)
+                await req.ack(stdin_s)
+                async for tag, chunk in demux(_stream_chunks(stream, leftover), tty):
+                    await req.log(tag, chunk)
+                nursery.cancel_scope.cancel()
+        finally:
+            await _close_quietly(stdin_r)
+            await _close_quietly(stream)
+
+    async def _watch(self, req: Request) -> None:
+        filters = json.dumps({"container": [self.id], "type": ["container"]})
+        async with self.http.open("GET", "/events", {"filters": filters}) as (status, _, chunks):
+            if status != 200:
+                raise EngineError(status, _message(b"".join([c async for c in chunks]), status))
+            last = await self._inspect()
+            await req.ack()
+            await req.set("state", json.dumps(last))
+            buf = b""
+            async for c in chunks:
+                buf += c
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    try:
+                        event = json.loads(line)
+                    except ValueError:
+                        continue
+                    action = str(event.get("Action") or event.get("status") or "")
+                    action = action.split(":", 1)[0]  # "exec_start: sh" -> "exec_start"
+                    attrs = (event.get("Actor") or {}).get("Attributes") or {}
+                    try:
+                        last = await self._inspect()
+                    except RemoteError:
+                        if "exitCode" in attrs:
+                            state = dict(last.get("State") or {})
+                            state.update(Running=False, Status="exited", ExitCode=int(attrs["exitCode"]))
+                            last = dict(last, State=state)
+                    if action == "die" and "exitCode" in attrs:
+                        state = dict(last.get("State") or {})
+                        state["ExitCode"] = int(attrs["exitCode"])
+                        if state.get("Running"):  # restarted already: keep the die's code
+                            state.update(Running=False, Status="exited")
+                        last = dict(last, State=state)
+                    await req.set(action, json.dumps(last))
+                    if action == "destroy":
+                        return
+

@@ -1,0 +1,166 @@
+"""Helpers for the swarmd/swarmctl tests: real processes, TLS files."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import trustme
+
+ROOT = Path(__file__).resolve().parent.parent
+SWARMD = [sys.executable, "-m", "libswarm.swarmd"]
+SWARMCTL = [sys.executable, "-m", "libswarm.swarmctl"]
+BIN = Path(sys.executable).parent
+SWARMD_SCRIPT = str(BIN / "swarmd")      # the console scripts (pip install -e .)
+SWARMCTL_SCRIPT = str(BIN / "swarmctl")
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+class Proc:
+    """A running process whose stdout/stderr lines are collected by threads."""
+
+    def __init__(self, argv: list[str], prefix: list[str] | None = None) -> None:
+        self.argv = (prefix or []) + argv
+        self.p = subprocess.Popen(
+            self.argv, cwd=ROOT, env=ENV, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        )
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self._q: queue.Queue[tuple[str, str]] = queue.Queue()
+        for stream, sink, tag in ((self.p.stdout, self.out, "out"), (self.p.stderr, self.err, "err")):
+            threading.Thread(target=self._read, args=(stream, sink, tag), daemon=True).start()
+
+    def _read(self, stream, sink, tag) -> None:
+        for raw in iter(stream.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            sink.append(line)
+            self._q.put((tag, line))
+        stream.close()
+
+    @property
+    def pid(self) -> int:
+        return self.p.pid
+
+    def wait_line(self, pattern: str, timeout: float = 10, tag: str | None = None) -> re.Match:
+        """Wait for a line (stdout or stderr, or just ``tag``) matching ``pattern``."""
+        rx = re.compile(pattern)
+        for line in (self.out if tag != "err" else []) + (self.err if tag != "out" else []):
+            m = rx.search(line)
+            if m:
+                return m
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no line matching {pattern!r} within {timeout} s from {self.argv}: out={self.out} err={self.err} rc={self.p.poll()}")
+            try:
+                t, line = self._q.get(timeout=min(left, 0.2))
+            except queue.Empty:
+                continue
+            if tag is None or t == tag:
+                m = rx.search(line)
+                if m:
+                    return m
+
+    def listening(self, timeout: float = 15) -> str:
+        """The URL printed by a listen stage (``listen: serving on URL``)."""
+        return self.wait_line(r"listen: serving on (\S+)", timeout, tag="err").group(1)
+
+    def signal(self, sig: int) -> None:
+        if self.p.poll() is None:
+            self.p.send_signal(sig)
+
+    def wait(self, timeout: float = 15) -> int:
+        rc = self.p.wait(timeout)
+        time.sleep(0.05)  # let the reader threads drain
+        return rc
+
+    def stop(self) -> None:
+        """Teardown: SIGTERM, then SIGKILL (the whole process group)."""
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(8)
+            except subprocess.TimeoutExpired:
+                pass
+        if self.p.poll() is None:
+            try:
+                os.killpg(self.p.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                self.p.kill()
+            self.p.wait(5)
+
+
+def run(argv: list[str], timeout: float = 20, prefix: list[str] | None = None, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run((prefix or []) + argv, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def swarmctl(url: str, *args: str, tls: "Pki | None" = None, client: str = "client", timeout: float = 20,
+             prefix: list[str] | None = None) -> subprocess.CompletedProcess:
+    opts = tls.client_opts(client) if tls is not None else []
+    return run(SWARMCTL + opts + [url, *args], timeout=timeout, prefix=prefix)
+
+
+def children_of(pid: int) -> list[int]:
+    """Direct children of ``pid`` (from /proc)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == pid:
+            out.append(int(entry.name))
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+class Pki:
+    """Two CAs written to files: ``main`` signs the servers and the good client, ``other`` a rogue peer."""
+
+    def __init__(self, directory: Path, server_names: tuple[str, ...] = ("127.0.0.1", "localhost")) -> None:
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.ca = trustme.CA()
+        self.other_ca = trustme.CA()
+        self.ca.cert_pem.write_to_path(str(self.path("ca.pem")))
+        self.other_ca.cert_pem.write_to_path(str(self.path("other-ca.pem")))
+        self._issue("server", self.ca, server_names)
+        self._issue("client", self.ca, ("client.example",))
+        self._issue("rogue-client", self.other_ca, ("client.example",))
+        self._issue("rogue-server", self.other_ca, server_names)
+
+    def path(self, name: str) -> Path:
+        return self.dir / name
+
+    def _issue(self, who: str, ca: trustme.CA, names: tuple[str, ...]) -> None:
+        cert = ca.issue_cert(*names)
+        self.path(f"{who}.key").write_bytes(cert.private_key_pem.bytes())
+        self.path(f"{who}.pem").write_bytes(b"".join(p.bytes() for p in cert.cert_chain_pems))
+
+    def server_opts(self, who: str = "server") -> str:
+        return f"--cert {self.path(who + '.pem')} --key {self.path(who + '.key')} --ca {self.path('ca.pem')}"
+
+    def client_opts(self, who: str = "client") -> list[str]:
+        opts = ["--ca", str(self.path("ca.pem"))]
+        if who:
+            opts += ["--cert", str(self.path(f"{who}.pem")), "--key", str(self.path(f"{who}.key"))]
+        return opts
