@@ -96,6 +96,13 @@ class H2Multiplexer:
         self._conn.decoder.max_header_list_size = max_header_list_size
         self._conn.incoming_buffer.max_frame_size = max_frame_size
         self._conn.initiate_connection()
+        # h2 remembers the last 2**16 closed streams (to tell late frames from
+        # errors); with sessions that churn through many short streams that is
+        # megabytes per connection. Frames for a stream closed 4096 streams ago
+        # are not in flight any more.
+        closed = getattr(self._conn, "_closed_streams", None)
+        if closed is not None and hasattr(closed, "_size_limit"):
+            closed._size_limit = 4096
         # Peers are told the real limit (the SETTINGS just serialized). RFC 9113 5.1.2
         # makes exceeding it a *stream* error, which the session answers with
         # REFUSED_STREAM; h2's own check would make it a connection error, so h2
