@@ -39,6 +39,18 @@ __all__ = ["Container", "Stdio", "CommandNotFound", "ZERO_TIME", "now"]
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
+async def _answer_error(ret: Any, text: str) -> None:
+    try:
+        await ret.send(Message(Verb.Error, (text,)).to_wire())
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+    with trio.CancelScope(shield=True):
+        try:
+            await ret.aclose()
+        except Exception:  # noqa: BLE001
+            pass
+
+
 def now() -> str:
     """The current UTC time in Docker's RFC 3339 form."""
     return datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
@@ -295,6 +307,13 @@ class Container:
                             continue
                         if msg.verb == Verb.Log:
                             await self.write_stdin(*msg.args)
+                        elif msg.ret is not None:
+                            # Every request gets an answer: this handle only takes stdin.
+                            await _answer_error(
+                                msg.ret,
+                                f"not implemented: {msg.verb.name} (this is the stdin of {self.name};"
+                                " send other verbs to the container)",
+                            )
                 except trio.BrokenResourceError:
                     return  # the holder went away (e.g. its libchan session ended): stdin stays open
             if self.config.get("StdinOnce", True):

@@ -249,3 +249,14 @@ async def test_backend_object_model():
             assert await engine.ls() == ["a", "b"]
             await engine.aclose()
             assert await output.collect() == []
+
+
+async def test_exec_stdin_handle_answers_every_verb():
+    """Attach(name) on exec gives the stdin handle; a verb it does not take gets an Error, not a hang."""
+    with trio.fail_after(10):
+        svc = backends.get("exec")(json.dumps({"Path": "sleep", "Args": ["100"]}))
+        async with libswarm.open_service(svc) as (proc, output):
+            handle, _attached = await proc.attach("")
+            with pytest.raises(libswarm.RemoteError, match="not implemented: Stop"):
+                await handle.stop()
+            await proc.stop()

@@ -3,14 +3,13 @@
 ``get(name)`` returns the factory for a backend (call it with string args, e.g.
 ``get("simulator")("web", "db")``; bad args raise :class:`libswarm.UsageError`),
 ``available()`` lists the names, ``from_spec("exec /bin/echo hi")`` splits a
-service spec (Python ``shlex``) and instantiates it, ``register()`` adds one.
+service spec (go-shlex rules, as swarmd) and instantiates it, ``register()`` adds one.
 Each backend lives in its own module here. See spec/LIBSWARM.md section 6.
 """
 
 from __future__ import annotations
 
 import importlib
-import shlex
 from typing import Callable
 
 from .._errors import UsageError
@@ -64,8 +63,13 @@ def register(name: str, factory: Factory) -> None:
 
 
 def from_spec(spec: str) -> Service:
-    """Instantiate ``"NAME ARG..."`` (split with Python's POSIX ``shlex``)."""
-    words = shlex.split(spec)
+    """Instantiate ``"NAME ARG..."``, split with swarmd's go-shlex rules (:mod:`libswarm.goshlex`)."""
+    from ..goshlex import split
+
+    try:
+        words = split(spec)
+    except ValueError as exc:
+        raise UsageError(f"parse error: {exc}") from None
     if not words:
         raise UsageError("parse error: empty command")
     return get(words[0])(*words[1:])
