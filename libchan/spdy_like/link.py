@@ -200,6 +200,20 @@ class Link:
             ns.out_ended = True
         self.wake()
 
+    def refuse(self, stream_id: int, headers: list[tuple[str, str]], *, reset: int | None = None) -> None:
+        """Answer a request we refuse with ``headers`` and END_STREAM (or, with ``reset``,
+        answer and then reset it). Like :meth:`answer`, it tolerates a stream the peer
+        already reset in the same read."""
+        try:
+            if reset is None:
+                self.mux.answer_stream(stream_id, headers, end_stream=True)
+            else:
+                self.mux.answer_stream(stream_id, headers)
+                self.mux.reset_stream(stream_id, reset)
+        except Exception:  # noqa: BLE001 - the stream is gone: nothing to answer
+            pass
+        self.wake()
+
     def reset_stream(self, ns: NetStream, code: int) -> None:
         if ns.stream_id is not None and self.closed_reason is None:
             self.mux.reset_stream(ns.stream_id, code)
@@ -257,8 +271,6 @@ class Link:
             ns.on_data(ev.data)
         elif isinstance(ev, StreamOpened):
             self.on_stream_opened(self, ev)
-            if ev.ended:
-                ns = self.streams.get(ev.stream_id)
         elif isinstance(ev, StreamAnswered):
             ns = self.streams.get(ev.stream_id)
             if ns is not None:

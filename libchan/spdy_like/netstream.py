@@ -310,22 +310,22 @@ class NetStream:
             outbox.append(more)
         if self.link is not None:
             self.link.schedule(self)
+        if self._yield_due():
+            await trio.lowlevel.cancel_shielded_checkpoint()
+
+    def _yield_due(self) -> bool:
+        """Count one send/receive; True every _YIELD_EVERY-th.
+
+        Every call is a cancellation point; yielding to the scheduler on every
+        message would cap throughput at one message per scheduler pass, so a
+        stream yields every _YIELD_EVERY operations instead (a plain function,
+        not a coroutine, to keep the per-message path cheap).
+        """
         self._ops += 1
         if self._ops >= _YIELD_EVERY:
             self._ops = 0
-            await trio.lowlevel.cancel_shielded_checkpoint()
-
-    async def _schedule_point(self) -> None:
-        # Every call is a cancellation point; yielding to the scheduler on
-        # every message would cap throughput at one message per scheduler
-        # pass, so a stream yields every _YIELD_EVERY operations instead.
-        self._ops += 1
-        if self._ops >= _YIELD_EVERY:
-            self._ops = 0
-            await trio.lowlevel.cancel_shielded_checkpoint()
-
-    def out_ended_by_us(self) -> bool:
-        return self.out_end_requested and self.error is None
+            return True
+        return False
 
     def _check_writable(self) -> None:
         if self.out_end_requested:
@@ -368,9 +368,7 @@ class NetStream:
                 self.held -= item[1]
                 if self.owed:
                     self.settle()
-                self._ops += 1
-                if self._ops >= _YIELD_EVERY:
-                    self._ops = 0
+                if self._yield_due():
                     await trio.lowlevel.cancel_shielded_checkpoint()
                 if type(item[0]) is DecodeFailure:
                     raise item[0].error
@@ -382,10 +380,6 @@ class NetStream:
             if self.in_ended:
                 raise trio.EndOfChannel
             await self.recv_lot.park()
-
-    def consumed(self, wire: int) -> None:
-        self.held -= wire
-        self.settle()
 
 
 class NetSender(Sender):

@@ -328,7 +328,7 @@ class Session:
             if self.session_id is None:
                 self.session_id = sid
             elif sid != self.session_id:
-                _refuse(link, ev.stream_id, [(":status", "421")])
+                link.refuse(ev.stream_id, [(":status", "421")])
                 return
         self.accept_stream(link, ev)
 
@@ -338,10 +338,10 @@ class Session:
         headers = ev.headers
         path = headers.get(":path", "")
         if self.closed_reason is not None:
-            _refuse(link, ev.stream_id, [(":status", "410")])
+            link.refuse(ev.stream_id, [(":status", "410")])
             return
         if headers.get(":method", "POST") != "POST":
-            _refuse(link, ev.stream_id, [(":status", "405"), ("allow", "POST")])
+            link.refuse(ev.stream_id, [(":status", "405"), ("allow", "POST")])
             return
         anonymous = "libchan-session" not in headers
         if len(self._streams) >= self.config.max_streams:
@@ -349,7 +349,7 @@ class Session:
             return
         if not anonymous and path == PATH_SESSION:
             if self._control is not None:
-                _refuse(link, ev.stream_id, [(":status", "409")])
+                link.refuse(ev.stream_id, [(":status", "409")])
                 return
             ns = NetStream(self, role="control")
             self._control = ns
@@ -367,14 +367,14 @@ class Session:
         if anonymous:
             kind, ref, parent = "receiver", None, None
         elif path != PATH_STREAM:
-            _refuse(link, ev.stream_id, [(":status", "404")])
+            link.refuse(ev.stream_id, [(":status", "404")])
             return
         else:
             try:
                 kind, ref, parent = _stream_headers(headers)
             except RemoteProtocolError as exc:
                 log.warning("refusing stream: %s", exc)
-                _refuse(link, ev.stream_id, [(":status", "400")])
+                link.refuse(ev.stream_id, [(":status", "400")])
                 return
         ns = self._arrived(kind, ref, parent)
         if ns is None:
@@ -402,7 +402,7 @@ class Session:
                 raise RemoteProtocolError("libchan-parent-ref must not be 0")
         except RemoteProtocolError as exc:
             log.warning("refusing stream: %s", exc)
-            _refuse(link, ev.stream_id, [(":status", "200")], reset=CANCEL)
+            link.refuse(ev.stream_id, [(":status", "200")], reset=CANCEL)
             return
         ns = self._arrived("receiver" if parent is None else None, ref, parent)
         if ns is None:
@@ -634,20 +634,6 @@ class Session:
                     ns.fail(RemoteProtocolError(f"stream {e.ref} was never referenced"))
                     if link is not None and ns.stream_id is not None:
                         link.reset_stream(ns, PROTOCOL_ERROR)
-
-
-def _refuse(link: Link, stream_id: int, headers: list[tuple[str, str]], *, reset: int | None = None) -> None:
-    """Answer a request we refuse (it may already be gone: the peer can open and
-    reset a stream in the same read)."""
-    try:
-        if reset is None:
-            link.mux.answer_stream(stream_id, headers, end_stream=True)
-        else:
-            link.mux.answer_stream(stream_id, headers)
-            link.mux.reset_stream(stream_id, reset)
-    except Exception:  # noqa: BLE001 - the stream closed under us; nothing to answer
-        pass
-    link.wake()
 
 
 def _stream_headers(headers: dict[str, str]) -> tuple[str, int, int | None]:
