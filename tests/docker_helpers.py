@@ -1,12 +1,17 @@
-"""Helpers for the docker tests: run ``dockerserver -> ...`` in-process, call the real docker CLI."""
+"""Helpers for the docker tests: run ``dockerserver -> ...`` in-process, call the real docker CLI,
+start a private dockerd."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
-from contextlib import asynccontextmanager
-from typing import AsyncIterator, Sequence
+import tempfile
+import time
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import AsyncIterator, Iterator, Sequence
 
 import pytest
 import trio
@@ -87,3 +92,106 @@ async def raw_http(path_sock: str, request: bytes) -> tuple[int, dict[str, str],
     status = int(lines[0].split()[1])
     headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
     return status, headers, body
+
+
+# -- a private dockerd -------------------------------------------------------------
+
+IMAGE = "local/busybox"
+"""The image every private dockerd has: busybox-static imported (there is no registry)."""
+
+
+def _unmount_under(root: str) -> None:
+    with open("/proc/mounts") as f:
+        points = [line.split()[1] for line in f]
+    for p in sorted((p for p in points if p.startswith(root)), key=len, reverse=True):
+        subprocess.run(["umount", "-l", p], check=False, capture_output=True, timeout=10)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Dockerd:
+    """A running private dockerd: ``sock`` (its unix socket), ``tcp`` (``tcp://127.0.0.1:PORT``
+    with ``--tlsverify``, when started with ``tls``), ``root`` (data-root, exec-root, pidfile and
+    log all live under it)."""
+
+    def __init__(self, root: str, sock: str, tcp: str | None) -> None:
+        self.root = root
+        self.sock = sock
+        self.tcp = tcp
+
+    @property
+    def cli(self) -> list[str]:
+        """The docker CLI on the unix socket (host-side truth for tests)."""
+        assert DOCKER_CLI
+        return [DOCKER_CLI, "-H", f"unix://{self.sock}"]
+
+    def log_tail(self) -> str:
+        try:
+            return Path(self.root, "dockerd.log").read_text(errors="replace")[-2000:]
+        except OSError:
+            return ""
+
+
+@contextmanager
+def private_dockerd(tls: Path | None = None) -> Iterator[Dockerd]:
+    """Start a dockerd that shares nothing with any other (own socket, data-root, exec-root,
+    pidfile; no iptables, no bridge, vfs storage), import ``local/busybox``, yield it; stop it
+    and clean up after (including the nsfs mount it leaves behind).
+
+    ``tls``: a directory with ``ca.pem``, ``server.pem``, ``server.key`` (tests/swarmd_support.py
+    ``Pki``): the daemon then also listens on ``tcp://127.0.0.1:PORT`` with ``--tlsverify``
+    (client certificates signed by that CA required), next to its unix socket.
+
+    Needs root, dockerd, /bin/busybox and the docker CLI: a skip without them (a failure under CI).
+    """
+    need(shutil.which("dockerd") is not None, "dockerd is not installed (apt-get install docker.io)")
+    need(os.path.exists("/bin/busybox"), "/bin/busybox is missing (apt-get install busybox-static)")
+    need(DOCKER_CLI is not None, "the docker CLI is not on PATH")
+    need(os.geteuid() == 0, "dockerd needs root")
+    root = tempfile.mkdtemp(prefix="swarm-dockerd-")
+    sock = os.path.join(root, "docker.sock")
+    argv = ["dockerd", "--iptables=false", "--ip6tables=false", "--bridge=none", "--storage-driver=vfs",
+            "--host", f"unix://{sock}", "--data-root", f"{root}/root", "--exec-root", f"{root}/exec",
+            "--pidfile", f"{root}/pid"]
+    tcp = None
+    if tls is not None:
+        tcp = f"tcp://127.0.0.1:{free_port()}"
+        argv += ["--host", tcp, "--tlsverify", f"--tlscacert={tls / 'ca.pem'}",
+                 f"--tlscert={tls / 'server.pem'}", f"--tlskey={tls / 'server.key'}"]
+    log = open(os.path.join(root, "dockerd.log"), "wb")
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    d = Dockerd(root, sock, tcp)
+    try:
+        deadline = time.monotonic() + 30
+        while subprocess.run(d.cli + ["version"], capture_output=True, timeout=10).returncode != 0:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError("dockerd did not start: " + d.log_tail())
+            time.sleep(0.2)
+        rootfs = os.path.join(root, "rootfs")
+        for sub in ("bin", "etc", "tmp", "proc", "sys", "dev"):
+            os.makedirs(os.path.join(rootfs, sub))
+        shutil.copy("/bin/busybox", os.path.join(rootfs, "bin", "busybox"))
+        applets = subprocess.run(["/bin/busybox", "--list"], capture_output=True, text=True, check=True,
+                                 timeout=10).stdout.split()
+        for a in applets:
+            if a != "busybox":
+                os.symlink("busybox", os.path.join(rootfs, "bin", a))
+        tar = os.path.join(root, "rootfs.tar")
+        subprocess.run(["tar", "-C", rootfs, "-cf", tar, "."], check=True, timeout=30)
+        subprocess.run(d.cli + ["import", "-c", 'CMD ["/bin/sh"]', "-c", "ENV PATH=/bin", tar, IMAGE + ":latest"],
+                       check=True, capture_output=True, timeout=60)
+        yield d
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        log.close()
+        _unmount_under(root)  # the nsfs mount dockerd leaves at exec/netns/default
+        shutil.rmtree(root, ignore_errors=True)

@@ -164,3 +164,96 @@ class Pki:
         if who:
             opts += ["--cert", str(self.path(f"{who}.pem")), "--key", str(self.path(f"{who}.key"))]
         return opts
+
+
+# -- hosts as network namespaces ---------------------------------------------------
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, text=True, timeout=10)
+
+
+class Hosts:
+    """Hosts as network namespaces: a ``hub`` joined to each of ``peers`` by a veth pair
+    (link ``i`` = 1, 2, ...: the hub is ``SUBNET.i.1``, peer ``i`` is ``SUBNET.i.2``). Peers
+    have no link to each other: only the hub reaches them.
+
+    ``setup()`` falls back to loopback ports on this host when namespaces cannot be made (not
+    root, no ``ip``, or ``SWARMD_TEST_NO_NETNS=1``), saying so (a warning and a printed line);
+    with the environment variable CI set it never falls back: the test fails instead.
+    ``teardown()`` stops every process started with :meth:`start` and deletes the namespaces
+    (which removes the veths).
+    """
+
+    def __init__(self, hub: str = "A", peers: tuple[str, ...] = ("B", "C"), *, tag: str = "sw",
+                 subnet: str = "10.231", who: str = "test_hosts_netns") -> None:
+        self.netns = False
+        self.hub, self.peers, self.subnet, self.who = hub, tuple(peers), subnet, who
+        self.tag = f"{tag}{os.getpid() % 100000}"
+        self.names = {h: f"{self.tag}{h}" for h in (hub, *peers)}
+        self.created: list[str] = []
+        self.procs: list[Proc] = []
+
+    def setup(self) -> None:
+        import shutil
+        import warnings
+
+        import pytest
+
+        try:
+            if os.environ.get("SWARMD_TEST_NO_NETNS"):
+                raise RuntimeError("SWARMD_TEST_NO_NETNS is set")
+            if os.geteuid() != 0:
+                raise RuntimeError("not root")
+            if shutil.which("ip") is None:
+                raise RuntimeError("iproute2 (ip) is not installed")
+            for ns in self.names.values():
+                _ip("netns", "add", ns)
+                self.created.append(ns)
+            hub_ns = self.names[self.hub]
+            for i, peer in enumerate(self.peers, 1):
+                h_if, p_if = f"{self.tag}{self.hub.lower()}{i}", f"{self.tag}{peer.lower()}"
+                _ip("link", "add", h_if, "type", "veth", "peer", "name", p_if)
+                _ip("link", "set", h_if, "netns", hub_ns)
+                _ip("link", "set", p_if, "netns", self.names[peer])
+                _ip("-n", hub_ns, "addr", "add", f"{self.subnet}.{i}.1/24", "dev", h_if)
+                _ip("-n", self.names[peer], "addr", "add", f"{self.subnet}.{i}.2/24", "dev", p_if)
+                _ip("-n", hub_ns, "link", "set", h_if, "up")
+                _ip("-n", self.names[peer], "link", "set", p_if, "up")
+            for ns in self.names.values():
+                _ip("-n", ns, "link", "set", "lo", "up")
+            self.netns = True
+        except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+            detail = getattr(exc, "stderr", "") or ""
+            self.teardown()
+            reason = f"network namespaces unavailable ({exc} {detail.strip()})".strip()
+            if os.environ.get("CI"):
+                pytest.fail(f"{reason}; CI is set, so no loopback fallback")
+            msg = f"{self.who}: {reason}: FALLING BACK to loopback ports on this host"
+            print(msg)
+            warnings.warn(msg)
+
+    def address(self, peer: str) -> str:
+        """The address of ``peer`` as the hub sees it (netns only)."""
+        return f"{self.subnet}.{self.peers.index(peer) + 1}.2"
+
+    def prefix(self, host: str) -> list[str]:
+        return ["ip", "netns", "exec", self.names[host]] if self.netns else []
+
+    def start(self, host: str, *specs: str) -> Proc:
+        p = Proc(SWARMD + list(specs), prefix=self.prefix(host))
+        self.procs.append(p)
+        return p
+
+    def listen_url(self, host: str) -> str:
+        return "tls://0.0.0.0:4000" if self.netns else "tls://127.0.0.1:0"
+
+    def teardown(self) -> None:
+        for p in self.procs:
+            try:
+                p.stop()
+            except Exception:
+                pass
+        for ns in self.created:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
+        self.created = []

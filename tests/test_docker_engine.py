@@ -1,88 +1,44 @@
 """``dockerclient`` against a real dockerd that this module starts, and the docker CLI
-through ``dockerserver -> dockerclient -> dockerd``.
+through ``dockerserver -> dockerclient -> dockerd``; the same over TLS.
 
 Needs root, ``dockerd`` (Debian docker.io) and ``/bin/busybox`` (busybox-static): see
-scripts/run-tests.sh. The daemon runs without networking changes (``--iptables=false
---bridge=none --storage-driver=vfs``) on a private socket and data root; the image is
-imported from busybox-static (no registry).
+scripts/run-tests.sh. One private daemon for the module (tests/docker_helpers.py
+``private_dockerd``), without networking changes, on a private unix socket *and* on
+``tcp://127.0.0.1:PORT`` with ``--tlsverify`` (certificates made by trustme: a CA, a
+server certificate for 127.0.0.1, a client certificate; a second CA for the wrong ones).
+The image is imported from busybox-static (no registry).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import tempfile
-import time
 
 import pytest
 import trio
 
 import libswarm
-from docker_helpers import DOCKER_CLI, Docker, docker_front, need
+from docker_helpers import IMAGE, Docker, docker_front, private_dockerd
 from libswarm.backends.dockerclient import DockerClient
-
-IMAGE = "local/busybox"
-
-
-def _unmount_under(root: str) -> None:
-    with open("/proc/mounts") as f:
-        points = [line.split()[1] for line in f]
-    for p in sorted((p for p in points if p.startswith(root)), key=len, reverse=True):
-        subprocess.run(["umount", "-l", p], check=False, capture_output=True)
+from swarmd_support import SWARMD, Pki, Proc
 
 
 @pytest.fixture(scope="module")
-def dockerd():
-    """A private dockerd; yields its unix socket path."""
-    need(shutil.which("dockerd") is not None, "dockerd is not installed (apt-get install docker.io)")
-    need(os.path.exists("/bin/busybox"), "/bin/busybox is missing (apt-get install busybox-static)")
-    need(DOCKER_CLI is not None, "the docker CLI is not on PATH")
-    need(os.geteuid() == 0, "dockerd needs root")
-    root = tempfile.mkdtemp(prefix="swarm-dockerd-")
-    sock = os.path.join(root, "docker.sock")
-    log = open(os.path.join(root, "dockerd.log"), "wb")
-    proc = subprocess.Popen(
-        ["dockerd", "--iptables=false", "--ip6tables=false", "--bridge=none", "--storage-driver=vfs",
-         "--host", f"unix://{sock}", "--data-root", f"{root}/root", "--exec-root", f"{root}/exec",
-         "--pidfile", f"{root}/pid"], stdout=log, stderr=subprocess.STDOUT)
-    cli = [DOCKER_CLI, "-H", f"unix://{sock}"]
-    try:
-        deadline = time.monotonic() + 30
-        while subprocess.run(cli + ["version"], capture_output=True).returncode != 0:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("dockerd did not start: " + open(os.path.join(root, "dockerd.log")).read()[-2000:])
-            time.sleep(0.2)
-        rootfs = os.path.join(root, "rootfs")
-        for d in ("bin", "etc", "tmp", "proc", "sys", "dev"):
-            os.makedirs(os.path.join(rootfs, d))
-        shutil.copy("/bin/busybox", os.path.join(rootfs, "bin", "busybox"))
-        applets = subprocess.run(["/bin/busybox", "--list"], capture_output=True, text=True, check=True).stdout.split()
-        for a in applets:
-            if a != "busybox":
-                os.symlink("busybox", os.path.join(rootfs, "bin", a))
-        tar = os.path.join(root, "rootfs.tar")
-        subprocess.run(["tar", "-C", rootfs, "-cf", tar, "."], check=True)
-        subprocess.run(cli + ["import", "-c", 'CMD ["/bin/sh"]', "-c", "ENV PATH=/bin", tar, IMAGE + ":latest"],
-                       check=True, capture_output=True)
-        yield sock
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-        _unmount_under(root)  # the nsfs mount dockerd leaves at exec/netns/default
-        shutil.rmtree(root, ignore_errors=True)
+def pki(tmp_path_factory):
+    return Pki(tmp_path_factory.mktemp("docker-pki"))
+
+
+@pytest.fixture(scope="module")
+def dockerd(pki):
+    """A private dockerd (unix socket + TLS tcp); yields a docker_helpers.Dockerd."""
+    with private_dockerd(tls=pki.dir) as d:
+        yield d
 
 
 @pytest.fixture
 async def engine(dockerd):
     """A libswarm Client on ``dockerclient unix://<dockerd>``."""
-    async with libswarm.open_service(DockerClient(f"unix://{dockerd}")) as (client, _):
+    async with libswarm.open_service(DockerClient(f"unix://{dockerd.sock}")) as (client, _):
         client.timeout = 30
         yield client
 
@@ -91,7 +47,7 @@ async def engine(dockerd):
 async def docker(dockerd, tmp_path):
     """The docker CLI on ``dockerserver -> dockerclient -> dockerd``."""
     sock = str(tmp_path / "front.sock")
-    async with docker_front(f"unix://{sock}", DockerClient(f"unix://{dockerd}")):
+    async with docker_front(f"unix://{sock}", DockerClient(f"unix://{dockerd.sock}")):
         yield Docker(f"unix://{sock}")
 
 
@@ -155,7 +111,7 @@ async def test_client_negotiates_current_api(engine, dockerd):
     assert info["ServerVersion"] == version["Version"]
     # the paths use the engine's own API version, not a pinned one
     from libswarm.backends.dockerclient import _HTTP
-    http = _HTTP(f"unix://{dockerd}", None)
+    http = _HTTP(f"unix://{dockerd.sock}", None)
     assert await http._prefix() == "/v" + version["ApiVersion"]
 
 
@@ -213,3 +169,87 @@ async def test_cli_create_start_logs_attach(docker):
         assert await docker.ok("start", "-ai", "eng-c4", stdin=b"through start\n") == "through start\n"
     finally:
         await docker("rm", "-f", "eng-c1", "eng-c2", "eng-c3", "eng-c4")
+
+
+# -- over TLS: dockerclient tcp://127.0.0.1:PORT --tlsverify ... ---------------------
+
+
+def _tls(pki: Pki, cert: str | None = "client", ca: str = "ca.pem") -> list[str]:
+    args = ["--tlsverify", f"--tlscacert={pki.path(ca)}"]
+    if cert:
+        args += [f"--tlscert={pki.path(cert + '.pem')}", f"--tlskey={pki.path(cert + '.key')}"]
+    return args
+
+
+async def test_tls_client_with_certificate(dockerd, pki):
+    """The libswarm API over TLS: ls, spawn, watch, start, logs, remove (host-side truth: the unix socket)."""
+    async with libswarm.open_service(DockerClient(dockerd.tcp, *_tls(pki))) as (engine, _):
+        engine.timeout = 30
+        c = await engine.spawn(json.dumps({"Image": IMAGE, "Cmd": ["sh", "-c", "echo over tls; echo err >&2; exit 2"],
+                                           "name": "tls-1"}))
+        try:
+            assert "tls-1" in await engine.ls()
+            seen = subprocess.run(dockerd.cli + ["ps", "-a", "--format", "{{.Names}}"], capture_output=True,
+                                  text=True, timeout=10).stdout.split()
+            assert "tls-1" in seen  # the same engine as its unix socket
+            events = await c.watch()
+            await c.start()
+            with trio.fail_after(20):
+                async for m in events:
+                    if m.args[0] == "die":
+                        assert json.loads(m.args[1])["State"]["ExitCode"] == 2
+                        break
+            await events.aclose()
+            assert await c.get("stdout") == b"over tls\n"
+            assert await c.get("stderr") == b"err\n"
+        finally:
+            await c.stop("rm", "force")
+        assert "tls-1" not in await engine.ls()
+        assert json.loads(await engine.get())["ServerVersion"].startswith("20.10")
+
+
+@pytest.mark.parametrize("case", ["no-client-cert", "client-cert-of-another-ca", "wrong-ca", "no-tls"])
+async def test_tls_failures_are_clear_errors(dockerd, pki, case, tmp_path):
+    """Every request fails at once with one line saying what is wrong; no hang, no traceback."""
+    args, expected = {
+        "no-client-cert": (_tls(pki, None), "TLS: the engine refused our client certificate (none was given"),
+        "client-cert-of-another-ca": (_tls(pki, "rogue-client"), "TLS: the engine refused our client certificate: "),
+        "wrong-ca": (_tls(pki, ca="other-ca.pem"), "TLS: the engine's certificate is not trusted (check --tlscacert)"),
+        "no-tls": ([], "HTTP 400: Client sent an HTTP request to an HTTPS server."),
+    }[case]
+    with trio.fail_after(15):
+        async with libswarm.open_service(DockerClient(dockerd.tcp, *args)) as (engine, _):
+            calls = [engine.ls, engine.get, lambda: engine.child("x"),
+                     lambda: engine.spawn(json.dumps({"Image": IMAGE, "Cmd": ["true"]}))]
+            for call in calls:
+                with pytest.raises(libswarm.RemoteError) as info:
+                    await call()
+                text = info.value.text
+                assert expected in text and dockerd.tcp.split("://")[1] in text, text
+                assert "\n" not in text and "Traceback" not in text
+        # the docker CLI through dockerserver gets the same words
+        sock = str(tmp_path / "front.sock")
+        async with docker_front(f"unix://{sock}", DockerClient(dockerd.tcp, *args)):
+            p = await Docker(f"unix://{sock}")("run", "--rm", IMAGE, "true")
+            assert p.returncode == 125 and expected.encode() in p.stderr, p.stderr
+    # nothing was created behind our back
+    assert subprocess.run(dockerd.cli + ["ps", "-aq"], capture_output=True, text=True, timeout=10).stdout == ""
+
+
+async def test_tls_swarmd_command_line(dockerd, pki, tmp_path):
+    """``swarmd 'dockerserver unix://...' 'dockerclient tls://127.0.0.1:PORT --tlscacert= --tlscert= --tlskey='``:
+    the docker CLI runs containers on the TLS engine, stdin included (its end is a TCP half-close
+    under TLS, as the docker CLI does: without it ``run -i ... cat`` never ends)."""
+    sock = tmp_path / "swarm.sock"
+    url = dockerd.tcp.replace("tcp://", "tls://")
+    spec = "dockerclient " + url + " " + " ".join(_tls(pki)[1:])  # tls:// is TLS; verified only with --tlsverify
+    front = Proc(SWARMD + [f"dockerserver unix://{sock}", spec])
+    try:
+        front.wait_line(r"dockerserver: listening on unix://", timeout=15)
+        d = Docker(f"unix://{sock}")
+        assert await d.ok("run", "--rm", IMAGE, "echo", "hi", timeout=30) == "hi\n"
+        assert await d.ok("run", "-i", "--rm", IMAGE, "cat", stdin=b"stdin over tls\n", timeout=30) == "stdin over tls\n"
+        assert (await d("run", "--rm", IMAGE, "sh", "-c", "exit 3", timeout=30)).returncode == 3
+    finally:
+        front.stop()
+    assert front.p.returncode == 0 and not sock.exists(), (front.p.returncode, front.err)

@@ -12,6 +12,7 @@ import trio
 import trustme
 
 from docker_helpers import DOCKER_CLI, Docker, docker_front, need, raw_http
+from libswarm.backends.aggregate import Aggregate
 from libswarm.backends.dockerserver import frame, human_duration, parse_time, status_for
 from libswarm.backends.simulator import Simulator
 
@@ -236,6 +237,35 @@ async def test_swarmd_command_line(tmp_path):
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_aggregate_label_names(tmp_path):
+    """``dockerserver -> aggregate simulator simulator``: references with ``/`` (``LABEL/name``) in
+    create, the container endpoints and ps; the plain simulator refuses such a name itself."""
+    need(DOCKER_CLI is not None, "the docker CLI is not on PATH")
+    sock = str(tmp_path / "agg.sock")
+    async with docker_front(f"unix://{sock}", Aggregate("simulator", "simulator")):
+        d = Docker(f"unix://{sock}")
+        zero = (await d.ok("create", "--name", "0/web", IMAGE, "sh", "-c", "echo zero; sleep 100")).strip()
+        one = (await d.ok("create", "--name", "1/web", IMAGE, "echo", "one")).strip()
+        names = (await d.ok("ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.Names}}")).splitlines()
+        assert sorted(names) == sorted([f"{zero} 0/web", f"{one} 1/web"])
+        assert await d.ok("start", "0/web", "1/web") == "0/web\n1/web\n"
+        assert await d.ok("wait", "1/web") == "0\n"
+        assert await d.ok("logs", "0/web") == "zero\n" and await d.ok("logs", "1/web") == "one\n"
+        assert json.loads(await d.ok("inspect", "0/web"))[0]["Id"] == zero
+        assert await d.ok("kill", "0/web") == "0/web\n"
+        assert await d.ok("rm", "0/web") == "0/web\n"
+        assert (await d.ok("ps", "-a", "--format", "{{.Names}}")).split() == ["web"]
+        p = await d("logs", "0/web")
+        assert p.returncode == 1 and b"No such container: 0/web" in p.stderr, p.stderr
+        for bad in ("0/", "0//web", "/0/w", "0/web!"):
+            p = await d("create", "--name", bad, IMAGE, "true")
+            assert p.returncode == 1 and b"Invalid container name" in p.stderr, (bad, p.stderr)
+        await d.ok("rm", "web")
+    async with docker_front(f"unix://{sock}", Simulator()):
+        p = await Docker(f"unix://{sock}")("create", "--name", "0/web", IMAGE, "true")
+        assert p.returncode == 1 and b"Invalid container name (0/web)" in p.stderr, p.stderr
 
 
 def test_helpers():

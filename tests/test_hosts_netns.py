@@ -13,91 +13,19 @@ environment variable CI set it never falls back: it fails instead.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import time
-import warnings
 
 import pytest
 
-from swarmd_support import SWARMCTL, SWARMD, Pki, Proc, run
+from swarmd_support import SWARMCTL, Hosts, Pki, Proc, run
 
 SUBNET = "10.231"
 
 
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, text=True, timeout=10)
-
-
-class Hosts:
-    """Either three namespaces (``netns=True``) or loopback (``netns=False``)."""
-
-    def __init__(self) -> None:
-        self.netns = False
-        self.tag = f"sw{os.getpid() % 100000}"
-        self.names = {h: f"{self.tag}{h}" for h in "ABC"}
-        self.created: list[str] = []
-        self.procs: list[Proc] = []
-
-    def setup(self) -> None:
-        try:
-            if os.environ.get("SWARMD_TEST_NO_NETNS"):
-                raise RuntimeError("SWARMD_TEST_NO_NETNS is set")
-            if os.geteuid() != 0:
-                raise RuntimeError("not root")
-            if shutil.which("ip") is None:
-                raise RuntimeError("iproute2 (ip) is not installed")
-            for ns in self.names.values():
-                _ip("netns", "add", ns)
-                self.created.append(ns)
-            for i, peer in ((1, "B"), (2, "C")):
-                a_if, p_if = f"{self.tag}a{i}", f"{self.tag}{peer.lower()}"
-                _ip("link", "add", a_if, "type", "veth", "peer", "name", p_if)
-                _ip("link", "set", a_if, "netns", self.names["A"])
-                _ip("link", "set", p_if, "netns", self.names[peer])
-                _ip("-n", self.names["A"], "addr", "add", f"{SUBNET}.{i}.1/24", "dev", a_if)
-                _ip("-n", self.names[peer], "addr", "add", f"{SUBNET}.{i}.2/24", "dev", p_if)
-                _ip("-n", self.names["A"], "link", "set", a_if, "up")
-                _ip("-n", self.names[peer], "link", "set", p_if, "up")
-            for ns in self.names.values():
-                _ip("-n", ns, "link", "set", "lo", "up")
-            self.netns = True
-        except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
-            detail = getattr(exc, "stderr", "") or ""
-            self.teardown()
-            reason = f"network namespaces unavailable ({exc} {detail.strip()})".strip()
-            if os.environ.get("CI"):
-                pytest.fail(f"{reason}; CI is set, so no loopback fallback")
-            msg = f"test_hosts_netns: {reason}: FALLING BACK to loopback ports on this host"
-            print(msg)
-            warnings.warn(msg)
-
-    def prefix(self, host: str) -> list[str]:
-        return ["ip", "netns", "exec", self.names[host]] if self.netns else []
-
-    def start(self, host: str, *specs: str) -> Proc:
-        p = Proc(SWARMD + list(specs), prefix=self.prefix(host))
-        self.procs.append(p)
-        return p
-
-    def listen_url(self, host: str) -> str:
-        return "tls://0.0.0.0:4000" if self.netns else "tls://127.0.0.1:0"
-
-    def teardown(self) -> None:
-        for p in self.procs:
-            try:
-                p.stop()
-            except Exception:
-                pass
-        for ns in self.created:
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
-        self.created = []
-
-
 @pytest.fixture
 def hosts():
-    h = Hosts()
+    h = Hosts("A", ("B", "C"), tag="sw", subnet=SUBNET, who="test_hosts_netns")
     try:
         h.setup()
         yield h

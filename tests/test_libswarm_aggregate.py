@@ -64,6 +64,14 @@ async def test_aggregate_two_simulators_and_exec():
             assert [c["Label"] for c in info["Children"]] == ["0", "1", "2"]
             assert info["Children"][0]["Info"]["Containers"] == 3
             assert info["Children"][2]["Info"]["Driver"] == "exec"
+            # LABEL/name: that child alone decides, so one name can live on several children
+            await a.spawn(json.dumps({"name": "1/db", "Cmd": ["true"]}))
+            assert await a.ls() == ["0/web", "0/db", "extra", "1/web", "api", "1/db"]
+            with pytest.raises(RemoteError, match='^Conflict. The name "/db" is already in use by container '):
+                await a.spawn(json.dumps({"name": "0/db", "Cmd": ["true"]}))  # child 0's own words
+            with pytest.raises(RemoteError, match=r'^Conflict. The name "/db" is already in use \(in child 0 '):
+                await a.spawn(json.dumps({"name": "db", "Cmd": ["true"]}))
+            assert json.loads(await (await a.child("1/db")).get())["Name"] == "/db"
             await a.start()
             await a.stop()
 

@@ -13,10 +13,12 @@ Requests on the aggregate's input:
   children have is listed once per child as ``LABEL/name`` (``0/web``, ``1/web``),
   so names never collide. Nested aggregates give ``1/0/web``.
 * ``Spawn(args)`` -- placement policy: a config whose ``"name"`` is ``LABEL/name``
-  goes to child ``LABEL`` (as ``name``); otherwise to the child with the fewest
-  containers (by ``Ls``), ties to the lowest label; a child answering
-  ``not implemented`` (e.g. an ``exec``) is skipped for the next one. A name
-  already listed by any child is refused with Docker's ``Conflict.`` error.
+  goes to child ``LABEL`` (as ``name``), which alone decides whether the name is
+  free (so the same name can be created on several children, which ``Ls`` then
+  lists as ``LABEL/name``); otherwise to the child with the fewest containers (by
+  ``Ls``), ties to the lowest label; a child answering ``not implemented`` (e.g. an
+  ``exec``) is skipped for the next one. A bare name already listed by any child
+  is refused with Docker's ``Conflict.`` error (bare names stay unambiguous).
 * ``Attach(name, ...)`` -- ``""``: ``Ack`` with the aggregate itself. ``LABEL/name``
   or a name one child lists: the request is handed to that child, which answers
   directly (its errors arrive verbatim). A name two children list: ``Error``
@@ -183,18 +185,18 @@ class Aggregate(Service):
                     target, name = split
                     config["name"] = name
                     args = (json.dumps(config),)
-        lists, errors = await self._lists(tolerate=True)
-        if name is not None:
-            for i, names in enumerate(lists):
-                if names and name.lstrip("/") in names:
-                    raise RemoteError(f'Conflict. The name "/{name.lstrip("/")}" is already in use (in {self._who(i)})')
         if target is not None:
-            order = [target]
+            order = [target]  # that child alone decides (its own Conflict error comes back verbatim)
         else:
+            lists, errors = await self._lists(tolerate=True)
+            if name is not None:
+                for i, names in enumerate(lists):
+                    if names and name.lstrip("/") in names:
+                        raise RemoteError(f'Conflict. The name "/{name.lstrip("/")}" is already in use (in {self._who(i)})')
             order = [i for _, i in sorted((len(names), i) for i, names in enumerate(lists) if names is not None)]
-        if not order:
-            i, text = errors[0]
-            raise RemoteError(f"{self._who(i)}: {text}")
+            if not order:
+                i, text = errors[0]
+                raise RemoteError(f"{self._who(i)}: {text}")
         last = ""
         for i in order:
             try:

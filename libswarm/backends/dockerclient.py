@@ -31,7 +31,8 @@ A container answers:
   until the stream ends: the attach upgrade (``stream=1&stdin=1&stdout=1&stderr=1``,
   ``logs=1`` with the word ``logs``, no stdin with ``nostdin``), demultiplexed (raw for
   a TTY container, as ``stdout``). ``Log(chunk)`` on the stdin handle is written to the
-  connection; closing the handle half-closes it (the engine closes a StdinOnce stdin).
+  connection; closing the handle half-closes it (over TLS: the TCP write side, as the
+  docker CLI does), and the engine closes a StdinOnce stdin.
   Without the word ``next``, an exited container replays its logs (with ``logs``) and
   the output ends (a created one streams its first run); with ``next`` it waits for the next run (``docker start -a``);
 * ``Watch()`` -> ``Ack``, ``Set("state", inspect)``, then ``Set(action, inspect)`` for
@@ -40,7 +41,11 @@ A container answers:
 * ``Ls()`` -> ``Set()``.
 
 Every engine error becomes ``Error(<the engine's message>)`` (the ``message`` of its
-JSON body), so a front end can give the same text and status class back.
+JSON body), so a front end can give the same text and status class back. A connection
+that fails is a one-line ``Error`` from the request that met it, saying what to check:
+an untrusted engine certificate (``--tlscacert``), a client certificate refused or
+missing (``--tlscert/--tlskey``; TLS 1.3 reports it on the first read), a plain
+connection to a TLS port (the ping's ``HTTP 400``) -- spec/DOCKER.md §3.
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ from .._message import Message
 from .._server import Request, Server, _close_quietly
 from .._service import Service
 from .._verbs import Verb
+from ._remote import describe
 from .dockerserver import parse_tls_options, parse_url
 
 __all__ = ["DockerClient", "EngineError"]
@@ -80,9 +86,10 @@ class EngineError(RemoteError):
 class _HTTP:
     """A tiny h11 client: one connection per request."""
 
-    def __init__(self, url: str, ssl_context: ssl.SSLContext | None) -> None:
+    def __init__(self, url: str, ssl_context: ssl.SSLContext | None, client_cert: bool = False) -> None:
         self.scheme, self.host, self.port = parse_url(url)
         self.ssl_context = ssl_context
+        self.client_cert = client_cert
         if self.scheme == "tls" and ssl_context is None:
             self.ssl_context = ssl.create_default_context()
         self.prefix: str | None = None
@@ -100,20 +107,44 @@ class _HTTP:
                 await ssl_stream.do_handshake()
                 stream = ssl_stream
         except (OSError, ssl.SSLError, trio.BrokenResourceError) as exc:
-            raise RemoteError(f"cannot connect to the Docker engine at {self._url()}: {exc}") from None
+            raise RemoteError(f"cannot connect to the Docker engine at {self._url()}: {self._why(exc)}") from None
         return stream
 
     def _url(self) -> str:
-        return f"unix://{self.host}" if self.scheme == "unix" else f"{self.scheme}://{self.host}:{self.port}"
+        if self.scheme == "unix":
+            return f"unix://{self.host}"
+        return f"{self.scheme}://{self.host}:{self.port}" + (" (TLS)" if self.ssl_context and self.scheme != "tls" else "")
+
+    def _why(self, exc: BaseException) -> str:
+        """One line for a connection failure; TLS failures say what to check."""
+        text = describe(exc)
+        upper = text.upper()
+        if "CERTIFICATE_VERIFY_FAILED" in upper:
+            return f"TLS: the engine's certificate is not trusted (check --tlscacert): {text}"
+        if "ALERT_BAD_CERTIFICATE" in upper or "CERTIFICATE_REQUIRED" in upper or "UNKNOWN_CA" in upper:
+            given = "" if self.client_cert else " (none was given: --tlscert/--tlskey)"
+            return f"TLS: the engine refused our client certificate{given}: {text}"
+        if self.ssl_context is not None and isinstance(exc, (ssl.SSLError, trio.BrokenResourceError)):
+            return f"TLS: {text}"
+        return text
 
     async def _prefix(self) -> str:
         async with self._lock:
             if self.prefix is None:
-                status, headers, _ = await self.request("GET", "/_ping", versioned=False)
+                status, headers, body = await self.request("GET", "/_ping", versioned=False)
                 version = headers.get("api-version")
+                if not version and status not in (200, 404):
+                    # not a Docker engine answering (e.g. Go's "Client sent an HTTP request to
+                    # an HTTPS server." when TLS options are missing)
+                    raise EngineError(status, f"Docker engine at {self._url()}: GET /_ping: HTTP {status}: "
+                                              f"{_message(body, status)}")
                 if not version:
                     status, _, body = await self.request("GET", "/version", versioned=False)
-                    version = json.loads(body).get("ApiVersion", "1.24")
+                    try:
+                        version = json.loads(body).get("ApiVersion", "1.24")
+                    except (ValueError, AttributeError):
+                        raise EngineError(status, f"Docker engine at {self._url()}: GET /version: HTTP {status}: "
+                                                  f"not a Docker engine answer") from None
                 self.prefix = f"/v{version}"
             return self.prefix
 
@@ -130,17 +161,30 @@ class _HTTP:
         await stream.send_all(conn.send(h11.EndOfMessage()))
 
     @staticmethod
-    async def _next(conn: h11.Connection, stream: trio.abc.Stream) -> Any:
+    async def _next(conn: h11.Connection, stream: trio.abc.Stream, strict: bool = False) -> Any:
+        """The next h11 event; a failing read is the end of the data (``strict``: it raises)."""
         while True:
             event = conn.next_event()
             if event is h11.NEED_DATA:
                 try:
                     data = await stream.receive_some(65536)
                 except (*_GONE, ssl.SSLError, OSError):
+                    if strict:
+                        raise
                     data = b""
                 conn.receive_data(data)
                 continue
             return event
+
+    async def _response(self, conn: h11.Connection, stream: trio.abc.Stream, what: str) -> Any:
+        """Read the response head; failures (TLS alerts, closed connections) are one-line errors."""
+        try:
+            return await self._next(conn, stream, strict=True)
+        except (*_GONE, ssl.SSLError, OSError) as exc:
+            raise RemoteError(f"Docker engine at {self._url()}: {what}: {self._why(exc)}") from None
+        except h11.ProtocolError:
+            raise RemoteError(f"Docker engine at {self._url()}: {what}: the connection was closed "
+                              "without a response") from None
 
     async def target(self, path: str, query: dict[str, Any] | None = None, versioned: bool = True) -> str:
         q = {k: v for k, v in (query or {}).items() if v is not None}
@@ -157,9 +201,9 @@ class _HTTP:
         try:
             try:
                 await self._send_request(conn, stream, method, target, raw, [("Connection", "close")])
-                response = await self._next(conn, stream)
             except (*_GONE, ssl.SSLError, OSError, h11.ProtocolError) as exc:
-                raise RemoteError(f"Docker engine at {self._url()}: {method} {path}: {exc}") from None
+                raise RemoteError(f"Docker engine at {self._url()}: {method} {path}: {self._why(exc)}") from None
+            response = await self._response(conn, stream, f"{method} {path}")
             if not isinstance(response, h11.Response):
                 raise RemoteError(f"Docker engine at {self._url()}: {method} {path}: no response")
             headers = {k.decode().lower(): v.decode("latin-1") for k, v in response.headers}
@@ -199,9 +243,12 @@ class _HTTP:
         stream = await self.connect()
         conn = h11.Connection(h11.CLIENT)
         try:
-            await self._send_request(conn, stream, "POST", target, None,
-                                     [("Connection", "Upgrade"), ("Upgrade", "tcp")])
-            response = await self._next(conn, stream)
+            try:
+                await self._send_request(conn, stream, "POST", target, None,
+                                         [("Connection", "Upgrade"), ("Upgrade", "tcp")])
+            except (*_GONE, ssl.SSLError, OSError) as exc:
+                raise RemoteError(f"Docker engine at {self._url()}: attach: {self._why(exc)}") from None
+            response = await self._response(conn, stream, "attach")
             headers = ({k.decode().lower(): v.decode("latin-1") for k, v in response.headers}
                        if isinstance(response, (h11.Response, h11.InformationalResponse)) else {})
             if isinstance(response, h11.InformationalResponse) and response.status_code == 101:
@@ -259,6 +306,19 @@ async def _stream_chunks(stream: trio.abc.Stream, first: bytes) -> AsyncIterator
         yield data
 
 
+async def _half_close(stream: trio.abc.Stream) -> None:
+    """End what we send (the container's stdin) but keep reading its output.
+
+    TLS has no half-close: like the docker CLI (its ``tlsClientCon.CloseWrite``), shut the
+    write side of the TCP connection under it; the engine reads that as the end of stdin.
+    Everything written before has been handed to the socket (``send_all`` returned).
+    """
+    if isinstance(stream, trio.SSLStream):
+        stream = stream.transport_stream
+    if isinstance(stream, trio.SocketStream):
+        await stream.send_eof()
+
+
 def _client_ssl_context(opts: dict[str, Any], url: str) -> ssl.SSLContext | None:
     if not (opts["tls"] or opts["tlsverify"] or opts["tlscert"] or opts["tlscacert"] or url.startswith("tls://")):
         return None
@@ -286,7 +346,7 @@ class DockerClient(Service):
         if len(opts["args"]) != 1:
             raise UsageError(f"dockerclient: spawn takes exactly 1 argument, got {len(opts['args'])}")
         self.url = opts["args"][0]
-        self.http = _HTTP(self.url, _client_ssl_context(opts, self.url))
+        self.http = _HTTP(self.url, _client_ssl_context(opts, self.url), client_cert=bool(opts["tlscert"]))
         self._objects: dict[str, _Container] = {}
         self.server = Server(self.driver)
         self.server.on_ls(self._ls).on_spawn(self._spawn).on_attach(self._attach)
@@ -458,8 +518,8 @@ class _Container:
                                 chunk = msg.args[-1]
                                 if use_stdin:
                                     await stream.send_all(chunk if isinstance(chunk, bytes) else chunk.encode())
-                        if use_stdin and isinstance(stream, trio.SocketStream):
-                            await stream.send_eof()
+                        if use_stdin:
+                            await _half_close(stream)
                     except (*_GONE, ssl.SSLError, OSError):
                         pass
 

@@ -301,7 +301,9 @@ class _Response:
 
 # -- the service -------------------------------------------------------------
 
-_CONTAINER_ROUTE = re.compile(r"^/containers/([^/]+)(/[a-z]+)?$")
+_CONTAINERS = "/containers/"
+# a container name: Docker's rule, optionally behind aggregate labels ("1/web", "0/1/web")
+_NAME = re.compile(r"^/?(?:[a-zA-Z0-9][a-zA-Z0-9_.-]*/)*[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 _VERSIONED = re.compile(r"^/v([0-9][0-9.]*)(/.*)$")
 
 
@@ -448,9 +450,11 @@ class DockerServer(Service):
             return self._ps
         if path == "/containers/create" and method == "POST":
             return self._create
-        m = _CONTAINER_ROUTE.match(path)
-        if m:
-            action = (m.group(2) or "")[1:]
+        if path.startswith(_CONTAINERS):
+            # like Docker's router ({name:.*}), a reference may contain "/": an
+            # aggregate's LABEL/name. The action is the last segment; DELETE has none.
+            rest = path[len(_CONTAINERS):]
+            ref, _, action = rest.rpartition("/")
             handler = {
                 ("GET", "json"): self._inspect,
                 ("POST", "start"): self._start,
@@ -461,10 +465,11 @@ class DockerServer(Service):
                 ("POST", "attach"): self._attach,
                 ("GET", "logs"): self._logs,
                 ("POST", "resize"): self._resize,
-                ("DELETE", ""): self._remove,
-            }.get((method, action))
+            }.get((method, action)) if ref else None
             if handler is not None:
                 return handler
+            if method == "DELETE" and rest:
+                return self._remove
         if path == "/images/json" and method == "GET":
             return self._images
         if re.match(r"^/images/.+/json$", path) and method == "GET":
@@ -479,10 +484,10 @@ class DockerServer(Service):
         return self.engine
 
     @staticmethod
-    def _ref(path: str) -> str:
-        m = _CONTAINER_ROUTE.match(path)
-        assert m is not None
-        return urllib.parse.unquote(m.group(1))
+    def _ref(path: str, action: bool = True) -> str:
+        """The container reference of ``/containers/REF/ACTION`` (``action=False``: ``/containers/REF``)."""
+        rest = path[len(_CONTAINERS):]
+        return urllib.parse.unquote(rest.rpartition("/")[0] if action else rest)
 
     @asynccontextmanager
     async def _container(self, ref: str) -> AsyncIterator[Client]:
@@ -513,9 +518,14 @@ class DockerServer(Service):
         except (LibswarmError, ValueError):
             return {}
 
-    async def _all_containers(self) -> list[dict[str, Any]]:
+    async def _all_containers(self) -> list[tuple[str, dict[str, Any]]]:
+        """``(name as the engine lists it, inspect data)`` for every container.
+
+        The listed name is the one to show and to address the container by: behind an
+        ``aggregate`` it may be ``LABEL/name`` while the inspect data says ``/name``.
+        """
         names = await self._engine.ls()
-        found: dict[str, dict[str, Any]] = {}
+        found: dict[str, tuple[str, dict[str, Any]]] = {}
         for name in names:
             name = name.decode() if isinstance(name, bytes) else name
             try:
@@ -523,7 +533,7 @@ class DockerServer(Service):
                     data = await self._inspect_of(c)
             except (HTTPError, LibswarmError, ValueError):
                 continue  # removed meanwhile
-            found.setdefault(str(data.get("Id", name)), data)
+            found.setdefault(str(data.get("Id", name)), (name, data))
         return list(found.values())
 
     # -- endpoints ----------------------------------------------------------
@@ -559,7 +569,7 @@ class DockerServer(Service):
             await resp.json(200, engine)
             return
         if not all(k in engine for k in ("Containers", "ContainersRunning")):
-            cs = await self._all_containers()
+            cs = [data for _, data in await self._all_containers()]
             running = sum(bool((c.get("State") or {}).get("Running")) for c in cs)
             engine.update(Containers=len(cs), ContainersRunning=running, ContainersStopped=len(cs) - running)
         driver = str(engine.get("Driver", "libswarm"))
@@ -591,7 +601,7 @@ class DockerServer(Service):
         await resp.json(200, info)
 
     @staticmethod
-    def _summary(data: dict[str, Any]) -> dict[str, Any]:
+    def _summary(data: dict[str, Any], name: str | None = None) -> dict[str, Any]:
         state = data.get("State") or {}
         config = data.get("Config") or {}
         status = state.get("Status") or ("running" if state.get("Running") else "exited")
@@ -607,7 +617,7 @@ class DockerServer(Service):
         command = " ".join([data.get("Path") or ""] + list(data.get("Args") or [])).strip()
         return {
             "Id": data.get("Id", ""),
-            "Names": [data.get("Name") or ""],
+            "Names": ["/" + name.lstrip("/") if name else data.get("Name") or ""],
             "Image": config.get("Image") or data.get("Image", ""),
             "ImageID": data.get("Image", ""),
             "Command": command,
@@ -623,8 +633,8 @@ class DockerServer(Service):
 
     async def _ps(self, path: str, query: dict, body: bytes, resp: _Response) -> None:
         found = await self._all_containers()
-        found.sort(key=lambda d: parse_time(d.get("Created", "")), reverse=True)
-        cs = [self._summary(d) for d in found]
+        found.sort(key=lambda nd: parse_time(nd[1].get("Created", "")), reverse=True)
+        cs = [self._summary(d, n) for n, d in found]
         if not _truthy(query.get("all")):
             cs = [c for c in cs if c["State"] == "running"]
         filters = {}
@@ -658,7 +668,7 @@ class DockerServer(Service):
             raise HTTPError(400, "invalid JSON: not an object")
         name = query.get("name")
         if name:
-            if len(name.lstrip("/")) < 2 or not re.match(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$", name):
+            if not _NAME.match(name):
                 raise HTTPError(400, f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
             config["name"] = name.lstrip("/")
         if not config.get("Image"):
@@ -728,7 +738,7 @@ class DockerServer(Service):
         await resp.send(204)
 
     async def _remove(self, path: str, query: dict, body: bytes, resp: _Response) -> None:
-        async with self._container(self._ref(path)) as c:
+        async with self._container(self._ref(path, action=False)) as c:
             await c.stop("rm", *(["force"] if _truthy(query.get("force")) else []))
         await resp.send(204)
 
