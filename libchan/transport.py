@@ -43,6 +43,11 @@ class _PrefixedStream(trio.abc.HalfCloseableStream):
         self._prefix = prefix
         self.inner = inner
 
+    def unwrap_prefix(self) -> tuple[bytes, trio.abc.Stream]:
+        """The bytes not yet handed out and the stream under them (nothing is consumed):
+        lets the session's link read the socket directly."""
+        return self._prefix, self.inner
+
     async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
         if self._prefix:
             await trio.lowlevel.checkpoint()

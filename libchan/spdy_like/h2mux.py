@@ -23,6 +23,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
+from .h2fast import FLAG_END_HEADERS, FLAG_END_STREAM, FLAG_PADDED, HEADER_LEN, TYPE_CONTINUATION, TYPE_DATA, TYPE_HEADERS, TYPE_PUSH_PROMISE, DataFastPath, parse_header
 from .mux import (
     ConnectionEnded,
     DataReceived,
@@ -115,9 +116,68 @@ class H2Multiplexer:
             self._conn.increment_flow_control_window(connection_window - 65535)
         self._closed = False
         self._peer_goaway_seen = False
+        # Plain DATA frames bypass h2's per-frame objects (see h2fast.py).
+        self._fast = DataFastPath(self._conn) if DataFastPath.usable(self._conn) else None
+        self._inbuf = b""  # input not yet split into frames (fast path)
+        self._preface_left = 0 if client_side else len(PREFACE)
+        self._in_header_block = False  # a HEADERS/PUSH_PROMISE awaits its CONTINUATION
+        self._out: list[bytes | memoryview] = []  # output in order, before h2's own buffer
 
     # -- input ---------------------------------------------------------------
     def receive_data(self, data: bytes) -> list[MuxEvent]:
+        if self._fast is None or self._closed:
+            if self._inbuf:  # a frame the fast path had started to collect
+                data, self._inbuf = self._inbuf + data, b""
+            return self._h2_receive(data)
+        events: list[MuxEvent] = []
+        if self._preface_left:
+            # the client preface goes to h2 (which checks it) before any frame
+            n = min(self._preface_left, len(data))
+            self._preface_left -= n
+            events.extend(self._h2_receive(data[:n]))
+            data = data[n:]
+            if not data or self._closed:
+                return events
+        buf = self._inbuf + data if self._inbuf else data
+        end = len(buf)
+        pos = 0
+        slow = -1  # start of frames h2 has not seen yet
+        fast = self._fast
+        max_size = self._conn.max_inbound_frame_size
+        while end - pos >= HEADER_LEN:
+            length, ftype, flags, stream_id = parse_header(buf, pos)
+            if length > max_size:
+                # h2 rejects it (FRAME_SIZE_ERROR); from here on h2 reads everything
+                self._fast = None
+                self._inbuf = b""
+                events.extend(self._h2_receive(buf[pos if slow < 0 else slow :]))
+                return events
+            stop = pos + HEADER_LEN + length
+            if stop > end:
+                break
+            if ftype == TYPE_DATA and not flags & (FLAG_END_STREAM | FLAG_PADDED) and not self._in_header_block:
+                if slow >= 0:  # h2 first sees the frames before this one (HEADERS that open its stream...)
+                    events.extend(self._h2_receive(buf[slow:pos]))
+                    slow = -1
+                    if self._closed:
+                        self._inbuf = b""
+                        return events
+                if fast.receive(stream_id, length):
+                    events.append(DataReceived(stream_id, bytes(buf[pos + HEADER_LEN : stop]), length))
+                    pos = stop
+                    continue
+            elif ftype in (TYPE_HEADERS, TYPE_PUSH_PROMISE, TYPE_CONTINUATION):
+                self._in_header_block = not flags & FLAG_END_HEADERS
+            if slow < 0:
+                slow = pos
+            pos = stop
+        if slow >= 0:
+            events.extend(self._h2_receive(buf[slow:pos]))
+        self._inbuf = bytes(buf[pos:]) if pos < end and not self._closed else b""
+        return events
+
+    def _h2_receive(self, data: bytes) -> list[MuxEvent]:
+        """Let h2 process ``data`` (whole frames, or anything once the fast path is off)."""
         if self._closed:
             # After our GOAWAY only the peer's GOAWAY matters (see SpdyMultiplexer).
             if self._peer_goaway_seen:
@@ -172,6 +232,13 @@ class H2Multiplexer:
         return out
 
     def data_to_send(self) -> bytes:
+        if self._out:
+            own = self._conn.data_to_send()
+            if own:
+                self._out.append(own)
+            data = b"".join(self._out)
+            self._out.clear()
+            return data
         return self._conn.data_to_send()
 
     # -- output --------------------------------------------------------------
@@ -197,6 +264,15 @@ class H2Multiplexer:
         return max(0, min(window, self._conn.max_outbound_frame_size))
 
     def send_data(self, stream_id: int, data: bytes | memoryview, end_stream: bool = False) -> None:
+        if not end_stream and self._fast is not None:
+            header = self._fast.send(stream_id, len(data))
+            if header is not None:
+                own = self._conn.data_to_send()  # what h2 queued so far goes first
+                if own:
+                    self._out.append(own)
+                self._out.append(header)
+                self._out.append(data)
+                return
         self._conn.send_data(stream_id, data, end_stream=end_stream)
 
     def end_stream(self, stream_id: int) -> None:

@@ -29,6 +29,7 @@ from .mux import (
     WindowOpened,
 )
 from .netstream import NetStream
+from .sockio import TransportIO
 
 __all__ = ["Link"]
 
@@ -48,6 +49,12 @@ class Link:
         keepalive_data: bool = True,
     ) -> None:
         self.transport = transport
+        self.io: TransportIO | None = None  # made by run(), closed when it returns
+        #: Bytes the multiplexer produced that the kernel did not take yet (sent first).
+        self._pending = b""
+        #: A sending task wrote to the socket itself since the reader or the writer
+        #: last ran: until then, further sends queue for the writer (one frame).
+        self._flushed = False
         self.mux = mux
         self.config = config
         self.on_stream_opened = on_stream_opened
@@ -78,6 +85,7 @@ class Link:
     # -- lifetime ------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Drive the connection until it ends; returns after closing the transport."""
+        self.io = TransportIO(self.transport)
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -96,6 +104,8 @@ class Link:
                         await self.transport.aclose()
                     except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                         pass
+                    finally:
+                        self.io.close()
 
     async def aclose(
         self, reason: str = "connection closed", *, graceful: bool = True, linger: bool = True
@@ -111,13 +121,10 @@ class Link:
             self._read_lot.unpark_all()
             with trio.move_on_after(self.config.close_timeout) as scope:
                 scope.shield = True
-                async with self._send_lock:
-                    data = self.mux.data_to_send()
-                    if data:
-                        try:
-                            await self.transport.send_all(data)
-                        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                            pass
+                try:
+                    await self._send_out()
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ssl.SSLError):
+                    pass
                 # Lingering close: wait for the peer to close its side (it does on
                 # GOAWAY) before closing ours. Closing a socket with unread input
                 # makes the kernel send RST, and a RST makes the peer's kernel drop
@@ -164,8 +171,46 @@ class Link:
         self._capacity_lot.unpark_all()
 
     def schedule(self, ns: NetStream) -> None:
+        """``ns`` has something to send: put it on the wire now if the socket allows
+        it (the first time since the writer's last pass), else wake the writer."""
         self._ready[ns] = None
+        if not self._flushed and not self._pending and self.io is not None and self.io.direct:
+            if not self._send_lock.locked() and self.closed_reason is None:
+                self._flush_now()
+                return
         self.wake()
+
+    def _flush_now(self) -> None:
+        """Synchronous write from the calling task (a plain socket only). Later
+        sends until the writer's next pass only queue: they share its frame."""
+        self._flushed = True
+        self._pump()
+        data = self.mux.data_to_send()
+        if data:
+            assert self.io is not None
+            try:
+                sent = self.io.try_send(data)
+            except OSError as exc:
+                self._end(f"connection lost ({_describe(exc)})")
+                return
+            if sent < len(data):
+                self._pending = memoryview(data)[sent:]
+                self.wake()  # the writer sends the rest when the socket allows
+            self._drain_lot.unpark_all()
+        if self._want_write:
+            self._write_lot.unpark_all()  # _pump ran out of budget
+
+    async def _send_out(self) -> None:
+        """Send what is pending and what the multiplexer has (under the send lock)."""
+        async with self._send_lock:
+            if self.io is None:
+                return  # never ran
+            data = self.mux.data_to_send()
+            if self._pending:
+                data = bytes(self._pending) + data
+                self._pending = b""
+            if data:
+                await self.io.send_all(data)
 
     def resume_reading(self) -> None:
         if not self._flow_controlled:
@@ -222,9 +267,12 @@ class Link:
     async def drain(self, timeout: float) -> None:
         """Wait (at most ``timeout`` s) until every queued byte was handed to the transport."""
         with trio.move_on_after(timeout):
-            while self.closed_reason is None and any(
-                ns.outbox or (ns.out_end_requested and not (ns.out_ended or ns.marker_sent))
-                for ns in self.streams.values()
+            while self.closed_reason is None and (
+                self._pending
+                or any(
+                    ns.outbox or (ns.out_end_requested and not (ns.out_ended or ns.marker_sent))
+                    for ns in self.streams.values()
+                )
             ):
                 await self._drain_lot.park()
 
@@ -240,14 +288,22 @@ class Link:
                         await self._read_lot.park()
                     self._reading_paused = False
                     self._last_rx = max(self._last_rx, trio.current_time() - 1.0)
-                data = await self.transport.receive_some(_READ_SIZE)
+                data = await self.io.receive_some(_READ_SIZE)
                 if not data:
                     break
                 self._last_rx = trio.current_time()
+                self._flushed = False
                 events = self.mux.receive_data(data)
                 for ev in events:
                     self._dispatch(ev)
-                self.wake()
+                # What the input made the multiplexer say (SETTINGS and PING
+                # acknowledgements...) goes out with the writer's next pass.
+                out = self.mux.data_to_send()
+                if out:
+                    self._pending = bytes(self._pending) + out if self._pending else out
+                    self.wake()
+                elif self._ready:
+                    self.wake()
                 if self.closed_reason is not None:
                     return
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ssl.SSLError) as exc:
@@ -297,14 +353,12 @@ class Link:
                 while not self._want_write:
                     await self._write_lot.park()
                 self._want_write = False
+                self._flushed = False
                 # No explicit cork: senders yield only every few dozen
                 # messages (netstream._YIELD_EVERY), so whatever queued up
                 # meanwhile shares one DATA frame and one write.
                 self._pump()
-                async with self._send_lock:
-                    data = self.mux.data_to_send()
-                    if data:
-                        await self.transport.send_all(data)
+                await self._send_out()
                 self._drain_lot.unpark_all()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ssl.SSLError) as exc:
             self._end(f"connection lost ({_describe(exc)})")

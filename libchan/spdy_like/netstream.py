@@ -82,6 +82,10 @@ class NetStream:
         self.owed = 0  # received bytes not yet acknowledged
         self.held = 0  # wire bytes of complete items waiting in the inbox
         self._ops = 0
+        #: A local pipe's sending end that a forwarder copies this stream into.
+        #: While that forwarder waits for input, messages are handed to the pipe
+        #: directly (``send_nowait``), saving the task hop per message.
+        self.splice: Any = None
         self.kind = kind
         self.messages = True
         self.we_write = role != "park"
@@ -146,10 +150,19 @@ class NetStream:
             if self.body.ended and not self.remote_finished:
                 self.on_end_marker()
             return
+        splice = self.splice
+        queued = False
         for item in items:
+            if splice is not None and not self.inbox and self.recv_lot and type(item[0]) is not DecodeFailure:
+                try:
+                    splice.send_nowait(item[0])
+                    continue
+                except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass  # the forwarder takes it (and handles the closed pipe)
             self.inbox.append(item)
             self.held += item[1]
-        if items:
+            queued = True
+        if queued:
             self.recv_lot.unpark_all()
         self.settle()
         if self.body.error is not None:

@@ -31,6 +31,7 @@ from ..errors import (
     UnresolvedReferenceError,
 )
 from ..forward import forward
+from ..pipe import PipeSender
 from .cbor_codec import TAGS
 from .link import Link
 from .mux import StreamOpened
@@ -608,6 +609,8 @@ class Session:
         for ns, kind, obj in new:
             self._streams.add(ns)
             await self._open(ns, kind, parent.ref)
+            if kind == "sender" and isinstance(obj, PipeSender):
+                ns.splice = obj
             assert self._nursery is not None
             self._nursery.start_soon(forward, obj, facade_for(ns, kind, opener=True), kind)
 

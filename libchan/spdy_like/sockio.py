@@ -1,0 +1,88 @@
+"""The byte pipe under a :class:`~libchan.spdy_like.link.Link`.
+
+:class:`TransportIO` reads and writes any trio stream. For a plain socket
+(TCP or unix, what ``tcp://`` and ``unix://`` give) it talks to the OS socket
+itself, the way an asyncio transport does:
+
+* ``try_send`` writes what the kernel takes *now*, synchronously, so a task
+  that just queued a message can put it on the wire without waking the writer
+  task (one scheduler pass less per message on a latency-bound exchange);
+* ``receive_some`` waits for readability and reads once, without the extra
+  yield that trio's ``SocketStream`` adds after every successful call.
+
+It works on a duplicate of the socket's file descriptor (public API only), so
+:meth:`close` must run when the link is done with it; the trio stream is still
+the one that waits for readiness and is closed by its owner. Anything else (TLS,
+in-memory streams) goes through the trio stream unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import trio
+
+__all__ = ["TransportIO"]
+
+
+class TransportIO:
+    """Reads and writes of one connection (see the module docstring)."""
+
+    def __init__(self, transport: trio.abc.Stream) -> None:
+        self.transport = transport
+        prefix = b""
+        inner = transport
+        unwrap = getattr(transport, "unwrap_prefix", None)
+        if unwrap is not None:  # a stream whose first bytes were read to sniff the protocol
+            prefix, inner = unwrap()
+        self._prefix = prefix
+        self._tsock = inner.socket if isinstance(inner, trio.SocketStream) else None
+        self._sock: socket.socket | None = None
+        if self._tsock is not None:
+            self._sock = socket.socket(fileno=os.dup(self._tsock.fileno()))
+            self._sock.setblocking(False)
+        else:
+            self._prefix = b""  # the wrapper hands out its own prefix
+
+    @property
+    def direct(self) -> bool:
+        """True when writes can be attempted synchronously (:meth:`try_send`)."""
+        return self._sock is not None
+
+    def try_send(self, data: bytes | memoryview) -> int:
+        """Write what the kernel accepts without blocking; returns the count (direct only)."""
+        assert self._sock is not None
+        try:
+            return self._sock.send(data)
+        except BlockingIOError:
+            return 0
+
+    async def send_all(self, data: bytes | memoryview) -> None:
+        if self._sock is None:
+            await self.transport.send_all(data)
+            return
+        view = memoryview(data)
+        sent = self.try_send(view)
+        while sent < len(view):
+            await trio.lowlevel.wait_writable(self._tsock)
+            sent += self.try_send(view[sent:])
+
+    async def receive_some(self, max_bytes: int) -> bytes:
+        if self._sock is None:
+            return await self.transport.receive_some(max_bytes)
+        if self._prefix:
+            await trio.lowlevel.checkpoint()
+            data, self._prefix = self._prefix, b""
+            return data
+        while True:
+            await trio.lowlevel.wait_readable(self._tsock)
+            try:
+                return self._sock.recv(max_bytes)
+            except BlockingIOError:
+                continue
+
+    def close(self) -> None:
+        """Close the duplicate descriptor (the connection closes once its owner closes too)."""
+        if self._sock is not None:
+            self._sock.close()
