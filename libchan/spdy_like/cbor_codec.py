@@ -36,6 +36,7 @@ import cbor2
 from ..channel import Receiver, Sender
 from ..errors import LocalProtocolError, MessageTooLargeError, RemoteProtocolError
 from ..stream import stream_direction
+from .framing import frame_header
 
 import trio
 
@@ -167,6 +168,9 @@ class CborCodec:
         return self._on_reference(kind, ref)
 
     def encode(self, msg: Any, on_object: Callable[[str, Any], int]) -> bytes:
+        if type(msg) is bytes and len(msg) < self.max_message_size - 8:
+            # the commonest message, byte for byte what cbor2 writes (a definite-length bstr)
+            return frame_header(len(msg)) + msg
         if self._encoder is None:
             self._encoder = cbor2.CBOREncoder(
                 io.BytesIO(), default=self._default, timezone=_dt.timezone.utc, encoders=_REJECTED_ENCODERS

@@ -25,12 +25,17 @@ KEEPALIVE = b"\xf7"
 END_MARKER = b"\xf6"
 
 
+def _small_header(length: int) -> bytes:
+    return bytes((0x40 | length,)) if length < 24 else bytes((0x58, length))
+
+
+_SMALL_HEADERS = [_small_header(n) for n in range(0x100)]
+
+
 def frame_header(length: int) -> bytes:
     """CBOR byte-string header for a payload of ``length`` bytes."""
-    if length < 24:
-        return bytes((0x40 | length,))
     if length < 0x100:
-        return bytes((0x58, length))
+        return _SMALL_HEADERS[length]
     if length < 0x10000:
         return b"\x59" + length.to_bytes(2, "big")
     if length < 0x100000000:

@@ -302,6 +302,17 @@ class NetStream:
             link.schedule(self)
 
     # -- called by the facades --------------------------------------------------
+    def try_queue(self, data: bytes | memoryview) -> bool:
+        """Queue framed bytes if that needs no waiting and no error; else False
+        (then :meth:`write` waits or raises). The caller checked for cancellation."""
+        outbox = self.outbox
+        if len(outbox) > self.session.config.send_buffer or self.error is not None or self.out_end_requested or self.out_ended:
+            return False
+        outbox.append(data)
+        if self.link is not None:
+            self.link.schedule(self)
+        return True
+
     async def write(self, data: bytes | memoryview, more: bytes | memoryview = b"") -> None:
         """Queue framed bytes once the queue is short enough (backpressure).
 
@@ -414,7 +425,16 @@ class NetSender(Sender):
         payload, new = session.encode(value)
         if new:
             await session.open_and_forward(new, ns)
-        await ns.write(*session.profile.wire_message_parts(payload))
+        wire = session.profile.wire_message(payload)
+        if type(wire) is tuple:
+            await ns.write(*wire)
+            return
+        # the common case without a second coroutine: room in the queue, nothing to wait for
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if not ns.try_queue(wire):
+            await ns.write(wire)
+        elif ns._yield_due():
+            await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def aclose(self) -> None:
         if not self._closed:

@@ -26,6 +26,9 @@ from ..config import Config
 from .bodies import FramedChunks, FramedMessages, GoMessages, RawChunks
 from .framing import frame_header
 
+#: Messages shorter than this are queued as one piece (header + payload joined).
+_JOIN_BELOW = 16 * 1024
+
 if TYPE_CHECKING:
     from .session import Session
 
@@ -73,8 +76,11 @@ class H2Profile:
     def control_body(self, session: Session) -> Any:
         return FramedChunks(session.config.max_message_size)
 
-    def wire_message_parts(self, payload: bytes) -> tuple[bytes, bytes]:
-        """What goes on the wire for one encoded message (in pieces, to avoid a copy)."""
+    def wire_message(self, payload: bytes) -> bytes | tuple[bytes, bytes]:
+        """What goes on the wire for one encoded message: one piece for a small
+        message, two for a large one (header and payload, to avoid a copy)."""
+        if len(payload) < _JOIN_BELOW:
+            return frame_header(len(payload)) + payload
         return frame_header(len(payload)), payload
 
     def chunk_header(self, length: int) -> bytes:
@@ -113,8 +119,8 @@ class SpdyProfile:
     def control_body(self, session: Session) -> Any:
         return RawChunks()
 
-    def wire_message_parts(self, payload: bytes) -> tuple[bytes]:
-        return (payload,)
+    def wire_message(self, payload: bytes) -> bytes:
+        return payload
 
     def chunk_header(self, length: int) -> bytes:
         return b""

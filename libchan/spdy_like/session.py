@@ -120,6 +120,7 @@ class Session:
         self._nursery_cm: Any = None
         self._entered = False
         self._had_stream = False
+        self._encoded_objects: list[tuple[NetStream, str, Any]] | None = None
 
     # -- public API ----------------------------------------------------------------
     async def __aenter__(self) -> Session:
@@ -594,15 +595,20 @@ class Session:
 
     def encode(self, value: Any) -> tuple[bytes, list[tuple[NetStream, str, Any]]]:
         """Encode a message; return the payload and the streams to open for the objects in it."""
-        self._check_open()
-        new: list[tuple[NetStream, str, Any]] = []
+        if self.closed_reason is not None or self._closing:
+            self._check_open()
+        self._encoded_objects = new = []
+        try:
+            return self.codec.encode(value, self._on_object), new
+        finally:
+            self._encoded_objects = None
 
-        def on_object(kind: str, obj: Any) -> int:
-            ns = NetStream(self, role="stream", kind=kind, opener=True, ref=self.refs.allocate())
-            new.append((ns, kind, obj))
-            return ns.ref  # type: ignore[return-value]
-
-        return self.codec.encode(value, on_object), new
+    def _on_object(self, kind: str, obj: Any) -> int:
+        """The encoder met a channel or byte stream: give it a stream and a reference."""
+        ns = NetStream(self, role="stream", kind=kind, opener=True, ref=self.refs.allocate())
+        assert self._encoded_objects is not None
+        self._encoded_objects.append((ns, kind, obj))
+        return ns.ref  # type: ignore[return-value]
 
     async def open_and_forward(self, new: list[tuple[NetStream, str, Any]], parent: NetStream) -> None:
         """Open the stream of every object a message holds and start forwarding to/from it."""
