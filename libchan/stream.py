@@ -20,6 +20,7 @@ as read-only and a bare ``trio.abc.SendStream`` as write-only.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Literal
 
 import trio
@@ -116,15 +117,52 @@ def stream_direction(obj: object) -> Direction | None:
 
 
 class _OneWay:
-    """One direction of an in-memory stream pipe: a bounded byte buffer."""
+    """One direction of an in-memory stream pipe: a bounded queue of immutable chunks
+    (slices of the writer's ``bytes``, never copied inside the pipe)."""
 
     def __init__(self, max_buffer: int) -> None:
-        self.buf = bytearray()
+        self.buf: deque[bytes | memoryview] = deque()
+        self.size = 0  # bytes queued
         self.max_buffer = max_buffer
         self.eof = False  # writer finished
         self.broken: str | None = None  # writer aborted: the reader gets BrokenResourceError
         self.reader_closed = False
         self.lot = trio.lowlevel.ParkingLot()
+
+    def take(self, max_bytes: int | None) -> bytes:
+        """Remove and return up to ``max_bytes`` (all if None) queued bytes (one copy at most)."""
+        buf = self.buf
+        first = buf[0]
+        if max_bytes is None or max_bytes >= self.size:
+            max_bytes = self.size
+        if len(first) >= max_bytes:
+            if len(first) == max_bytes:
+                buf.popleft()
+                chunk = first if type(first) is bytes else bytes(first)
+            else:
+                view = first if isinstance(first, memoryview) else memoryview(first)
+                chunk = bytes(view[:max_bytes])
+                buf[0] = view[max_bytes:]
+        else:
+            parts = []
+            need = max_bytes
+            while need:
+                c = buf[0]
+                if len(c) <= need:
+                    parts.append(buf.popleft())
+                    need -= len(c)
+                else:
+                    view = c if isinstance(c, memoryview) else memoryview(c)
+                    parts.append(view[:need])
+                    buf[0] = view[need:]
+                    need = 0
+            chunk = b"".join(parts)
+        self.size -= len(chunk)
+        return chunk
+
+    def clear(self) -> None:
+        self.buf.clear()
+        self.size = 0
 
 
 class PipeStream(ByteStream):
@@ -147,21 +185,25 @@ class PipeStream(ByteStream):
                 raise trio.ClosedResourceError("this stream end was closed")
             if self._out.eof:
                 raise trio.ClosedResourceError("send_eof() was called on this stream end")
-            view = memoryview(data).cast("B")
+            # bytes are immutable: queue slices of them; copy anything else once
+            view = memoryview(data if isinstance(data, bytes) else bytes(data)).cast("B")
+            out = self._out
             while True:
                 if self._closed:
                     raise trio.ClosedResourceError("this stream end was closed")
-                if self._out.reader_closed:
+                if out.reader_closed:
                     raise trio.BrokenResourceError("the other end of the stream was closed")
                 if not view:
                     break
-                room = self._out.max_buffer - len(self._out.buf)
+                room = out.max_buffer - out.size
                 if room > 0:
-                    self._out.buf += view[:room]
+                    part = view[:room]
+                    out.buf.append(part)
+                    out.size += len(part)
                     view = view[room:]
-                    self._out.lot.unpark_all()
+                    out.lot.unpark_all()
                     continue
-                await self._out.lot.park()
+                await out.lot.park()
             await trio.lowlevel.cancel_shielded_checkpoint()
         finally:
             self._sending = False
@@ -170,7 +212,7 @@ class PipeStream(ByteStream):
         while (
             not self._closed
             and not self._out.reader_closed
-            and len(self._out.buf) >= self._out.max_buffer
+            and self._out.size >= self._out.max_buffer
         ):
             await self._out.lot.park()
         await trio.lowlevel.checkpoint()
@@ -194,9 +236,7 @@ class PipeStream(ByteStream):
                 if self._closed:
                     raise trio.ClosedResourceError("this stream end was closed")
                 if self._in.buf:
-                    n = len(self._in.buf) if max_bytes is None else min(max_bytes, len(self._in.buf))
-                    chunk = bytes(self._in.buf[:n])
-                    del self._in.buf[:n]
+                    chunk = self._in.take(max_bytes)
                     self._in.lot.unpark_all()
                     await trio.lowlevel.cancel_shielded_checkpoint()
                     return chunk
@@ -214,7 +254,7 @@ class PipeStream(ByteStream):
             self._closed = True
             self._out.eof = True
             self._in.reader_closed = True
-            self._in.buf.clear()
+            self._in.clear()
             self._in.lot.unpark_all()
             self._out.lot.unpark_all()
         await trio.lowlevel.checkpoint()
@@ -228,7 +268,7 @@ class PipeStream(ByteStream):
         self._closed = True
         self._out.eof = True
         self._in.reader_closed = True
-        self._in.buf.clear()
+        self._in.clear()
         self._in.lot.unpark_all()
         self._out.lot.unpark_all()
 

@@ -197,8 +197,22 @@ class CborCodec:
         return payload
 
     def decode(self, payload: bytes, on_reference: Callable[[str, int], Any]) -> Any:
-        if len(payload) > self.max_message_size:
-            raise MessageTooLargeError(len(payload), self.max_message_size, local=False)
+        n = len(payload)
+        if n > self.max_message_size:
+            raise MessageTooLargeError(n, self.max_message_size, local=False)
+        if n and payload[0] & 0xE0 == 0x40:
+            # a message that is one byte string (the commonest): what cbor2 returns, without it
+            info = payload[0] & 0x1F
+            if info < 24:
+                head, length = 1, info
+            elif info == 24 and n > 1:
+                head, length = 2, payload[1]
+            elif info == 25 and n > 2:
+                head, length = 3, (payload[1] << 8) | payload[2]
+            else:
+                head, length = 0, -1
+            if head + length == n:
+                return payload[head:]
         fp = self._fp
         fp.seek(0)
         fp.truncate()

@@ -95,11 +95,14 @@ class FrameDecoder:
         else:
             buf = self._buf
             buf += data
-        view = memoryview(buf)
-        try:
-            free, pos = self._scan(buf, view, out)
-        finally:
-            view.release()
+        if direct and type(data) is bytes:
+            free, pos = self._scan(buf, buf, out)  # slicing bytes copies once, like bytes(view[...])
+        else:
+            view = memoryview(buf)
+            try:
+                free, pos = self._scan(buf, view, out)
+            finally:
+                view.release()
         if direct:
             if pos < len(data):
                 self._buf = bytearray(data[pos:])
@@ -107,10 +110,11 @@ class FrameDecoder:
             del self._buf[:pos]
         return free
 
-    def _scan(self, buf: bytes | bytearray, view: memoryview, out: list[tuple[bytes, int]]) -> tuple[int, int]:
+    def _scan(self, buf: bytes | bytearray, view: bytes | memoryview, out: list[tuple[bytes, int]]) -> tuple[int, int]:
         free = 0
         pos = 0
         n = len(buf)
+        copying = type(view) is bytes  # slicing bytes copies already
         while pos < n:
             first = buf[pos]
             if first == 0xF7:
@@ -147,7 +151,8 @@ class FrameDecoder:
             end = pos + hlen + length
             if end > n:
                 break
-            out.append((bytes(view[pos + hlen : end]), hlen + length))
+            # (no local name for a memoryview slice: a traceback would keep it exported)
+            out.append((view[pos + hlen : end] if copying else bytes(view[pos + hlen : end]), hlen + length))
             pos = end
         return free, pos
 

@@ -70,6 +70,14 @@ class DataFastPath:
             and hasattr(getattr(conn, "state_machine", None), "state")
         )
 
+    def sendable(self, stream_id: int) -> int | None:
+        """Bytes of DATA the windows and the frame size allow now (None: ask h2)."""
+        conn = self._conn
+        stream = conn.streams.get(stream_id)
+        if stream is None:
+            return None
+        return max(0, min(stream.outbound_flow_control_window, conn.outbound_flow_control_window, conn.max_outbound_frame_size))
+
     def send(self, stream_id: int, length: int) -> bytes | None:
         """Account for sending ``length`` bytes of DATA on ``stream_id``; returns the
         frame header to write before them, or None if h2 must send this frame."""

@@ -23,7 +23,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
-from .h2fast import FLAG_END_HEADERS, FLAG_END_STREAM, FLAG_PADDED, HEADER_LEN, TYPE_CONTINUATION, TYPE_DATA, TYPE_HEADERS, TYPE_PUSH_PROMISE, DataFastPath, parse_header
+from .h2fast import FLAG_END_HEADERS, FLAG_END_STREAM, FLAG_PADDED, HEADER_LEN, TYPE_CONTINUATION, TYPE_DATA, TYPE_HEADERS, TYPE_PUSH_PROMISE, DataFastPath
 from .mux import (
     ConnectionEnded,
     DataReceived,
@@ -145,7 +145,10 @@ class H2Multiplexer:
         fast = self._fast
         max_size = self._conn.max_inbound_frame_size
         while end - pos >= HEADER_LEN:
-            length, ftype, flags, stream_id = parse_header(buf, pos)
+            length = (buf[pos] << 16) | (buf[pos + 1] << 8) | buf[pos + 2]
+            ftype = buf[pos + 3]
+            flags = buf[pos + 4]
+            stream_id = int.from_bytes(buf[pos + 5 : pos + 9], "big") & 0x7FFFFFFF
             if length > max_size:
                 # h2 rejects it (FRAME_SIZE_ERROR); from here on h2 reads everything
                 self._fast = None
@@ -233,13 +236,23 @@ class H2Multiplexer:
 
     def data_to_send(self) -> bytes:
         if self._out:
-            own = self._conn.data_to_send()
-            if own:
-                self._out.append(own)
-            data = b"".join(self._out)
+            if self._h2_has_output():
+                self._out.append(self._conn.data_to_send())
+            data = b"".join(self._out) if len(self._out) > 1 else bytes(self._out[0])
             self._out.clear()
             return data
-        return self._conn.data_to_send()
+        return self._conn.data_to_send() if self._h2_has_output() else b""
+
+    def data_chunks(self) -> list[bytes | memoryview]:
+        """Like :meth:`data_to_send`, as a list of buffers (for a gathering write)."""
+        if self._h2_has_output():
+            self._out.append(self._conn.data_to_send())
+        out, self._out = self._out, []
+        return out
+
+    def _h2_has_output(self) -> bool:
+        buf = getattr(self._conn, "_data_to_send", None)
+        return buf is None or len(buf) > 0
 
     # -- output --------------------------------------------------------------
     def can_open_stream(self) -> bool:
@@ -257,19 +270,37 @@ class H2Multiplexer:
         self._conn.send_headers(stream_id, headers, end_stream=end_stream)
 
     def sendable(self, stream_id: int) -> int:
+        if self._fast is not None:
+            n = self._fast.sendable(stream_id)
+            if n is not None:
+                return n
         try:
             window = self._conn.local_flow_control_window(stream_id)
         except (h2.exceptions.StreamClosedError, h2.exceptions.NoSuchStreamError, KeyError):
             return 0
         return max(0, min(window, self._conn.max_outbound_frame_size))
 
+    def send_data_parts(self, stream_id: int, parts: list[bytes | memoryview], end_stream: bool = False) -> None:
+        """One DATA frame made of ``parts`` (not joined on the fast path)."""
+        if len(parts) == 1:
+            self.send_data(stream_id, parts[0], end_stream)
+            return
+        if not end_stream and self._fast is not None:
+            header = self._fast.send(stream_id, sum(map(len, parts)))
+            if header is not None:
+                if self._h2_has_output():
+                    self._out.append(self._conn.data_to_send())
+                self._out.append(header)
+                self._out.extend(parts)
+                return
+        self.send_data(stream_id, b"".join(parts), end_stream)
+
     def send_data(self, stream_id: int, data: bytes | memoryview, end_stream: bool = False) -> None:
         if not end_stream and self._fast is not None:
             header = self._fast.send(stream_id, len(data))
             if header is not None:
-                own = self._conn.data_to_send()  # what h2 queued so far goes first
-                if own:
-                    self._out.append(own)
+                if self._h2_has_output():  # what h2 queued so far goes first
+                    self._out.append(self._conn.data_to_send())
                 self._out.append(header)
                 self._out.append(data)
                 return

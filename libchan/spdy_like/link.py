@@ -35,6 +35,10 @@ __all__ = ["Link"]
 
 _READ_SIZE = 256 * 1024
 _WRITE_BUDGET = 4 * 1024 * 1024
+#: Largest DATA frame we send, whatever the peer allows: the receiver parses a
+#: frame only once all of it arrived, so frames well below the window keep
+#: data flowing while earlier frames are processed and acknowledged.
+_FRAME_CAP = 128 * 1024
 
 
 class Link:
@@ -51,7 +55,7 @@ class Link:
         self.transport = transport
         self.io: TransportIO | None = None  # made by run(), closed when it returns
         #: Bytes the multiplexer produced that the kernel did not take yet (sent first).
-        self._pending = b""
+        self._pending: list[bytes | memoryview] = []
         #: A sending task wrote to the socket itself since the reader or the writer
         #: last ran: until then, further sends queue for the writer (one frame).
         self._flushed = False
@@ -185,18 +189,19 @@ class Link:
         sends until the writer's next pass only queue: they share its frame."""
         self._flushed = True
         self._pump()
-        data = self.mux.data_to_send()
-        if data:
+        chunks = self.mux.data_chunks()
+        if chunks:
             assert self.io is not None
             try:
-                sent = self.io.try_send(data)
+                rest = self.io.try_send(chunks)
             except OSError as exc:
                 self._end(f"connection lost ({_describe(exc)})")
                 return
-            if sent < len(data):
-                self._pending = memoryview(data)[sent:]
+            if rest:
+                self._pending = rest
                 self.wake()  # the writer sends the rest when the socket allows
-            self._drain_lot.unpark_all()
+            if self._drain_lot:
+                self._drain_lot.unpark_all()
         if self._want_write:
             self._write_lot.unpark_all()  # _pump ran out of budget
 
@@ -205,12 +210,12 @@ class Link:
         async with self._send_lock:
             if self.io is None:
                 return  # never ran
-            data = self.mux.data_to_send()
+            chunks = self.mux.data_chunks()
             if self._pending:
-                data = bytes(self._pending) + data
-                self._pending = b""
-            if data:
-                await self.io.send_all(data)
+                chunks = self._pending + chunks
+                self._pending = []
+            if chunks:
+                await self.io.send_all(chunks)
 
     def resume_reading(self) -> None:
         if not self._flow_controlled:
@@ -298,9 +303,9 @@ class Link:
                     self._dispatch(ev)
                 # What the input made the multiplexer say (SETTINGS and PING
                 # acknowledgements...) goes out with the writer's next pass.
-                out = self.mux.data_to_send()
+                out = self.mux.data_chunks()
                 if out:
-                    self._pending = bytes(self._pending) + out if self._pending else out
+                    self._pending += out
                     self.wake()
                 elif self._ready:
                     self.wake()
@@ -383,14 +388,15 @@ class Link:
                 marker = mux.needs_end_marker and not ns.in_ended and ns.role != "park"
                 try:
                     if ns.outbox and not ns.out_ended:
-                        n = min(len(ns.outbox), mux.sendable(sid), budget)
+                        n = min(len(ns.outbox), mux.sendable(sid), budget, _FRAME_CAP)
                         if n > 0:
                             end = n == len(ns.outbox) and ns.out_end_requested and not marker
-                            mux.send_data(sid, ns.outbox.take(n), end_stream=end)
+                            mux.send_data_parts(sid, ns.outbox.take_parts(n), end_stream=end)
                             budget -= n
                             progress = True
                             ns.last_sent = now
-                            ns.send_lot.unpark_all()
+                            if ns.send_lot:
+                                ns.send_lot.unpark_all()
                             if end:
                                 ns.on_out_ended()
                     if not ns.outbox and ns.out_end_requested and not ns.out_ended:

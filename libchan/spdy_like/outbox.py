@@ -6,6 +6,9 @@ from collections import deque
 
 __all__ = ["Outbox"]
 
+#: take_parts joins what it takes up to this size (small messages) into one buffer.
+_JOIN_UP_TO = 64 * 1024
+
 
 class Outbox:
     """Bytes queued on one stream, in order. ``take(n)`` removes the first ``n``.
@@ -38,6 +41,28 @@ class Outbox:
     def clear(self) -> None:
         self._chunks.clear()
         self._len = 0
+
+    def take_parts(self, n: int) -> list[bytes | memoryview]:
+        """Remove the first ``n`` bytes as a list of buffers: large chunks as they
+        are (for a gathering write, no copy), small ones joined."""
+        chunks = self._chunks
+        if n <= _JOIN_UP_TO or len(chunks[0]) >= n:
+            return [self.take(n)]
+        parts: list[bytes | memoryview] = []
+        total = 0
+        while total < n:
+            c = chunks[0]
+            need = n - total
+            if len(c) <= need:
+                parts.append(chunks.popleft())
+                total += len(c)
+            else:
+                view = c if isinstance(c, memoryview) else memoryview(c)
+                parts.append(view[:need])
+                chunks[0] = view[need:]
+                total = n
+        self._len -= n
+        return parts
 
     def take(self, n: int) -> bytes | memoryview:
         chunks = self._chunks

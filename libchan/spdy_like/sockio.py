@@ -25,6 +25,22 @@ import trio
 
 __all__ = ["TransportIO"]
 
+_MAX_IOV = 512  # buffers per sendmsg (the kernel's limit is 1024)
+
+
+def _drop(chunks: list[bytes | memoryview], n: int) -> list[bytes | memoryview]:
+    """``chunks`` without their first ``n`` bytes."""
+    i = 0
+    while i < len(chunks) and n >= len(chunks[i]):
+        n -= len(chunks[i])
+        i += 1
+    if i == len(chunks):
+        return []
+    rest = chunks[i:] if i else list(chunks)
+    if n:
+        rest[0] = memoryview(rest[0])[n:]
+    return rest
+
 
 class TransportIO:
     """Reads and writes of one connection (see the module docstring)."""
@@ -50,23 +66,28 @@ class TransportIO:
         """True when writes can be attempted synchronously (:meth:`try_send`)."""
         return self._sock is not None
 
-    def try_send(self, data: bytes | memoryview) -> int:
-        """Write what the kernel accepts without blocking; returns the count (direct only)."""
+    def try_send(self, chunks: list[bytes | memoryview]) -> list[bytes | memoryview]:
+        """Write what the kernel accepts without blocking (one gathering write, no
+        joining copy); returns what is left of ``chunks`` (direct only)."""
         assert self._sock is not None
-        try:
-            return self._sock.send(data)
-        except BlockingIOError:
-            return 0
+        while chunks:
+            try:
+                sent = self._sock.sendmsg(chunks[:_MAX_IOV]) if len(chunks) > 1 else self._sock.send(chunks[0])
+            except BlockingIOError:
+                return chunks
+            chunks = _drop(chunks, sent)
+            if sent == 0:
+                return chunks
+        return chunks
 
-    async def send_all(self, data: bytes | memoryview) -> None:
+    async def send_all(self, chunks: list[bytes | memoryview]) -> None:
         if self._sock is None:
-            await self.transport.send_all(data)
+            await self.transport.send_all(chunks[0] if len(chunks) == 1 else b"".join(chunks))
             return
-        view = memoryview(data)
-        sent = self.try_send(view)
-        while sent < len(view):
+        chunks = self.try_send(chunks)
+        while chunks:
             await trio.lowlevel.wait_writable(self._tsock)
-            sent += self.try_send(view[sent:])
+            chunks = self.try_send(chunks)
 
     async def receive_some(self, max_bytes: int) -> bytes:
         if self._sock is None:

@@ -182,6 +182,10 @@ class SpdyMultiplexer:
         if st is not None and st.local_fin and st.remote_fin:
             del self._streams[sid]
 
+    def data_chunks(self) -> list[bytes | memoryview]:
+        data = self.data_to_send()
+        return [data] if data else []
+
     def data_to_send(self) -> bytes:
         data = bytes(self._out)
         self._out.clear()
@@ -212,6 +216,9 @@ class SpdyMultiplexer:
         if st is None or st.local_fin or self._closed:
             return 0
         return self._max_data
+
+    def send_data_parts(self, stream_id: int, parts: list[bytes | memoryview], end_stream: bool = False) -> None:
+        self.send_data(stream_id, parts[0] if len(parts) == 1 else b"".join(parts), end_stream)
 
     def send_data(self, stream_id: int, data: bytes | memoryview, end_stream: bool = False) -> None:
         st = self._streams.get(stream_id)
