@@ -74,6 +74,18 @@ class FrameDecoder:
     def feed(self, data: bytes) -> tuple[list[tuple[bytes, int]], int]:
         if self.error is not None:
             raise self.error
+        if not self._buf and not self.ended and type(data) is bytes and data:
+            # the common case of a latency-bound exchange: exactly one whole item
+            first = data[0]
+            if 0x40 <= first <= 0x59:
+                if first < 0x58:
+                    head, length = 1, first - 0x40
+                elif len(data) > 2:
+                    head, length = (2, data[1]) if first == 0x58 else (3, (data[1] << 8) | data[2])
+                else:
+                    head, length = 0, -1
+                if head + length == len(data) and length <= self.max_size:
+                    return [(data[head:], len(data))], 0
         out: list[tuple[bytes, int]] = []
         try:
             free = self._parse(data, out)

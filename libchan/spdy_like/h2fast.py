@@ -68,6 +68,7 @@ class DataFastPath:
             and hasattr(getattr(conn, "_inbound_flow_control_window_manager", None), "current_window_size")
             and hasattr(conn, "outbound_flow_control_window")
             and hasattr(getattr(conn, "state_machine", None), "state")
+            and isinstance(getattr(conn, "_data_to_send", None), (bytearray, bytes))
         )
 
     def sendable(self, stream_id: int) -> int | None:

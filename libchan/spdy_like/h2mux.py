@@ -244,15 +244,18 @@ class H2Multiplexer:
         return self._conn.data_to_send() if self._h2_has_output() else b""
 
     def data_chunks(self) -> list[bytes | memoryview]:
-        """Like :meth:`data_to_send`, as a list of buffers (for a gathering write)."""
+        """Like :meth:`data_to_send`, as a list of buffers (for a gathering write;
+        a few small buffers are joined, which costs less than gathering them)."""
         if self._h2_has_output():
             self._out.append(self._conn.data_to_send())
         out, self._out = self._out, []
+        if 1 < len(out) <= 4 and sum(map(len, out)) <= 4096:
+            return [b"".join(out)]
         return out
 
     def _h2_has_output(self) -> bool:
-        buf = getattr(self._conn, "_data_to_send", None)
-        return buf is None or len(buf) > 0
+        """h2 has bytes queued (its buffer was checked to exist by DataFastPath.usable)."""
+        return bool(self._conn._data_to_send) if self._fast is not None else True
 
     # -- output --------------------------------------------------------------
     def can_open_stream(self) -> bool:

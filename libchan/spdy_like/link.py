@@ -373,7 +373,7 @@ class Link:
         now = trio.current_time()
         mux = self.mux
         progress = True
-        while progress and budget > 0:
+        while progress and budget > 0 and self._ready:
             progress = False
             for ns in list(self._ready):
                 if ns.done or ns.stream_id is None or not ns.can_send:

@@ -461,7 +461,18 @@ class NetReceiver(Receiver):
         if self._closed:
             await trio.lowlevel.checkpoint()
             raise trio.ClosedResourceError("this Receiver was closed")
-        msg, _ = await self._ns.read_item()
+        ns = self._ns
+        inbox = ns.inbox
+        if inbox and not ns.owed and ns._ops < _YIELD_EVERY - 1:
+            # the common case without a second coroutine: a message is waiting
+            await trio.lowlevel.checkpoint_if_cancelled()
+            msg, size = inbox.popleft()
+            ns.held -= size
+            ns._ops += 1
+            if type(msg) is DecodeFailure:
+                raise msg.error
+            return msg
+        msg, _ = await ns.read_item()
         return msg
 
     async def aclose(self) -> None:

@@ -69,10 +69,18 @@ class TransportIO:
     def try_send(self, chunks: list[bytes | memoryview]) -> list[bytes | memoryview]:
         """Write what the kernel accepts without blocking (one gathering write, no
         joining copy); returns what is left of ``chunks`` (direct only)."""
-        assert self._sock is not None
+        sock = self._sock
+        assert sock is not None
+        if len(chunks) == 1:  # the common case: one buffer
+            data = chunks[0]
+            try:
+                sent = sock.send(data)
+            except BlockingIOError:
+                return chunks
+            return [] if sent == len(data) else [memoryview(data)[sent:]]
         while chunks:
             try:
-                sent = self._sock.sendmsg(chunks[:_MAX_IOV]) if len(chunks) > 1 else self._sock.send(chunks[0])
+                sent = sock.sendmsg(chunks[:_MAX_IOV])
             except BlockingIOError:
                 return chunks
             chunks = _drop(chunks, sent)
