@@ -19,10 +19,13 @@ __all__ = ["pipe", "PipeSender", "PipeReceiver"]
 
 
 class _Shared:
-    __slots__ = ("broken",)
+    __slots__ = ("broken", "source")
 
     def __init__(self) -> None:
         self.broken: str | None = None
+        #: A session stream forwarded into this pipe, whose messages the receiving
+        #: task may take directly (``read_for_pipe``), skipping the forwarder.
+        self.source: Any = None
 
 
 class PipeSender(Sender):
@@ -65,6 +68,24 @@ class PipeReceiver(Receiver):
         self._shared = shared or _Shared()
 
     async def receive(self) -> Any:
+        source = self._shared.source
+        if source is not None:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            while True:
+                try:
+                    value = self._inner.receive_nowait()
+                except trio.WouldBlock:
+                    pass
+                except trio.EndOfChannel:
+                    break  # raised below, with the broken-pipe mapping
+                else:
+                    await trio.lowlevel.cancel_shielded_checkpoint()
+                    return value
+                what, value = await source.read_for_pipe()
+                if what == "item":
+                    return value
+                if what == "no":
+                    break
         try:
             return await self._inner.receive()
         except trio.EndOfChannel:

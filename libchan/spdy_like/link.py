@@ -79,6 +79,14 @@ class Link:
         self._flow_controlled = getattr(mux, "flow_controlled", True)
         self._read_lot = trio.lowlevel.ParkingLot()
         self._reader_done = trio.Event()
+        # Who waits for input now: None, this link (its reader task) or the
+        # NetStream whose consumer reads for everyone (see read_for).
+        self.input_owner: object | None = None
+        self._owner_scope: trio.CancelScope | None = None
+        self._reader_lot = trio.lowlevel.ParkingLot()  # the reader task, while a consumer reads
+        self._consumers_read = False  # plain socket and flow control: see run()
+        #: A consumer waiting in read_item was woken by the last input.
+        self.handoff = False
         self._last_rx = trio.current_time()
         self._reading_paused = False
         # Only one task may be inside transport.send_all (the writer, or aclose's GOAWAY).
@@ -90,6 +98,10 @@ class Link:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Drive the connection until it ends; returns after closing the transport."""
         self.io = TransportIO(self.transport)
+        # A task waiting for its stream may read the connection itself (one task
+        # switch less per message); only on a plain socket, whose reads are cancel-safe,
+        # and with flow control (without it the reader task pauses reading instead).
+        self._consumers_read = self.io.direct and self._flow_controlled
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -180,15 +192,16 @@ class Link:
         self._ready[ns] = None
         if not self._flushed and not self._pending and self.io is not None and self.io.direct:
             if not self._send_lock.locked() and self.closed_reason is None:
-                self._flush_now()
+                self._flush_now(ns)
                 return
         self.wake()
 
-    def _flush_now(self) -> None:
+    def _flush_now(self, ns: NetStream) -> None:
         """Synchronous write from the calling task (a plain socket only). Later
         sends until the writer's next pass only queue: they share its frame."""
         self._flushed = True
-        self._pump()
+        if len(self._ready) != 1 or not self._frame_one(ns):
+            self._pump()
         chunks = self.mux.data_chunks()
         if chunks:
             assert self.io is not None
@@ -293,28 +306,94 @@ class Link:
                         await self._read_lot.park()
                     self._reading_paused = False
                     self._last_rx = max(self._last_rx, trio.current_time() - 1.0)
-                data = await self.io.receive_some(_READ_SIZE)
+                while self.input_owner is not None:
+                    await self._reader_lot.park()
+                self.input_owner = self
+                try:
+                    data = await self.io.receive_some(_READ_SIZE)
+                finally:
+                    if self.input_owner is self:
+                        self.input_owner = None
                 if not data:
                     break
-                self._last_rx = trio.current_time()
-                self._flushed = False
-                events = self.mux.receive_data(data)
-                for ev in events:
-                    self._dispatch(ev)
-                # What the input made the multiplexer say (SETTINGS and PING
-                # acknowledgements...) goes out with the writer's next pass.
-                out = self.mux.data_chunks()
-                if out:
-                    self._pending += out
-                    self.wake()
-                elif self._ready:
-                    self.wake()
+                self._process_input(data)
                 if self.closed_reason is not None:
                     return
+                if self.handoff:
+                    # A consumer was woken: it runs before we look again, and if it
+                    # comes back for more it reads the connection itself.
+                    self.handoff = False
+                    await trio.lowlevel.cancel_shielded_checkpoint()
+                    await trio.lowlevel.cancel_shielded_checkpoint()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ssl.SSLError) as exc:
             reason = f"connection lost ({_describe(exc)})"
         finally:
             self._reader_done.set()
+        self._end(reason)
+
+    def _process_input(self, data: bytes) -> None:
+        """Bytes from the transport into the multiplexer, events out to the streams."""
+        self._last_rx = trio.current_time()
+        self._flushed = False
+        for ev in self.mux.receive_data(data):
+            self._dispatch(ev)
+        # What the input made the multiplexer say (SETTINGS and PING
+        # acknowledgements...) goes out with the writer's next pass.
+        out = self.mux.data_chunks()
+        if out:
+            self._pending += out
+            self.wake()
+        elif self._ready:
+            self.wake()
+
+    # -- reading in a consumer's task ------------------------------------------------
+    def can_read_for(self, ns: NetStream) -> bool:
+        """True if the task waiting for ``ns`` may read the connection itself now."""
+        return self._consumers_read and self.input_owner is None and self.closed_reason is None
+
+    async def read_for(self, ns: NetStream) -> None:
+        """Read the connection once in the calling task (``ns``'s consumer) and
+        process what came, for every stream. Returns early, having read nothing,
+        when ``ns`` changes otherwise (:meth:`stop_reading_for`). Connection
+        errors end the link (the stream then fails); they are not raised here."""
+        scope = trio.CancelScope()
+        self.input_owner = ns
+        self._owner_scope = scope
+        data: bytes | None = None
+        try:
+            with scope:
+                assert self.io is not None
+                data = await self.io.receive_some(_READ_SIZE)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            self._release_input(ns)
+            self._input_ended(f"connection lost ({_describe(exc)})")
+            return
+        finally:
+            self._release_input(ns)
+        if data is None:
+            return
+        if not data:
+            self._input_ended("connection closed by the peer")
+            return
+        self._process_input(data)
+
+    def _release_input(self, ns: NetStream) -> None:
+        if self.input_owner is ns:
+            self.input_owner = None
+            self._owner_scope = None
+
+    def stop_reading_for(self, ns: NetStream) -> None:
+        """``ns`` changed (ended, failed...): its consumer stops waiting for input."""
+        if self.input_owner is ns and self._owner_scope is not None:
+            self._owner_scope.cancel()
+
+    def input_released(self) -> None:
+        """A consumer that read for the link is leaving: the reader task resumes."""
+        if self.input_owner is None and self._reader_lot:
+            self._reader_lot.unpark_all()
+
+    def _input_ended(self, reason: str) -> None:
+        self._reader_done.set()
         self._end(reason)
 
     def _dispatch(self, ev: object) -> None:
@@ -367,6 +446,29 @@ class Link:
                 self._drain_lot.unpark_all()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ssl.SSLError) as exc:
             self._end(f"connection lost ({_describe(exc)})")
+
+    def _frame_one(self, ns: NetStream) -> bool:
+        """:meth:`_pump`'s common case, quicker: ``ns`` alone has data, all of it
+        fits one frame, and its direction is not ending. False: use _pump."""
+        sid = ns.stream_id
+        outbox = ns.outbox
+        if sid is None or ns.done or not ns.can_send or ns.out_end_requested or ns.out_ended or not outbox:
+            return False
+        n = len(outbox)
+        if n > _FRAME_CAP or self.mux.sendable(sid) < n:
+            return False
+        try:
+            self.mux.send_data_parts(sid, outbox.take_parts(n))
+        except Exception:  # the stream closed under us (as in _pump)
+            outbox.clear()
+            if not ns.done:
+                ns.on_reset(5, remote=False)
+        else:
+            ns.last_sent = trio.current_time()
+            if ns.send_lot:
+                ns.send_lot.unpark_all()
+        self._ready.pop(ns, None)
+        return True
 
     def _pump(self) -> None:
         budget = _WRITE_BUDGET

@@ -86,6 +86,10 @@ class NetStream:
         #: While that forwarder waits for input, messages are handed to the pipe
         #: directly (``send_nowait``), saving the task hop per message.
         self.splice: Any = None
+        #: The pipe's receiving task is reading the connection for this stream
+        #: (read_for_pipe): new messages wait in the inbox for it, the forwarder
+        #: is not woken for them.
+        self.pipe_reading = False
         self.kind = kind
         self.messages = True
         self.we_write = role != "park"
@@ -153,17 +157,19 @@ class NetStream:
         splice = self.splice
         queued = False
         for item in items:
-            if splice is not None and not self.inbox and self.recv_lot and type(item[0]) is not DecodeFailure:
+            if splice is not None and not self.inbox and self.recv_lot and not self.pipe_reading and type(item[0]) is not DecodeFailure:
                 try:
                     splice.send_nowait(item[0])
+                    if self.link is not None:
+                        self.link.handoff = True  # the pipe's receiver may come back to read
                     continue
                 except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
                     pass  # the forwarder takes it (and handles the closed pipe)
             self.inbox.append(item)
             self.held += item[1]
             queued = True
-        if queued:
-            self.recv_lot.unpark_all()
+        if queued and not self.pipe_reading:
+            self._wake_readers()
         self.settle()
         if self.body.error is not None:
             self.protocol_failure(self.body.error)
@@ -174,7 +180,7 @@ class NetStream:
         """The peer (an HTTP/2 server) finished its direction; its END_STREAM comes after ours."""
         self.remote_finished = True
         self.clean_end = self.error is None
-        self.recv_lot.unpark_all()
+        self._wake_readers()
         if self.role == "control":
             self.session.on_control_ended(self)
         if not self.we_write or self.role != "stream":
@@ -206,7 +212,7 @@ class NetStream:
             self.error = RemoteProtocolError(
                 f"stream ended in the middle of an item ({self.body.buffered} bytes left over)"
             )
-        self.recv_lot.unpark_all()
+        self._wake_readers()
         if self.role == "control" and not self.remote_finished:
             self.session.on_control_ended(self)
         if not self.we_write or self.role != "stream":
@@ -258,15 +264,25 @@ class NetStream:
             return SessionClosedError(self.session.closed_reason)
         return trio.BrokenResourceError(text)
 
+    def _wake_readers(self) -> None:
+        """Something arrived or changed for whoever waits to read this stream."""
+        link = self.link
+        if self.recv_lot:
+            self.recv_lot.unpark_all()
+            if link is not None:
+                link.handoff = True
+        if link is not None and link.input_owner is self:
+            link.stop_reading_for(self)
+
     def _finish(self) -> None:
-        self.recv_lot.unpark_all()
+        self._wake_readers()
         self.send_lot.unpark_all()
         self._check_done()
 
     def _check_done(self) -> None:
         if not self.done and self.in_ended and self.out_ended:
             self.done = True
-            self.recv_lot.unpark_all()
+            self._wake_readers()
             self.send_lot.unpark_all()
             if self.link is not None:
                 self.link.stream_done(self)
@@ -384,26 +400,77 @@ class NetStream:
         self.outbox.clear()
         self._finish()
 
+    def _take(self) -> tuple[Any, int]:
+        """The first item of the inbox (its bytes may be acknowledged now)."""
+        item = self.inbox.popleft()
+        self.held -= item[1]
+        if self.owed:
+            self.settle()
+        return item
+
+    async def read_for_pipe(self) -> tuple[str, Any]:
+        """For the receiving task of a local pipe this stream is forwarded into:
+        while the forwarder holds nothing (it waits for this stream, inbox empty
+        or not), take the next message here, reading the connection in this task
+        if needed -- the message skips both the forwarder and the reader task.
+        Returns ``("item", message)``, ``("again", None)`` after a read that
+        brought nothing for this stream, or ``("no", None)`` when the pipe must
+        be received from normally."""
+        link = self.link
+        if not self.recv_lot or self.error is not None or self.in_ended:
+            return "no", None
+        if self.inbox:
+            if type(self.inbox[0][0]) is DecodeFailure:
+                return "no", None  # the forwarder deals with it
+            await trio.lowlevel.checkpoint_if_cancelled()
+            item = self._take()
+            if self._yield_due():
+                await trio.lowlevel.cancel_shielded_checkpoint()
+            return "item", item[0]
+        if link is None or not link.can_read_for(self):
+            return "no", None
+        self.pipe_reading = True
+        try:
+            await link.read_for(self)
+        finally:
+            self.pipe_reading = False
+            link.input_released()
+        if self.inbox and self.recv_lot and type(self.inbox[0][0]) is not DecodeFailure:
+            return "item", self._take()[0]
+        if self.inbox or self.in_ended or self.error is not None:
+            self._wake_readers()  # the forwarder delivers it (or the end)
+        return "again", None
+
     async def read_item(self) -> tuple[Any, int]:
         await trio.lowlevel.checkpoint_if_cancelled()
-        while True:
-            if self.inbox:
-                item = self.inbox.popleft()
-                self.held -= item[1]
-                if self.owed:
-                    self.settle()
-                if self._yield_due():
-                    await trio.lowlevel.cancel_shielded_checkpoint()
-                if type(item[0]) is DecodeFailure:
-                    raise item[0].error
-                return item
-            if self.clean_end:
-                raise trio.EndOfChannel
-            if self.error is not None:
-                raise self.error
-            if self.in_ended:
-                raise trio.EndOfChannel
-            await self.recv_lot.park()
+        read_for: Link | None = None
+        try:
+            while True:
+                if self.inbox:
+                    item = self._take()
+                    if self._yield_due():
+                        await trio.lowlevel.cancel_shielded_checkpoint()
+                    if type(item[0]) is DecodeFailure:
+                        raise item[0].error
+                    return item
+                if self.clean_end:
+                    raise trio.EndOfChannel
+                if self.error is not None:
+                    raise self.error
+                if self.in_ended:
+                    raise trio.EndOfChannel
+                link = self.link
+                if link is not None and self.splice is None and link.can_read_for(self):
+                    # nobody is reading the connection: read it here rather than
+                    # wait for the reader task to hand the message over (a forwarder
+                    # into a local pipe leaves that to the pipe's receiver instead)
+                    read_for = link
+                    await link.read_for(self)
+                    continue
+                await self.recv_lot.park()
+        finally:
+            if read_for is not None:
+                read_for.input_released()
 
 
 class NetSender(Sender):

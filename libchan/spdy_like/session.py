@@ -617,6 +617,7 @@ class Session:
             await self._open(ns, kind, parent.ref)
             if kind == "sender" and isinstance(obj, PipeSender):
                 ns.splice = obj
+                obj._shared.source = ns
             assert self._nursery is not None
             self._nursery.start_soon(forward, obj, facade_for(ns, kind, opener=True), kind)
 
