@@ -82,7 +82,6 @@ class Link:
         # Who waits for input now: None, this link (its reader task) or the
         # NetStream whose consumer reads for everyone (see read_for).
         self.input_owner: object | None = None
-        self._owner_scope: trio.CancelScope | None = None
         self._reader_lot = trio.lowlevel.ParkingLot()  # the reader task, while a consumer reads
         self._consumers_read = False  # plain socket and flow control: see run()
         #: A consumer waiting in read_item was woken by the last input.
@@ -314,6 +313,8 @@ class Link:
                 finally:
                     if self.input_owner is self:
                         self.input_owner = None
+                if data is None:
+                    continue  # an interrupt meant for a consumer (a race): read again
                 if not data:
                     break
                 self._process_input(data)
@@ -356,14 +357,10 @@ class Link:
         process what came, for every stream. Returns early, having read nothing,
         when ``ns`` changes otherwise (:meth:`stop_reading_for`). Connection
         errors end the link (the stream then fails); they are not raised here."""
-        scope = trio.CancelScope()
+        assert self.io is not None
         self.input_owner = ns
-        self._owner_scope = scope
-        data: bytes | None = None
         try:
-            with scope:
-                assert self.io is not None
-                data = await self.io.receive_some(_READ_SIZE)
+            data = await self.io.receive_some(_READ_SIZE)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self._release_input(ns)
             self._input_ended(f"connection lost ({_describe(exc)})")
@@ -380,12 +377,11 @@ class Link:
     def _release_input(self, ns: NetStream) -> None:
         if self.input_owner is ns:
             self.input_owner = None
-            self._owner_scope = None
 
     def stop_reading_for(self, ns: NetStream) -> None:
         """``ns`` changed (ended, failed...): its consumer stops waiting for input."""
-        if self.input_owner is ns and self._owner_scope is not None:
-            self._owner_scope.cancel()
+        if self.input_owner is ns and self.io is not None:
+            self.io.interrupt_reader()
 
     def input_released(self) -> None:
         """A consumer that read for the link is leaving: the reader task resumes."""

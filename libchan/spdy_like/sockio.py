@@ -94,10 +94,17 @@ class TransportIO:
             return
         chunks = self.try_send(chunks)
         while chunks:
-            await trio.lowlevel.wait_writable(self._tsock)
+            try:
+                await trio.lowlevel.wait_writable(self._tsock)
+            except trio.ClosedResourceError:
+                if self._tsock.fileno() == -1:
+                    raise
+                continue  # interrupt_reader() woke every waiter: not a close
             chunks = self.try_send(chunks)
 
-    async def receive_some(self, max_bytes: int) -> bytes:
+    async def receive_some(self, max_bytes: int) -> bytes | None:
+        """Bytes read (``b""`` at end of stream), or None if :meth:`interrupt_reader`
+        woke the wait (direct only)."""
         if self._sock is None:
             return await self.transport.receive_some(max_bytes)
         if self._prefix:
@@ -105,11 +112,24 @@ class TransportIO:
             data, self._prefix = self._prefix, b""
             return data
         while True:
-            await trio.lowlevel.wait_readable(self._tsock)
+            try:
+                await trio.lowlevel.wait_readable(self._tsock)
+            except trio.ClosedResourceError:
+                if self._tsock.fileno() == -1:
+                    raise  # really closed
+                return None  # interrupted
             try:
                 return self._sock.recv(max_bytes)
             except BlockingIOError:
                 continue
+
+    def interrupt_reader(self) -> None:
+        """Wake the task waiting in :meth:`receive_some` (it returns None), closing
+        nothing: trio's ``notify_closing`` wakes every waiter of the descriptor (a
+        writer waiting for room just waits again) and the next wait re-registers it.
+        Far cheaper, for the rare wake-up, than a cancel scope around every read."""
+        if self._tsock is not None and self._tsock.fileno() != -1:
+            trio.lowlevel.notify_closing(self._tsock)
 
     def close(self) -> None:
         """Close the duplicate descriptor (the connection closes once its owner closes too)."""
