@@ -67,9 +67,18 @@ class FramedMessages(FramedChunks):
             raise self._error
         items, free = self._frames.feed(data)
         out: list[tuple[Any, int]] = []
+        decode = self._decode
         for payload, wire in items:
+            # a message that is one short byte string needs no decoder (as in CborCodec.decode)
+            first = payload[0] if payload else 0
+            if 0x40 <= first < 0x58 and len(payload) == first - 0x3F:
+                out.append((payload[1:], wire))
+                continue
+            if first == 0x58 and len(payload) > 1 and len(payload) == payload[1] + 2:
+                out.append((payload[2:], wire))
+                continue
             try:
-                out.append((self._decode(payload), wire))
+                out.append((decode(payload), wire))
             except Exception as exc:  # a message the peer should not have sent: fatal here
                 self._error = exc
                 return out, free + sum(w for _, w in items[len(out) :])

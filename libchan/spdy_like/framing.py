@@ -127,8 +127,27 @@ class FrameDecoder:
         pos = 0
         n = len(buf)
         copying = type(view) is bytes  # slicing bytes copies already
+        max_size = self.max_size
+        append = out.append
         while pos < n:
             first = buf[pos]
+            if 0x40 <= first <= 0x58 and not self.ended:
+                # the common item: a byte string shorter than 256 bytes (a small message)
+                if first < 0x58:
+                    start = pos + 1
+                    end = start + first - 0x40
+                elif pos + 1 < n:
+                    start = pos + 2
+                    end = start + buf[pos + 1]
+                else:
+                    break
+                if end - start > max_size:  # known from the header alone
+                    raise MessageTooLargeError(end - start, max_size, local=False)
+                if end > n:
+                    break
+                append((view[start:end] if copying else bytes(view[start:end]), end - pos))
+                pos = end
+                continue
             if first == 0xF7:
                 pos += 1
                 free += 1

@@ -530,12 +530,14 @@ class NetReceiver(Receiver):
             raise trio.ClosedResourceError("this Receiver was closed")
         ns = self._ns
         inbox = ns.inbox
-        if inbox and not ns.owed and ns._ops < _YIELD_EVERY - 1:
+        if inbox and ns._ops < _YIELD_EVERY - 1:
             # the common case without a second coroutine: a message is waiting
             await trio.lowlevel.checkpoint_if_cancelled()
             msg, size = inbox.popleft()
             ns.held -= size
             ns._ops += 1
+            if ns.owed:
+                ns.settle()
             if type(msg) is DecodeFailure:
                 raise msg.error
             return msg
