@@ -70,7 +70,18 @@ async def copy_channel(src: trio.abc.ReceiveChannel[Any], dst: trio.abc.SendChan
 async def copy_stream(src: trio.abc.ReceiveStream, dst: trio.abc.SendStream, *, eof: bool = True) -> None:
     """Copy bytes from ``src`` to ``dst`` until EOF, then ``send_eof`` (or close) ``dst``."""
     try:
-        while True:
+        splice = getattr(src, "_splice_to", None)  # a local stream pipe: its writer writes to dst
+        spliced = "no"
+        if splice is not None:
+            try:
+                spliced = await splice(dst)
+            except _GONE as exc:
+                _abort(dst, str(exc) or "the source broke")
+                return
+            if spliced == "gone":
+                await _close(src)
+                return
+        while spliced == "no":
             try:
                 data = await src.receive_some(256 * 1024)
             except _GONE as exc:

@@ -87,6 +87,10 @@ class _Wrapped(ByteStream):
     async def aclose(self) -> None:
         await self.inner.aclose()
 
+    async def _splice_to(self, dst: trio.abc.SendStream) -> str:
+        splice = getattr(self.inner, "_splice_to", None) if self.readable else None
+        return await splice(dst) if splice is not None else "no"
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.inner!r})"
 
@@ -128,6 +132,10 @@ class _OneWay:
         self.broken: str | None = None  # writer aborted: the reader gets BrokenResourceError
         self.reader_closed = False
         self.lot = trio.lowlevel.ParkingLot()
+        #: Where the writer's bytes go directly once the reading end is forwarded
+        #: (PipeStream._splice_to), instead of through ``buf``.
+        self.sink: trio.abc.SendStream | None = None
+        self.writing = False  # the writer is inside sink.send_all
 
     def take(self, max_bytes: int | None) -> bytes:
         """Remove and return up to ``max_bytes`` (all if None) queued bytes (one copy at most)."""
@@ -188,6 +196,9 @@ class PipeStream(ByteStream):
             # bytes are immutable: queue slices of them; copy anything else once
             view = memoryview(data if isinstance(data, bytes) else bytes(data)).cast("B")
             out = self._out
+            if out.sink is not None and not out.reader_closed:
+                await self._send_to_sink(view)
+                return
             while True:
                 if self._closed:
                     raise trio.ClosedResourceError("this stream end was closed")
@@ -208,7 +219,56 @@ class PipeStream(ByteStream):
         finally:
             self._sending = False
 
+    async def _send_to_sink(self, view: memoryview) -> None:
+        """send_all while the other end is spliced into a session's byte stream."""
+        out = self._out
+        assert out.sink is not None
+        out.writing = True
+        try:
+            await out.sink.send_all(view)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            out.reader_closed = True
+            raise trio.BrokenResourceError("the other end of the stream was closed") from None
+        finally:
+            out.writing = False
+            if out.eof or out.reader_closed:
+                out.lot.unpark_all()  # a forwarder waits for this send to end
+
+    async def _splice_to(self, dst: trio.abc.SendStream) -> str:
+        """Forward what the other end writes into ``dst`` (a session's byte stream),
+        letting the writer's ``send_all`` call ``dst`` itself once the buffer is
+        drained: no copy into the pipe and no task hop per chunk. Returns
+        ``"eof"`` at the writer's end of stream (no EOF sent to ``dst``) or
+        ``"gone"`` if ``dst`` failed (the writer's next send fails); raises like
+        ``receive_some`` if the writer broke the stream."""
+        inq = self._in
+        try:
+            while True:
+                if inq.buf:
+                    chunk = inq.take(None)
+                    inq.lot.unpark_all()
+                    try:
+                        await dst.send_all(chunk)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        return "gone"
+                    continue
+                if inq.broken is not None:
+                    raise trio.BrokenResourceError(inq.broken)
+                if inq.reader_closed and not inq.writing:
+                    return "gone"
+                if (inq.eof or self._closed) and not inq.writing:
+                    return "eof"
+                if inq.sink is None:
+                    inq.sink = dst  # from now on the writer writes to dst itself
+                await inq.lot.park()
+        finally:
+            inq.sink = None
+
     async def wait_send_all_might_not_block(self) -> None:
+        out = self._out
+        if out.sink is not None and not out.reader_closed:
+            await out.sink.wait_send_all_might_not_block()
+            return
         while (
             not self._closed
             and not self._out.reader_closed

@@ -1,0 +1,224 @@
+"""The short cuts of the fast paths keep the semantics of the long way round.
+
+* A task waiting for its stream reads the connection itself (``Link.read_for``)
+  when nobody else does; it must still wake for every change of its stream that
+  does not come from the connection (closed locally, session closed).
+* A pipe whose sending end was sent away takes its messages straight from the
+  session stream (``read_for_pipe``) while the forwarder waits: order and local
+  sends must be kept.
+* A stream pipe whose reading end was sent away is written to the session by
+  the writer itself (``PipeStream._splice_to``): data, EOF, errors and buffer
+  reuse must behave as through the forwarder.
+
+Over tcp and unix (the direct socket paths) and tls (the generic path), both profiles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import pytest
+import trio
+
+import libchan
+from helpers import session_pair
+
+PATHS = ["tcp", "unix", "tls"]
+
+
+@pytest.fixture(params=PATHS)
+def path(request):
+    return request.param
+
+
+async def test_consumer_reading_wakes_when_its_receiver_is_closed_elsewhere(path, tmp_path, profile):
+    with trio.fail_after(10):
+        async with session_pair(path, tmp_path, profile=profile) as (cli, srv):
+            sender = await cli.open_sender()
+            await sender.send("first")
+            receiver = await srv.accept_receiver()
+            assert await receiver.receive() == "first"
+            got: list[BaseException] = []
+
+            async def wait_for_more() -> None:
+                assert await receiver.receive() == "second"
+                try:
+                    await receiver.receive()  # straight back: it reads the connection itself
+                except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
+                    got.append(exc)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(wait_for_more)
+                await trio.sleep(0.05)
+                await sender.send("second")
+                await trio.sleep(0.2)
+                closed_at = trio.current_time()
+                await receiver.aclose()
+            # at once: not when some later input (a keepalive) happens to wake it
+            assert trio.current_time() - closed_at < 1.0
+            assert len(got) == 1 and isinstance(got[0], trio.ClosedResourceError)
+            # the connection still works for everything else
+            other = await cli.open_sender()
+            await other.send("still alive")
+            assert await (await srv.accept_receiver()).receive() == "still alive"
+
+
+async def test_consumer_reading_wakes_when_the_session_closes(path, tmp_path, profile):
+    with trio.fail_after(10):
+        async with session_pair(path, tmp_path, profile=profile) as (cli, srv):
+            sender = await cli.open_sender()
+            await sender.send(1)
+            receiver = await srv.accept_receiver()
+            assert await receiver.receive() == 1
+            got: list[BaseException] = []
+
+            async def wait_for_more() -> None:
+                assert await receiver.receive() == 2
+                try:
+                    await receiver.receive()  # straight back: it reads the connection itself
+                except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
+                    got.append(exc)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(wait_for_more)
+                await trio.sleep(0.05)
+                await sender.send(2)
+                await trio.sleep(0.2)
+                closed_at = trio.current_time()
+                await srv.aclose()
+            assert trio.current_time() - closed_at < 2.0
+            assert len(got) == 1 and isinstance(got[0], (trio.BrokenResourceError, trio.ClosedResourceError))
+
+
+async def test_two_tasks_receiving_on_one_channel_get_every_message_once(path, tmp_path, profile):
+    n = 400
+    with trio.fail_after(20):
+        async with session_pair(path, tmp_path, profile=profile) as (cli, srv):
+            sender = await cli.open_sender()
+            receiver = None
+            got: list[int] = []
+
+            async def consume() -> None:
+                assert receiver is not None
+                async for value in receiver:
+                    got.append(value)
+                    if len(got) % 7 == 0:
+                        await trio.sleep(0)
+
+            await sender.send(-1)
+            receiver = await srv.accept_receiver()
+            assert await receiver.receive() == -1
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(consume)
+                nursery.start_soon(consume)
+                for i in range(n):
+                    await sender.send(i)
+                    if i % 50 == 0:
+                        await trio.sleep(0.01)
+                await sender.aclose()
+            assert sorted(got) == list(range(n))
+
+
+async def test_reply_pipe_keeps_order_and_local_sends(path, tmp_path, profile):
+    """Messages forwarded into a pipe arrive in order, whichever path each took
+    (directly to the waiting receiver, through the pipe receiver's own read, or
+    through the forwarder when the receiver is slow), mixed with local sends."""
+    n = 300
+    with trio.fail_after(30):
+        async with session_pair(path, tmp_path, profile=profile) as (cli, srv):
+            reply, replies = libchan.pipe()
+            sender = await cli.open_sender()
+            await sender.send({"reply": reply})
+            request = await (await srv.accept_receiver()).receive()
+            remote_reply = request["reply"]
+
+            async def server_side() -> None:
+                for i in range(n):
+                    await remote_reply.send(i)
+                    if i % 37 == 0:
+                        await trio.sleep(0.005)  # sometimes one at a time, sometimes bursts
+                await remote_reply.aclose()
+
+            local: list[str] = []
+            remote: list[int] = []
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(server_side)
+                nursery.start_soon(reply.send, "local")  # the pipe's own sender, still usable here
+                async for value in replies:
+                    (local if isinstance(value, str) else remote).append(value)
+                    if len(remote) % 50 == 25:
+                        await trio.sleep(0.05)  # slow receiver: the forwarder takes over
+            assert remote == list(range(n))
+            assert local == ["local"]
+
+
+async def test_spliced_stream_pipe_carries_data_eof_and_reused_buffers(path, tmp_path, profile):
+    total = 8 * 1024 * 1024
+    with trio.fail_after(60):
+        async with session_pair(path, tmp_path, profile=profile) as (cli, srv):
+            a, b = libchan.stream_pipe()
+            await a.send_all(b"before the splice ")  # buffered before the forwarder starts
+            sender = await cli.open_sender()
+            await sender.send({"data": libchan.ReadOnly(b)})
+            remote = (await (await srv.accept_receiver()).receive())["data"]
+            sent = hashlib.sha256(b"before the splice ")
+            received = hashlib.sha256()
+            count = 0
+
+            async def read_all() -> None:
+                nonlocal count
+                while True:
+                    chunk = await remote.receive_some(100_000)
+                    if not chunk:
+                        return
+                    received.update(chunk)
+                    count += len(chunk)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(read_all)
+                buf = bytearray(os.urandom(300_000))
+                left = total
+                while left:
+                    n = min(left, len(buf) if left % 3 else 70_001)
+                    piece = memoryview(buf)[:n]
+                    await a.send_all(piece)
+                    sent.update(piece)
+                    buf[:16] = os.urandom(16)  # reused at once: what was sent must not change
+                    left -= n
+                    if left % 5 == 0:
+                        await a.send_all(b"")
+                await a.send_eof()
+            assert count == total + len(b"before the splice ")
+            assert received.hexdigest() == sent.hexdigest()
+
+
+async def test_spliced_stream_pipe_writer_sees_the_reader_go_away(path, tmp_path, profile):
+    with trio.fail_after(20):
+        async with session_pair(path, tmp_path, profile=profile) as (cli, srv):
+            a, b = libchan.stream_pipe()
+            sender = await cli.open_sender()
+            await sender.send({"data": libchan.ReadOnly(b)})
+            remote = (await (await srv.accept_receiver()).receive())["data"]
+            await a.send_all(b"x" * 1000)
+            assert await remote.receive_some(1000)
+            await remote.aclose()
+            with pytest.raises(trio.BrokenResourceError):
+                for _ in range(1000):
+                    await a.send_all(b"y" * 65536)
+                    await trio.sleep(0.001)
+
+
+async def test_spliced_stream_pipe_abort_reaches_the_reader(path, tmp_path, profile):
+    with trio.fail_after(20):
+        async with session_pair(path, tmp_path, profile=profile) as (cli, srv):
+            a, b = libchan.stream_pipe()
+            sender = await cli.open_sender()
+            await sender.send({"data": libchan.ReadOnly(b)})
+            remote = (await (await srv.accept_receiver()).receive())["data"]
+            await a.send_all(b"some")
+            assert await remote.receive_some(100) == b"some"
+            a._abort("the writer broke")
+            with pytest.raises(trio.BrokenResourceError):
+                while await remote.receive_some(100):
+                    pass
