@@ -196,15 +196,16 @@ class PipeStream(ByteStream):
             # bytes are immutable: queue slices of them; copy anything else once
             view = memoryview(data if isinstance(data, bytes) else bytes(data)).cast("B")
             out = self._out
-            if out.sink is not None and not out.reader_closed:
-                await self._send_to_sink(view)
-                return
             while True:
                 if self._closed:
                     raise trio.ClosedResourceError("this stream end was closed")
                 if out.reader_closed:
                     raise trio.BrokenResourceError("the other end of the stream was closed")
                 if not view:
+                    break
+                if out.sink is not None and not out.buf:
+                    # the reading end is spliced into a session (and drained): write there
+                    await self._send_to_sink(view)
                     break
                 room = out.max_buffer - out.size
                 if room > 0:
@@ -244,7 +245,8 @@ class PipeStream(ByteStream):
         inq = self._in
         try:
             while True:
-                if inq.buf:
+                if inq.buf and not inq.writing:
+                    inq.sink = None  # what was buffered goes first, through here
                     chunk = inq.take(None)
                     inq.lot.unpark_all()
                     try:
@@ -258,8 +260,9 @@ class PipeStream(ByteStream):
                     return "gone"
                 if (inq.eof or self._closed) and not inq.writing:
                     return "eof"
-                if inq.sink is None:
+                if inq.sink is None and not inq.buf:
                     inq.sink = dst  # from now on the writer writes to dst itself
+                    inq.lot.unpark_all()  # (a writer waiting for room switches to dst)
                 await inq.lot.park()
         finally:
             inq.sink = None

@@ -222,3 +222,46 @@ async def test_spliced_stream_pipe_abort_reaches_the_reader(path, tmp_path, prof
             with pytest.raises(trio.BrokenResourceError):
                 while await remote.receive_some(100):
                     pass
+
+
+async def test_spliced_stream_pipe_with_a_writer_waiting_for_room(path, tmp_path, profile):
+    """The writer is parked for room in a small pipe buffer when the forwarder drains
+    it and switches to splicing: the rest of that send and every later one must go
+    one way only (no two tasks sending on the session stream at once), in order."""
+    with trio.fail_after(30):
+        async with session_pair(path, tmp_path, profile=profile) as (cli, srv):
+            a, b = libchan.stream_pipe(max_buffer=1024)
+            sender = await cli.open_sender()
+            sent = hashlib.sha256()
+            received = hashlib.sha256()
+            count = 0
+
+            async def read_all(remote) -> None:
+                nonlocal count
+                while True:
+                    chunk = await remote.receive_some(65536)
+                    if not chunk:
+                        return
+                    received.update(chunk)
+                    count += len(chunk)
+
+            async with trio.open_nursery() as nursery:
+
+                async def accept_and_read() -> None:
+                    remote = (await (await srv.accept_receiver()).receive())["data"]
+                    await read_all(remote)
+
+                nursery.start_soon(accept_and_read)
+                first = os.urandom(200_000)
+                async with trio.open_nursery() as writers:
+                    writers.start_soon(a.send_all, first)  # parks for room at once
+                    await trio.sleep(0)
+                    await sender.send({"data": libchan.ReadOnly(b)})
+                sent.update(first)
+                for i in range(40):
+                    piece = os.urandom(3000 + i * 997)
+                    await a.send_all(piece)
+                    sent.update(piece)
+                await a.send_eof()
+            assert count == 200_000 + sum(3000 + i * 997 for i in range(40))
+            assert received.hexdigest() == sent.hexdigest()
