@@ -110,6 +110,7 @@ class Link:
                 self.wake()
                 task_status.started()
                 await self._ended.wait()
+                await self._last_words()
                 nursery.cancel_scope.cancel()
         finally:
             self._die(self.closed_reason or "connection closed")
@@ -121,6 +122,21 @@ class Link:
                         pass
                     finally:
                         self.io.close()
+
+    async def _last_words(self) -> None:
+        """Best effort, before the tasks stop: send what is queued (a GOAWAY after a
+        protocol error, say), which the writer task might not get to."""
+        if self._send_lock.locked() or self.io is None:
+            return
+        try:
+            if self.io.direct:
+                self.io.try_send(self._pending + self.mux.data_chunks())
+                self._pending = []
+            else:
+                with trio.move_on_after(0.2):
+                    await self._send_out()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ssl.SSLError):
+            pass
 
     async def aclose(
         self, reason: str = "connection closed", *, graceful: bool = True, linger: bool = True
