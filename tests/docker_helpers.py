@@ -13,23 +13,15 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import AsyncIterator, Iterator, Sequence
 
-import pytest
 import trio
 
 import libchan
 import libswarm
 from libswarm.backends.dockerserver import DockerServer
 
-IN_CI = os.environ.get("CI", "") not in ("", "0", "false")
+from ci import require as need  # skip unless the condition holds; under CI, fail instead
+
 DOCKER_CLI = shutil.which("docker")
-
-
-def need(condition: bool, why: str) -> None:
-    """Skip unless ``condition``; under CI=1 a missing requirement fails instead."""
-    if not condition:
-        if IN_CI:
-            pytest.fail(f"CI=1 and {why}")
-        pytest.skip(why)
 
 
 class Docker:
@@ -146,7 +138,8 @@ def private_dockerd(tls: Path | None = None) -> Iterator[Dockerd]:
     ``Pki``): the daemon then also listens on ``tcp://127.0.0.1:PORT`` with ``--tlsverify``
     (client certificates signed by that CA required), next to its unix socket.
 
-    Needs root, dockerd, /bin/busybox and the docker CLI: a skip without them (a failure under CI).
+    Needs root, dockerd, /bin/busybox and the docker CLI: a skip without them (a failure under
+    CI, tests/ci.py).
     """
     need(shutil.which("dockerd") is not None, "dockerd is not installed (apt-get install docker.io)")
     need(os.path.exists("/bin/busybox"), "/bin/busybox is missing (apt-get install busybox-static)")

@@ -18,8 +18,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
 import trio
+
+from ci import skip_or_fail
 
 #: The proxies' idle timeout (haproxy ``timeout client``/``timeout server``,
 #: nghttpx ``--backend-read-timeout``), in seconds.
@@ -36,15 +37,13 @@ def free_port() -> int:
 
 
 def require_binary(name: str) -> str:
-    """Path of ``name``; skip if missing, but fail under CI (env CI set)."""
+    """Path of ``name``; skip if missing, but fail under CI (tests/ci.py)."""
     path = shutil.which(name) or (f"/usr/sbin/{name}" if os.path.exists(f"/usr/sbin/{name}") else None)
     if path is None:
         msg = f"{name} is not installed (apt-get install -y " + (
             "nghttp2-proxy" if name == "nghttpx" else name
         ) + ")"
-        if os.environ.get("CI"):
-            pytest.fail(f"{msg}; under CI a missing proxy is a failure", pytrace=False)
-        pytest.skip(msg)
+        skip_or_fail(msg)
     return path
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import trustme
 
+from ci import in_ci
+
 ROOT = Path(__file__).resolve().parent.parent
 SWARMD = [sys.executable, "-m", "libswarm.swarmd"]
 SWARMCTL = [sys.executable, "-m", "libswarm.swarmctl"]
@@ -180,7 +182,7 @@ class Hosts:
 
     ``setup()`` falls back to loopback ports on this host when namespaces cannot be made (not
     root, no ``ip``, or ``SWARMD_TEST_NO_NETNS=1``), saying so (a warning and a printed line);
-    with the environment variable CI set it never falls back: the test fails instead.
+    under CI (tests/ci.py) it never falls back: the test fails instead.
     ``teardown()`` stops every process started with :meth:`start` and deletes the namespaces
     (which removes the veths).
     """
@@ -227,7 +229,7 @@ class Hosts:
             detail = getattr(exc, "stderr", "") or ""
             self.teardown()
             reason = f"network namespaces unavailable ({exc} {detail.strip()})".strip()
-            if os.environ.get("CI"):
+            if in_ci():
                 pytest.fail(f"{reason}; CI is set, so no loopback fallback")
             msg = f"{self.who}: {reason}: FALLING BACK to loopback ports on this host"
             print(msg)

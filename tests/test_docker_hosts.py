@@ -15,8 +15,8 @@ listen. The aggregate labels A ``0`` and B ``1``: a name on both hosts is ``0/NA
 ``1/NAME``; placement without a label goes to the host with the fewest containers, ties to A.
 
 Needs root, ``ip``, dockerd and /bin/busybox. Without network namespaces (not root, no ``ip``,
-``SWARMD_TEST_NO_NETNS=1``) the hosts fall back to loopback ports with a warning; with CI set
-that is a failure, never a skip or a fallback.
+``SWARMD_TEST_NO_NETNS=1``) the hosts fall back to loopback ports with a warning; under CI
+(tests/ci.py) that is a failure, never a skip or a fallback.
 """
 
 from __future__ import annotations

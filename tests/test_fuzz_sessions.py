@@ -444,6 +444,8 @@ from libchan.spdy_like.cbor_codec import CborCodec  # noqa: E402
 from libchan.spdy_like.msgpack_codec import MsgpackCodec  # noqa: E402
 from libchan.spdy_like.spdy3 import HeadersFrame, Settings, SynReply, UnknownControl, WindowUpdate  # noqa: E402
 
+from ci import skip_or_fail  # noqa: E402
+
 _SCALE = float(os.environ.get("LIBCHAN_FUZZ_SCALE", "1"))
 
 
@@ -579,7 +581,7 @@ _GO_NAMES = sorted(_GO) or ["(missing)"]
 @given(st.sampled_from(_GO_NAMES), _ops, st.sampled_from([0.0, 0.0, 1.0]))
 def test_fuzz_spdy_session_mutated_go_transcripts(name, ops, linger):
     if not _GO:
-        pytest.skip("Go libchan recordings not found")
+        skip_or_fail("Go libchan recordings not found")
     check_session(mutate(_GO[name], ops), "spdy", linger=linger)
 
 

@@ -6,7 +6,7 @@
 
 swarmctl runs inside namespace A. Needs root and ``ip`` (iproute2). Without them the
 test falls back to loopback ports and says so (a warning and a printed line); with the
-environment variable CI set it never falls back: it fails instead.
+environment variable CI set (tests/ci.py) it never falls back: it fails instead.
 ``SWARMD_TEST_NO_NETNS=1`` forces the fallback (to exercise it).
 """
 

@@ -16,6 +16,8 @@ import trio
 import libchan
 from libchan.examples import rexec
 
+from ci import skip_or_fail
+
 ROOT = Path(__file__).resolve().parent.parent
 MODULE = [sys.executable, "-m", "libchan.examples.rexec"]
 TIMEOUT = 30  # seconds, for every subprocess
@@ -91,7 +93,10 @@ def tcp_server(tmp_path):
 
 @pytest.fixture
 def certs(tmp_path):
-    trustme = pytest.importorskip("trustme")
+    try:
+        import trustme
+    except ImportError:
+        skip_or_fail("trustme is not installed (pip install -e '.[test]')")
     ca = trustme.CA()
     other_ca = trustme.CA()
     files = {}

@@ -50,7 +50,6 @@ from .._errors import LibswarmError, RemoteError, UsageError
 from .._message import Message
 from .._server import Request, Server, _close_quietly
 from .._service import Service, run_service
-from .._verbs import Verb
 
 __all__ = ["Aggregate"]
 

@@ -7,8 +7,7 @@ is also taken relative to the repository root, never to the cwd). See the
 README.md there for the file formats.
 
 When the directory is missing, every accessor calls ``pytest.skip`` -- or
-``pytest.fail`` when the environment variable ``CI`` is set, so that CI cannot
-silently stop testing interop.
+``pytest.fail`` under CI (tests/ci.py), so that CI cannot silently stop testing interop.
 """
 
 from __future__ import annotations
@@ -21,6 +20,8 @@ import os
 from pathlib import Path
 
 import pytest
+
+from ci import skip_or_fail
 
 __all__ = [
     "REPO_ROOT",
@@ -59,9 +60,7 @@ def recordings_dir() -> Path:
     path = _candidate()
     if not (path / "index.json").is_file():
         msg = f"Go libchan recordings not found at {path} (set {ENV_VAR})"
-        if os.environ.get("CI"):
-            pytest.fail(msg)
-        pytest.skip(msg)
+        skip_or_fail(msg)
     return path
 
 

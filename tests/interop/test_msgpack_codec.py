@@ -31,6 +31,8 @@ from libchan.spdy_like.cbor_codec import kind_of
 from libchan.spdy_like.msgpack_codec import EXT_CODES, EXT_KINDS, MsgpackCodec, MsgpackStreamDecoder
 from libchan.stream import ByteStream, ReadOnly, WriteOnly, stream_pipe
 
+from ci import require
+
 # -- recordings loader -------------------------------------------------------------
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,7 +50,14 @@ def _scenarios() -> list[str]:
 
 
 SCENARIOS = _scenarios()
-needs_recordings = pytest.mark.skipif(not SCENARIOS, reason=f"no Go recordings at {ROOT}")
+
+
+@pytest.fixture
+def _recordings() -> None:
+    require(bool(SCENARIOS), f"no Go recordings at {ROOT}")  # a skip, or a failure under CI
+
+
+needs_recordings = pytest.mark.usefixtures("_recordings")
 
 
 def _jsonl(path: Path) -> list[dict]:
