@@ -82,7 +82,9 @@ class Link:
         # Who waits for input now: None, this link (its reader task) or the
         # NetStream whose consumer reads for everyone (see read_for).
         self.input_owner: object | None = None
-        self._reader_lot = trio.lowlevel.ParkingLot()  # the reader task, while a consumer reads
+        # The reader task while a consumer reads: parked by hand (a ParkingLot costs
+        # more, and this is on every message's path).
+        self._reader_waiting: trio.lowlevel.Task | None = None
         self._consumers_read = False  # plain socket and flow control: see run()
         #: A consumer waiting in read_item was woken by the last input.
         self.handoff = False
@@ -322,7 +324,7 @@ class Link:
                     self._reading_paused = False
                     self._last_rx = max(self._last_rx, trio.current_time() - 1.0)
                 while self.input_owner is not None:
-                    await self._reader_lot.park()
+                    await self._reader_park()
                 self.input_owner = self
                 try:
                     data = await self.io.receive_some(_READ_SIZE)
@@ -401,8 +403,19 @@ class Link:
 
     def input_released(self) -> None:
         """A consumer that read for the link is leaving: the reader task resumes."""
-        if self.input_owner is None and self._reader_lot:
-            self._reader_lot.unpark_all()
+        task = self._reader_waiting
+        if task is not None and self.input_owner is None:
+            self._reader_waiting = None
+            trio.lowlevel.reschedule(task)
+
+    async def _reader_park(self) -> None:
+        self._reader_waiting = trio.lowlevel.current_task()
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            self._reader_waiting = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
 
     def _input_ended(self, reason: str) -> None:
         self._reader_done.set()
