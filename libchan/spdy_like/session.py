@@ -597,6 +597,8 @@ class Session:
         """Encode a message; return the payload and the streams to open for the objects in it."""
         if self.closed_reason is not None or self._closing:
             self._check_open()
+        if type(value) is bytes:
+            return self.codec.encode(value, self._on_object), _NO_OBJECTS  # holds no channel
         self._encoded_objects = new = []
         try:
             return self.codec.encode(value, self._on_object), new
@@ -644,6 +646,9 @@ class Session:
                     ns.fail(RemoteProtocolError(f"stream {e.ref} was never referenced"))
                     if link is not None and ns.stream_id is not None:
                         link.reset_stream(ns, PROTOCOL_ERROR)
+
+
+_NO_OBJECTS: list[tuple[NetStream, str, Any]] = []  # never appended to
 
 
 def _stream_headers(headers: dict[str, str]) -> tuple[str, int, int | None]:
