@@ -24,10 +24,25 @@ from ci import require as need  # skip unless the condition holds; under CI, fai
 DOCKER_CLI = shutil.which("docker")
 
 
+def _clis() -> list[str]:
+    """The docker CLIs the CLI tests run with: the one on PATH, and Debian's
+    ``/usr/bin/docker`` (an older client, 20.10 here) when it is installed too."""
+    clis = [DOCKER_CLI] if DOCKER_CLI else []
+    other = "/usr/bin/docker"
+    if os.path.exists(other) and not any(os.path.samefile(other, c) for c in clis):
+        clis.append(other)
+    return clis
+
+
+#: Every docker CLI to test with (see _clis); empty if there is none.
+DOCKER_CLIS = _clis()
+
+
 class Docker:
     """The docker CLI pointed at one daemon address."""
 
-    def __init__(self, host: str, tls_args: Sequence[str] = ()) -> None:
+    def __init__(self, host: str, tls_args: Sequence[str] = (), cli: str | None = None) -> None:
+        self.cli = cli or DOCKER_CLI
         self.host = host
         self.tls_args = list(tls_args)
         self.env = dict(os.environ, DOCKER_CONFIG=os.environ.get("DOCKER_CONFIG_TEST", "/nonexistent-docker-config"))
@@ -35,8 +50,8 @@ class Docker:
             self.env.pop(k, None)
 
     async def __call__(self, *args: str, stdin: bytes = b"", timeout: float = 20) -> subprocess.CompletedProcess:
-        assert DOCKER_CLI
-        argv = [DOCKER_CLI, "-H", self.host, *self.tls_args, *args]
+        assert self.cli
+        argv = [self.cli, "-H", self.host, *self.tls_args, *args]
         with trio.fail_after(timeout):
             return await trio.run_process(argv, stdin=stdin, capture_stdout=True, capture_stderr=True,
                                           check=False, env=self.env)

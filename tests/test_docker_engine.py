@@ -18,7 +18,7 @@ import pytest
 import trio
 
 import libswarm
-from docker_helpers import IMAGE, Docker, docker_front, private_dockerd
+from docker_helpers import DOCKER_CLIS, IMAGE, Docker, docker_front, need, private_dockerd
 from libswarm.backends.dockerclient import DockerClient
 from swarmd_support import SWARMD, Pki, Proc
 
@@ -43,12 +43,13 @@ async def engine(dockerd):
         yield client
 
 
-@pytest.fixture
-async def docker(dockerd, tmp_path):
-    """The docker CLI on ``dockerserver -> dockerclient -> dockerd``."""
+@pytest.fixture(params=DOCKER_CLIS or [None], ids=lambda cli: cli or "no-cli")
+async def docker(dockerd, tmp_path, request):
+    """The docker CLI (each one installed) on ``dockerserver -> dockerclient -> dockerd``."""
+    need(request.param is not None, "the docker CLI is not on PATH")
     sock = str(tmp_path / "front.sock")
     async with docker_front(f"unix://{sock}", DockerClient(f"unix://{dockerd.sock}")):
-        yield Docker(f"unix://{sock}")
+        yield Docker(f"unix://{sock}", cli=request.param)
 
 
 # -- dockerclient through the libswarm API ---------------------------------------

@@ -11,7 +11,7 @@ import pytest
 import trio
 import trustme
 
-from docker_helpers import DOCKER_CLI, Docker, docker_front, need, raw_http
+from docker_helpers import DOCKER_CLI, DOCKER_CLIS, Docker, docker_front, need, raw_http
 from libswarm.backends.aggregate import Aggregate
 from libswarm.backends.dockerserver import frame, human_duration, parse_time, status_for
 from libswarm.backends.simulator import Simulator
@@ -19,12 +19,14 @@ from libswarm.backends.simulator import Simulator
 IMAGE = "busybox"
 
 
-@pytest.fixture
-async def docker(tmp_path):
-    need(DOCKER_CLI is not None, "the docker CLI is not on PATH")
+@pytest.fixture(params=DOCKER_CLIS or [None], ids=lambda cli: cli or "no-cli")
+async def docker(tmp_path, request):
+    """The docker CLI (each one installed: see docker_helpers.DOCKER_CLIS) on
+    ``dockerserver -> simulator``."""
+    need(request.param is not None, "the docker CLI is not on PATH")
     sock = str(tmp_path / "swarm.sock")
     async with docker_front(f"unix://{sock}", Simulator()):
-        d = Docker(f"unix://{sock}")
+        d = Docker(f"unix://{sock}", cli=request.param)
         d.sock = sock
         yield d
 
@@ -129,7 +131,7 @@ async def test_create_start_attach(docker):
 
 async def test_attach_stdin_live(docker):
     await docker.ok("run", "-d", "-i", "--name", "a1", IMAGE, "cat")
-    argv = [DOCKER_CLI, "-H", docker.host, "attach", "--sig-proxy=false", "a1"]
+    argv = [docker.cli, "-H", docker.host, "attach", "--sig-proxy=false", "a1"]
     proc = await trio.lowlevel.open_process(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=docker.env)
     try:
         with trio.fail_after(10):
