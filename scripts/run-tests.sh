@@ -34,5 +34,10 @@ if [ ! -x .venv/bin/python ]; then
         exit 1
     fi
 fi
-.venv/bin/pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v '^WARNING: Location' || true
+if ! pip_out=$(.venv/bin/pip install -q --disable-pip-version-check -e '.[test]' 2>&1); then
+    printf '%s\n' "$pip_out" >&2
+    echo "run-tests.sh: pip install -e '.[test]' failed" >&2
+    exit 1
+fi
+printf '%s\n' "$pip_out" | grep -v -e '^WARNING: Location' -e '^$' || true
 exec .venv/bin/python -m pytest -q "$@"
