@@ -20,12 +20,10 @@ plain h2 when they are missing.
 
 from __future__ import annotations
 
-from typing import Any
-
 import h2.connection
 import h2.stream
 
-__all__ = ["DataFastPath", "HEADER_LEN", "parse_header"]
+__all__ = ["DataFastPath", "HEADER_LEN", "data_header"]
 
 HEADER_LEN = 9
 TYPE_DATA = 0x0
@@ -39,13 +37,6 @@ FLAG_PADDED = 0x8
 _CONN_OPEN = (h2.connection.ConnectionState.CLIENT_OPEN, h2.connection.ConnectionState.SERVER_OPEN)
 _SEND_STATES = (h2.stream.StreamState.OPEN, h2.stream.StreamState.HALF_CLOSED_REMOTE)
 _RECV_STATES = (h2.stream.StreamState.OPEN, h2.stream.StreamState.HALF_CLOSED_LOCAL)
-
-
-def parse_header(buf: Any, pos: int) -> tuple[int, int, int, int]:
-    """``(length, type, flags, stream_id)`` of the frame header at ``buf[pos:pos+9]``."""
-    length = (buf[pos] << 16) | (buf[pos + 1] << 8) | buf[pos + 2]
-    stream_id = int.from_bytes(buf[pos + 5 : pos + 9], "big") & 0x7FFFFFFF
-    return length, buf[pos + 3], buf[pos + 4], stream_id
 
 
 def data_header(length: int, stream_id: int) -> bytes:
