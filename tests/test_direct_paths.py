@@ -265,3 +265,21 @@ async def test_spliced_stream_pipe_with_a_writer_waiting_for_room(path, tmp_path
                 await a.send_eof()
             assert count == 200_000 + sum(3000 + i * 997 for i in range(40))
             assert received.hexdigest() == sent.hexdigest()
+
+
+async def test_consumer_reading_can_be_cancelled_and_the_connection_goes_on(path, tmp_path, profile):
+    with trio.fail_after(10):
+        async with session_pair(path, tmp_path, profile=profile) as (cli, srv):
+            sender = await cli.open_sender()
+            await sender.send(0)
+            receiver = await srv.accept_receiver()
+            assert await receiver.receive() == 0
+            for i in range(1, 6):
+                with trio.move_on_after(0.05) as scope:
+                    await receiver.receive()  # nothing comes: cancelled while reading
+                assert scope.cancelled_caught
+                await sender.send(i)
+                assert await receiver.receive() == i  # nothing was lost to the cancelled read
+            other = await cli.open_sender()
+            await other.send("other")
+            assert await (await srv.accept_receiver()).receive() == "other"
