@@ -13,6 +13,7 @@ from __future__ import annotations
 import binascii
 import collections
 import os
+from typing import Sequence
 
 import hyperframe.frame
 
@@ -235,27 +236,24 @@ class H2Multiplexer:
         return out
 
     def data_to_send(self) -> bytes:
-        if self._out:
-            if self._h2_has_output():
-                self._out.append(self._conn.data_to_send())
-            data = b"".join(self._out) if len(self._out) > 1 else bytes(self._out[0])
-            self._out.clear()
-            return data
-        return self._conn.data_to_send() if self._h2_has_output() else b""
+        return b"".join(self.data_chunks())
 
     def data_chunks(self) -> list[bytes | memoryview]:
         """Like :meth:`data_to_send`, as a list of buffers (for a gathering write;
         a few small buffers are joined, which costs less than gathering them)."""
-        if self._h2_has_output():
-            self._out.append(self._conn.data_to_send())
+        self._take_h2_output()
         out, self._out = self._out, []
         if 1 < len(out) <= 4 and sum(map(len, out)) <= 4096:
             return [b"".join(out)]
         return out
 
-    def _h2_has_output(self) -> bool:
-        """h2 has bytes queued (its buffer was checked to exist by DataFastPath.usable)."""
-        return bool(self._conn._data_to_send) if self._fast is not None else True
+    def _take_h2_output(self) -> None:
+        """Move what h2 has queued to our output (it goes before what we add next).
+        h2's buffer is looked at directly (DataFastPath.usable checked it exists)."""
+        if self._fast is None or self._conn._data_to_send:
+            own = self._conn.data_to_send()
+            if own:
+                self._out.append(own)
 
     # -- output --------------------------------------------------------------
     def can_open_stream(self) -> bool:
@@ -285,29 +283,24 @@ class H2Multiplexer:
 
     def send_data_parts(self, stream_id: int, parts: list[bytes | memoryview], end_stream: bool = False) -> None:
         """One DATA frame made of ``parts`` (not joined on the fast path)."""
-        if len(parts) == 1:
-            self.send_data(stream_id, parts[0], end_stream)
-            return
-        if not end_stream and self._fast is not None:
-            header = self._fast.send(stream_id, sum(map(len, parts)))
-            if header is not None:
-                if self._h2_has_output():
-                    self._out.append(self._conn.data_to_send())
-                self._out.append(header)
-                self._out.extend(parts)
-                return
-        self.send_data(stream_id, b"".join(parts), end_stream)
+        if not self._send_fast(stream_id, parts, sum(map(len, parts)), end_stream):
+            self._conn.send_data(stream_id, parts[0] if len(parts) == 1 else b"".join(parts), end_stream=end_stream)
 
     def send_data(self, stream_id: int, data: bytes | memoryview, end_stream: bool = False) -> None:
-        if not end_stream and self._fast is not None:
-            header = self._fast.send(stream_id, len(data))
-            if header is not None:
-                if self._h2_has_output():  # what h2 queued so far goes first
-                    self._out.append(self._conn.data_to_send())
-                self._out.append(header)
-                self._out.append(data)
-                return
-        self._conn.send_data(stream_id, data, end_stream=end_stream)
+        if not self._send_fast(stream_id, (data,), len(data), end_stream):
+            self._conn.send_data(stream_id, data, end_stream=end_stream)
+
+    def _send_fast(self, stream_id: int, parts: Sequence[bytes | memoryview], length: int, end_stream: bool) -> bool:
+        """Queue one plain DATA frame beside h2 if it qualifies (see h2fast.py)."""
+        if end_stream or self._fast is None:
+            return False
+        header = self._fast.send(stream_id, length)
+        if header is None:
+            return False
+        self._take_h2_output()  # what h2 queued so far goes first
+        self._out.append(header)
+        self._out.extend(parts)
+        return True
 
     def end_stream(self, stream_id: int) -> None:
         self._conn.end_stream(stream_id)
