@@ -132,8 +132,7 @@ class Link:
             return
         try:
             if self.io.direct:
-                self.io.try_send(self._pending + self.mux.data_chunks())
-                self._pending = []
+                self.io.try_send(self._take_output())
             else:
                 with trio.move_on_after(0.2):
                     await self._send_out()
@@ -219,7 +218,7 @@ class Link:
         self._flushed = True
         if len(self._ready) != 1 or not self._frame_one(ns):
             self._pump()
-        chunks = self.mux.data_chunks()
+        chunks = self._take_output()
         if chunks:
             assert self.io is not None
             try:
@@ -240,12 +239,17 @@ class Link:
         async with self._send_lock:
             if self.io is None:
                 return  # never ran
-            chunks = self.mux.data_chunks()
-            if self._pending:
-                chunks = self._pending + chunks
-                self._pending = []
+            chunks = self._take_output()
             if chunks:
                 await self.io.send_all(chunks)
+
+    def _take_output(self) -> list[bytes | memoryview]:
+        """What is to be written now, in order: the pending rest, then the multiplexer's output."""
+        chunks = self.mux.data_chunks()
+        if self._pending:
+            chunks = self._pending + chunks
+            self._pending = []
+        return chunks
 
     def resume_reading(self) -> None:
         if not self._flow_controlled:
@@ -483,17 +487,25 @@ class Link:
         if n > _FRAME_CAP or self.mux.sendable(sid) < n:
             return False
         try:
-            self.mux.send_data_parts(sid, outbox.take_parts(n))
-        except Exception:  # the stream closed under us (as in _pump)
-            outbox.clear()
-            if not ns.done:
-                ns.on_reset(5, remote=False)
-        else:
-            ns.last_sent = trio.current_time()
-            if ns.send_lot:
-                ns.send_lot.unpark_all()
+            self._send_frame(ns, sid, n, False, trio.current_time())
+        except Exception:  # the stream closed under us (e.g. peer reset)
+            self._drop_broken(ns)
         self._ready.pop(ns, None)
         return True
+
+    def _send_frame(self, ns: NetStream, sid: int, n: int, end_stream: bool, now: float) -> None:
+        """One DATA frame of the first ``n`` queued bytes of ``ns``."""
+        self.mux.send_data_parts(sid, ns.outbox.take_parts(n), end_stream=end_stream)
+        ns.last_sent = now
+        if ns.send_lot:
+            ns.send_lot.unpark_all()
+
+    def _drop_broken(self, ns: NetStream) -> None:
+        """``ns`` closed under us (e.g. the peer reset it): drop what it had queued."""
+        ns.outbox.clear()
+        if not ns.done:
+            ns.on_reset(5, remote=False)
+        self._ready.pop(ns, None)
 
     def _pump(self) -> None:
         budget = _WRITE_BUDGET
@@ -518,12 +530,9 @@ class Link:
                         n = min(len(ns.outbox), mux.sendable(sid), budget, _FRAME_CAP)
                         if n > 0:
                             end = n == len(ns.outbox) and ns.out_end_requested and not marker
-                            mux.send_data_parts(sid, ns.outbox.take_parts(n), end_stream=end)
+                            self._send_frame(ns, sid, n, end, now)
                             budget -= n
                             progress = True
-                            ns.last_sent = now
-                            if ns.send_lot:
-                                ns.send_lot.unpark_all()
                             if end:
                                 ns.on_out_ended()
                     if not ns.outbox and ns.out_end_requested and not ns.out_ended:
@@ -536,10 +545,7 @@ class Link:
                             ns.on_marker_sent()
                             progress = True
                 except Exception:  # the stream closed under us (e.g. peer reset)
-                    ns.outbox.clear()
-                    if not ns.done:
-                        ns.on_reset(5, remote=False)
-                    self._ready.pop(ns, None)
+                    self._drop_broken(ns)
                     continue
                 if not ns.outbox and (ns.out_ended or not ns.out_end_requested or ns.marker_sent):
                     self._ready.pop(ns, None)
