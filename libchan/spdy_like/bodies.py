@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ..errors import RemoteProtocolError
-from .framing import FrameDecoder
+from .framing import FrameDecoder, sole_bstr
 
 __all__ = ["DecodeFailure", "FramedMessages", "FramedChunks", "RawChunks", "BodyDecoder"]
 
@@ -69,13 +69,9 @@ class FramedMessages(FramedChunks):
         out: list[tuple[Any, int]] = []
         decode = self._decode
         for payload, wire in items:
-            # a message that is one short byte string needs no decoder (as in CborCodec.decode)
-            first = payload[0] if payload else 0
-            if 0x40 <= first < 0x58 and len(payload) == first - 0x3F:
-                out.append((payload[1:], wire))
-                continue
-            if first == 0x58 and len(payload) > 1 and len(payload) == payload[1] + 2:
-                out.append((payload[2:], wire))
+            body = sole_bstr(payload)  # a message that is one byte string needs no decoder
+            if body is not None:
+                out.append((body, wire))
                 continue
             try:
                 out.append((decode(payload), wire))

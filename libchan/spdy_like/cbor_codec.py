@@ -36,7 +36,7 @@ import cbor2
 from ..channel import Receiver, Sender
 from ..errors import LocalProtocolError, MessageTooLargeError, RemoteProtocolError
 from ..stream import stream_direction
-from .framing import frame_header
+from .framing import frame_header, sole_bstr
 
 import trio
 
@@ -200,19 +200,9 @@ class CborCodec:
         n = len(payload)
         if n > self.max_message_size:
             raise MessageTooLargeError(n, self.max_message_size, local=False)
-        if n and payload[0] & 0xE0 == 0x40:
-            # a message that is one byte string (the commonest): what cbor2 returns, without it
-            info = payload[0] & 0x1F
-            if info < 24:
-                head, length = 1, info
-            elif info == 24 and n > 1:
-                head, length = 2, payload[1]
-            elif info == 25 and n > 2:
-                head, length = 3, (payload[1] << 8) | payload[2]
-            else:
-                head, length = 0, -1
-            if head + length == n:
-                return payload[head:]
+        body = sole_bstr(payload)  # a message that is one byte string: what cbor2 returns, without it
+        if body is not None:
+            return body
         fp = self._fp
         fp.seek(0)
         fp.truncate()

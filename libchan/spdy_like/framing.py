@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from ..errors import MessageTooLargeError, RemoteProtocolError
 
-__all__ = ["KEEPALIVE", "END_MARKER", "frame_header", "encode_frame", "FrameDecoder"]
+__all__ = ["KEEPALIVE", "END_MARKER", "frame_header", "sole_bstr", "encode_frame", "FrameDecoder"]
 
 KEEPALIVE = b"\xf7"
 END_MARKER = b"\xf6"
@@ -41,6 +41,25 @@ def frame_header(length: int) -> bytes:
     if length < 0x100000000:
         return b"\x5a" + length.to_bytes(4, "big")
     return b"\x5b" + length.to_bytes(8, "big")
+
+
+def sole_bstr(data: bytes) -> bytes | None:
+    """The contents of ``data`` if it is exactly one CBOR byte string whose header
+    has at most 3 bytes (the commonest item: a whole frame, or a message that is
+    a short ``bytes``), found without the general decoders; else None."""
+    n = len(data)
+    first = data[0] if n else 0
+    if first < 0x58:
+        if first < 0x40:
+            return None
+        head, length = 1, first - 0x40
+    elif first == 0x58 and n > 1:
+        head, length = 2, data[1]
+    elif first == 0x59 and n > 2:
+        head, length = 3, (data[1] << 8) | data[2]
+    else:
+        return None
+    return data[head:] if head + length == n else None
 
 
 def encode_frame(payload: bytes) -> bytes:
@@ -74,18 +93,11 @@ class FrameDecoder:
     def feed(self, data: bytes) -> tuple[list[tuple[bytes, int]], int]:
         if self.error is not None:
             raise self.error
-        if not self._buf and not self.ended and type(data) is bytes and data:
+        if not self._buf and not self.ended and type(data) is bytes:
             # the common case of a latency-bound exchange: exactly one whole item
-            first = data[0]
-            if 0x40 <= first <= 0x59:
-                if first < 0x58:
-                    head, length = 1, first - 0x40
-                elif len(data) > 2:
-                    head, length = (2, data[1]) if first == 0x58 else (3, (data[1] << 8) | data[2])
-                else:
-                    head, length = 0, -1
-                if head + length == len(data) and length <= self.max_size:
-                    return [(data[head:], len(data))], 0
+            body = sole_bstr(data)
+            if body is not None and len(body) <= self.max_size:
+                return [(body, len(data))], 0
         out: list[tuple[bytes, int]] = []
         try:
             free = self._parse(data, out)

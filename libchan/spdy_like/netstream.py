@@ -529,15 +529,11 @@ class NetReceiver(Receiver):
             await trio.lowlevel.checkpoint()
             raise trio.ClosedResourceError("this Receiver was closed")
         ns = self._ns
-        inbox = ns.inbox
-        if inbox and ns._ops < _YIELD_EVERY - 1:
+        if ns.inbox and ns._ops < _YIELD_EVERY - 1:
             # the common case without a second coroutine: a message is waiting
             await trio.lowlevel.checkpoint_if_cancelled()
-            msg, size = inbox.popleft()
-            ns.held -= size
+            msg = ns._take()[0]
             ns._ops += 1
-            if ns.owed:
-                ns.settle()
             if type(msg) is DecodeFailure:
                 raise msg.error
             return msg
