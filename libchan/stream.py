@@ -20,10 +20,11 @@ as read-only and a bare ``trio.abc.SendStream`` as write-only.
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Literal
 
 import trio
+
+from .spdy_like.outbox import Outbox
 
 __all__ = [
     "ByteStream",
@@ -125,8 +126,7 @@ class _OneWay:
     (slices of the writer's ``bytes``, never copied inside the pipe)."""
 
     def __init__(self, max_buffer: int) -> None:
-        self.buf: deque[bytes | memoryview] = deque()
-        self.size = 0  # bytes queued
+        self.buf = Outbox()
         self.max_buffer = max_buffer
         self.eof = False  # writer finished
         self.broken: str | None = None  # writer aborted: the reader gets BrokenResourceError
@@ -140,37 +140,8 @@ class _OneWay:
     def take(self, max_bytes: int | None) -> bytes:
         """Remove and return up to ``max_bytes`` (all if None) queued bytes (one copy at most)."""
         buf = self.buf
-        first = buf[0]
-        if max_bytes is None or max_bytes >= self.size:
-            max_bytes = self.size
-        if len(first) >= max_bytes:
-            if len(first) == max_bytes:
-                buf.popleft()
-                chunk = first if type(first) is bytes else bytes(first)
-            else:
-                view = first if isinstance(first, memoryview) else memoryview(first)
-                chunk = bytes(view[:max_bytes])
-                buf[0] = view[max_bytes:]
-        else:
-            parts = []
-            need = max_bytes
-            while need:
-                c = buf[0]
-                if len(c) <= need:
-                    parts.append(buf.popleft())
-                    need -= len(c)
-                else:
-                    view = c if isinstance(c, memoryview) else memoryview(c)
-                    parts.append(view[:need])
-                    buf[0] = view[need:]
-                    need = 0
-            chunk = b"".join(parts)
-        self.size -= len(chunk)
-        return chunk
-
-    def clear(self) -> None:
-        self.buf.clear()
-        self.size = 0
+        chunk = buf.take(len(buf) if max_bytes is None else min(max_bytes, len(buf)))
+        return chunk if type(chunk) is bytes else bytes(chunk)
 
 
 class PipeStream(ByteStream):
@@ -207,11 +178,10 @@ class PipeStream(ByteStream):
                     # the reading end is spliced into a session (and drained): write there
                     await self._send_to_sink(view)
                     break
-                room = out.max_buffer - out.size
+                room = out.max_buffer - len(out.buf)
                 if room > 0:
                     part = view[:room]
                     out.buf.append(part)
-                    out.size += len(part)
                     view = view[room:]
                     out.lot.unpark_all()
                     continue
@@ -275,7 +245,7 @@ class PipeStream(ByteStream):
         while (
             not self._closed
             and not self._out.reader_closed
-            and self._out.size >= self._out.max_buffer
+            and len(self._out.buf) >= self._out.max_buffer
         ):
             await self._out.lot.park()
         await trio.lowlevel.checkpoint()
@@ -317,7 +287,7 @@ class PipeStream(ByteStream):
             self._closed = True
             self._out.eof = True
             self._in.reader_closed = True
-            self._in.clear()
+            self._in.buf.clear()
             self._in.lot.unpark_all()
             self._out.lot.unpark_all()
         await trio.lowlevel.checkpoint()
@@ -331,7 +301,7 @@ class PipeStream(ByteStream):
         self._closed = True
         self._out.eof = True
         self._in.reader_closed = True
-        self._in.clear()
+        self._in.buf.clear()
         self._in.lot.unpark_all()
         self._out.lot.unpark_all()
 

@@ -1,4 +1,5 @@
-"""A byte queue for outgoing stream data that does not copy large chunks around."""
+"""A byte queue that does not copy large chunks around: a session stream's outgoing
+data, and a stream pipe's buffer."""
 
 from __future__ import annotations
 
