@@ -27,37 +27,60 @@ from helpers import session_pair
 PATHS = ["tcp", "unix", "tls"]
 
 
+async def _read_to_eof(stream, received, max_bytes: int) -> int:
+    """Read ``stream`` to its end into the hash ``received``; return the byte count."""
+    count = 0
+    while True:
+        chunk = await stream.receive_some(max_bytes)
+        if not chunk:
+            return count
+        received.update(chunk)
+        count += len(chunk)
+
+
 @pytest.fixture(params=PATHS)
 def path(request):
     return request.param
 
 
+async def _error_when_closed_while_reading(cli, srv, close) -> tuple[BaseException, float]:
+    """Put a consumer into reading the connection itself (it takes a message and
+    comes straight back for the next), run ``close(receiver)``; return the error the
+    waiting ``receive`` got and how long after ``close`` began it got it."""
+    sender = await cli.open_sender()
+    await sender.send(1)
+    receiver = await srv.accept_receiver()
+    assert await receiver.receive() == 1
+    got: list[BaseException] = []
+    woken_at = 0.0
+
+    async def wait_for_more() -> None:
+        nonlocal woken_at
+        assert await receiver.receive() == 2
+        try:
+            await receiver.receive()  # straight back: it reads the connection itself
+        except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
+            got.append(exc)
+            woken_at = trio.current_time()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(wait_for_more)
+        await trio.sleep(0.05)
+        await sender.send(2)
+        await trio.sleep(0.2)
+        closed_at = trio.current_time()
+        await close(receiver)
+    assert len(got) == 1
+    return got[0], woken_at - closed_at
+
+
 async def test_consumer_reading_wakes_when_its_receiver_is_closed_elsewhere(path, tmp_path, profile):
     with trio.fail_after(10):
         async with session_pair(path, tmp_path, profile=profile) as (cli, srv):
-            sender = await cli.open_sender()
-            await sender.send("first")
-            receiver = await srv.accept_receiver()
-            assert await receiver.receive() == "first"
-            got: list[BaseException] = []
-
-            async def wait_for_more() -> None:
-                assert await receiver.receive() == "second"
-                try:
-                    await receiver.receive()  # straight back: it reads the connection itself
-                except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
-                    got.append(exc)
-
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(wait_for_more)
-                await trio.sleep(0.05)
-                await sender.send("second")
-                await trio.sleep(0.2)
-                closed_at = trio.current_time()
-                await receiver.aclose()
+            error, delay = await _error_when_closed_while_reading(cli, srv, lambda receiver: receiver.aclose())
             # at once: not when some later input (a keepalive) happens to wake it
-            assert trio.current_time() - closed_at < 1.0
-            assert len(got) == 1 and isinstance(got[0], trio.ClosedResourceError)
+            assert delay < 1.0
+            assert isinstance(error, trio.ClosedResourceError)
             # the connection still works for everything else
             other = await cli.open_sender()
             await other.send("still alive")
@@ -67,28 +90,9 @@ async def test_consumer_reading_wakes_when_its_receiver_is_closed_elsewhere(path
 async def test_consumer_reading_wakes_when_the_session_closes(path, tmp_path, profile):
     with trio.fail_after(10):
         async with session_pair(path, tmp_path, profile=profile) as (cli, srv):
-            sender = await cli.open_sender()
-            await sender.send(1)
-            receiver = await srv.accept_receiver()
-            assert await receiver.receive() == 1
-            got: list[BaseException] = []
-
-            async def wait_for_more() -> None:
-                assert await receiver.receive() == 2
-                try:
-                    await receiver.receive()  # straight back: it reads the connection itself
-                except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
-                    got.append(exc)
-
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(wait_for_more)
-                await trio.sleep(0.05)
-                await sender.send(2)
-                await trio.sleep(0.2)
-                closed_at = trio.current_time()
-                await srv.aclose()
-            assert trio.current_time() - closed_at < 2.0
-            assert len(got) == 1 and isinstance(got[0], (trio.BrokenResourceError, trio.ClosedResourceError))
+            error, delay = await _error_when_closed_while_reading(cli, srv, lambda receiver: srv.aclose())
+            assert delay < 2.0
+            assert isinstance(error, (trio.BrokenResourceError, trio.ClosedResourceError))
 
 
 async def test_two_tasks_receiving_on_one_channel_get_every_message_once(path, tmp_path, profile):
@@ -168,12 +172,7 @@ async def test_spliced_stream_pipe_carries_data_eof_and_reused_buffers(path, tmp
 
             async def read_all() -> None:
                 nonlocal count
-                while True:
-                    chunk = await remote.receive_some(100_000)
-                    if not chunk:
-                        return
-                    received.update(chunk)
-                    count += len(chunk)
+                count = await _read_to_eof(remote, received, 100_000)
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(read_all)
@@ -236,20 +235,12 @@ async def test_spliced_stream_pipe_with_a_writer_waiting_for_room(path, tmp_path
             received = hashlib.sha256()
             count = 0
 
-            async def read_all(remote) -> None:
-                nonlocal count
-                while True:
-                    chunk = await remote.receive_some(65536)
-                    if not chunk:
-                        return
-                    received.update(chunk)
-                    count += len(chunk)
-
             async with trio.open_nursery() as nursery:
 
                 async def accept_and_read() -> None:
+                    nonlocal count
                     remote = (await (await srv.accept_receiver()).receive())["data"]
-                    await read_all(remote)
+                    count = await _read_to_eof(remote, received, 65536)
 
                 nursery.start_soon(accept_and_read)
                 first = os.urandom(200_000)
