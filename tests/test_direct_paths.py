@@ -10,7 +10,8 @@
   the writer itself (``PipeStream._splice_to``): data, EOF, errors and buffer
   reuse must behave as through the forwarder.
 
-Over tcp and unix (the direct socket paths) and tls (the generic path), both profiles.
+Over tcp, unix and tls (all read and written directly: sockio.py), both profiles;
+the generic path (in-memory streams) is covered by the rest of the suite.
 """
 
 from __future__ import annotations

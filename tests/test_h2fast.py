@@ -930,7 +930,9 @@ def _links(session) -> list:
 
 
 @pytest.mark.parametrize("transport", ["tcp", "unix", "tls", "memory"])
-async def test_links_use_direct_socket_io_on_plain_sockets_only(transport, profile, tmp_path):
+async def test_links_use_direct_socket_io_on_sockets_only(transport, profile, tmp_path):
+    """TCP, unix and TLS (over a socket: sockio drives trio's SSLStream) read and write the
+    socket directly; anything else goes through the trio stream."""
     with trio.fail_after(10):
         async with session_pair(transport, tmp_path, profile=profile) as (cli, srv):
             sender = await cli.open_sender()
@@ -939,8 +941,9 @@ async def test_links_use_direct_socket_io_on_plain_sockets_only(transport, profi
             assert await receiver.receive() == "hello"
             links = _links(cli) + _links(srv)
             assert len(links) == 2 and all(link.io is not None for link in links)
-            direct = transport in ("tcp", "unix")
+            direct = transport in ("tcp", "unix", "tls")
             assert [link.io.direct for link in links] == [direct, direct]
+            assert [link.io.tls for link in links] == [transport == "tls"] * 2
             if direct:  # and the link writes through its own socket object, both ways
                 recorders = [RecordingSocket.install(link) for link in links]
                 await sender.send("via the socket itself")

@@ -54,7 +54,7 @@ class Link:
     ) -> None:
         self.transport = transport
         self.io: TransportIO | None = None  # made by run(), closed when it returns
-        #: Bytes the multiplexer produced that the kernel did not take yet (sent first).
+        #: Bytes taken from the multiplexer for the writer's next pass (sent first).
         self._pending: list[bytes | memoryview] = []
         #: A sending task wrote to the socket itself since the reader or the writer
         #: last ran: until then, further sends queue for the writer (one frame).
@@ -100,8 +100,9 @@ class Link:
         """Drive the connection until it ends; returns after closing the transport."""
         self.io = TransportIO(self.transport)
         # A task waiting for its stream may read the connection itself (one task
-        # switch less per message); only on a plain socket, whose reads are cancel-safe,
-        # and with flow control (without it the reader task pauses reading instead).
+        # switch less per message); only on a socket read here (plain or TLS: see
+        # sockio), whose reads are cancel-safe, and with flow control (without it
+        # the reader task pauses reading instead).
         self._consumers_read = self.io.direct and self._flow_controlled
         try:
             async with trio.open_nursery() as nursery:
@@ -132,7 +133,7 @@ class Link:
             return
         try:
             if self.io.direct:
-                self.io.try_send(self._take_output())
+                self.io.try_send(self._take_output())  # (with the backlog first)
             else:
                 with trio.move_on_after(0.2):
                     await self._send_out()
@@ -206,7 +207,8 @@ class Link:
         """``ns`` has something to send: put it on the wire now if the socket allows
         it (the first time since the writer's last pass), else wake the writer."""
         self._ready[ns] = None
-        if not self._flushed and not self._pending and self.io is not None and self.io.direct:
+        io = self.io
+        if not self._flushed and not self._pending and io is not None and io.direct and not io.backlog:
             if not self._send_lock.locked() and self.closed_reason is None:
                 self._flush_now(ns)
                 return
@@ -222,12 +224,11 @@ class Link:
         if chunks:
             assert self.io is not None
             try:
-                rest = self.io.try_send(chunks)
-            except OSError as exc:
+                self.io.try_send(chunks)
+            except (OSError, trio.BrokenResourceError) as exc:
                 self._end(f"connection lost ({_describe(exc)})")
                 return
-            if rest:
-                self._pending = rest
+            if self.io.backlog:
                 self.wake()  # the writer sends the rest when the socket allows
             if self._drain_lot:
                 self._drain_lot.unpark_all()
@@ -240,7 +241,7 @@ class Link:
             if self.io is None:
                 return  # never ran
             chunks = self._take_output()
-            if chunks:
+            if chunks or self.io.backlog:
                 await self.io.send_all(chunks)
 
     def _take_output(self) -> list[bytes | memoryview]:
@@ -308,6 +309,7 @@ class Link:
         with trio.move_on_after(timeout):
             while self.closed_reason is None and (
                 self._pending
+                or (self.io is not None and self.io.backlog)
                 or any(
                     ns.outbox or (ns.out_end_requested and not (ns.out_ended or ns.marker_sent))
                     for ns in self.streams.values()
@@ -366,7 +368,7 @@ class Link:
         if out:
             self._pending += out
             self.wake()
-        elif self._ready:
+        elif self._ready or self.io.backlog:  # (a TLS read can leave an answer to send)
             self.wake()
 
     # -- reading in a consumer's task ------------------------------------------------

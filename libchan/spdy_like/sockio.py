@@ -6,26 +6,42 @@ itself, the way an asyncio transport does:
 
 * ``try_send`` writes what the kernel takes *now*, synchronously, so a task
   that just queued a message can put it on the wire without waking the writer
-  task (one scheduler pass less per message on a latency-bound exchange);
+  task (one scheduler pass less per message on a latency-bound exchange); the
+  rest waits in :attr:`TransportIO.backlog` for ``send_all``;
 * ``receive_some`` waits for readability and reads once, without the extra
-  yield that trio's ``SocketStream`` adds after every successful call.
+  yield that trio's ``SocketStream`` adds after every successful call; the
+  wait is the only suspension point, so a cancelled read has consumed nothing.
+
+A ``trio.SSLStream`` over such a socket (what ``tls://`` gives), once its
+handshake is done, is driven the same way: the stream's own ``ssl.SSLObject``
+and memory BIOs encrypt and decrypt, and the ciphertext goes straight to and
+from the socket (:class:`_TlsState`). trio's ``SSLStream`` keeps every
+round of its protocol behind several awaits and locks; here one read or write
+is one synchronous step. This uses ``SSLStream`` internals (checked once by
+:func:`_tls_parts`; anything unexpected falls back to the stream's own methods).
+The stream is left consistent, so its ``aclose`` works as usual afterwards.
 
 It works on a duplicate of the socket's file descriptor (public API only), so
-:meth:`close` must run when the link is done with it; the trio stream is still
-the one that waits for readiness and is closed by its owner. Anything else (TLS,
-in-memory streams) goes through the trio stream unchanged.
+:meth:`TransportIO.close` must run when the link is done with it; the trio
+stream is still the one that waits for readiness and is closed by its owner.
+Anything else (in-memory streams, TLS over anything but a socket) goes through
+the trio stream unchanged.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import ssl
+from typing import Any
 
 import trio
 
 __all__ = ["TransportIO"]
 
 _MAX_IOV = 512  # buffers per sendmsg (the kernel's limit is 1024)
+_TLS_READ = 256 * 1024  # plaintext taken from the SSL object per call
+_TLS_JOIN = 16 * 1024  # smaller pieces of one write are joined (a TLS record holds 16 KiB)
 
 
 def _drop(chunks: list[bytes | memoryview], n: int) -> list[bytes | memoryview]:
@@ -42,6 +58,51 @@ def _drop(chunks: list[bytes | memoryview], n: int) -> list[bytes | memoryview]:
     return rest
 
 
+class _TlsState:
+    """The TLS layer of a taken-over ``trio.SSLStream`` (see the module docstring)."""
+
+    __slots__ = ("stream", "obj", "incoming", "outgoing", "ragged_eof_ok")
+
+    def __init__(self, stream: trio.SSLStream[Any]) -> None:
+        self.stream = stream
+        self.obj: ssl.SSLObject = stream._ssl_object
+        self.incoming: ssl.MemoryBIO = stream._incoming
+        self.outgoing: ssl.MemoryBIO = stream._outgoing
+        #: An EOF without close_notify is a clean end (https_compatible), as in trio.
+        self.ragged_eof_ok: bool = bool(stream._https_compatible)
+
+    def broken(self, exc: BaseException) -> trio.BrokenResourceError:
+        """Mark the trio stream broken (its aclose then only closes the socket), as
+        trio does on a TLS error, and return the error to raise."""
+        self.stream._state = type(self.stream._state).BROKEN
+        err = trio.BrokenResourceError()
+        err.__cause__ = exc
+        return err
+
+
+def _tls_parts(transport: trio.abc.Stream) -> tuple[_TlsState, trio.SocketStream] | None:
+    """The TLS state and socket of an SSLStream over a socket whose handshake is
+    done and that nothing else uses now; None if it is not one (or trio changed)."""
+    if not isinstance(transport, trio.SSLStream):
+        return None
+    inner = transport.transport_stream
+    state = getattr(transport, "_state", None)
+    handshook = getattr(transport, "_handshook", None)
+    if (
+        not isinstance(inner, trio.SocketStream)
+        or getattr(state, "name", None) != "OK"
+        or not getattr(handshook, "done", False)
+        or not isinstance(getattr(transport, "_ssl_object", None), ssl.SSLObject)
+        or not isinstance(getattr(transport, "_incoming", None), ssl.MemoryBIO)
+        or not isinstance(getattr(transport, "_outgoing", None), ssl.MemoryBIO)
+        or not hasattr(transport, "_delayed_outgoing")
+        or not hasattr(transport, "_https_compatible")
+        or transport._outgoing.pending
+    ):
+        return None
+    return _TlsState(transport), inner
+
+
 class TransportIO:
     """Reads and writes of one connection (see the module docstring)."""
 
@@ -53,11 +114,29 @@ class TransportIO:
         if unwrap is not None:  # a stream whose first bytes were read to sniff the protocol
             prefix, inner = unwrap()
         self._prefix = prefix
-        self._tsock = inner.socket if isinstance(inner, trio.SocketStream) else None
+        self._tls: _TlsState | None = None
+        self._tls_error: BaseException | None = None  # raised by the next read
+        self._tls_ended = False  # close_notify was read: every later read is b""
+        self._tsock: Any = None
+        tls = _tls_parts(inner)
+        if tls is not None:
+            self._tls, socket_stream = tls
+            self._tsock = socket_stream.socket
+        elif isinstance(inner, trio.SocketStream):
+            self._tsock = inner.socket
+        #: What was handed to :meth:`try_send` (ciphertext under TLS) that the
+        #: kernel did not take yet; :meth:`send_all` sends it first.
+        self.backlog: list[bytes | memoryview] = []
         self._sock: socket.socket | None = None
         if self._tsock is not None:
             self._sock = socket.socket(fileno=os.dup(self._tsock.fileno()))
             self._sock.setblocking(False)
+            if self._tls is not None:
+                # TLS 1.3 session tickets trio held back until the first write
+                delayed = self._tls.stream._delayed_outgoing
+                if delayed:
+                    self.backlog.append(delayed)
+                self._tls.stream._delayed_outgoing = None
         else:
             self._prefix = b""  # the wrapper hands out its own prefix
 
@@ -66,41 +145,76 @@ class TransportIO:
         """True when writes can be attempted synchronously (:meth:`try_send`)."""
         return self._sock is not None
 
-    def try_send(self, chunks: list[bytes | memoryview]) -> list[bytes | memoryview]:
+    @property
+    def tls(self) -> bool:
+        """True when this drives a TLS stream's encryption itself."""
+        return self._tls is not None
+
+    def try_send(self, chunks: list[bytes | memoryview]) -> None:
         """Write what the kernel accepts without blocking (one gathering write, no
-        joining copy); returns what is left of ``chunks`` (direct only)."""
+        joining copy); the rest goes to :attr:`backlog` (direct only)."""
         sock = self._sock
         assert sock is not None
+        if self._tls is not None:
+            chunks = self._encrypt(chunks)
+        if self.backlog:
+            chunks = self.backlog + chunks
+            self.backlog = []
         if len(chunks) == 1:  # the common case: one buffer
             data = chunks[0]
             try:
                 sent = sock.send(data)
             except BlockingIOError:
-                return chunks
-            return [] if sent == len(data) else [memoryview(data)[sent:]]
+                self.backlog = chunks
+                return
+            if sent != len(data):
+                self.backlog = [memoryview(data)[sent:]]
+            return
         while chunks:
             try:
                 sent = sock.sendmsg(chunks[:_MAX_IOV])
             except BlockingIOError:
-                return chunks
+                break
             chunks = _drop(chunks, sent)
             if sent == 0:
-                return chunks
-        return chunks
+                break
+        self.backlog = chunks
+
+    def _encrypt(self, chunks: list[bytes | memoryview]) -> list[bytes | memoryview]:
+        tls = self._tls
+        assert tls is not None
+        try:
+            small: list[bytes | memoryview] = []  # joined: one record, not one per piece
+            for chunk in chunks:
+                if len(chunk) < _TLS_JOIN:
+                    small.append(chunk)
+                    continue
+                if small:
+                    tls.obj.write(b"".join(small))
+                    small = []
+                tls.obj.write(chunk)
+            if small:
+                data = b"".join(small)
+                if data:  # (SSLObject takes an empty write for EOF)
+                    tls.obj.write(data)
+        except ssl.SSLError as exc:
+            raise tls.broken(exc) from exc
+        out = tls.outgoing.read()
+        return [out] if out else []
 
     async def send_all(self, chunks: list[bytes | memoryview]) -> None:
         if self._sock is None:
             await self.transport.send_all(chunks[0] if len(chunks) == 1 else b"".join(chunks))
             return
-        chunks = self.try_send(chunks)
-        while chunks:
+        self.try_send(chunks)
+        while self.backlog:
             try:
                 await trio.lowlevel.wait_writable(self._tsock)
             except trio.ClosedResourceError:
                 if self._tsock.fileno() == -1:
                     raise
                 continue  # interrupt_reader() woke every waiter: not a close
-            chunks = self.try_send(chunks)
+            self.try_send([])
 
     async def receive_some(self, max_bytes: int) -> bytes | None:
         """Bytes read (``b""`` at end of stream), or None if :meth:`interrupt_reader`
@@ -111,6 +225,20 @@ class TransportIO:
             await trio.lowlevel.checkpoint()
             data, self._prefix = self._prefix, b""
             return data
+        tls = self._tls
+        if self._tls_error is not None:
+            await trio.lowlevel.checkpoint()
+            raise self._tls_error
+        if self._tls_ended:
+            await trio.lowlevel.checkpoint()
+            return b""
+        if tls is not None and (tls.incoming.pending or tls.obj.pending()):
+            # plaintext or ciphertext left over (from the handshake, or a read that
+            # stopped at max_bytes): no need to wait for the socket
+            await trio.lowlevel.checkpoint()
+            data = self._decrypt(max_bytes)
+            if data is not None:
+                return data
         while True:
             try:
                 await trio.lowlevel.wait_readable(self._tsock)
@@ -119,9 +247,72 @@ class TransportIO:
                     raise  # really closed
                 return None  # interrupted
             try:
-                return self._sock.recv(max_bytes)
+                data = self._sock.recv(max_bytes)
             except BlockingIOError:
                 continue
+            if tls is None:
+                return data
+            if data:
+                tls.incoming.write(data)
+                data = self._decrypt(max_bytes)
+                if data is not None:
+                    return data
+                continue
+            tls.incoming.write_eof()
+            data = self._decrypt(max_bytes)
+            if data is None:  # (OpenSSL says so itself; just in case)
+                if not tls.ragged_eof_ok:
+                    raise tls.broken(ssl.SSLEOFError("EOF in the middle of a TLS record"))
+                data = b""
+            return data
+
+    def _decrypt(self, max_bytes: int) -> bytes | None:
+        """Plaintext from the TLS layer: bytes (``b""`` at a clean end) or None
+        if a record is incomplete (read the socket again)."""
+        tls = self._tls
+        assert tls is not None
+        parts: list[bytes] = []
+        size = 0
+        try:
+            while size < max_bytes:
+                try:
+                    part = tls.obj.read(min(max_bytes - size, _TLS_READ))
+                except ssl.SSLWantReadError:
+                    break
+                if not part:  # close_notify was read (Python returns b"" for it): the end
+                    self._tls_ended = True
+                    if not parts:
+                        return b""
+                    break
+                parts.append(part)
+                size += len(part)
+        except ssl.SSLZeroReturnError:  # close_notify: the end (after what came before it)
+            self._tls_ended = True
+            if not parts:
+                self._flush_tls_output()
+                return b""
+        except ssl.SSLError as exc:
+            if parts:  # deliver what came before; the error comes with the next read
+                self._tls_error = tls.broken(exc)
+            elif tls.ragged_eof_ok and isinstance(exc, ssl.SSLEOFError):
+                return b""
+            else:
+                raise tls.broken(exc) from exc
+        # a read may make TLS answer (a key update, renegotiation): send it along
+        self._flush_tls_output()
+        if not parts:
+            return None
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _flush_tls_output(self) -> None:
+        tls = self._tls
+        assert tls is not None
+        if tls.outgoing.pending:
+            self.backlog.append(tls.outgoing.read())
+            try:
+                self.try_send([])
+            except OSError:
+                pass  # the next write reports it
 
     def interrupt_reader(self) -> None:
         """Wake the task waiting in :meth:`receive_some` (it returns None), closing
