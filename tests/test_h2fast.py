@@ -9,7 +9,9 @@ so that a test cannot pass by the fast path never running:
 
 1. input split anywhere (every byte boundary, byte by byte, random pieces) gives the same
    events and output; send_data/send_data_parts output is byte-identical to h2's and in
-   order with h2's own frames;
+   order with h2's own frames; so are the link's single-frame lanes (a read that is one
+   DATA frame, ``receive_sole_data``; a frame a sending task writes itself,
+   ``data_header_now``), which every test here drives the way the link does;
 2. flow control: the same windows after many fast frames, the same FLOW_CONTROL_ERROR one
    byte past either window, the same exceptions when sending too much;
 3. every frame the fast path must not take (unknown/closed/reset streams, DATA before the
@@ -17,8 +19,8 @@ so that a test cannot pass by the fast path never running:
    gets h2's reaction, sans-IO and against a real server; the one input handled
    differently from plain h2 given the same reads is pinned down in
    test_data_after_the_peers_goaway_in_the_same_read;
-4. links on tcp:// and unix:// write the socket themselves (not over TLS), lose nothing
-   when the kernel takes part of a write, and close both descriptors;
+4. links on tcp://, unix:// and tls:// write the socket themselves (in-memory streams
+   do not), lose nothing when the kernel takes part of a write, and close both descriptors;
 5. a hypothesis property: random traffic through a fast client/server pair equals a
    plain-h2 pair, data, events, bytes and windows.
 """
@@ -152,11 +154,36 @@ def make_mux(*, client_side: bool, fast: bool, **kw) -> H2Multiplexer:
     return mux
 
 
+def link_receive(mux: H2Multiplexer, data: bytes) -> list:
+    """What a link makes of one read (Link._process_input): the single-frame lane
+    (``receive_sole_data``) when it takes the read, else ``receive_data``."""
+    sole = mux.receive_sole_data(data)
+    if sole is not None:
+        return [DataReceived(sole[0], sole[1], len(sole[1]))]
+    return mux.receive_data(data)
+
+
+def link_send(mux: H2Multiplexer, sid: int, data: bytes) -> bytes | None:
+    """What a link's sending task does with one message (Link.send_now): the frame's
+    bytes to write at once if ``data_header_now`` allows it, else None (sent by h2)."""
+    header = mux.data_header_now(sid, len(data))
+    return None if header is None else header + data
+
+
 class FastCount:
-    """Counts the DATA frames the fast path accounted for (each direction) on one mux."""
+    """Counts the DATA frames the fast path accounted for (each direction) on one mux,
+    and the reads the single-frame lane took."""
 
     def __init__(self, mux: H2Multiplexer) -> None:
-        self.received = self.sent = 0
+        self.received = self.sent = self.sole = 0
+        sole_data = mux.receive_sole_data
+
+        def counting_sole(data):
+            result = sole_data(data)
+            self.sole += result is not None
+            return result
+
+        mux.receive_sole_data = counting_sole
         fast = mux._fast
         if fast is None:
             return
@@ -226,7 +253,7 @@ def run_steps(mux: H2Multiplexer, steps: list, split, chunks: bool = False) -> t
                 bounds.append(pos)
                 pos += len(piece)
             for piece in split(b"".join(run), bounds):
-                events.extend(mux.receive_data(piece))
+                events.extend(link_receive(mux, piece))
             run.clear()
             out.append(drain(mux, chunks))
 
@@ -394,14 +421,14 @@ def scripted_exchange(fast: bool) -> tuple[H2Multiplexer, H2Multiplexer, list[by
             a = drain(c, chunks=fast)  # the fast side as the link drains it
             if a:
                 sent.append(a)
-                evs = s.receive_data(a)
+                evs = link_receive(s, a)
                 server_events.extend(evs)
                 for ev in evs:
                     if isinstance(ev, StreamOpened) and not s.closed:
                         s.answer_stream(ev.stream_id, RESPONSE)
             b = s.data_to_send()
             if b:
-                c.receive_data(b)
+                link_receive(c, b)
             if not a and not b:
                 return
         raise AssertionError("no quiescence")
@@ -468,6 +495,72 @@ def test_send_data_output_is_byte_identical_to_h2_and_in_order():
     assert events_fast == events_pure
     assert window_state(c_fast) == window_state(c_pure)
     assert window_state(s_fast) == window_state(s_pure)
+
+
+def test_single_frame_lanes_are_byte_identical_to_h2():
+    """The link's single-frame lanes: a sending task writes one DATA frame itself
+    (``data_header_now``) only when nothing else is queued, and a read that is exactly one
+    plain DATA frame skips the event machinery (``receive_sole_data``); wire, events and
+    windows equal plain h2's, and both lanes really ran."""
+
+    def exchange(fast: bool):
+        c = make_mux(client_side=True, fast=fast, stream_window=300, max_frame_size=16384)
+        s = make_mux(client_side=False, fast=fast, stream_window=300, max_frame_size=16384)
+        counts = FastCount(c), FastCount(s)
+        wire: list[bytes] = []
+        events: list = []
+        direct = 0
+
+        def flow(src, dst, extra: bytes = b"") -> None:
+            out = extra + src.data_to_send()
+            if out:
+                wire.append(out)
+                reads = [PREFACE] if out.startswith(PREFACE) else []
+                reads += [f.serialize() for f in parse_frames(out)]  # one read per frame: the sole lane's case
+                for read in reads:
+                    for ev in link_receive(dst, read):
+                        events.append(ev)
+                        if isinstance(ev, StreamOpened):
+                            dst.answer_stream(ev.stream_id, RESPONSE)
+                flow(dst, src)
+
+        def send(mux, sid, data) -> None:
+            nonlocal direct
+            frame = link_send(mux, sid, data)
+            if frame is None:
+                try:
+                    mux.send_data(sid, data)
+                except h2.exceptions.H2Error as exc:
+                    events.append(("raised", type(exc).__name__))
+                flow(*((c, s) if mux is c else (s, c)))
+            else:
+                direct += 1
+                flow(*((c, s) if mux is c else (s, c)), frame)
+
+        one = c.open_stream(REQUEST)
+        flow(c, s)
+        send(c, one, b"a" * 10)  # HEADERS long gone: written at once
+        send(s, one, b"b" * 20)  # the server's reply, the same way
+        c.acknowledge(None, 100)  # a WINDOW_UPDATE queued: the next message goes through h2
+        send(c, one, b"c" * 30)
+        send(c, one, b"d" * 200)
+        send(c, one, b"e" * 100)  # beyond the stream window: refused either way
+        s.acknowledge(one, 240)
+        flow(s, c)
+        send(c, one, b"f" * 50)  # window reopened: at once again
+        c.ping()
+        send(c, one, b"g" * 5)  # behind the PING
+        return wire, events, window_state(c), window_state(s), direct, counts
+
+    fast, pure = exchange(True), exchange(False)
+    strip = lambda wire: [describe(f) if not isinstance(f, hf.PingFrame) else "ping" for w in wire for f in parse_frames(w)]  # noqa: E731
+    assert strip(fast[0]) == strip(pure[0])
+    assert fast[1:4] == pure[1:4]
+    assert ("raised", "FlowControlError") in fast[1]
+    assert not any(isinstance(ev, ConnectionEnded) for ev in fast[1])
+    assert [ev.data[:1] for ev in fast[1] if isinstance(ev, DataReceived)] == [b"a", b"b", b"c", b"d", b"f", b"g"]
+    assert fast[4] == 4 and pure[4] == 0  # a, b, d, f were written at once
+    assert sum(count.sole for count in fast[5]) >= 6 and sum(count.sole for count in pure[5]) == 0
 
 
 # -- 2. flow control: the same windows, the same errors ---------------------------------------------
@@ -702,6 +795,8 @@ def test_non_qualifying_frames_get_exactly_h2s_reaction(case):
         mux = make_mux(client_side=side == "client", fast=fast, max_frame_size=16384)
         count = FastCount(mux)
         events, out = run_steps(mux, steps, split)
+        if split is by_frame:  # each DATA frame alone in a read: the single-frame lane's
+            assert count.sole == count.received
         return events, out, window_state(mux), count.received
 
     # One frame per read: events, output bytes and final h2 state are identical.
@@ -1165,6 +1260,9 @@ class Pair:
         self.unacked: dict[tuple[str, int], int] = {}
         self.log: list = []  # every event and every action's outcome
         self.wire: list[bytes] = []
+        #: DATA frames a sending task wrote itself (link_send), not yet delivered
+        self.direct = {"c": b"", "s": b""}
+        self.direct_frames = 0
 
     def mux(self, side: str) -> H2Multiplexer:
         return self.c if side == "c" else self.s
@@ -1177,6 +1275,7 @@ class Pair:
                     out = b"".join(src.data_chunks())
                 else:
                     out = src.data_to_send()
+                out, self.direct[side] = self.direct[side] + out, b""  # written at once: first
                 if not out:
                     continue
                 moved = True
@@ -1190,7 +1289,7 @@ class Pair:
                         pos += n
                 other = "s" if side == "c" else "c"
                 for piece in pieces:
-                    for ev in dst.receive_data(piece):
+                    for ev in link_receive(dst, piece):
                         self.log.append((other, ev))
                         if isinstance(ev, StreamOpened) and not dst.closed:
                             dst.answer_stream(ev.stream_id, RESPONSE)
@@ -1219,6 +1318,9 @@ class Pair:
                         if op[5] > 1 and hasattr(mux, "send_data_parts"):  # one frame in pieces
                             cuts = sorted({0, n, *(n * k // op[5] for k in range(1, op[5]))})
                             mux.send_data_parts(sid, [payload[a:b] for a, b in zip(cuts, cuts[1:])] or [b""], end_stream=op[4])
+                        elif not op[4] and (frame := link_send(mux, sid, payload)) is not None:
+                            self.direct[op[1]] += frame  # the link's sending task writes it
+                            self.direct_frames += 1
                         else:
                             mux.send_data(sid, payload, end_stream=op[4])
                         self.log.append(("sent", op[1], sid, n, op[4]))
@@ -1282,3 +1384,4 @@ def test_random_traffic_through_fast_pair_equals_pure_h2_pair(ops, seed, stream_
     plain = sum(1 for chunk in fast.wire for f in parse_frames(chunk) if isinstance(f, hf.DataFrame) and not f.flags)
     assert fast.counts[0].sent + fast.counts[1].sent == plain
     assert pure.counts[0].sent == pure.counts[1].sent == 0
+    assert pure.direct_frames == pure.counts[0].sole == pure.counts[1].sole == 0

@@ -180,6 +180,26 @@ class H2Multiplexer:
         self._inbuf = bytes(buf[pos:]) if pos < end and not self._closed else b""
         return events
 
+    def receive_sole_data(self, data: bytes) -> tuple[int, bytes] | None:
+        """If ``data`` is exactly one plain DATA frame (no flags) that the fast path
+        accepts, with nothing buffered before it -- a latency-bound exchange's usual
+        read -- account for it and return ``(stream_id, payload)``: what
+        :meth:`receive_data` would report as one DataReceived. Else None, and
+        nothing was consumed (use :meth:`receive_data`)."""
+        fast = self._fast
+        if fast is None or self._inbuf or self._preface_left or self._in_header_block or self._closed:
+            return None
+        n = len(data)
+        if n < HEADER_LEN or data[3] != TYPE_DATA or data[4]:
+            return None
+        length = (data[0] << 16) | (data[1] << 8) | data[2]
+        if length + HEADER_LEN != n or length > self._conn.max_inbound_frame_size:
+            return None
+        stream_id = int.from_bytes(data[5:9], "big") & 0x7FFFFFFF
+        if not fast.receive(stream_id, length):
+            return None
+        return stream_id, data[HEADER_LEN:]
+
     def _h2_receive(self, data: bytes) -> list[MuxEvent]:
         """Let h2 process ``data`` (whole frames, or anything once the fast path is off)."""
         if self._closed:
@@ -247,6 +267,10 @@ class H2Multiplexer:
             return [b"".join(out)]
         return out
 
+    def has_output(self) -> bool:
+        """False only if :meth:`data_chunks` would return nothing."""
+        return self._fast is None or bool(self._out) or bool(self._conn._data_to_send)
+
     def _take_h2_output(self) -> None:
         """Move what h2 has queued to our output (it goes before what we add next).
         h2's buffer is looked at directly (DataFastPath.usable checked it exists)."""
@@ -285,6 +309,15 @@ class H2Multiplexer:
         """One DATA frame made of ``parts`` (not joined on the fast path)."""
         if not self._send_fast(stream_id, parts, sum(map(len, parts)), end_stream):
             self._conn.send_data(stream_id, parts[0] if len(parts) == 1 else b"".join(parts), end_stream=end_stream)
+
+    def data_header_now(self, stream_id: int, length: int) -> bytes | None:
+        """For a task that writes one DATA frame of ``length`` bytes itself, at once:
+        its 9-byte header, the frame accounted for -- only if no other output is
+        queued to go first and the fast path accepts the frame. Else None, and
+        nothing changed (queue the data instead)."""
+        if self._out or self._fast is None or self._conn._data_to_send:
+            return None
+        return self._fast.send(stream_id, length)
 
     def send_data(self, stream_id: int, data: bytes | memoryview, end_stream: bool = False) -> None:
         if not self._send_fast(stream_id, (data,), len(data), end_stream):

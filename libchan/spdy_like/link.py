@@ -214,9 +214,43 @@ class Link:
                 return
         self.wake()
 
+    def send_now(self, ns: NetStream, wire: bytes) -> bool:
+        """Write ``wire`` (one message's bytes) on ``ns`` as one DATA frame from the
+        calling task, if nothing has to go before it: what :meth:`schedule` would do
+        for it, without the queue. False: nothing was done (queue it)."""
+        io = self.io
+        if self._flushed or self._pending or io is None or not io.direct or io.backlog:
+            return False
+        sid = ns.stream_id
+        if (
+            sid is None
+            or ns.outbox
+            or ns.error is not None
+            or not ns.can_send
+            or ns.out_end_requested
+            or ns.out_ended
+            or len(wire) > _FRAME_CAP
+            or self.closed_reason is not None
+            or self._send_lock.locked()
+        ):
+            return False
+        header = self.mux.data_header_now(sid, len(wire))
+        if header is None:
+            return False
+        self._flushed = True
+        ns.last_sent = trio.current_time()
+        try:
+            io.try_send([header + wire])
+        except (OSError, trio.BrokenResourceError) as exc:
+            self._end(f"connection lost ({_describe(exc)})")
+            return True
+        if io.backlog:
+            self.wake()  # the writer sends the rest when the socket allows
+        return True
+
     def _flush_now(self, ns: NetStream) -> None:
-        """Synchronous write from the calling task (a plain socket only). Later
-        sends until the writer's next pass only queue: they share its frame."""
+        """Synchronous write from the calling task (a socket written directly only).
+        Later sends until the writer's next pass only queue: they share its frame."""
         self._flushed = True
         if len(self._ready) != 1 or not self._frame_one(ns):
             self._pump()
@@ -360,15 +394,22 @@ class Link:
         """Bytes from the transport into the multiplexer, events out to the streams."""
         self._last_rx = trio.current_time()
         self._flushed = False
-        for ev in self.mux.receive_data(data):
-            self._dispatch(ev)
+        mux = self.mux
+        sole = mux.receive_sole_data(data)
+        if sole is not None:  # one DATA frame: no event objects
+            self._data_arrived(sole[0], sole[1], len(sole[1]))
+        else:
+            for ev in mux.receive_data(data):
+                self._dispatch(ev)
         # What the input made the multiplexer say (SETTINGS and PING
         # acknowledgements...) goes out with the writer's next pass.
-        out = self.mux.data_chunks()
-        if out:
-            self._pending += out
-            self.wake()
-        elif self._ready or self.io.backlog:  # (a TLS read can leave an answer to send)
+        if mux.has_output():
+            out = mux.data_chunks()
+            if out:
+                self._pending += out
+                self.wake()
+                return
+        if self._ready or self.io.backlog:  # (a TLS read can leave an answer to send)
             self.wake()
 
     # -- reading in a consumer's task ------------------------------------------------
@@ -429,17 +470,7 @@ class Link:
 
     def _dispatch(self, ev: object) -> None:
         if isinstance(ev, DataReceived):
-            self._conn_unacked += ev.flow_length
-            if self._conn_unacked >= self.config.connection_window // 8:
-                self.mux.acknowledge(None, self._conn_unacked)
-                self._conn_unacked = 0
-            ns = self.streams.get(ev.stream_id)
-            if ns is None:
-                self.mux.acknowledge(ev.stream_id, ev.flow_length)
-                self.mux.reset_stream(ev.stream_id, 5)  # STREAM_CLOSED
-                return
-            ns.owed += ev.flow_length - len(ev.data)  # padding
-            ns.on_data(ev.data)
+            self._data_arrived(ev.stream_id, ev.data, ev.flow_length)
         elif isinstance(ev, StreamOpened):
             self.on_stream_opened(self, ev)
         elif isinstance(ev, StreamAnswered):
@@ -461,6 +492,21 @@ class Link:
             if ev.remote and ev.error_code == 0:
                 self.peer_goaway = True
             self._end(ev.reason)
+
+    def _data_arrived(self, stream_id: int, data: bytes, flow_length: int) -> None:
+        """A DATA frame's payload (``flow_length`` counts its padding too)."""
+        self._conn_unacked += flow_length
+        if self._conn_unacked >= self.config.connection_window // 8:
+            self.mux.acknowledge(None, self._conn_unacked)
+            self._conn_unacked = 0
+        ns = self.streams.get(stream_id)
+        if ns is None:
+            self.mux.acknowledge(stream_id, flow_length)
+            self.mux.reset_stream(stream_id, 5)  # STREAM_CLOSED
+            return
+        if flow_length != len(data):
+            ns.owed += flow_length - len(data)  # padding
+        ns.on_data(data)
 
     async def _writer(self) -> None:
         try:

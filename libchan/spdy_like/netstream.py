@@ -496,9 +496,14 @@ class NetSender(Sender):
         if type(wire) is tuple:
             await ns.write(*wire)
             return
-        # the common case without a second coroutine: room in the queue, nothing to wait for
+        # the common case without a second coroutine: written at once, or room in
+        # the queue, nothing to wait for
         await trio.lowlevel.checkpoint_if_cancelled()
-        if not ns.try_queue(wire):
+        link = ns.link
+        if link is not None and link.send_now(ns, wire):
+            if ns._yield_due():
+                await trio.lowlevel.cancel_shielded_checkpoint()
+        elif not ns.try_queue(wire):
             await ns.write(wire)
         elif ns._yield_due():
             await trio.lowlevel.cancel_shielded_checkpoint()

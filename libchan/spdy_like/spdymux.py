@@ -186,6 +186,15 @@ class SpdyMultiplexer:
         data = self.data_to_send()
         return [data] if data else []
 
+    def receive_sole_data(self, data: bytes) -> tuple[int, bytes] | None:
+        return None  # (no single-frame lane: every read goes through receive_data)
+
+    def has_output(self) -> bool:
+        return bool(self._out)
+
+    def data_header_now(self, stream_id: int, length: int) -> bytes | None:
+        return None  # (no direct frames: data is queued)
+
     def data_to_send(self) -> bytes:
         data = bytes(self._out)
         self._out.clear()
