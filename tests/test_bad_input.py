@@ -201,3 +201,54 @@ async def test_unknown_path_of_a_session_is_404(server):
             assert dict(resp.headers)[":status"] == "400"
         await client.aclose()
         await _check_still_works(host, port, recv)
+
+
+def _messages_decoder(max_size: int = 1 << 10):
+    from libchan.spdy_like.bodies import FramedMessages
+
+    return FramedMessages(max_size, lambda payload: _codec.decode(payload, lambda kind, ref: (kind, ref)))
+
+
+def _outcome(decoder, feed):
+    """What a body decoder makes of one read: items (DecodeFailure by its error's
+    type) or the error raised, then its state."""
+    try:
+        items, _ = feed()
+        got = [(type(v.error).__name__ if type(v).__name__ == "DecodeFailure" else v, w) for v, w in items]
+    except Exception as exc:  # noqa: BLE001 - compared
+        got = type(exc).__name__
+    return got, type(decoder.error).__name__, decoder.buffered, decoder.ended
+
+
+_one_item_reads = st.one_of(
+    st.binary(max_size=64),  # anything at all
+    _values.map(lambda v: encode_frame(_codec.encode(v, lambda kind, obj: 0))),  # one whole message
+    st.binary(max_size=40).map(lambda b: encode_frame(encode_frame(b))),  # a bytes message
+    st.binary(max_size=40).map(lambda b: encode_frame(b)),  # an item that is not CBOR
+    st.binary(max_size=2000).map(lambda b: encode_frame(encode_frame(b))),  # maybe too large
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.binary(max_size=8), _one_item_reads)
+def test_one_item_lane_equals_feed(before, data):
+    """FramedMessages.feed_one (the latency lane of NetStream.on_data) gives what feed
+    gives, or declines (None) and consumes nothing; after any earlier read."""
+    lane, plain = _messages_decoder(), _messages_decoder()
+    for decoder in (lane, plain):
+        try:
+            decoder.feed(before)
+        except Exception:  # noqa: BLE001 - the same for both
+            pass
+    one = lane.feed_one(data) if lane.error is None else None
+    if one is None:
+        assert _outcome(lane, lambda: lane.feed(data)) == _outcome(plain, lambda: plain.feed(data))
+        return
+    want = _outcome(plain, lambda: plain.feed(data))
+    if type(one[0]).__name__ == "DecodeFailure":
+        # feed keeps the decode error and returns no item; the lane hands it over
+        assert want[0] == [] and want[1] == type(one[0].error).__name__ == type(lane.error).__name__
+    else:
+        assert want[0] == [(one[0], one[1])]
+    assert want[1:] == (type(lane.error).__name__, lane.buffered, lane.ended)
+    assert lane.feed_one(data) is None or lane.error is None  # after a decode error: declines

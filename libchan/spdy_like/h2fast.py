@@ -20,6 +20,8 @@ plain h2 when they are missing.
 
 from __future__ import annotations
 
+import struct
+
 import h2.connection
 import h2.stream
 
@@ -39,9 +41,17 @@ _SEND_STATES = (h2.stream.StreamState.OPEN, h2.stream.StreamState.HALF_CLOSED_RE
 _RECV_STATES = (h2.stream.StreamState.OPEN, h2.stream.StreamState.HALF_CLOSED_LOCAL)
 
 
+_HEADER = struct.Struct(">BHBBI")
+
+
 def data_header(length: int, stream_id: int) -> bytes:
     """The header of a DATA frame without flags."""
-    return length.to_bytes(3, "big") + b"\x00\x00" + stream_id.to_bytes(4, "big")
+    return _HEADER.pack(length >> 16, length & 0xFFFF, 0, 0, stream_id)
+
+
+#: What h2's stream objects must set for the fast path to read them directly.
+_STREAM_ATTRIBUTES = {"state_machine", "outbound_flow_control_window", "_inbound_window_manager",
+                      "_expected_content_length", "_actual_content_length"}
 
 
 class DataFastPath:
@@ -54,8 +64,14 @@ class DataFastPath:
     @classmethod
     def usable(cls, conn: h2.connection.H2Connection) -> bool:
         """True if this h2 has the internals the fast path keeps in step."""
+        stream_init = getattr(getattr(h2.stream.H2Stream, "__init__", None), "__code__", None)
+        machine_init = getattr(getattr(h2.stream.H2StreamStateMachine, "__init__", None), "__code__", None)
         return (
-            isinstance(getattr(conn, "streams", None), dict)
+            stream_init is not None
+            and machine_init is not None
+            and _STREAM_ATTRIBUTES <= set(stream_init.co_names)
+            and "headers_received" in machine_init.co_names
+            and isinstance(getattr(conn, "streams", None), dict)
             and hasattr(getattr(conn, "_inbound_flow_control_window_manager", None), "current_window_size")
             and hasattr(conn, "outbound_flow_control_window")
             and hasattr(getattr(conn, "state_machine", None), "state")
@@ -97,14 +113,12 @@ class DataFastPath:
         if stream is None or conn.state_machine.state not in _CONN_OPEN:
             return False
         machine = stream.state_machine
-        window = getattr(stream, "_inbound_window_manager", None)
+        window = stream._inbound_window_manager
         conn_window = self._conn_window
         if (
             machine.state not in _RECV_STATES
-            or not getattr(machine, "headers_received", False)
-            or getattr(stream, "_expected_content_length", 0) is not None
-            or window is None
-            or conn_window is None
+            or not machine.headers_received
+            or stream._expected_content_length is not None
             or length > window.current_window_size
             or length > conn_window.current_window_size
         ):

@@ -70,6 +70,8 @@ class Link:
         self._capacity_lot = trio.lowlevel.ParkingLot()
         self._drain_lot = trio.lowlevel.ParkingLot()
         self._conn_unacked = 0
+        #: The connection window is acknowledged in steps of an eighth.
+        self._conn_ack_at = config.connection_window // 8
         self.closed_reason: str | None = None
         #: The peer ended the connection with GOAWAY(NO_ERROR).
         self.peer_goaway = False
@@ -85,7 +87,7 @@ class Link:
         # The reader task while a consumer reads: parked by hand (a ParkingLot costs
         # more, and this is on every message's path).
         self._reader_waiting: trio.lowlevel.Task | None = None
-        self._consumers_read = False  # plain socket and flow control: see run()
+        self._consumers_read = False  # a socket read here, and flow control: see run()
         #: A consumer waiting in read_item was woken by the last input.
         self.handoff = False
         self._last_rx = trio.current_time()
@@ -496,7 +498,7 @@ class Link:
     def _data_arrived(self, stream_id: int, data: bytes, flow_length: int) -> None:
         """A DATA frame's payload (``flow_length`` counts its padding too)."""
         self._conn_unacked += flow_length
-        if self._conn_unacked >= self.config.connection_window // 8:
+        if self._conn_unacked >= self._conn_ack_at:
             self.mux.acknowledge(None, self._conn_unacked)
             self._conn_unacked = 0
         ns = self.streams.get(stream_id)

@@ -20,7 +20,7 @@ import trio
 from ..channel import Receiver, Sender
 from ..errors import SessionClosedError
 from ..stream import ByteStream, Direction
-from .bodies import DecodeFailure
+from .bodies import DecodeFailure, FramedMessages
 from .outbox import Outbox
 
 if TYPE_CHECKING:
@@ -94,6 +94,9 @@ class NetStream:
         self.messages = True
         self.we_write = role != "park"
         self.we_read = True
+        #: on_data may take the one-message lane (FramedMessages.feed_one): a
+        #: message channel we read (set by set_kind).
+        self._one_item_lane = False
         if kind is not None:
             self.set_kind(kind, opener=opener)
         elif role != "stream":
@@ -110,6 +113,7 @@ class NetStream:
             self.we_write, self.we_read = recv_writes, recv_reads
         profile = self.session.profile
         self.body = profile.message_body(self.session) if messages else profile.bytes_body(self.session)
+        self._one_item_lane = self.role == "stream" and self.we_read and type(self.body) is FramedMessages
         if self.prebuffer:
             data = bytes(self.prebuffer)
             self.prebuffer.clear()
@@ -133,6 +137,19 @@ class NetStream:
         if self.error is not None or self.done:
             self.settle()
             return
+        if self._one_item_lane and (self.splice is None or self.pipe_reading):
+            item = self.body.feed_one(data)
+            if item is not None:
+                if type(item[0]) is DecodeFailure:  # what feed would have reported
+                    self.settle()
+                    self.protocol_failure(item[0].error)
+                    return
+                self.inbox.append(item)
+                self.held += item[1]
+                if not self.pipe_reading:
+                    self._wake_readers()
+                self.settle()
+                return
         if self.body is None:
             # Go profile: a stream whose message has not named it yet.
             self.prebuffer += data
@@ -489,13 +506,17 @@ class NetSender(Sender):
             await trio.lowlevel.checkpoint()
             raise ns.error
         session = ns.session
-        payload, new = session.encode(value)
-        if new:
-            await session.open_and_forward(new, ns)
-        wire = session.profile.wire_message(payload)
-        if type(wire) is tuple:
-            await ns.write(*wire)
-            return
+        wire = None
+        if type(value) is bytes and session.closed_reason is None and not session._closing:
+            wire = session.profile.short_bytes_wire(value, session.config.max_message_size)
+        if wire is None:
+            payload, new = session.encode(value)
+            if new:
+                await session.open_and_forward(new, ns)
+            wire = session.profile.wire_message(payload)
+            if type(wire) is tuple:
+                await ns.write(*wire)
+                return
         # the common case without a second coroutine: written at once, or room in
         # the queue, nothing to wait for
         await trio.lowlevel.checkpoint_if_cancelled()

@@ -67,11 +67,16 @@ class Outbox:
 
     def take(self, n: int) -> bytes | memoryview:
         chunks = self._chunks
+        if n == self._len and len(chunks) > 1:  # all of it (a batch of small messages)
+            out: bytes | memoryview = b"".join(chunks)
+            chunks.clear()
+            self._len = 0
+            return out
         first = chunks[0]
         size = len(first)
         if size == n:
             chunks.popleft()
-            out: bytes | memoryview = first
+            out = first
         elif size > n:
             view = first if isinstance(first, memoryview) else memoryview(first)
             out = view[:n]

@@ -87,6 +87,16 @@ class H2Profile:
         """What precedes a byte-stream chunk of ``length`` bytes on the wire."""
         return frame_header(length)
 
+    def short_bytes_wire(self, value: bytes, max_message_size: int) -> bytes | None:
+        """``wire_message(codec.encode(value))`` for a message that is a ``bytes`` of
+        fewer than 250 bytes (the commonest message), without the two steps; None for
+        any other value (use them)."""
+        n = len(value)
+        if n >= 250 or n >= max_message_size - 8:
+            return None
+        inner = frame_header(n)
+        return frame_header(n + len(inner)) + inner + value
+
 
 class SpdyProfile:
     name = "spdy"
@@ -121,6 +131,9 @@ class SpdyProfile:
 
     def wire_message(self, payload: bytes) -> bytes:
         return payload
+
+    def short_bytes_wire(self, value: bytes, max_message_size: int) -> bytes | None:
+        return None  # (msgpack: every message goes through the codec)
 
     def chunk_header(self, length: int) -> bytes:
         return b""
