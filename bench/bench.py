@@ -980,7 +980,8 @@ def report(summary: dict, transports: list[bool], workloads: list[str], impls: l
         out.append("")
         out.append(f"--- {'TLS (trustme certificate, 127.0.0.1)' if tls else 'plaintext TCP (127.0.0.1)'} ---")
         profiles = [i for i in ("libchan", "spdy") if i in impls]
-        goal_head = "libchan goal" + (" (h2/spdy)" if len(profiles) == 2 else "")
+        # the floors are the HTTP/2 profile's; the Go profile is held to the same bar for reference
+        goal_head = "libchan goal" + (" (h2/spdy ref.)" if len(profiles) == 2 else "")
         header = f"{'workload':37s}"
         for impl in impls:
             header += f"{LABELS[impl]:>19s}"
@@ -1008,7 +1009,8 @@ def report(summary: dict, transports: list[bool], workloads: list[str], impls: l
                 for impl in profiles:
                     lc = res.get(impl, {})
                     if rawv and "value" in lc and "error" not in lc:
-                        verdicts.append("met" if lc["value"] / rawv >= goal else "MISSED")
+                        ok = lc["value"] / rawv >= goal
+                        verdicts.append("met" if ok else ("MISSED" if impl == "libchan" else "below"))
                     else:
                         verdicts.append("?")
                 cell = f">={goal:.2f}x" + (" " + "/".join(verdicts) if profiles else "")

@@ -578,6 +578,8 @@ def test_short_bytes_shortcut_gives_the_codecs_bytes(max_message_size):
         if wire is not None:
             taken += 1
             assert wire == profile.wire_message(codec.encode(value, None)), n
+            below, heads = profile.short_bytes_framing(max_message_size)
+            assert n < below and heads[n] + value == wire
         else:
             assert n >= 250 or n >= max_message_size - 8, n
         assert SpdyProfile().short_bytes_wire(value, max_message_size) is None

@@ -69,7 +69,13 @@ class FramedMessages(FramedChunks):
         out: list[tuple[Any, int]] = []
         decode = self._decode
         for payload, wire in items:
-            body = sole_bstr(payload)  # a message that is one byte string needs no decoder
+            # a message that is one byte string needs no decoder (the commonest,
+            # a short one, checked here without a call: see sole_bstr)
+            first = payload[0] if payload else 0
+            if 0x40 <= first < 0x58 and len(payload) == first - 0x3F:
+                out.append((payload[1:], wire))
+                continue
+            body = sole_bstr(payload)
             if body is not None:
                 out.append((body, wire))
                 continue

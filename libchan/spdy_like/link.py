@@ -58,14 +58,18 @@ class Link:
         self._pending: list[bytes | memoryview] = []
         #: A sending task wrote to the socket itself since the reader or the writer
         #: last ran: until then, further sends queue for the writer (one frame).
-        self._flushed = False
+        #: (NetSender reads it: no send_now call while it is set.)
+        self.flushed = False
         self.mux = mux
         self.config = config
         self.on_stream_opened = on_stream_opened
         self.on_closed = on_closed
         self.streams: dict[int, NetStream] = {}
-        self._ready: dict[NetStream, None] = {}
-        self._want_write = False
+        #: Streams with something to send, for the writer's next pass.
+        self.ready: dict[NetStream, None] = {}
+        #: The writer task is due to run (woken): a stream in ``ready`` needs no
+        #: further schedule() until then (NetStream.try_queue relies on it).
+        self.writer_due = False
         self._write_lot = trio.lowlevel.ParkingLot()
         self._capacity_lot = trio.lowlevel.ParkingLot()
         self._drain_lot = trio.lowlevel.ParkingLot()
@@ -202,15 +206,15 @@ class Link:
     def stream_done(self, ns: NetStream) -> None:
         if ns.stream_id is not None and self.streams.get(ns.stream_id) is ns:
             del self.streams[ns.stream_id]
-        self._ready.pop(ns, None)
+        self.ready.pop(ns, None)
         self._capacity_lot.unpark_all()
 
     def schedule(self, ns: NetStream) -> None:
         """``ns`` has something to send: put it on the wire now if the socket allows
         it (the first time since the writer's last pass), else wake the writer."""
-        self._ready[ns] = None
+        self.ready[ns] = None
         io = self.io
-        if not self._flushed and not self._pending and io is not None and io.direct and not io.backlog:
+        if not self.flushed and not self._pending and io is not None and io.direct and not io.backlog:
             if not self._send_lock.locked() and self.closed_reason is None:
                 self._flush_now(ns)
                 return
@@ -221,7 +225,7 @@ class Link:
         calling task, if nothing has to go before it: what :meth:`schedule` would do
         for it, without the queue. False: nothing was done (queue it)."""
         io = self.io
-        if self._flushed or self._pending or io is None or not io.direct or io.backlog:
+        if self.flushed or self._pending or io is None or not io.direct or io.backlog:
             return False
         sid = ns.stream_id
         if (
@@ -239,7 +243,7 @@ class Link:
         header = self.mux.data_header_now(sid, len(wire))
         if header is None:
             return False
-        self._flushed = True
+        self.flushed = True
         ns.last_sent = trio.current_time()
         try:
             io.try_send([header + wire])
@@ -253,8 +257,8 @@ class Link:
     def _flush_now(self, ns: NetStream) -> None:
         """Synchronous write from the calling task (a socket written directly only).
         Later sends until the writer's next pass only queue: they share its frame."""
-        self._flushed = True
-        if len(self._ready) != 1 or not self._frame_one(ns):
+        self.flushed = True
+        if len(self.ready) != 1 or not self._frame_one(ns):
             self._pump()
         chunks = self._take_output()
         if chunks:
@@ -268,7 +272,7 @@ class Link:
                 self.wake()  # the writer sends the rest when the socket allows
             if self._drain_lot:
                 self._drain_lot.unpark_all()
-        if self._want_write:
+        if self.writer_due:
             self._write_lot.unpark_all()  # _pump ran out of budget
 
     async def _send_out(self) -> None:
@@ -293,8 +297,8 @@ class Link:
             self._read_lot.unpark_all()
 
     def wake(self) -> None:
-        if not self._want_write:
-            self._want_write = True
+        if not self.writer_due:
+            self.writer_due = True
             self._write_lot.unpark_all()
 
     async def open_stream(self, ns: NetStream, headers: list[tuple[str, str]]) -> None:
@@ -395,7 +399,7 @@ class Link:
     def _process_input(self, data: bytes) -> None:
         """Bytes from the transport into the multiplexer, events out to the streams."""
         self._last_rx = trio.current_time()
-        self._flushed = False
+        self.flushed = False
         mux = self.mux
         sole = mux.receive_sole_data(data)
         if sole is not None:  # one DATA frame: no event objects
@@ -411,7 +415,7 @@ class Link:
                 self._pending += out
                 self.wake()
                 return
-        if self._ready or self.io.backlog:  # (a TLS read can leave an answer to send)
+        if self.ready or self.io.backlog:  # (a TLS read can leave an answer to send)
             self.wake()
 
     # -- reading in a consumer's task ------------------------------------------------
@@ -513,10 +517,10 @@ class Link:
     async def _writer(self) -> None:
         try:
             while True:
-                while not self._want_write:
+                while not self.writer_due:
                     await self._write_lot.park()
-                self._want_write = False
-                self._flushed = False
+                self.writer_due = False
+                self.flushed = False
                 # No explicit cork: senders yield only every few dozen
                 # messages (netstream._YIELD_EVERY), so whatever queued up
                 # meanwhile shares one DATA frame and one write.
@@ -540,7 +544,7 @@ class Link:
             self._send_frame(ns, sid, n, False, trio.current_time())
         except Exception:  # the stream closed under us (e.g. peer reset)
             self._drop_broken(ns)
-        self._ready.pop(ns, None)
+        self.ready.pop(ns, None)
         return True
 
     def _send_frame(self, ns: NetStream, sid: int, n: int, end_stream: bool, now: float) -> None:
@@ -555,19 +559,19 @@ class Link:
         ns.outbox.clear()
         if not ns.done:
             ns.on_reset(5, remote=False)
-        self._ready.pop(ns, None)
+        self.ready.pop(ns, None)
 
     def _pump(self) -> None:
         budget = _WRITE_BUDGET
         now = trio.current_time()
         mux = self.mux
         progress = True
-        while progress and budget > 0 and self._ready:
+        while progress and budget > 0 and self.ready:
             progress = False
-            for ns in list(self._ready):
+            for ns in list(self.ready):
                 if ns.done or ns.stream_id is None or not ns.can_send:
                     if ns.done or ns.stream_id is None:
-                        self._ready.pop(ns, None)
+                        self.ready.pop(ns, None)
                     continue
                 sid = ns.stream_id
                 # An HTTP/2 server must not complete its response while the
@@ -598,9 +602,9 @@ class Link:
                     self._drop_broken(ns)
                     continue
                 if not ns.outbox and (ns.out_ended or not ns.out_end_requested or ns.marker_sent):
-                    self._ready.pop(ns, None)
+                    self.ready.pop(ns, None)
         if budget <= 0:
-            self._want_write = True
+            self.writer_due = True
 
     async def _keepalive(self) -> None:
         interval = self.config.keepalive_interval

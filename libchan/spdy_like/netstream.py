@@ -81,6 +81,9 @@ class NetStream:
         self.early_end = False
         self.owed = 0  # received bytes not yet acknowledged
         self.held = 0  # wire bytes of complete items waiting in the inbox
+        window = session.config.stream_window
+        self._settle_at = max(1, window // 4)  # owed bytes worth a WINDOW_UPDATE (settle)
+        self._settle_hold = window // 2  # ... unless the inbox holds more than this
         self._ops = 0
         #: A local pipe's sending end that a forwarder copies this stream into.
         #: While that forwarder waits for input, messages are handed to the pipe
@@ -205,10 +208,8 @@ class NetStream:
 
     def settle(self) -> None:
         """Send the WINDOW_UPDATE we owe, unless the reader is too far behind."""
-        if not self.owed or self.held > self.session.config.stream_window // 2:
-            return
-        if self.owed < self.session.config.stream_window // 4:
-            return  # batch: the peer still has three quarters of the window
+        if self.owed < self._settle_at or self.held > self._settle_hold:
+            return  # batch: the peer still has three quarters of the window; or the reader is behind
         if self.link is not None and self.stream_id is not None and not self.in_ended:
             self.link.mux.acknowledge(self.stream_id, self.owed)
             self.link.wake()
@@ -342,8 +343,9 @@ class NetStream:
         if len(outbox) > self.session.config.send_buffer or self.error is not None or self.out_end_requested or self.out_ended:
             return False
         outbox.append(data)
-        if self.link is not None:
-            self.link.schedule(self)
+        link = self.link
+        if link is not None and not (link.writer_due and self in link.ready):
+            link.schedule(self)  # (else the writer, already due, takes it with the rest)
         return True
 
     async def write(self, data: bytes | memoryview, more: bytes | memoryview = b"") -> None:
@@ -421,7 +423,7 @@ class NetStream:
         """The first item of the inbox (its bytes may be acknowledged now)."""
         item = self.inbox.popleft()
         self.held -= item[1]
-        if self.owed:
+        if self.owed >= self._settle_at:
             self.settle()
         return item
 
@@ -506,10 +508,9 @@ class NetSender(Sender):
             await trio.lowlevel.checkpoint()
             raise ns.error
         session = ns.session
-        wire = None
-        if type(value) is bytes and session.closed_reason is None and not session._closing:
-            wire = session.profile.short_bytes_wire(value, session.config.max_message_size)
-        if wire is None:
+        if type(value) is bytes and len(value) < session.short_bytes_below and session.closed_reason is None and not session._closing:
+            wire = session.short_bytes_heads[len(value)] + value
+        else:
             payload, new = session.encode(value)
             if new:
                 await session.open_and_forward(new, ns)
@@ -521,12 +522,12 @@ class NetSender(Sender):
         # the queue, nothing to wait for
         await trio.lowlevel.checkpoint_if_cancelled()
         link = ns.link
-        if link is not None and link.send_now(ns, wire):
-            if ns._yield_due():
-                await trio.lowlevel.cancel_shielded_checkpoint()
-        elif not ns.try_queue(wire):
-            await ns.write(wire)
-        elif ns._yield_due():
+        if (link is None or link.flushed or not link.send_now(ns, wire)) and not ns.try_queue(wire):
+            await ns.write(wire)  # (waits for room, or raises)
+            return
+        ns._ops += 1  # (ns._yield_due(), inline)
+        if ns._ops >= _YIELD_EVERY:
+            ns._ops = 0
             await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def aclose(self) -> None:

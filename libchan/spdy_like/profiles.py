@@ -29,6 +29,10 @@ from .framing import frame_header
 #: Messages shorter than this are queued as one piece (header + payload joined).
 _JOIN_BELOW = 16 * 1024
 
+#: For a bytes message of n < 250 bytes: the item header of its encoded message
+#: followed by the message's own CBOR head (see short_bytes_wire).
+_SHORT_HEADS = [frame_header(n + len(frame_header(n))) + frame_header(n) for n in range(250)]
+
 if TYPE_CHECKING:
     from .session import Session
 
@@ -87,15 +91,17 @@ class H2Profile:
         """What precedes a byte-stream chunk of ``length`` bytes on the wire."""
         return frame_header(length)
 
+    def short_bytes_framing(self, max_message_size: int) -> tuple[int, list[bytes]]:
+        """``(below, heads)``: a message that is a ``bytes`` of n < ``below`` bytes
+        (the commonest message) goes on the wire as ``heads[n] + value``, exactly
+        ``wire_message(codec.encode(value))`` without the two steps."""
+        return max(0, min(250, max_message_size - 8)), _SHORT_HEADS
+
     def short_bytes_wire(self, value: bytes, max_message_size: int) -> bytes | None:
-        """``wire_message(codec.encode(value))`` for a message that is a ``bytes`` of
-        fewer than 250 bytes (the commonest message), without the two steps; None for
-        any other value (use them)."""
-        n = len(value)
-        if n >= 250 or n >= max_message_size - 8:
-            return None
-        inner = frame_header(n)
-        return frame_header(n + len(inner)) + inner + value
+        """The wire bytes of ``value`` by :meth:`short_bytes_framing`, or None where
+        it does not apply (use the codec and wire_message)."""
+        below, heads = self.short_bytes_framing(max_message_size)
+        return heads[len(value)] + value if len(value) < below else None
 
 
 class SpdyProfile:
@@ -132,8 +138,11 @@ class SpdyProfile:
     def wire_message(self, payload: bytes) -> bytes:
         return payload
 
+    def short_bytes_framing(self, max_message_size: int) -> tuple[int, list[bytes]]:
+        return 0, []  # (msgpack: every message goes through the codec)
+
     def short_bytes_wire(self, value: bytes, max_message_size: int) -> bytes | None:
-        return None  # (msgpack: every message goes through the codec)
+        return None
 
     def chunk_header(self, length: int) -> bytes:
         return b""

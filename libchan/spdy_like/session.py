@@ -95,6 +95,8 @@ class Session:
         self._scheme = scheme
         self._anonymous = _anonymous
         self.codec = self.profile.make_codec(self.config)
+        #: NetSender's shortcut for short bytes messages (see the profile's short_bytes_framing).
+        self.short_bytes_below, self.short_bytes_heads = self.profile.short_bytes_framing(self.config.max_message_size)
         from .refs import RefTable
 
         self.refs: RefTable[NetStream] = RefTable(
@@ -468,7 +470,7 @@ class Session:
             # The parked stream becomes ``target``.
             ns.done = True
             self._streams.discard(ns)
-            link._ready.pop(ns, None)
+            link.ready.pop(ns, None)
             target.bind(link, sid, can_send=True)
             target.last_sent = ns.last_sent
             return
@@ -535,7 +537,7 @@ class Session:
         assert link is not None and sid is not None
         park.done = True
         self._streams.discard(park)
-        link._ready.pop(park, None)
+        link.ready.pop(park, None)
         ns.bind(link, sid, can_send=False)
         ns.last_sent = park.last_sent
         link.answer(ns, [(":status", "200"), ("content-type", CONTENT_TYPE)] + ident)
