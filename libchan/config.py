@@ -34,7 +34,8 @@ class Config:
     #: Seconds a server-side open waits for a parked request before failing.
     open_timeout: float = 30.0
     #: HTTP/2 stream receive window we advertise (also bounds per-stream buffering).
-    stream_window: int = 1024 * 1024
+    #: 4 MiB: with less, one bulk byte stream waits for WINDOW_UPDATEs (bench/).
+    stream_window: int = 4 * 1024 * 1024
     #: HTTP/2 connection receive window we advertise.
     connection_window: int = 64 * 1024 * 1024
     #: Largest HTTP/2 frame payload we accept.

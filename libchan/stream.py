@@ -108,6 +108,17 @@ class WriteOnly(_Wrapped):
     direction: Direction = "write"
 
 
+def immutable_view(data: bytes | bytearray | memoryview) -> memoryview:
+    """A byte view of ``data`` that nobody can change under it: ``bytes``, or a view
+    of ``bytes``, as they are (slices of it are never copied); anything else
+    (``bytearray``, views of it) copied once. Byte streams queue such views."""
+    if isinstance(data, bytes):
+        return memoryview(data)
+    if isinstance(data, memoryview) and isinstance(data.obj, bytes) and data.c_contiguous:
+        return data if data.format == "B" and data.ndim == 1 else data.cast("B")
+    return memoryview(bytes(data))
+
+
 def stream_direction(obj: object) -> Direction | None:
     """Return the direction a byte-stream object is sent as, or None if it is not one."""
     if isinstance(obj, ByteStream):
@@ -164,8 +175,7 @@ class PipeStream(ByteStream):
                 raise trio.ClosedResourceError("this stream end was closed")
             if self._out.eof:
                 raise trio.ClosedResourceError("send_eof() was called on this stream end")
-            # bytes are immutable: queue slices of them; copy anything else once
-            view = memoryview(data if isinstance(data, bytes) else bytes(data)).cast("B")
+            view = immutable_view(data)  # queued as slices, never copied again
             out = self._out
             while True:
                 if self._closed:

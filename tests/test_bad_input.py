@@ -252,3 +252,43 @@ def test_one_item_lane_equals_feed(before, data):
         assert want[0] == [(one[0], one[1])]
     assert want[1:] == (type(lane.error).__name__, lane.buffered, lane.ended)
     assert lane.feed_one(data) is None or lane.error is None  # after a decode error: declines
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(st.one_of(st.binary(max_size=70_000).map(encode_frame), st.just(b"\xf7")), max_size=12),
+    st.lists(st.integers(1, 100_000), max_size=30),
+    st.sampled_from([1 << 10, 1 << 16, 1 << 20]),
+)
+def test_frame_decoder_any_split_equals_one_read(items, cuts, max_size):
+    """However a body is cut into reads (small ones, and large ones that finish an
+    item left pending and go on: FrameDecoder._complete_pending), the decoder gives
+    the same payloads, free bytes and errors as for one read."""
+    body = b"".join(items)
+
+    def decode(pieces):
+        decoder = FrameDecoder(max_size)
+        got, free = [], 0
+        try:
+            for piece in pieces:
+                items_, f = decoder.feed(piece)
+                got += items_
+                free += f
+            error = type(decoder.error).__name__ if decoder.error else None
+        except (libchan.RemoteProtocolError, libchan.MessageTooLargeError) as exc:
+            error = type(exc).__name__
+        return [bytes(p) for p, _ in got], [w for _, w in got], free, error, decoder.buffered if error is None else None
+
+    pieces, pos = [], 0
+    for cut in cuts:
+        if pos >= len(body):
+            break
+        pieces.append(body[pos : pos + cut])
+        pos += cut
+    pieces.append(body[pos:])
+    whole = decode([body])
+    split = decode(pieces)
+    if whole[3] is None:
+        assert split == whole
+    else:  # an item too large: the same error, after the same or fewer items
+        assert split[3] == whole[3] and split[0] == whole[0][: len(split[0])]

@@ -109,9 +109,14 @@ class FrameDecoder:
             return out, 0
         return out, free
 
-    def _parse(self, data: bytes, out: list[tuple[bytes, int]]) -> int:
+    def _parse(self, data: bytes | memoryview, out: list[tuple[bytes, int]]) -> int:
         # Parse straight from ``data`` when nothing is pending (no copy into the
-        # buffer); only an incomplete trailing item is kept.
+        # buffer); only an incomplete trailing item is kept. An item left pending
+        # by the last read is completed first with just the bytes it lacks.
+        if self._buf and len(data) > 64:
+            data = self._complete_pending(data, out)
+            if not data:
+                return 0
         direct = not self._buf
         buf: bytes | bytearray
         if direct:
@@ -133,6 +138,33 @@ class FrameDecoder:
         elif pos:
             del self._buf[:pos]
         return free
+
+    def _complete_pending(self, data: bytes | memoryview, out: list[tuple[bytes, int]]) -> bytes | memoryview:
+        """Add to the pending incomplete item only what it lacks from ``data``; if
+        that completes it, output it and return the rest of ``data`` (a view, not
+        a copy), else keep everything and return ``b""``. (The pending bytes always
+        begin with a byte-string head: nothing else is left incomplete.)"""
+        buf = self._buf
+        info = buf[0] & 0x1F
+        hlen = 1 if info < 24 else 1 + (1 << (info - 24))
+        view = memoryview(data)
+        if len(buf) < hlen:
+            take = hlen - len(buf)
+            buf += view[:take]
+            view = view[take:]
+            if len(buf) < hlen:
+                return b""
+        length = info if info < 24 else int.from_bytes(buf[1:hlen], "big")
+        if length > self.max_size:
+            raise MessageTooLargeError(length, self.max_size, local=False)
+        need = hlen + length - len(buf)
+        if len(view) < need:
+            buf += view
+            return b""
+        buf += view[:need]
+        out.append((bytes(buf[hlen:]), hlen + length))
+        buf.clear()
+        return view[need:]
 
     def _scan(self, buf: bytes | bytearray, view: bytes | memoryview, out: list[tuple[bytes, int]]) -> tuple[int, int]:
         free = 0

@@ -19,7 +19,7 @@ import trio
 
 from ..channel import Receiver, Sender
 from ..errors import SessionClosedError
-from ..stream import ByteStream, Direction
+from ..stream import ByteStream, Direction, immutable_view
 from .bodies import DecodeFailure, FramedMessages
 from .outbox import Outbox
 
@@ -607,8 +607,7 @@ class NetByteStream(ByteStream):
             raise trio.BusyResourceError("another task is sending on this byte stream")
         self._sending = True
         try:
-            # bytes are immutable: slice them without copying; copy anything else once.
-            view = memoryview(data if isinstance(data, bytes) else bytes(data)).cast("B")
+            view = immutable_view(data)  # sliced into chunks, never copied again
             if not view:
                 await trio.lowlevel.checkpoint()
                 self._ns._check_writable()
