@@ -44,6 +44,14 @@ def path(request):
     return request.param
 
 
+async def _send_read_end(cli, srv, read_end):
+    """Send ``read_end`` (a stream pipe end) from ``cli`` in a message; return the byte
+    stream the server gets for it (the pipe is then spliced into the session)."""
+    sender = await cli.open_sender()
+    await sender.send({"data": libchan.ReadOnly(read_end)})
+    return (await (await srv.accept_receiver()).receive())["data"]
+
+
 async def _error_when_closed_while_reading(cli, srv, close) -> tuple[BaseException, float]:
     """Put a consumer into reading the connection itself (it takes a message and
     comes straight back for the next), run ``close(receiver)``; return the error the
@@ -164,9 +172,7 @@ async def test_spliced_stream_pipe_carries_data_eof_and_reused_buffers(path, tmp
         async with session_pair(path, tmp_path, profile=profile) as (cli, srv):
             a, b = libchan.stream_pipe()
             await a.send_all(b"before the splice ")  # buffered before the forwarder starts
-            sender = await cli.open_sender()
-            await sender.send({"data": libchan.ReadOnly(b)})
-            remote = (await (await srv.accept_receiver()).receive())["data"]
+            remote = await _send_read_end(cli, srv, b)
             sent = hashlib.sha256(b"before the splice ")
             received = hashlib.sha256()
             count = 0
@@ -197,9 +203,7 @@ async def test_spliced_stream_pipe_writer_sees_the_reader_go_away(path, tmp_path
     with trio.fail_after(20):
         async with session_pair(path, tmp_path, profile=profile) as (cli, srv):
             a, b = libchan.stream_pipe()
-            sender = await cli.open_sender()
-            await sender.send({"data": libchan.ReadOnly(b)})
-            remote = (await (await srv.accept_receiver()).receive())["data"]
+            remote = await _send_read_end(cli, srv, b)
             await a.send_all(b"x" * 1000)
             assert await remote.receive_some(1000)
             await remote.aclose()
@@ -213,9 +217,7 @@ async def test_spliced_stream_pipe_abort_reaches_the_reader(path, tmp_path, prof
     with trio.fail_after(20):
         async with session_pair(path, tmp_path, profile=profile) as (cli, srv):
             a, b = libchan.stream_pipe()
-            sender = await cli.open_sender()
-            await sender.send({"data": libchan.ReadOnly(b)})
-            remote = (await (await srv.accept_receiver()).receive())["data"]
+            remote = await _send_read_end(cli, srv, b)
             await a.send_all(b"some")
             assert await remote.receive_some(100) == b"some"
             a._abort("the writer broke")

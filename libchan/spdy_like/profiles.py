@@ -30,7 +30,7 @@ from .framing import frame_header
 _JOIN_BELOW = 16 * 1024
 
 #: For a bytes message of n < 250 bytes: the item header of its encoded message
-#: followed by the message's own CBOR head (see short_bytes_wire).
+#: followed by the message's own CBOR head (see short_bytes_framing).
 _SHORT_HEADS = [frame_header(n + len(frame_header(n))) + frame_header(n) for n in range(250)]
 
 if TYPE_CHECKING:
@@ -97,12 +97,6 @@ class H2Profile:
         ``wire_message(codec.encode(value))`` without the two steps."""
         return max(0, min(250, max_message_size - 8)), _SHORT_HEADS
 
-    def short_bytes_wire(self, value: bytes, max_message_size: int) -> bytes | None:
-        """The wire bytes of ``value`` by :meth:`short_bytes_framing`, or None where
-        it does not apply (use the codec and wire_message)."""
-        below, heads = self.short_bytes_framing(max_message_size)
-        return heads[len(value)] + value if len(value) < below else None
-
 
 class SpdyProfile:
     name = "spdy"
@@ -140,9 +134,6 @@ class SpdyProfile:
 
     def short_bytes_framing(self, max_message_size: int) -> tuple[int, list[bytes]]:
         return 0, []  # (msgpack: every message goes through the codec)
-
-    def short_bytes_wire(self, value: bytes, max_message_size: int) -> bytes | None:
-        return None
 
     def chunk_header(self, length: int) -> bytes:
         return b""
