@@ -41,9 +41,9 @@ import cbor2  # noqa: E402
 import msgpack  # noqa: E402
 
 import test_fuzz_sessions as fz  # noqa: E402
-from libchan.spdy_like.cbor_codec import CborCodec  # noqa: E402
-from libchan.spdy_like.framing import FrameDecoder  # noqa: E402
-from libchan.spdy_like.msgpack_codec import MsgpackCodec  # noqa: E402
+from libchan.messages.cbor_codec import CborCodec  # noqa: E402
+from libchan.messages.framing import FrameDecoder  # noqa: E402
+from libchan.messages.msgpack_codec import MsgpackCodec  # noqa: E402
 import libchan  # noqa: E402
 
 logging.getLogger("libchan").setLevel(logging.CRITICAL)

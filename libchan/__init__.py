@@ -35,7 +35,7 @@ from .errors import (
 )
 from .forward import copy_channel, copy_stream
 from .pipe import PipeReceiver, PipeSender, pipe
-from .spdy_like.session import Session
+from .session import Session
 from .stream import ByteStream, PipeStream, ReadOnly, WriteOnly, stream_pipe
 from .transport import connect, parse_url, serve
 

@@ -24,7 +24,7 @@ from typing import Literal
 
 import trio
 
-from .spdy_like.outbox import Outbox
+from .engine.outbox import Outbox
 
 __all__ = [
     "ByteStream",

@@ -22,10 +22,11 @@ import trio
 
 from .config import Config
 from .errors import LocalProtocolError, ProtocolError
-from .spdy_like.profiles import H2Profile
-from .spdy_like.link import Link
+from .engine.profiles import H2Profile
+from .engine.link import Link
 from .spdy_like.mux import StreamOpened
-from .spdy_like.session import Session
+from .engine.core import SessionCore
+from .session import Session
 
 __all__ = ["connect", "serve", "parse_url", "Address"]
 
@@ -214,7 +215,7 @@ class _Server:
         self.handler = handler
         self.config = config
         self.nursery = nursery
-        self.sessions: dict[str, Session] = {}
+        self.sessions: dict[str, SessionCore] = {}
 
     async def handle_connection(self, transport: trio.abc.Stream) -> None:
         try:
@@ -249,7 +250,7 @@ class _Server:
                     return
             if profile == "spdy":
                 # SPDY: one connection is one session.
-                await self._run_session(Session(transport, server_side=True, config=self.config, profile="spdy"), None)
+                await self._run_session(SessionCore(transport, server_side=True, config=self.config, profile="spdy"), None)
                 return
             c = self.config
             mux = H2Profile().make_mux(client_side=False, config=c)
@@ -261,24 +262,26 @@ class _Server:
     def _route(self, link: Link, ev: StreamOpened) -> None:
         sid = ev.headers.get("libchan-session")
         if sid is None:
-            session = Session(server_side=True, config=self.config, _anonymous=True)
+            session = SessionCore(server_side=True, config=self.config, anonymous=True)
             self.nursery.start_soon(self._run_session, session, None)
         else:
-            session = self.sessions.get(sid)  # type: ignore[assignment]
-            if session is None:
-                session = Session(server_side=True, config=self.config, session_id=sid)
+            found = self.sessions.get(sid)
+            if found is None:
+                session = SessionCore(server_side=True, config=self.config, session_id=sid)
                 self.sessions[sid] = session
                 self.nursery.start_soon(self._run_session, session, sid)
+            else:
+                session = found
         session.accept_stream(link, ev)
 
     def _link_closed(self, link: Link, reason: str) -> None:
         for session in list(self.sessions.values()):
             session._link_closed(link, reason)
 
-    async def _run_session(self, session: Session, sid: str | None) -> None:
+    async def _run_session(self, session: SessionCore, sid: str | None) -> None:
         try:
             async with session:
-                await self.handler(session)
+                await self.handler(Session._over(session))
         except Exception:
             log.exception("libchan session handler failed")
         finally:

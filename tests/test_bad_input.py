@@ -9,8 +9,8 @@ import trio
 from hypothesis import given, settings, strategies as st
 
 import libchan
-from libchan.spdy_like.cbor_codec import CborCodec
-from libchan.spdy_like.framing import FrameDecoder, encode_frame
+from libchan.messages.cbor_codec import CborCodec
+from libchan.messages.framing import FrameDecoder, encode_frame
 from helpers import served, session_pair
 from rawh2 import RawH2Client
 
@@ -204,7 +204,7 @@ async def test_unknown_path_of_a_session_is_404(server):
 
 
 def _messages_decoder(max_size: int = 1 << 10):
-    from libchan.spdy_like.bodies import FramedMessages
+    from libchan.messages.bodies import FramedMessages
 
     return FramedMessages(max_size, lambda payload: _codec.decode(payload, lambda kind, ref: (kind, ref)))
 

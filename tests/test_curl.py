@@ -17,7 +17,7 @@ import pytest
 import trio
 
 import libchan
-from libchan.spdy_like.framing import encode_frame
+from libchan.messages.framing import encode_frame
 
 from proxies import require_binary
 

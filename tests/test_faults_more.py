@@ -18,7 +18,7 @@ import pytest
 import trio
 
 import libchan
-from libchan.spdy_like.framing import encode_frame
+from libchan.messages.framing import encode_frame
 from libchan.spdy_like.spdy3 import Data, FrameWriter, SynStream
 from helpers import certs, served, session_pair
 

@@ -22,7 +22,7 @@ import trio
 import trio.testing
 
 import libchan
-from libchan.spdy_like.framing import encode_frame
+from libchan.messages.framing import encode_frame
 from libchan.spdy_like.spdy3 import Data, FrameWriter, GoAway, Ping, RstStream, SynStream
 
 #: What the application may see from a session fed garbage.
@@ -366,7 +366,7 @@ def check_session(data: bytes, profile: str, *, linger: float = 0.0) -> dict:
 
 def make_on_reference(max_pending: int = 8):
     """An ``on_reference`` backed by a real RefTable (raises RemoteProtocolError like a session)."""
-    from libchan.spdy_like.refs import RefTable
+    from libchan.messages.refs import RefTable
 
     table = RefTable(local_parity=0, timeout=1.0, max_pending=max_pending)
 
@@ -387,7 +387,7 @@ def cbor_case(payload: bytes, codec) -> Any:
 
 def msgpack_case(chunks: list[bytes], codec) -> list[Any]:
     """Feed chunks to a msgpack stream decoder; only values, error values or typed errors."""
-    from libchan.spdy_like.msgpack_codec import MsgpackStreamDecoder
+    from libchan.messages.msgpack_codec import MsgpackStreamDecoder
 
     dec = MsgpackStreamDecoder(codec, make_on_reference())
     out: list[Any] = []
@@ -440,8 +440,8 @@ import msgpack  # noqa: E402
 import pytest  # noqa: E402
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
-from libchan.spdy_like.cbor_codec import CborCodec  # noqa: E402
-from libchan.spdy_like.msgpack_codec import MsgpackCodec  # noqa: E402
+from libchan.messages.cbor_codec import CborCodec  # noqa: E402
+from libchan.messages.msgpack_codec import MsgpackCodec  # noqa: E402
 from libchan.spdy_like.spdy3 import HeadersFrame, Settings, SynReply, UnknownControl, WindowUpdate  # noqa: E402
 
 from ci import skip_or_fail  # noqa: E402

@@ -980,7 +980,7 @@ async def test_libchan_client_given_data_before_response_headers_answers_as_with
             listeners = await nursery.start(trio.serve_tcp, fake_server, 0)
             port = listeners[0].socket.getsockname()[1]
             async with libchan.connect(f"tcp://127.0.0.1:{port}") as session:
-                assert (session._own_link.mux._fast is None) == bool(pure_mode)
+                assert (session._core._own_link.mux._fast is None) == bool(pure_mode)
                 with pytest.raises(libchan.SessionClosedError) as info:
                     await session.accept_receiver()
             while not seen:
@@ -1021,7 +1021,7 @@ def _frames_so_far(data: bytes) -> list[hf.Frame]:
 
 # -- 4. direct socket I/O ---------------------------------------------------------------------------
 def _links(session) -> list:
-    return list(session._links)
+    return list(session._core._links)
 
 
 @pytest.mark.parametrize("transport", ["tcp", "unix", "tls", "memory"])
@@ -1197,7 +1197,7 @@ async def test_closing_sessions_closes_sockets_and_their_duplicates(transport, p
                     sender = await session.open_sender()
                     await sender.send(i)
                     await sender.aclose()
-                    link = session._own_link
+                    link = session._core._own_link
                     assert link.io.direct
                     dup, own = link.io._sock.fileno(), link.transport.socket.fileno()
                     assert dup != own and os.fstat(dup).st_ino == os.fstat(own).st_ino  # a duplicate

@@ -14,7 +14,7 @@ import pytest
 import trio
 
 import libchan
-from libchan.spdy_like.framing import encode_frame
+from libchan.messages.framing import encode_frame
 from helpers import served, session_pair
 from rawh2 import RawH2Client
 
@@ -432,7 +432,7 @@ async def test_limit_10000_channels_and_byte_streams_no_growth(tmp_path, profile
                 assert fds1 <= fds0, (fds0, fds1)
                 assert tasks1 <= tasks0 + 2, (tasks0, tasks1)
                 assert mem1 - mem0 < 2 * 1024 * 1024, f"memory grew by {mem1 - mem0} bytes over the measured streams"
-                assert len(cli._streams) < 10 and len(srv._streams) < 10, (len(cli._streams), len(srv._streams))
+                assert len(cli._core._streams) < 10 and len(srv._core._streams) < 10, (len(cli._core._streams), len(srv._core._streams))
                 outer.cancel_scope.cancel()
 
 

@@ -21,7 +21,7 @@ import pytest
 import trio
 
 from helpers import certs
-from libchan.spdy_like.sockio import TransportIO
+from libchan.engine.sockio import TransportIO
 
 
 async def _tls_pair(*, https_compatible: bool = True, io_side: str = "client"):

@@ -30,10 +30,11 @@ import pytest
 import libchan
 from libchan import errors
 from libchan.config import Config
-from libchan.spdy_like.cbor_codec import TAGS, CborCodec, kind_of
-from libchan.spdy_like.framing import KEEPALIVE, FrameDecoder, encode_frame, frame_header
+from libchan.engine.kinds import kind_of
+from libchan.messages.cbor_codec import TAGS, CborCodec
+from libchan.messages.framing import KEEPALIVE, FrameDecoder, encode_frame, frame_header
 from libchan.spdy_like.h2mux import H2Multiplexer
-from libchan.spdy_like.session import PATH_PARK, PATH_SESSION, PATH_STREAM, Session, _stream_headers
+from libchan.engine.core import PATH_PARK, PATH_SESSION, PATH_STREAM, SessionCore, _stream_headers
 
 VECTORS = Path(__file__).resolve().parent.parent / "spec" / "vectors"
 
@@ -159,6 +160,7 @@ def codec_for(limits: dict | None = None) -> CborCodec:
     return CborCodec(
         max_message_size=limits.get("max_message_size", MESSAGES["limits"]["max_message_size"]),
         max_depth=limits.get("max_nesting_depth", MESSAGES["limits"]["max_nesting_depth"]),
+        kind_of=kind_of,
     )
 
 
@@ -387,7 +389,7 @@ def test_frame_invalid(vec):
 
 def test_request_headers():
     sid = HEADERS["session_id_example"]
-    session = Session(None, session_id=sid, authority="127.0.0.1:9323", scheme="http")
+    session = SessionCore(None, session_id=sid, authority="127.0.0.1:9323", scheme="http")
     by_path = {PATH_SESSION: [], PATH_PARK: [], PATH_STREAM: []}
     for req in HEADERS["requests"]:
         headers = [tuple(h) for h in req["headers"]]
@@ -453,11 +455,11 @@ def test_nan_is_a_float():
 import datetime as _dt  # noqa: E402
 
 from libchan.spdy_like import spdy3 as _spdy3  # noqa: E402
-from libchan.spdy_like.msgpack_codec import MsgpackCodec as _MsgpackCodec  # noqa: E402
-from libchan.spdy_like.msgpack_codec import MsgpackStreamDecoder as _MsgpackStreamDecoder  # noqa: E402
+from libchan.messages.msgpack_codec import MsgpackCodec as _MsgpackCodec  # noqa: E402
+from libchan.messages.msgpack_codec import MsgpackStreamDecoder as _MsgpackStreamDecoder  # noqa: E402
 
 _GO = json.loads((Path(__file__).resolve().parents[1] / "spec" / "vectors" / "go-profile.json").read_text())
-_MP = _MsgpackCodec(max_message_size=16 * 1024 * 1024, max_depth=256)
+_MP = _MsgpackCodec(max_message_size=16 * 1024 * 1024, max_depth=256, kind_of=kind_of)
 
 
 class _GoRef:
@@ -566,11 +568,11 @@ def test_go_value_vectors(vec):
 def test_short_bytes_shortcut_gives_the_codecs_bytes(max_message_size):
     """NetSender's shortcut for short ``bytes`` messages (the profile's short_bytes_framing)
     writes exactly what the codec and the framing write, and declines where they would differ."""
-    from libchan.spdy_like.cbor_codec import CborCodec
-    from libchan.spdy_like.profiles import H2Profile, SpdyProfile
+    from libchan.messages.cbor_codec import CborCodec
+    from libchan.engine.profiles import H2Profile, SpdyProfile
 
     profile = H2Profile()
-    codec = CborCodec(max_message_size=max_message_size, max_depth=64)
+    codec = CborCodec(max_message_size=max_message_size, max_depth=64, kind_of=kind_of)
     below, heads = profile.short_bytes_framing(max_message_size)
     taken = 0
     for n in range(300):

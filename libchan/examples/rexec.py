@@ -450,7 +450,7 @@ async def remote_exec(
     if not argv:
         raise ValueError("argv must name a command")
     if go_shaped is None:
-        go_shaped = session.profile.name == "spdy"
+        go_shaped = session.profile == "spdy"
     if stdin is None:
         feed, stdin = libchan.stream_pipe()
         await feed.aclose()  # the command reads end-of-file at once

@@ -1,5 +1,9 @@
-"""The stream-multiplexed session and its multiplexers (HTTP/2 now, SPDY/3.1 for the Go profile).
+"""The sans-IO stream multiplexers: bytes in, events out, no sockets and no trio.
 
-Sans-IO cores: :mod:`.framing`, :mod:`.cbor_codec`, :mod:`.refs`, :mod:`.mux`,
-:mod:`.h2mux`. Trio drivers: :mod:`.link`, :mod:`.netstream`, :mod:`.session`.
+* :mod:`.mux` -- the :class:`~.mux.Multiplexer` interface the engine is written
+  against, and its events;
+* :mod:`.h2mux` -- HTTP/2, on the ``h2`` library; :mod:`.h2fast` is its optional
+  fast lane for plain DATA frames;
+* :mod:`.spdy3` (framing, with :mod:`.spdy3_dictionary`) and :mod:`.spdymux` --
+  SPDY/3.1, what Go libchan speaks.
 """

@@ -24,9 +24,10 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from libchan.spdy_like import spdy3  # noqa: E402
-from libchan.spdy_like.msgpack_codec import MsgpackCodec, MsgpackStreamDecoder  # noqa: E402
+from libchan.engine.kinds import kind_of  # noqa: E402
+from libchan.messages.msgpack_codec import MsgpackCodec, MsgpackStreamDecoder  # noqa: E402
 
-CODEC = MsgpackCodec(max_message_size=16 * 1024 * 1024, max_depth=256)
+CODEC = MsgpackCodec(max_message_size=16 * 1024 * 1024, max_depth=256, kind_of=kind_of)
 
 
 def recordings() -> Path:

@@ -40,12 +40,13 @@ import libchan  # noqa: E402
 
 from libchan.config import Config  # noqa: E402
 from libchan.errors import MessageTooLargeError, RemoteProtocolError  # noqa: E402
-from libchan.spdy_like.cbor_codec import TAGS, CborCodec, kind_of  # noqa: E402
-from libchan.spdy_like.framing import KEEPALIVE, FrameDecoder, encode_frame, frame_header  # noqa: E402
+from libchan.engine.kinds import kind_of
+from libchan.messages.cbor_codec import TAGS, CborCodec  # noqa: E402
+from libchan.messages.framing import KEEPALIVE, FrameDecoder, encode_frame, frame_header  # noqa: E402
 from libchan.spdy_like.h2mux import PREFACE, H2Multiplexer  # noqa: E402
 
 CFG = Config()
-CODEC = CborCodec(max_message_size=CFG.max_message_size, max_depth=CFG.max_nesting_depth)
+CODEC = CborCodec(max_message_size=CFG.max_message_size, max_depth=CFG.max_nesting_depth, kind_of=kind_of)
 SAFE = 2**53
 
 
@@ -334,6 +335,7 @@ def message_vectors() -> dict:
             codec = CborCodec(
                 max_message_size=limits.get("max_message_size", CFG.max_message_size),
                 max_depth=limits.get("max_nesting_depth", CFG.max_nesting_depth),
+                kind_of=kind_of,
             )
         try:
             decode(bytes.fromhex(h), codec)
@@ -358,6 +360,7 @@ def message_vectors() -> dict:
         codec = CborCodec(
             max_message_size=limits.get("max_message_size", CFG.max_message_size),
             max_depth=limits.get("max_nesting_depth", CFG.max_nesting_depth),
+            kind_of=kind_of,
         )
         value = decode(bytes.fromhex(h), codec)
         at_limit.append({"name": name, "direction": "decode", "hex": h, "value": to_json(value), "limits": limits})

@@ -27,8 +27,8 @@ from hypothesis import strategies as st
 
 from libchan.channel import Receiver, Sender
 from libchan.errors import LocalProtocolError, MessageTooLargeError, RemoteProtocolError
-from libchan.spdy_like.cbor_codec import kind_of
-from libchan.spdy_like.msgpack_codec import EXT_CODES, EXT_KINDS, MsgpackCodec, MsgpackStreamDecoder
+from libchan.engine.kinds import kind_of
+from libchan.messages.msgpack_codec import EXT_CODES, EXT_KINDS, MsgpackCodec, MsgpackStreamDecoder
 from libchan.stream import ByteStream, ReadOnly, WriteOnly, stream_pipe
 
 from ci import require
@@ -235,7 +235,7 @@ class Refs:
 
 
 def codec(max_message_size: int = BIG, max_depth: int = 256) -> MsgpackCodec:
-    return MsgpackCodec(max_message_size=max_message_size, max_depth=max_depth)
+    return MsgpackCodec(max_message_size=max_message_size, max_depth=max_depth, kind_of=kind_of)
 
 
 def decoder(c: MsgpackCodec | None = None, refs: Refs | None = None) -> MsgpackStreamDecoder:

@@ -1069,7 +1069,7 @@ def assert_generic(out: Outcome, role: str, recording: Recording) -> None:
     assert out.crash is None, f"untyped exception escaped: {out.crash!r}\n{describe(out)}"
     assert out.parse_error is None, f"our output does not parse as SPDY/3: {out.parse_error}"
     assert not out.stuck, f"our side hung\n{describe(out)}"
-    refused = [frame_name(f) for data in out.driver.session._transport.refused for f in FrameParser().feed(data)]
+    refused = [frame_name(f) for data in out.driver.session._core._transport.refused for f in FrameParser().feed(data)]
     assert set(refused) <= {"GOAWAY"}, f"the transport refused frames other than GOAWAY: {refused}"
     bad = check_legality(out.ours, role, recording)
     assert not bad, "\n".join(bad)

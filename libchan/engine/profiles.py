@@ -23,8 +23,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..config import Config
-from .bodies import FramedChunks, FramedMessages, GoMessages, RawChunks
-from .framing import frame_header
+from ..messages.bodies import FramedChunks, FramedMessages, GoMessages, RawChunks
+from ..messages.framing import frame_header
+from .kinds import kind_of
 
 #: Messages shorter than this are queued as one piece (header + payload joined).
 _JOIN_BELOW = 16 * 1024
@@ -34,7 +35,7 @@ _JOIN_BELOW = 16 * 1024
 _SHORT_HEADS = [frame_header(n + len(frame_header(n))) + frame_header(n) for n in range(250)]
 
 if TYPE_CHECKING:
-    from .session import Session
+    from .core import Session
 
 __all__ = ["H2Profile", "SpdyProfile", "PROFILES", "get_profile"]
 
@@ -55,7 +56,7 @@ class H2Profile:
     chunk_size = 64 * 1024
 
     def make_mux(self, *, client_side: bool, config: Config) -> Any:
-        from .h2mux import H2Multiplexer
+        from ..spdy_like.h2mux import H2Multiplexer
 
         return H2Multiplexer(
             client_side=client_side,
@@ -67,9 +68,9 @@ class H2Profile:
         )
 
     def make_codec(self, config: Config) -> Any:
-        from .cbor_codec import CborCodec
+        from ..messages.cbor_codec import CborCodec
 
-        return CborCodec(max_message_size=config.max_message_size, max_depth=config.max_nesting_depth)
+        return CborCodec(max_message_size=config.max_message_size, max_depth=config.max_nesting_depth, kind_of=kind_of)
 
     def message_body(self, session: Session) -> Any:
         return FramedMessages(session.config.max_message_size, session.decode)
@@ -109,17 +110,17 @@ class SpdyProfile:
     chunk_size = 32 * 1024  # what Go's io.Copy writes
 
     def make_mux(self, *, client_side: bool, config: Config) -> Any:
-        from .spdymux import SpdyMultiplexer
+        from ..spdy_like.spdymux import SpdyMultiplexer
 
         return SpdyMultiplexer(client_side=client_side, max_frame_size=config.max_frame_size)
 
     def make_codec(self, config: Config) -> Any:
-        from .msgpack_codec import MsgpackCodec
+        from ..messages.msgpack_codec import MsgpackCodec
 
-        return MsgpackCodec(max_message_size=config.max_message_size, max_depth=config.max_nesting_depth)
+        return MsgpackCodec(max_message_size=config.max_message_size, max_depth=config.max_nesting_depth, kind_of=kind_of)
 
     def message_body(self, session: Session) -> Any:
-        from .msgpack_codec import MsgpackStreamDecoder
+        from ..messages.msgpack_codec import MsgpackStreamDecoder
 
         return GoMessages(MsgpackStreamDecoder(session.codec, session.on_reference))
 

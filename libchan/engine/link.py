@@ -17,8 +17,8 @@ import trio
 
 from ..config import Config
 from ..errors import SessionClosedError
-from .framing import END_MARKER, KEEPALIVE
-from .mux import (
+from ..messages.framing import END_MARKER, KEEPALIVE
+from ..spdy_like.mux import (
     ConnectionEnded,
     DataReceived,
     Multiplexer,

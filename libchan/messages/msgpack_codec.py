@@ -61,7 +61,7 @@ from typing import Any, Callable
 import msgpack
 
 from ..errors import LocalProtocolError, MessageTooLargeError, RemoteProtocolError
-from .cbor_codec import kind_of
+from .cbor_codec import KindOf, plain_data
 
 __all__ = ["EXT_CODES", "EXT_KINDS", "TIME_EXT", "MsgpackCodec", "MsgpackStreamDecoder"]
 
@@ -126,9 +126,10 @@ class MsgpackCodec:
     stream: see :class:`MsgpackStreamDecoder`.
     """
 
-    def __init__(self, *, max_message_size: int, max_depth: int) -> None:
+    def __init__(self, *, max_message_size: int, max_depth: int, kind_of: KindOf = plain_data) -> None:
         self.max_message_size = max_message_size
         self.max_depth = max_depth
+        self.kind_of = kind_of  # see CborCodec
         # C packer for the leaves: str (str family incl. str8), bytes-likes (bin), float64.
         self._packer = msgpack.Packer(use_bin_type=True, use_single_float=False, autoreset=True)
 
@@ -175,7 +176,7 @@ class MsgpackCodec:
         elif isinstance(obj, _dt.datetime):
             out += self._encode_time(obj)
         else:
-            kind = kind_of(obj)
+            kind = self.kind_of(obj)
             if kind is None:
                 raise _reject(obj)
             ref = on_object(kind, obj)

@@ -33,14 +33,10 @@ from typing import Any, Callable, Literal
 
 import cbor2
 
-from ..channel import Receiver, Sender
 from ..errors import LocalProtocolError, MessageTooLargeError, RemoteProtocolError
-from ..stream import stream_direction
 from .framing import frame_header, sole_bstr
 
-import trio
-
-__all__ = ["Kind", "TAGS", "KINDS", "CborCodec", "kind_of"]
+__all__ = ["Kind", "KindOf", "TAGS", "KINDS", "CborCodec", "plain_data"]
 
 #: What a reference stands for, named by what the *receiver* of the message gets.
 Kind = Literal["sender", "receiver", "stream", "read-stream", "write-stream"]
@@ -54,22 +50,16 @@ TAGS: dict[str, int] = {
 }
 KINDS: dict[int, str] = {v: k for k, v in TAGS.items()}
 
-_STREAM_KINDS = {"duplex": "stream", "read": "read-stream", "write": "write-stream"}
-
 # Tags cbor2 would decode into types outside libchan's data model.
 _REJECTED_SEMANTIC_TAGS = (4, 5, 25, 28, 29, 30, 35, 36, 37, 52, 54, 100, 256, 258, 260, 261, 1004, 55799)
 
 
-def kind_of(obj: object) -> str | None:
-    """The reference kind ``obj`` is sent as, or None if it is plain data."""
-    if isinstance(obj, (Sender, trio.abc.SendChannel)):
-        return "sender"
-    if isinstance(obj, (Receiver, trio.abc.ReceiveChannel)):
-        return "receiver"
-    direction = stream_direction(obj)
-    if direction is not None:
-        return _STREAM_KINDS[direction]
+def plain_data(obj: object) -> str | None:
+    """The classifier of a codec that carries no channels: nothing is a reference."""
     return None
+
+
+KindOf = Callable[[object], "str | None"]
 
 
 def _reject_type(encoder: Any, value: Any) -> None:
@@ -135,9 +125,12 @@ class CborCodec:
     object in its place.
     """
 
-    def __init__(self, *, max_message_size: int, max_depth: int) -> None:
+    def __init__(self, *, max_message_size: int, max_depth: int, kind_of: KindOf = plain_data) -> None:
         self.max_message_size = max_message_size
         self.max_depth = max_depth
+        #: What a non-data object is sent as (``"sender"``...), or None: given by the
+        #: engine (:func:`libchan.engine.kinds.kind_of`), which knows the object types.
+        self.kind_of = kind_of
         # One encoder and one decoder are reused (creating them per message
         # costs more than the coding itself); after any error they are
         # dropped, since cbor2's objects are not safe to reuse after one.
@@ -148,7 +141,7 @@ class CborCodec:
         self._on_reference: Callable[[str, int], Any] | None = None
 
     def _default(self, encoder: Any, value: Any) -> None:
-        kind = kind_of(value)
+        kind = self.kind_of(value)
         if kind is None:
             raise LocalProtocolError(f"cannot send a {type(value).__name__} in a libchan message")
         assert self._on_object is not None

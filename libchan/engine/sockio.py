@@ -1,4 +1,4 @@
-"""The byte pipe under a :class:`~libchan.spdy_like.link.Link`.
+"""The byte pipe under a :class:`~libchan.engine.link.Link`.
 
 :class:`TransportIO` reads and writes any trio stream. For a plain socket
 (TCP or unix, what ``tcp://`` and ``unix://`` give) it talks to the OS socket

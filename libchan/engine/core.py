@@ -32,13 +32,13 @@ from ..errors import (
 )
 from ..forward import forward
 from ..pipe import PipeSender
-from .cbor_codec import TAGS
+from ..messages.cbor_codec import TAGS
 from .link import Link
-from .mux import StreamOpened
+from ..spdy_like.mux import StreamOpened
 from .netstream import CANCEL, NetReceiver, NetSender, NetStream, facade_for
 from .profiles import get_profile
 
-__all__ = ["Session"]
+__all__ = ["SessionCore"]
 
 log = logging.getLogger("libchan")
 
@@ -51,25 +51,16 @@ REFUSED_STREAM = 7
 ENHANCE_YOUR_CALM = 11
 
 
-class Session:
-    """A libchan session over one trio stream (or, server side, over links shared by a server).
+class SessionCore:
+    """The engine of one :class:`libchan.Session`: what its links, streams and facades call.
 
-    Use it as an async context manager::
+    The public :class:`libchan.Session` holds one and forwards its few public operations.
+    Server side, one core may be fed by links shared by a server (:mod:`libchan.transport`).
 
-        async with libchan.Session(stream) as session:          # client side
-            sender = await session.open_sender()
-            await sender.send({"hello": "world"})
-
-        async with libchan.Session(stream, server_side=True) as session:
-            async for receiver in session:                     # the peer's channels
-                ...
-
-    Leaving the ``async with`` closes the session: queued data is flushed
-    (bounded by ``config.close_timeout``), the close is said to the peer end to
-    end, and every pending operation on either side fails with
-    :class:`~libchan.SessionClosedError`.
-
-    ``libchan.connect()`` and ``libchan.serve()`` build sessions from URLs.
+    Its methods without a leading underscore are the engine's seams: the link
+    calls ``accept_stream``, ``on_answered``, ``on_reset``; a stream calls
+    ``stream_done``, ``on_control_*``; the facades call ``encode``/``decode`` and
+    ``open_and_forward``.
     """
 
     def __init__(
@@ -82,7 +73,7 @@ class Session:
         scheme: str = "http",
         session_id: str | None = None,
         profile: str = "h2",
-        _anonymous: bool = False,
+        anonymous: bool = False,
     ) -> None:
         self.config = config or Config()
         self.server_side = server_side
@@ -93,11 +84,11 @@ class Session:
         self._transport = stream
         self._authority = authority
         self._scheme = scheme
-        self._anonymous = _anonymous
+        self._anonymous = anonymous
         self.codec = self.profile.make_codec(self.config)
         #: NetSender's shortcut for short bytes messages (see the profile's short_bytes_framing).
         self.short_bytes_below, self.short_bytes_heads = self.profile.short_bytes_framing(self.config.max_message_size)
-        from .refs import RefTable
+        from ..messages.refs import RefTable
 
         self.refs: RefTable[NetStream] = RefTable(
             local_parity=(0 if server_side else 1) if self.profile.ref_parity else None,
@@ -125,7 +116,7 @@ class Session:
         self._encoded_objects: list[tuple[NetStream, str, Any]] | None = None
 
     # -- public API ----------------------------------------------------------------
-    async def __aenter__(self) -> Session:
+    async def __aenter__(self) -> SessionCore:
         if self._entered:
             raise RuntimeError("a Session can be entered only once")
         self._entered = True
@@ -211,15 +202,6 @@ class Session:
                     raise trio.EndOfChannel
                 raise SessionClosedError(self.closed_reason)
             await self._accept_lot.park()
-
-    def __aiter__(self) -> Session:
-        return self
-
-    async def __anext__(self) -> Receiver:
-        try:
-            return await self.accept_receiver()
-        except trio.EndOfChannel:
-            raise StopAsyncIteration from None
 
     async def aclose(self, reason: str = "closed by this side") -> None:
         """Close the session: flush, tell the peer, fail everything pending."""

@@ -20,12 +20,12 @@ import trio
 from ..channel import Receiver, Sender
 from ..errors import SessionClosedError
 from ..stream import ByteStream, Direction, immutable_view
-from .bodies import DecodeFailure, FramedMessages
+from ..messages.bodies import DecodeFailure, FramedMessages
 from .outbox import Outbox
 
 if TYPE_CHECKING:
     from .link import Link
-    from .session import Session
+    from .core import Session
 
 __all__ = ["NetStream", "NetSender", "NetReceiver", "NetByteStream", "facade_for"]
 
