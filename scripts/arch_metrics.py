@@ -13,7 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Packages whose modules must not import trio (the sans-IO cores).
-SANS_IO = ("libchan.spdy_like", "libchan.wire")
+SANS_IO = ("libchan.spdy_like", "libchan.messages")
 
 
 def module_name(path: Path) -> str:

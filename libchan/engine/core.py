@@ -97,7 +97,7 @@ class SessionCore:
         )
         self.closed_reason: str | None = None
         self._peer_closed_gracefully = False
-        self._closing = False
+        self.closing = False
         self._streams: set[NetStream] = set()
         self._accept_queue: deque[NetReceiver] = deque()
         self._accept_lot = trio.lowlevel.ParkingLot()
@@ -139,8 +139,7 @@ class SessionCore:
             if not self.server_side and not self.profile.control_stream and self._own_link is not None:
                 # A SPDY client says nothing until it opens a stream; a PING (which a
                 # Go server echoes) lets a server that sniffs the protocol start at once.
-                self._own_link.mux.ping()
-                self._own_link.wake()
+                self._own_link.ping()
             if not self.server_side and self.profile.control_stream:
                 assert self._own_link is not None
                 control = NetStream(self, role="control")
@@ -195,7 +194,7 @@ class SessionCore:
                 receiver = self._accept_queue.popleft()
                 await trio.lowlevel.cancel_shielded_checkpoint()
                 return receiver
-            if self._closing and not self._peer_closed_gracefully and self.closed_reason == "closed by this side":
+            if self.closing and not self._peer_closed_gracefully and self.closed_reason == "closed by this side":
                 raise trio.ClosedResourceError("this session was closed")
             if self.closed_reason is not None:
                 if self._peer_closed_gracefully:
@@ -205,10 +204,10 @@ class SessionCore:
 
     async def aclose(self, reason: str = "closed by this side") -> None:
         """Close the session: flush, tell the peer, fail everything pending."""
-        if self._closing:
+        if self.closing:
             await trio.lowlevel.checkpoint()
             return
-        self._closing = True
+        self.closing = True
         with trio.CancelScope(shield=True):
             if self.closed_reason is None:
                 for link in list(self._links):
@@ -251,7 +250,7 @@ class SessionCore:
 
     # -- internals: closing ------------------------------------------------------------
     def _check_open(self) -> None:
-        if self._closing and self.closed_reason == "closed by this side":
+        if self.closing and self.closed_reason == "closed by this side":
             raise trio.ClosedResourceError("this session was closed")
         if self.closed_reason is not None:
             raise SessionClosedError(self.closed_reason)
@@ -307,7 +306,7 @@ class SessionCore:
             self._accept_peer_stream(link, ev)
             return
         if not self.server_side:
-            link.mux.reset_stream(ev.stream_id, REFUSED_STREAM)
+            link.reset_id(ev.stream_id, REFUSED_STREAM)
             return
         sid = ev.headers.get("libchan-session")
         if sid is not None:
@@ -331,7 +330,7 @@ class SessionCore:
             return
         anonymous = "libchan-session" not in headers
         if len(self._streams) >= self.config.max_streams:
-            link.mux.reset_stream(ev.stream_id, REFUSED_STREAM)
+            link.reset_id(ev.stream_id, REFUSED_STREAM)
             return
         if not anonymous and path == PATH_SESSION:
             if self._control is not None:
@@ -364,7 +363,7 @@ class SessionCore:
                 return
         ns = self._arrived(kind, ref, parent)
         if ns is None:
-            link.mux.reset_stream(ev.stream_id, PROTOCOL_ERROR)
+            link.reset_id(ev.stream_id, PROTOCOL_ERROR)
             return
         ns.bind(link, ev.stream_id, can_send=False)
         link.answer(ns, [(":status", "200"), ("content-type", CONTENT_TYPE)])
@@ -374,10 +373,10 @@ class SessionCore:
         """A stream the peer opened, in a profile where both sides open streams (Go)."""
         headers = ev.headers
         if self.closed_reason is not None:
-            link.mux.reset_stream(ev.stream_id, REFUSED_STREAM)
+            link.reset_id(ev.stream_id, REFUSED_STREAM)
             return
         if len(self._streams) >= self.config.max_streams:
-            link.mux.reset_stream(ev.stream_id, REFUSED_STREAM)
+            link.reset_id(ev.stream_id, REFUSED_STREAM)
             return
         try:
             ref = _header_int(headers, "libchan-ref")
@@ -392,7 +391,7 @@ class SessionCore:
             return
         ns = self._arrived("receiver" if parent is None else None, ref, parent)
         if ns is None:
-            link.mux.reset_stream(ev.stream_id, PROTOCOL_ERROR)
+            link.reset_id(ev.stream_id, PROTOCOL_ERROR)
             return
         ns.bind(link, ev.stream_id, can_send=False)
         link.answer(ns, [(":status", "200")])
@@ -452,7 +451,7 @@ class SessionCore:
             # The parked stream becomes ``target``.
             ns.done = True
             self._streams.discard(ns)
-            link.ready.pop(ns, None)
+            link.unschedule(ns)
             target.bind(link, sid, can_send=True)
             target.last_sent = ns.last_sent
             return
@@ -519,7 +518,7 @@ class SessionCore:
         assert link is not None and sid is not None
         park.done = True
         self._streams.discard(park)
-        link.ready.pop(park, None)
+        link.unschedule(park)
         ns.bind(link, sid, can_send=False)
         ns.last_sent = park.last_sent
         link.answer(ns, [(":status", "200"), ("content-type", CONTENT_TYPE)] + ident)
@@ -579,7 +578,7 @@ class SessionCore:
 
     def encode(self, value: Any) -> tuple[bytes, list[tuple[NetStream, str, Any]]]:
         """Encode a message; return the payload and the streams to open for the objects in it."""
-        if self.closed_reason is not None or self._closing:
+        if self.closed_reason is not None or self.closing:
             self._check_open()
         if type(value) is bytes:
             return self.codec.encode(value, self._on_object), _NO_OBJECTS  # holds no channel

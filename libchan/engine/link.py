@@ -11,7 +11,7 @@ to ``on_stream_opened``.
 from __future__ import annotations
 
 import ssl
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import trio
 
@@ -28,8 +28,10 @@ from ..spdy_like.mux import (
     StreamReset,
     WindowOpened,
 )
-from .netstream import NetStream
 from .sockio import TransportIO
+
+if TYPE_CHECKING:
+    from .seams import StreamPort as NetStream
 
 __all__ = ["Link"]
 
@@ -291,6 +293,25 @@ class Link:
             chunks = self._pending + chunks
             self._pending = []
         return chunks
+
+    def acknowledge(self, ns: NetStream, size: int) -> None:
+        """``ns``'s consumer took ``size`` received bytes: open its window again."""
+        assert ns.stream_id is not None
+        self.mux.acknowledge(ns.stream_id, size)
+        self.wake()
+        self.resume_reading()
+
+    def unschedule(self, ns: NetStream) -> None:
+        """``ns`` has nothing more to send here (it handed its wire stream on)."""
+        self.ready.pop(ns, None)
+
+    def reset_id(self, stream_id: int, code: int) -> None:
+        """Reset a stream no NetStream stands for (refused as it arrived)."""
+        self.mux.reset_stream(stream_id, code)
+
+    def ping(self) -> None:
+        self.mux.ping()
+        self.wake()
 
     def resume_reading(self) -> None:
         if not self._flow_controlled:

@@ -24,8 +24,7 @@ from ..messages.bodies import DecodeFailure, FramedMessages
 from .outbox import Outbox
 
 if TYPE_CHECKING:
-    from .link import Link
-    from .core import Session
+    from .seams import LinkPort, SessionPort
 
 __all__ = ["NetStream", "NetSender", "NetReceiver", "NetByteStream", "facade_for"]
 
@@ -49,7 +48,7 @@ class NetStream:
 
     def __init__(
         self,
-        session: Session,
+        session: SessionPort,
         *,
         role: str,
         kind: str | None = None,
@@ -59,7 +58,7 @@ class NetStream:
         self.session = session
         self.role = role  # "stream", "park", "control"
         self.ref = ref
-        self.link: Link | None = None
+        self.link: LinkPort | None = None
         self.stream_id: int | None = None
         self.can_send = False  # HEADERS allow us to send DATA now
         self.body: Any = None  # the decoder of what the peer writes; None until the kind is known
@@ -211,9 +210,7 @@ class NetStream:
         if self.owed < self._settle_at or self.held > self._settle_hold:
             return  # batch: the peer still has three quarters of the window; or the reader is behind
         if self.link is not None and self.stream_id is not None and not self.in_ended:
-            self.link.mux.acknowledge(self.stream_id, self.owed)
-            self.link.wake()
-            self.link.resume_reading()
+            self.link.acknowledge(self, self.owed)
         self.owed = 0
 
     def on_end(self) -> None:
@@ -327,7 +324,7 @@ class NetStream:
 
 
     # -- binding ---------------------------------------------------------------
-    def bind(self, link: Link, stream_id: int, *, can_send: bool) -> None:
+    def bind(self, link: LinkPort, stream_id: int, *, can_send: bool) -> None:
         self.link = link
         self.stream_id = stream_id
         self.can_send = can_send
@@ -462,7 +459,7 @@ class NetStream:
 
     async def read_item(self) -> tuple[Any, int]:
         await trio.lowlevel.checkpoint_if_cancelled()
-        read_for: Link | None = None
+        read_for: LinkPort | None = None
         try:
             while True:
                 if self.inbox:
@@ -508,7 +505,7 @@ class NetSender(Sender):
             await trio.lowlevel.checkpoint()
             raise ns.error
         session = ns.session
-        if type(value) is bytes and len(value) < session.short_bytes_below and session.closed_reason is None and not session._closing:
+        if type(value) is bytes and len(value) < session.short_bytes_below and session.closed_reason is None and not session.closing:
             wire = session.short_bytes_heads[len(value)] + value
         else:
             payload, new = session.encode(value)

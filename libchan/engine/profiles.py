@@ -35,7 +35,8 @@ _JOIN_BELOW = 16 * 1024
 _SHORT_HEADS = [frame_header(n + len(frame_header(n))) + frame_header(n) for n in range(250)]
 
 if TYPE_CHECKING:
-    from .core import Session
+    from ..spdy_like.mux import Multiplexer
+    from .seams import Profile, SessionPort
 
 __all__ = ["H2Profile", "SpdyProfile", "PROFILES", "get_profile"]
 
@@ -55,7 +56,7 @@ class H2Profile:
     flow_controlled = True
     chunk_size = 64 * 1024
 
-    def make_mux(self, *, client_side: bool, config: Config) -> Any:
+    def make_mux(self, *, client_side: bool, config: Config) -> Multiplexer:
         from ..spdy_like.h2mux import H2Multiplexer
 
         return H2Multiplexer(
@@ -72,13 +73,13 @@ class H2Profile:
 
         return CborCodec(max_message_size=config.max_message_size, max_depth=config.max_nesting_depth, kind_of=kind_of)
 
-    def message_body(self, session: Session) -> Any:
+    def message_body(self, session: SessionPort) -> Any:
         return FramedMessages(session.config.max_message_size, session.decode)
 
-    def bytes_body(self, session: Session) -> Any:
+    def bytes_body(self, session: SessionPort) -> Any:
         return FramedChunks(session.config.max_message_size)
 
-    def control_body(self, session: Session) -> Any:
+    def control_body(self, session: SessionPort) -> Any:
         return FramedChunks(session.config.max_message_size)
 
     def wire_message(self, payload: bytes) -> bytes | tuple[bytes, bytes]:
@@ -109,7 +110,7 @@ class SpdyProfile:
     flow_controlled = False
     chunk_size = 32 * 1024  # what Go's io.Copy writes
 
-    def make_mux(self, *, client_side: bool, config: Config) -> Any:
+    def make_mux(self, *, client_side: bool, config: Config) -> Multiplexer:
         from ..spdy_like.spdymux import SpdyMultiplexer
 
         return SpdyMultiplexer(client_side=client_side, max_frame_size=config.max_frame_size)
@@ -119,15 +120,15 @@ class SpdyProfile:
 
         return MsgpackCodec(max_message_size=config.max_message_size, max_depth=config.max_nesting_depth, kind_of=kind_of)
 
-    def message_body(self, session: Session) -> Any:
+    def message_body(self, session: SessionPort) -> Any:
         from ..messages.msgpack_codec import MsgpackStreamDecoder
 
         return GoMessages(MsgpackStreamDecoder(session.codec, session.on_reference))
 
-    def bytes_body(self, session: Session) -> Any:
+    def bytes_body(self, session: SessionPort) -> Any:
         return RawChunks()
 
-    def control_body(self, session: Session) -> Any:
+    def control_body(self, session: SessionPort) -> Any:
         return RawChunks()
 
     def wire_message(self, payload: bytes) -> bytes:
@@ -140,10 +141,10 @@ class SpdyProfile:
         return b""
 
 
-PROFILES: dict[str, Callable[[], Any]] = {"h2": H2Profile, "spdy": SpdyProfile}
+PROFILES: dict[str, Callable[[], Profile]] = {"h2": H2Profile, "spdy": SpdyProfile}
 
 
-def get_profile(name: str) -> Any:
+def get_profile(name: str) -> Profile:
     try:
         return PROFILES[name]()
     except KeyError:
