@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 
-__all__ = ["Config"]
+__all__ = ["Config", "FAST_PATHS_ENV"]
+
+#: Environment variable: ``0`` (or ``false``, ``no``, ``off``) makes every Config
+#: made afterwards default to ``fast_paths=False``.
+FAST_PATHS_ENV = "LIBCHAN_FAST_PATHS"
+
+
+def _fast_paths_default() -> bool:
+    return os.environ.get(FAST_PATHS_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,13 @@ class Config:
     #: keepalive_interval / 3) after which the connection is declared dead: this
     #: detects a half-open TCP connection (peer silent, socket open).
     peer_timeout: float = 45.0
+    #: The engine's shortcuts (docs: ARCHITECTURE.md, "Fast paths"): the h2 DATA fast
+    #: path and single-frame lanes, direct socket and TLS I/O, consumer reads, the
+    #: splice lanes into local pipes and the short-bytes framing table. None of them
+    #: changes a byte on the wire. False takes the long way everywhere, using only
+    #: other libraries' public APIs (the default is False when the environment
+    #: variable ``LIBCHAN_FAST_PATHS`` is ``0``).
+    fast_paths: bool = field(default_factory=_fast_paths_default)
 
     def __post_init__(self) -> None:
         for name in (

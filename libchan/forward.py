@@ -13,11 +13,33 @@ difference.
 
 from __future__ import annotations
 
-from typing import Any
+from functools import partial
+from typing import Any, Protocol, runtime_checkable
 
 import trio
 
-__all__ = ["copy_channel", "copy_stream", "forward"]
+__all__ = ["copy_channel", "copy_stream", "forward", "Abortable", "Spliceable"]
+
+
+@runtime_checkable
+class Abortable(Protocol):
+    """A destination that can be ended as *broken* (its reader sees an error, not
+    a clean end): the pipes and the network channels and streams."""
+
+    def _abort(self, reason: str) -> None: ...
+
+
+@runtime_checkable
+class Spliceable(Protocol):
+    """A local stream pipe's reading end, whose writer can write into ``dst`` itself
+    (no copy through the pipe, no task hop per chunk).
+
+    ``_splice_to(dst)`` returns ``"done"`` once the writer finished (EOF reached
+    ``dst``'s side), ``"gone"`` when the pipe's reader went away, or ``"no"`` when
+    it cannot splice (copy as usual); it raises what the source raises.
+    """
+
+    async def _splice_to(self, dst: trio.abc.SendStream) -> str: ...
 
 _GONE = (trio.BrokenResourceError, trio.ClosedResourceError)
 
@@ -31,14 +53,10 @@ async def _close(obj: Any) -> None:
                 pass
 
 
-def _abort(obj: Any, reason: str = "the source broke") -> bool:
-    abort = getattr(obj, "_abort", None)
-    if abort is None:
+def _abort(obj: object, reason: str = "the source broke") -> bool:
+    if not isinstance(obj, Abortable):
         return False
-    try:
-        abort(reason)
-    except TypeError:
-        abort()
+    obj._abort(reason)
     return True
 
 
@@ -69,12 +87,15 @@ async def copy_channel(src: trio.abc.ReceiveChannel[Any], dst: trio.abc.SendChan
 
 async def copy_stream(src: trio.abc.ReceiveStream, dst: trio.abc.SendStream, *, eof: bool = True) -> None:
     """Copy bytes from ``src`` to ``dst`` until EOF, then ``send_eof`` (or close) ``dst``."""
+    await _copy_stream(src, dst, eof=eof, splice=True)
+
+
+async def _copy_stream(src: trio.abc.ReceiveStream, dst: trio.abc.SendStream, *, eof: bool, splice: bool) -> None:
     try:
-        splice = getattr(src, "_splice_to", None)  # a local stream pipe: its writer writes to dst
         spliced = "no"
-        if splice is not None:
+        if splice and isinstance(src, Spliceable):  # a local stream pipe: its writer writes to dst
             try:
-                spliced = await splice(dst)
+                spliced = await src._splice_to(dst)
             except _GONE as exc:
                 _abort(dst, str(exc) or "the source broke")
                 return
@@ -107,12 +128,13 @@ async def copy_stream(src: trio.abc.ReceiveStream, dst: trio.abc.SendStream, *, 
         raise
 
 
-async def forward(obj: Any, facade: Any, kind: str) -> None:
+async def forward(obj: Any, facade: Any, kind: str, splice: bool = True) -> None:
     """Forward between a local object sent in a message and the network ``facade``.
 
     ``kind`` is what the peer got: for ``receiver``/``read-stream`` data flows
     from ``obj`` to the network, for ``sender``/``write-stream`` the other
-    way, and both ways for ``stream``.
+    way, and both ways for ``stream``. ``splice``: a local stream pipe may be
+    spliced (see :class:`Spliceable`; off with ``Config.fast_paths``).
     """
     if kind == "receiver":
         await copy_channel(obj, facade)
@@ -120,20 +142,20 @@ async def forward(obj: Any, facade: Any, kind: str) -> None:
         await copy_channel(facade, obj)
     elif kind == "read-stream":
         try:
-            await copy_stream(obj, facade)
+            await _copy_stream(obj, facade, eof=True, splice=splice)
         finally:
             await _close(obj)
     elif kind == "write-stream":
         try:
-            await copy_stream(facade, obj)
+            await _copy_stream(facade, obj, eof=True, splice=splice)
         finally:
             await _close(facade)
             await _close(obj)
     else:
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(copy_stream, obj, facade)
-                nursery.start_soon(copy_stream, facade, obj)
+                nursery.start_soon(partial(_copy_stream, obj, facade, eof=True, splice=splice))
+                nursery.start_soon(partial(_copy_stream, facade, obj, eof=True, splice=splice))
         finally:
             await _close(facade)
             await _close(obj)

@@ -1,4 +1,4 @@
-"""The DATA fast path (h2fast.py) and direct socket I/O (sockio.py) change nothing observable.
+"""The DATA fast path (compat/h2.py, and the lanes in h2mux.py) and direct socket I/O (sockio.py) change nothing observable.
 
 The reference is the same :class:`H2Multiplexer` with the fast path switched off
 (``mux._fast = None``; on a real server: ``DataFastPath.usable`` patched to say no),
@@ -41,9 +41,9 @@ import trio
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import libchan
-from libchan.spdy_like import h2fast
+from libchan.compat import h2 as h2fast
 from libchan.spdy_like.h2mux import PREFACE, H2Multiplexer
-from libchan.spdy_like.mux import ConnectionEnded, DataReceived, StreamOpened, StreamReset
+from libchan.spdy_like.mux import ConnectionEnded, DataReceived, FastLane, StreamOpened, StreamReset
 from helpers import served, session_pair
 
 REQUEST = [(":method", "POST"), (":scheme", "http"), (":authority", "test"), (":path", "/x")]
@@ -157,7 +157,7 @@ def make_mux(*, client_side: bool, fast: bool, **kw) -> H2Multiplexer:
 def link_receive(mux: H2Multiplexer, data: bytes) -> list:
     """What a link makes of one read (Link._process_input): the single-frame lane
     (``receive_sole_data``) when it takes the read, else ``receive_data``."""
-    sole = mux.receive_sole_data(data)
+    sole = mux.lane.receive_sole_data(data) if mux.lane is not None else None
     if sole is not None:
         return [DataReceived(sole[0], sole[1], len(sole[1]))]
     return mux.receive_data(data)
@@ -166,7 +166,7 @@ def link_receive(mux: H2Multiplexer, data: bytes) -> list:
 def link_send(mux: H2Multiplexer, sid: int, data: bytes) -> bytes | None:
     """What a link's sending task does with one message (Link.send_now): the frame's
     bytes to write at once if ``data_header_now`` allows it, else None (sent by h2)."""
-    header = mux.data_header_now(sid, len(data))
+    header = mux.lane.data_header_now(sid, len(data)) if mux.lane is not None else None
     return None if header is None else header + data
 
 
@@ -176,14 +176,14 @@ class FastCount:
 
     def __init__(self, mux: H2Multiplexer) -> None:
         self.received = self.sent = self.sole = 0
-        sole_data = mux.receive_sole_data
+        sole_data = mux.lane.receive_sole_data
 
         def counting_sole(data):
             result = sole_data(data)
             self.sole += result is not None
             return result
 
-        mux.receive_sole_data = counting_sole
+        mux.lane = FastLane(counting_sole, mux.lane.data_header_now)
         fast = mux._fast
         if fast is None:
             return
@@ -906,6 +906,7 @@ REAL_SERVER_CASES = [
 ]
 
 
+@pytest.mark.fast_paths
 async def test_real_server_reacts_to_bad_data_frames_exactly_as_with_plain_h2(tmp_path, pure_h2):
     """Every server case over TCP against ``libchan.serve``, fast path on and off: the same
     RST_STREAMs, the same GOAWAY code, the expected one; the server goes on serving.
@@ -952,6 +953,7 @@ async def test_real_server_reacts_to_bad_data_frames_exactly_as_with_plain_h2(tm
             assert results["fast", name] == results["pure", name], name
 
 
+@pytest.mark.fast_paths
 async def test_libchan_client_given_data_before_response_headers_answers_as_with_plain_h2(pure_h2):
     """A raw server sends DATA on the client's control stream before any response HEADERS:
     the client fails with the same protocol error and says GOAWAY(PROTOCOL_ERROR) (best
@@ -1024,6 +1026,7 @@ def _links(session) -> list:
     return list(session._core._links)
 
 
+@pytest.mark.fast_paths
 @pytest.mark.parametrize("transport", ["tcp", "unix", "tls", "memory"])
 async def test_links_use_direct_socket_io_on_sockets_only(transport, profile, tmp_path):
     """TCP, unix and TLS (over a socket: sockio drives trio's SSLStream) read and write the
@@ -1093,6 +1096,7 @@ def _small_socket_buffers(cli, srv, sndbuf: int, rcvbuf: int | None = None) -> N
             link.io._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
 
 
+@pytest.mark.fast_paths
 @pytest.mark.parametrize("transport", ["tcp", "unix"])
 async def test_large_byte_stream_to_a_slow_reader_arrives_intact(transport, profile, tmp_path):
     """16 MiB through small kernel buffers to a reader that pauses: the socket takes only
@@ -1136,6 +1140,7 @@ async def test_large_byte_stream_to_a_slow_reader_arrives_intact(transport, prof
             await sender.aclose()
 
 
+@pytest.mark.fast_paths
 async def test_bursts_into_a_full_socket_keep_their_order(profile, tmp_path):
     """A sending task that finds the writer idle writes to the socket itself; when the
     kernel takes only part (a 64 KiB send buffer, a 200 KB message), the rest waits for the writer
@@ -1175,6 +1180,7 @@ def _fd_count() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+@pytest.mark.fast_paths
 @pytest.mark.parametrize("transport", ["tcp", "unix"])
 async def test_closing_sessions_closes_sockets_and_their_duplicates(transport, profile, tmp_path):
     """25 sessions opened and closed: on both ends the link's duplicate descriptor and the

@@ -88,6 +88,8 @@ class SessionCore:
         self.codec = self.profile.make_codec(self.config)
         #: NetSender's shortcut for short bytes messages (see the profile's short_bytes_framing).
         self.short_bytes_below, self.short_bytes_heads = self.profile.short_bytes_framing(self.config.max_message_size)
+        if not self.config.fast_paths:
+            self.short_bytes_below = 0
         from ..messages.refs import RefTable
 
         self.refs: RefTable[NetStream] = RefTable(
@@ -600,11 +602,11 @@ class SessionCore:
         for ns, kind, obj in new:
             self._streams.add(ns)
             await self._open(ns, kind, parent.ref)
-            if kind == "sender" and isinstance(obj, PipeSender):
+            if kind == "sender" and isinstance(obj, PipeSender) and self.config.fast_paths:
                 ns.splice = obj
                 obj._shared.source = ns
             assert self._nursery is not None
-            self._nursery.start_soon(forward, obj, facade_for(ns, kind, opener=True), kind)
+            self._nursery.start_soon(forward, obj, facade_for(ns, kind, opener=True), kind, self.config.fast_paths)
 
     async def _expiry_task(self) -> None:
         while self.closed_reason is None:

@@ -84,7 +84,7 @@ class Link:
         self.keepalive_data = keepalive_data
         # Without flow control (Go profile) a slow reader pauses reading the
         # whole connection (TCP backpressure) instead of growing buffers.
-        self._flow_controlled = getattr(mux, "flow_controlled", True)
+        self._flow_controlled = mux.flow_controlled
         self._read_lot = trio.lowlevel.ParkingLot()
         self._reader_done = trio.Event()
         # Who waits for input now: None, this link (its reader task) or the
@@ -106,7 +106,7 @@ class Link:
     # -- lifetime ------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Drive the connection until it ends; returns after closing the transport."""
-        self.io = TransportIO(self.transport)
+        self.io = TransportIO(self.transport, fast_paths=self.config.fast_paths)
         # A task waiting for its stream may read the connection itself (one task
         # switch less per message); only on a socket read here (plain or TLS: see
         # sockio), whose reads are cancel-safe, and with flow control (without it
@@ -242,7 +242,8 @@ class Link:
             or self._send_lock.locked()
         ):
             return False
-        header = self.mux.data_header_now(sid, len(wire))
+        lane = self.mux.lane
+        header = lane.data_header_now(sid, len(wire)) if lane is not None else None
         if header is None:
             return False
         self.flushed = True
@@ -422,7 +423,8 @@ class Link:
         self._last_rx = trio.current_time()
         self.flushed = False
         mux = self.mux
-        sole = mux.receive_sole_data(data)
+        lane = mux.lane
+        sole = lane.receive_sole_data(data) if lane is not None else None
         if sole is not None:  # one DATA frame: no event objects
             self._data_arrived(sole[0], sole[1], len(sole[1]))
         else:

@@ -115,7 +115,9 @@ class NetStream:
             self.we_write, self.we_read = recv_writes, recv_reads
         profile = self.session.profile
         self.body = profile.message_body(self.session) if messages else profile.bytes_body(self.session)
-        self._one_item_lane = self.role == "stream" and self.we_read and type(self.body) is FramedMessages
+        self._one_item_lane = (
+            self.role == "stream" and self.we_read and type(self.body) is FramedMessages and self.session.config.fast_paths
+        )
         if self.prebuffer:
             data = bytes(self.prebuffer)
             self.prebuffer.clear()
@@ -533,7 +535,8 @@ class NetSender(Sender):
             self._ns.request_end()
         await trio.lowlevel.checkpoint()
 
-    def _abort(self) -> None:
+    def _abort(self, reason: str) -> None:
+        """The source forwarded into this end broke: the peer sees a reset (CANCEL)."""
         self._closed = True
         self._ns.reset(CANCEL)
 
@@ -574,7 +577,8 @@ class NetReceiver(Receiver):
             ns.held = 0
         await trio.lowlevel.checkpoint()
 
-    def _abort(self) -> None:
+    def _abort(self, reason: str) -> None:
+        """The source forwarded into this end broke: the peer sees a reset (CANCEL)."""
         self._closed = True
         self._ns.reset(CANCEL)
 
@@ -672,7 +676,8 @@ class NetByteStream(ByteStream):
             ns.inbox.clear()
         await trio.lowlevel.checkpoint()
 
-    def _abort(self) -> None:
+    def _abort(self, reason: str) -> None:
+        """The source forwarded into this end broke: the peer sees a reset (CANCEL)."""
         self._closed = True
         self._ns.reset(CANCEL)
 

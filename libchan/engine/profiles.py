@@ -66,6 +66,7 @@ class H2Profile:
             max_frame_size=config.max_frame_size,
             max_concurrent_streams=min(config.max_streams, 2**31 - 1),
             max_header_list_size=config.max_header_list_size,
+            fast_paths=config.fast_paths,
         )
 
     def make_codec(self, config: Config) -> Any:

@@ -15,10 +15,12 @@ itself, the way an asyncio transport does:
 A ``trio.SSLStream`` over such a socket (what ``tls://`` gives), once its
 handshake is done, is driven the same way: the stream's own ``ssl.SSLObject``
 and memory BIOs encrypt and decrypt, and the ciphertext goes straight to and
-from the socket (:class:`_TlsState`). trio's ``SSLStream`` keeps every
-round of its protocol behind several awaits and locks; here one read or write
-is one synchronous step. This uses ``SSLStream`` internals (checked once by
-:func:`_tls_parts`; anything unexpected falls back to the stream's own methods).
+from the socket (:class:`~libchan.compat.trio_ssl.TlsState`). trio's ``SSLStream``
+keeps every round of its protocol behind several awaits and locks; here one read
+or write is one synchronous step. This uses ``SSLStream`` internals, all of them in
+:mod:`libchan.compat.trio_ssl` (checked once by its ``take_over``; anything
+unexpected falls back to the stream's own methods). With ``fast_paths=False``
+every stream goes through its own trio methods.
 The stream is left consistent, so its ``aclose`` works as usual afterwards.
 
 It works on a duplicate of the socket's file descriptor (public API only), so
@@ -36,6 +38,8 @@ import ssl
 from typing import Any
 
 import trio
+
+from ..compat.trio_ssl import TlsState, take_over
 
 __all__ = ["TransportIO"]
 
@@ -58,55 +62,10 @@ def _drop(chunks: list[bytes | memoryview], n: int) -> list[bytes | memoryview]:
     return rest
 
 
-class _TlsState:
-    """The TLS layer of a taken-over ``trio.SSLStream`` (see the module docstring)."""
-
-    __slots__ = ("stream", "obj", "incoming", "outgoing", "ragged_eof_ok")
-
-    def __init__(self, stream: trio.SSLStream[Any]) -> None:
-        self.stream = stream
-        self.obj: ssl.SSLObject = stream._ssl_object
-        self.incoming: ssl.MemoryBIO = stream._incoming
-        self.outgoing: ssl.MemoryBIO = stream._outgoing
-        #: An EOF without close_notify is a clean end (https_compatible), as in trio.
-        self.ragged_eof_ok: bool = bool(stream._https_compatible)
-
-    def broken(self, exc: BaseException) -> trio.BrokenResourceError:
-        """Mark the trio stream broken (its aclose then only closes the socket), as
-        trio does on a TLS error, and return the error to raise."""
-        self.stream._state = type(self.stream._state).BROKEN
-        err = trio.BrokenResourceError()
-        err.__cause__ = exc
-        return err
-
-
-def _tls_parts(transport: trio.abc.Stream) -> tuple[_TlsState, trio.SocketStream] | None:
-    """The TLS state and socket of an SSLStream over a socket whose handshake is
-    done and that nothing else uses now; None if it is not one (or trio changed)."""
-    if not isinstance(transport, trio.SSLStream):
-        return None
-    inner = transport.transport_stream
-    state = getattr(transport, "_state", None)
-    handshook = getattr(transport, "_handshook", None)
-    if (
-        not isinstance(inner, trio.SocketStream)
-        or getattr(state, "name", None) != "OK"
-        or not getattr(handshook, "done", False)
-        or not isinstance(getattr(transport, "_ssl_object", None), ssl.SSLObject)
-        or not isinstance(getattr(transport, "_incoming", None), ssl.MemoryBIO)
-        or not isinstance(getattr(transport, "_outgoing", None), ssl.MemoryBIO)
-        or not hasattr(transport, "_delayed_outgoing")
-        or not hasattr(transport, "_https_compatible")
-        or transport._outgoing.pending
-    ):
-        return None
-    return _TlsState(transport), inner
-
-
 class TransportIO:
     """Reads and writes of one connection (see the module docstring)."""
 
-    def __init__(self, transport: trio.abc.Stream) -> None:
+    def __init__(self, transport: trio.abc.Stream, *, fast_paths: bool = True) -> None:
         self.transport = transport
         prefix = b""
         inner = transport
@@ -114,15 +73,15 @@ class TransportIO:
         if unwrap is not None:  # a stream whose first bytes were read to sniff the protocol
             prefix, inner = unwrap()
         self._prefix = prefix
-        self._tls: _TlsState | None = None
+        self._tls: TlsState | None = None
         self._tls_error: BaseException | None = None  # raised by the next read
         self._tls_ended = False  # close_notify was read: every later read is b""
         self._tsock: Any = None
-        tls = _tls_parts(inner)
+        tls = take_over(inner) if fast_paths else None
         if tls is not None:
             self._tls, socket_stream = tls
             self._tsock = socket_stream.socket
-        elif isinstance(inner, trio.SocketStream):
+        elif isinstance(inner, trio.SocketStream) and fast_paths:
             self._tsock = inner.socket
         #: What was handed to :meth:`try_send` (ciphertext under TLS) that the
         #: kernel did not take yet; :meth:`send_all` sends it first.
@@ -133,10 +92,9 @@ class TransportIO:
             self._sock.setblocking(False)
             if self._tls is not None:
                 # TLS 1.3 session tickets trio held back until the first write
-                delayed = self._tls.stream._delayed_outgoing
+                delayed = self._tls.take_delayed_output()
                 if delayed:
                     self.backlog.append(delayed)
-                self._tls.stream._delayed_outgoing = None
         else:
             self._prefix = b""  # the wrapper hands out its own prefix
 

@@ -10,12 +10,8 @@ makes a slow reader push back on its sender end to end.
 
 from __future__ import annotations
 
-import binascii
-import collections
 import os
 from typing import Sequence
-
-import hyperframe.frame
 
 import h2.config
 import h2.connection
@@ -24,10 +20,13 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
-from .h2fast import FLAG_END_HEADERS, FLAG_END_STREAM, FLAG_PADDED, HEADER_LEN, TYPE_CONTINUATION, TYPE_DATA, TYPE_HEADERS, TYPE_PUSH_PROMISE, DataFastPath
+from ..compat.h2 import DataFastPath, limit_closed_streams, raise_stream_limit
+from ..compat.hyperframe import install_cheap_repr
+from .h2frames import FLAG_END_HEADERS, FLAG_END_STREAM, FLAG_PADDED, HEADER_LEN, TYPE_CONTINUATION, TYPE_DATA, TYPE_HEADERS, TYPE_PUSH_PROMISE
 from .mux import (
     ConnectionEnded,
     DataReceived,
+    FastLane,
     MuxEvent,
     StreamAnswered,
     StreamEnded,
@@ -38,22 +37,6 @@ from .mux import (
 
 __all__ = ["H2Multiplexer", "PREFACE"]
 
-
-def _cheap_raw_data_repr(data: bytes | None) -> str:
-    # h2 builds repr(frame) for a trace log on every frame it receives, even
-    # with logging off; hyperframe's version hex-encodes the whole payload and
-    # keeps 20 characters, which costs more than parsing a large DATA frame.
-    # This returns the identical string from the first 11 bytes only.
-    if not data:
-        return "None"
-    r = binascii.hexlify(data[:11]).decode("ascii")
-    if len(r) > 20:
-        r = r[:20] + "..."
-    return "<hex:" + r + ">"
-
-
-if hasattr(hyperframe.frame, "_raw_data_repr"):
-    hyperframe.frame._raw_data_repr = _cheap_raw_data_repr
 
 #: The first bytes an HTTP/2 client sends (RFC 9113 section 3.4).
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -74,6 +57,7 @@ class H2Multiplexer:
         max_frame_size: int = 1024 * 1024,
         max_concurrent_streams: int = 10_000,
         max_header_list_size: int = 64 * 1024,
+        fast_paths: bool = True,
     ) -> None:
         self.client_side = client_side
         #: An HTTP/2 server ends its direction early with the in-body end marker.
@@ -102,23 +86,22 @@ class H2Multiplexer:
         # errors); with sessions that churn through many short streams that is
         # megabytes per connection. Frames for a stream closed 4096 streams ago
         # are not in flight any more.
-        closed = getattr(self._conn, "_closed_streams", None)
-        if closed is not None and hasattr(closed, "_size_limit"):
-            closed._size_limit = 4096
+        limit_closed_streams(self._conn, 4096)
         # Peers are told the real limit (the SETTINGS just serialized). RFC 9113 5.1.2
         # makes exceeding it a *stream* error, which the session answers with
         # REFUSED_STREAM; h2's own check would make it a connection error, so h2
         # itself is given a higher limit.
-        settings_store = getattr(self._conn.local_settings, "_settings", None)
-        code = h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS
-        if isinstance(settings_store, dict) and code in settings_store:
-            settings_store[code] = collections.deque([min(2**31 - 1, max_concurrent_streams * 2 + 16)])
+        raise_stream_limit(self._conn, min(2**31 - 1, max_concurrent_streams * 2 + 16))
         if connection_window > 65535:
             self._conn.increment_flow_control_window(connection_window - 65535)
         self._closed = False
         self._peer_goaway_seen = False
-        # Plain DATA frames bypass h2's per-frame objects (see h2fast.py).
-        self._fast = DataFastPath(self._conn) if DataFastPath.usable(self._conn) else None
+        # Plain DATA frames bypass h2's per-frame objects (see compat/h2.py).
+        self._fast = DataFastPath(self._conn) if fast_paths and DataFastPath.usable(self._conn) else None
+        if self._fast is not None:
+            install_cheap_repr()
+        #: The single-frame lanes (None when the fast path is off).
+        self.lane = FastLane(self._receive_sole_data, self._data_header_now) if self._fast is not None else None
         self._inbuf = b""  # input not yet split into frames (fast path)
         self._preface_left = 0 if client_side else len(PREFACE)
         self._in_header_block = False  # a HEADERS/PUSH_PROMISE awaits its CONTINUATION
@@ -180,7 +163,7 @@ class H2Multiplexer:
         self._inbuf = bytes(buf[pos:]) if pos < end and not self._closed else b""
         return events
 
-    def receive_sole_data(self, data: bytes) -> tuple[int, bytes] | None:
+    def _receive_sole_data(self, data: bytes) -> tuple[int, bytes] | None:
         """If ``data`` is exactly one plain DATA frame (no flags) that the fast path
         accepts, with nothing buffered before it -- a latency-bound exchange's usual
         read -- account for it and return ``(stream_id, payload)``: what
@@ -269,12 +252,12 @@ class H2Multiplexer:
 
     def has_output(self) -> bool:
         """False only if :meth:`data_chunks` would return nothing."""
-        return self._fast is None or bool(self._out) or bool(self._conn._data_to_send)
+        return self._fast is None or bool(self._out) or self._fast.h2_output_queued()
 
     def _take_h2_output(self) -> None:
         """Move what h2 has queued to our output (it goes before what we add next).
         h2's buffer is looked at directly (DataFastPath.usable checked it exists)."""
-        if self._fast is None or self._conn._data_to_send:
+        if self._fast is None or self._fast.h2_output_queued():
             own = self._conn.data_to_send()
             if own:
                 self._out.append(own)
@@ -310,14 +293,15 @@ class H2Multiplexer:
         if not self._send_fast(stream_id, parts, sum(map(len, parts)), end_stream):
             self._conn.send_data(stream_id, parts[0] if len(parts) == 1 else b"".join(parts), end_stream=end_stream)
 
-    def data_header_now(self, stream_id: int, length: int) -> bytes | None:
+    def _data_header_now(self, stream_id: int, length: int) -> bytes | None:
         """For a task that writes one DATA frame of ``length`` bytes itself, at once:
         its 9-byte header, the frame accounted for -- only if no other output is
         queued to go first and the fast path accepts the frame. Else None, and
         nothing changed (queue the data instead)."""
-        if self._out or self._fast is None or self._conn._data_to_send:
+        fast = self._fast
+        if self._out or fast is None or fast.h2_output_queued():
             return None
-        return self._fast.send(stream_id, length)
+        return fast.send(stream_id, length)
 
     def send_data(self, stream_id: int, data: bytes | memoryview, end_stream: bool = False) -> None:
         if not self._send_fast(stream_id, (data,), len(data), end_stream):

@@ -11,7 +11,7 @@ write out ``data_to_send()``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 __all__ = [
     "MuxEvent",
@@ -23,6 +23,7 @@ __all__ = [
     "WindowOpened",
     "ConnectionEnded",
     "Multiplexer",
+    "FastLane",
     "Headers",
 ]
 
@@ -90,13 +91,35 @@ class ConnectionEnded(MuxEvent):
     remote: bool
 
 
+@dataclass(frozen=True, slots=True)
+class FastLane:
+    """A multiplexer's optional single-frame lanes (HTTP/2 only; None elsewhere).
+
+    * ``receive_sole_data(data)``: if ``data`` is exactly one plain DATA frame that
+      may skip the event objects, account for it and return ``(stream_id,
+      payload)``; else None and nothing was consumed (use ``receive_data``);
+    * ``data_header_now(stream_id, length)``: for a task that writes one DATA frame
+      of ``length`` bytes itself, now: its header, the frame accounted for; else
+      None and nothing changed (queue the data).
+    """
+
+    receive_sole_data: Callable[[bytes], "tuple[int, bytes] | None"]
+    data_header_now: Callable[[int, int], "bytes | None"]
+
+
 class Multiplexer(Protocol):
     client_side: bool
+    #: Flow control per stream (HTTP/2) or none (SPDY as Go speaks it: TCP's only).
+    flow_controlled: bool
+    #: A server ends its direction with the in-body end marker (HTTP/2).
+    needs_end_marker: bool
+    #: The single-frame lanes, or None.
+    lane: FastLane | None
 
+    @property
+    def closed(self) -> bool: ...
     def receive_data(self, data: bytes) -> list[MuxEvent]: ...
-    def receive_sole_data(self, data: bytes) -> tuple[int, bytes] | None: ...
     def has_output(self) -> bool: ...
-    def data_header_now(self, stream_id: int, length: int) -> bytes | None: ...
     def data_to_send(self) -> bytes: ...
     def data_chunks(self) -> list[bytes | memoryview]: ...
     def can_open_stream(self) -> bool: ...

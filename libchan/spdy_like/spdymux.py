@@ -76,6 +76,7 @@ class _Stream:
 class SpdyMultiplexer:
     flow_controlled = False
     needs_end_marker = False
+    lane = None  # (no single-frame lanes: every read goes through receive_data, data is queued)
 
     def __init__(self, *, client_side: bool, max_frame_size: int = 1024 * 1024) -> None:
         self.client_side = client_side
@@ -186,14 +187,8 @@ class SpdyMultiplexer:
         data = self.data_to_send()
         return [data] if data else []
 
-    def receive_sole_data(self, data: bytes) -> tuple[int, bytes] | None:
-        return None  # (no single-frame lane: every read goes through receive_data)
-
     def has_output(self) -> bool:
         return bool(self._out)
-
-    def data_header_now(self, stream_id: int, length: int) -> bytes | None:
-        return None  # (no direct frames: data is queued)
 
     def data_to_send(self) -> bytes:
         data = bytes(self._out)

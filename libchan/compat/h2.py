@@ -1,4 +1,15 @@
-"""DATA frames beside ``h2``: the per-frame bookkeeping without h2's per-frame objects.
+"""Everything libchan does with ``h2``'s internals, each behind a probe.
+
+``h2`` 4.x is what this was written for (pyproject bounds it). The public h2 API is
+used everywhere else; what follows reads or writes h2's private state:
+
+* :class:`DataFastPath`: DATA frames beside ``h2``, the per-frame bookkeeping
+  without h2's per-frame objects (probe: :meth:`DataFastPath.usable`);
+* :func:`limit_closed_streams`: a shorter memory of closed streams;
+* :func:`raise_stream_limit`: h2's own MAX_CONCURRENT_STREAMS check moved above
+  the advertised value (the session answers the excess with REFUSED_STREAM).
+
+DATA frames beside ``h2``:
 
 ``h2`` builds a frame object, runs two state machines, logs (with an eager
 ``repr``) and copies the payload twice for every DATA frame, in both
@@ -20,33 +31,19 @@ plain h2 when they are missing.
 
 from __future__ import annotations
 
-import struct
+import collections
 
 import h2.connection
+import h2.settings
 import h2.stream
 
-__all__ = ["DataFastPath", "HEADER_LEN", "data_header"]
+from ..spdy_like.h2frames import data_header
 
-HEADER_LEN = 9
-TYPE_DATA = 0x0
-TYPE_HEADERS = 0x1
-TYPE_PUSH_PROMISE = 0x5
-TYPE_CONTINUATION = 0x9
-FLAG_END_STREAM = 0x1
-FLAG_END_HEADERS = 0x4
-FLAG_PADDED = 0x8
+__all__ = ["DataFastPath", "limit_closed_streams", "raise_stream_limit"]
 
 _CONN_OPEN = (h2.connection.ConnectionState.CLIENT_OPEN, h2.connection.ConnectionState.SERVER_OPEN)
 _SEND_STATES = (h2.stream.StreamState.OPEN, h2.stream.StreamState.HALF_CLOSED_REMOTE)
 _RECV_STATES = (h2.stream.StreamState.OPEN, h2.stream.StreamState.HALF_CLOSED_LOCAL)
-
-
-_HEADER = struct.Struct(">BHBBI")
-
-
-def data_header(length: int, stream_id: int) -> bytes:
-    """The header of a DATA frame without flags."""
-    return _HEADER.pack(length >> 16, length & 0xFFFF, 0, 0, stream_id)
 
 
 #: What h2's stream objects must set for the fast path to read them directly.
@@ -77,6 +74,10 @@ class DataFastPath:
             and hasattr(getattr(conn, "state_machine", None), "state")
             and isinstance(getattr(conn, "_data_to_send", None), (bytearray, bytes))
         )
+
+    def h2_output_queued(self) -> bool:
+        """True if h2 has output of its own queued (its buffer, read directly)."""
+        return bool(self._conn._data_to_send)
 
     def sendable(self, stream_id: int) -> int | None:
         """Bytes of DATA the windows and the frame size allow now (None: ask h2)."""
@@ -127,3 +128,22 @@ class DataFastPath:
         conn_window.current_window_size -= length
         stream._actual_content_length += length
         return True
+
+
+def limit_closed_streams(conn: h2.connection.H2Connection, size: int) -> None:
+    """Make ``conn`` remember only the last ``size`` closed streams (h2 keeps 2**16, to
+    tell late frames from errors: megabytes per connection when streams churn)."""
+    closed = getattr(conn, "_closed_streams", None)
+    if closed is not None and hasattr(closed, "_size_limit"):
+        closed._size_limit = size
+
+
+def raise_stream_limit(conn: h2.connection.H2Connection, limit: int) -> None:
+    """Let h2 accept up to ``limit`` concurrent peer streams whatever our SETTINGS
+    advertised (already serialized): RFC 9113 5.1.2 makes exceeding the advertised
+    limit a *stream* error, which the session answers with REFUSED_STREAM, where
+    h2's own check would make it a connection error."""
+    store = getattr(conn.local_settings, "_settings", None)
+    code = h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS
+    if isinstance(store, dict) and code in store:
+        store[code] = collections.deque([limit])
