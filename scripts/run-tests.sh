@@ -3,7 +3,9 @@
 # tests drive (curl, nghttpx, haproxy, iproute2, docker.io, busybox-static) when missing,
 # and python3-venv when .venv is still to be made and python3 cannot make one (Debian's
 # python3 comes without ensurepip), creates .venv, installs the project with its test
-# extras, then runs pytest. Extra arguments go to pytest.
+# extras, then runs pytest on everything, the libchan layers once more with every fast
+# path off (LIBCHAN_FAST_PATHS=0), and mypy --strict on libchan and libswarm.
+# Extra arguments go to pytest, and then only that pytest run is made.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,4 +42,11 @@ if ! pip_out=$(.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
     exit 1
 fi
 printf '%s\n' "$pip_out" | grep -v -e '^WARNING: Location' -e '^$' || true
-exec .venv/bin/python -m pytest -q "$@"
+if (($#)); then
+    exec .venv/bin/python -m pytest -q "$@"
+fi
+.venv/bin/python -m pytest -q
+echo "run-tests.sh: the libchan tests again with every fast path off (LIBCHAN_FAST_PATHS=0)"
+LIBCHAN_FAST_PATHS=0 .venv/bin/python -m pytest -q -m "not fast_paths" tests/wire tests/engine tests/api tests/interop
+echo "run-tests.sh: mypy --strict libchan libswarm"
+.venv/bin/python -m mypy --strict libchan libswarm
