@@ -68,7 +68,7 @@ from .._server import Request, Server, _close_quietly
 from .._service import Service
 from .._verbs import Verb
 from ._remote import describe
-from .dockerserver import parse_tls_options, parse_url
+from ._docker.address import TLSOptions, parse_tls_options, parse_url
 
 __all__ = ["DockerClient", "EngineError"]
 
@@ -319,18 +319,18 @@ async def _half_close(stream: trio.abc.Stream) -> None:
         await stream.send_eof()
 
 
-def _client_ssl_context(opts: dict[str, Any], url: str) -> ssl.SSLContext | None:
-    if not (opts["tls"] or opts["tlsverify"] or opts["tlscert"] or opts["tlscacert"] or url.startswith("tls://")):
+def _client_ssl_context(opts: TLSOptions, url: str) -> ssl.SSLContext | None:
+    if not (opts.tls or opts.tlsverify or opts.tlscert or opts.tlscacert or url.startswith("tls://")):
         return None
     ctx = ssl.create_default_context()
     try:
-        if opts["tlscacert"]:
-            ctx.load_verify_locations(opts["tlscacert"])
-        if opts["tlscert"] or opts["tlskey"]:
-            ctx.load_cert_chain(opts["tlscert"], opts["tlskey"])
+        if opts.tlscacert:
+            ctx.load_verify_locations(opts.tlscacert)
+        if opts.tlscert or opts.tlskey:
+            ctx.load_cert_chain(opts.tlscert, opts.tlskey)
     except (OSError, ssl.SSLError) as exc:
         raise UsageError(f"dockerclient: cannot load TLS files: {exc}") from None
-    if not opts["tlsverify"]:
+    if not opts.tlsverify:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     return ctx
@@ -343,10 +343,10 @@ class DockerClient(Service):
 
     def __init__(self, *args: str) -> None:
         opts = parse_tls_options(list(args), "dockerclient")
-        if len(opts["args"]) != 1:
-            raise UsageError(f"dockerclient: spawn takes exactly 1 argument, got {len(opts['args'])}")
-        self.url = opts["args"][0]
-        self.http = _HTTP(self.url, _client_ssl_context(opts, self.url), client_cert=bool(opts["tlscert"]))
+        if len(opts.args) != 1:
+            raise UsageError(f"dockerclient: spawn takes exactly 1 argument, got {len(opts.args)}")
+        self.url = opts.args[0]
+        self.http = _HTTP(self.url, _client_ssl_context(opts, self.url), client_cert=bool(opts.tlscert))
         self._objects: dict[str, _Container] = {}
         self.server = Server(self.driver)
         self.server.on_ls(self._ls).on_spawn(self._spawn).on_attach(self._attach)
