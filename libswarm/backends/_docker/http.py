@@ -57,7 +57,7 @@ class HTTPConnection:
         self.stream = stream
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=1 << 20)
 
-    async def next_event(self) -> h11.Event | type[h11.PAUSED]:
+    async def next_event(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
         """The next event; a connection that fails to read counts as closed."""
         while True:
             event = self.h11.next_event()
@@ -66,7 +66,7 @@ class HTTPConnection:
                     data = await self.stream.receive_some(65536)
                 except _READ_ERRORS:
                     data = b""
-                self.h11.receive_data(data)
+                self.h11.receive_data(bytes(data))
                 continue
             return event
 
@@ -136,7 +136,7 @@ class Response:
                 data = await self.conn.stream.receive_some(65536)
                 if not data:
                     break
-                self.conn.h11.receive_data(data)
+                self.conn.h11.receive_data(bytes(data))
         except Exception:
             pass
         scope.cancel()

@@ -186,7 +186,7 @@ async def attach(engine: Engine, req: APIRequest, resp: Response) -> None:
                     if not chunk:
                         break
                     if stdin is not None:
-                        await stdin.log("stdin", chunk)
+                        await stdin.log("stdin", bytes(chunk))
             except LibswarmError:
                 pass
             finally:
