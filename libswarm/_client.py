@@ -83,10 +83,8 @@ class Client:
     ``aclose()`` closes the wrapped sender (a handle from an Ack is owned by its Client).
     """
 
-    def __init__(self, sender: trio.abc.SendChannel[Any], *, timeout: float | None = None) -> None:
-        if isinstance(sender, Client):
-            sender = sender.sender
-        self.sender = sender
+    def __init__(self, sender: "trio.abc.SendChannel[Any] | Client", *, timeout: float | None = None) -> None:
+        self.sender: trio.abc.SendChannel[Any] = sender.sender if isinstance(sender, Client) else sender
         self.timeout = timeout
 
     def __repr__(self) -> str:
@@ -114,7 +112,7 @@ class Client:
         except _GONE as exc:
             raise UnreachableError(f"{msg.verb.name}: object unreachable: {exc or type(exc).__name__}") from exc
 
-    async def call(self, verb: Verb, *args: Arg, att: Any = None) -> tuple[Message, Output]:
+    async def call(self, verb: Verb | str | int, *args: Arg, att: Any = None) -> tuple[Message, Output]:
         """Send ``verb(args)`` with a reply pipe; return ``(first answer, rest of the replies)``.
 
         An ``Error`` answer raises :class:`RemoteError` (and closes the replies).

@@ -12,7 +12,7 @@ See spec/LIBSWARM.md section 2.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from typing import Any
 
 import trio
 
@@ -93,7 +93,7 @@ class Message:
             raise MessageError(f"a libswarm message is a map, not {type(value).__name__}")
         if "Verb" not in value:
             raise MessageError("message has no 'Verb'")
-        args: Sequence[Any] | None = value.get("Args")
+        args: Any = value.get("Args")  # wire data, checked by __post_init__ (MessageError)
         return cls(value["Verb"], tuple(args) if isinstance(args, (list, tuple)) else (args if args is not None else ()),
                    value.get("Ret"), value.get("Att"))
 

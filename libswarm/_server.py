@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Awaitable, Callable, Iterable, Union
 
 import trio
 
@@ -20,7 +21,17 @@ DEFAULT_MAX_CONCURRENCY = 256
 
 _GONE = (trio.BrokenResourceError, trio.ClosedResourceError)
 
-Handler = Callable[["Request"], Awaitable[None]]
+Handler = Callable[["Request"], Awaitable[object]]
+"""``async def handler(req: Request)``: answers ``req`` (what it returns is ignored)."""
+
+ObjectHandle = Union["Server", trio.abc.SendChannel[Any]]
+"""An object to hand out in an ``Ack``: a :class:`Server` (each Ack gets a fresh handle) or a Sender."""
+
+ByteStream = Union[trio.abc.ReceiveStream, trio.abc.SendStream]
+"""A byte stream to attach to a message (``Att``): duplex, or one-way (``libchan.ReadOnly``/``WriteOnly``)."""
+
+GetValue = Union[Arg, dict[str, Any], list[Any], tuple[Any, ...], int, float]
+"""What a ``Get`` handler returns: text or bytes as is, anything else JSON-encoded."""
 
 
 async def _close_quietly(obj: Any) -> None:
@@ -60,7 +71,8 @@ class Request:
     def __repr__(self) -> str:
         return f"<Request {self.message!r}>"
 
-    async def send(self, verb: Verb | Message, *args: Arg, ret: Any = None, att: Any = None) -> None:
+    async def send(self, verb: Verb | Message, *args: Arg, ret: ObjectHandle | None = None,
+                   att: ByteStream | None = None) -> None:
         """Send one reply (a :class:`Message`, or a verb and its args) on ``ret``.
 
         A ``ret`` value that is a :class:`Server` is replaced by a fresh handle
@@ -74,7 +86,7 @@ class Request:
         self.answered = True
         await self.ret.send(msg.to_wire())
 
-    async def ack(self, handle: Any = None) -> None:
+    async def ack(self, handle: ObjectHandle | None = None) -> None:
         """Answer ``Ack``, carrying ``handle`` (a Sender or a Server) if given."""
         await self.send(Verb.Ack, ret=handle)
 
@@ -109,7 +121,7 @@ class Request:
         self.handed_over = True
 
 
-def _handle(obj: Any) -> Any:
+def _handle(obj: ObjectHandle | None) -> trio.abc.SendChannel[Any] | None:
     return obj.sender() if isinstance(obj, Server) else obj
 
 
@@ -156,15 +168,15 @@ class Server:
         self._catchall: Handler | None = None
         self._limiter = trio.CapacityLimiter(max_concurrency)
         self._nursery: trio.Nursery | None = None
-        self._nursery_cm: Any = None
+        self._nursery_cm: AbstractAsyncContextManager[trio.Nursery] | None = None
 
     def __repr__(self) -> str:
         return f"<libswarm.Server {self.name or hex(id(self))}>"
 
     # -- registration -------------------------------------------------------
 
-    def on(self, verb: Verb, handler: Handler) -> "Server":
-        """Handle ``verb`` with ``async def handler(req: Request)``; returns self."""
+    def on(self, verb: Verb | str | int, handler: Handler) -> "Server":
+        """Handle ``verb`` (a :class:`Verb`, its name or number) with ``async def handler(req: Request)``; returns self."""
         self._handlers[Verb.parse(verb)] = handler
         return self
 
@@ -173,42 +185,41 @@ class Server:
         self._catchall = handler
         return self
 
-    def on_ls(self, fn: Callable[..., Awaitable[list[Arg]]]) -> "Server":
+    def on_ls(self, fn: Callable[..., Awaitable[Iterable[Arg]]]) -> "Server":
         """``Ls(args)``: ``await fn(*args)`` returns names, answered ``Set(names)``."""
         async def h(req: Request) -> None:
             await req.set(*(await fn(*req.args)))
         return self.on(Verb.Ls, h)
 
-    def on_get(self, fn: Callable[..., Awaitable[Arg | dict | list]]) -> "Server":
-        """``Get(args)``: ``fn(*args)`` returns one value (a dict/list is JSON-encoded), answered ``Set(value)``."""
+    def on_get(self, fn: Callable[..., Awaitable[GetValue]]) -> "Server":
+        """``Get(args)``: ``fn(*args)`` returns one value (str or bytes as is; a dict, list or number
+        JSON-encoded), answered ``Set(value)``."""
         async def h(req: Request) -> None:
             value = await fn(*req.args)
-            if not isinstance(value, (str, bytes)):
-                value = json.dumps(value)
-            await req.set(value)
+            await req.set(value if isinstance(value, (str, bytes)) else json.dumps(value))
         return self.on(Verb.Get, h)
 
-    def on_spawn(self, fn: Callable[..., Awaitable[Any]]) -> "Server":
+    def on_spawn(self, fn: Callable[..., Awaitable[ObjectHandle]]) -> "Server":
         """``Spawn(args)``: ``fn(*args)`` returns the new object (Sender or Server), answered ``Ack(ret=obj)``."""
         async def h(req: Request) -> None:
             await req.ack(await fn(*req.args))
         return self.on(Verb.Spawn, h)
 
-    def on_start(self, fn: Callable[..., Awaitable[None]]) -> "Server":
+    def on_start(self, fn: Callable[..., Awaitable[object]]) -> "Server":
         """``Start(args)``: ``fn(*args)``, answered ``Ack``."""
         async def h(req: Request) -> None:
             await fn(*req.args)
             await req.ack()
         return self.on(Verb.Start, h)
 
-    def on_stop(self, fn: Callable[..., Awaitable[None]]) -> "Server":
+    def on_stop(self, fn: Callable[..., Awaitable[object]]) -> "Server":
         """``Stop(args)``: ``fn(*args)``, answered ``Ack``."""
         async def h(req: Request) -> None:
             await fn(*req.args)
             await req.ack()
         return self.on(Verb.Stop, h)
 
-    def on_attach(self, fn: Callable[[str, Request], Awaitable[None]]) -> "Server":
+    def on_attach(self, fn: Callable[[str, Request], Awaitable[object]]) -> "Server":
         """``Attach(name, ...)``: ``fn(name, req)`` must ``req.ack(handle)``, then may stream output on ``req``."""
         async def h(req: Request) -> None:
             await fn(req.name, req)
@@ -218,27 +229,27 @@ class Server:
         """``Watch``: ``fn(req)`` must ``req.ack()``, then send changes until done."""
         return self.on(Verb.Watch, fn)
 
-    def on_connect(self, fn: Callable[..., Awaitable[Any]]) -> "Server":
+    def on_connect(self, fn: Callable[..., Awaitable[ByteStream]]) -> "Server":
         """``Connect(args)``: ``fn(*args)`` returns a byte stream, answered ``Connect(att=stream)``."""
         async def h(req: Request) -> None:
             stream = await fn(*req.args)
             await req.send(Verb.Connect, att=stream)
         return self.on(Verb.Connect, h)
 
-    def _one_way(self, verb: Verb, fn: Callable[..., Awaitable[None]]) -> "Server":
+    def _one_way(self, verb: Verb, fn: Callable[..., Awaitable[object]]) -> "Server":
         async def h(req: Request) -> None:
             await fn(*req.args)
         return self.on(verb, h)
 
-    def on_log(self, fn: Callable[..., Awaitable[None]]) -> "Server":
+    def on_log(self, fn: Callable[..., Awaitable[object]]) -> "Server":
         """One-way ``Log(args)``: ``fn(*args)``; no answer (a raised error is answered if there is a ret)."""
         return self._one_way(Verb.Log, fn)
 
-    def on_error(self, fn: Callable[..., Awaitable[None]]) -> "Server":
+    def on_error(self, fn: Callable[..., Awaitable[object]]) -> "Server":
         """One-way ``Error(args)``: ``fn(*args)``."""
         return self._one_way(Verb.Error, fn)
 
-    def on_set(self, fn: Callable[..., Awaitable[None]]) -> "Server":
+    def on_set(self, fn: Callable[..., Awaitable[object]]) -> "Server":
         """One-way ``Set(values)``: ``fn(*values)``."""
         return self._one_way(Verb.Set, fn)
 
@@ -270,7 +281,7 @@ class Server:
         return self
 
     async def __aexit__(self, *exc: Any) -> bool | None:
-        assert self._nursery is not None
+        assert self._nursery is not None and self._nursery_cm is not None
         self._nursery.cancel_scope.cancel()
         try:
             return await self._nursery_cm.__aexit__(*exc)
@@ -359,11 +370,11 @@ class Tree(Server):
 
     def __init__(self, name: str = "", **kw: Any) -> None:
         super().__init__(name, **kw)
-        self.children: dict[str, Any] = {}
+        self.children: dict[str, ObjectHandle] = {}
         self.on_attach(self._attach)
         self.on_ls(self._ls)
 
-    def bind(self, name: str, child: Any) -> "Tree":
+    def bind(self, name: str, child: ObjectHandle) -> "Tree":
         """Add (or replace) the child ``name``; returns self."""
         self.children[name] = child
         return self

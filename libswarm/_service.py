@@ -109,7 +109,7 @@ class Task(Server):
     Other verbs: ``not implemented``. The task runs in this server's nursery.
     """
 
-    def __init__(self, fn: Service | Callable[[Any, Any], Awaitable[None]], name: str = "") -> None:
+    def __init__(self, fn: Service | Callable[[Any, Any], Awaitable[object]], name: str = "") -> None:
         super().__init__(name or getattr(fn, "name", "") or type(fn).__name__)
         self._fn = fn.run if isinstance(fn, Service) else fn
         self._in_s, self._in_r = libchan.pipe()

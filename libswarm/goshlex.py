@@ -1,4 +1,4 @@
-"""Splitting service specs the way swarmd did: flynn/go-shlex rules (ref §4.2).
+"""Splitting service specs the way swarmd did: flynn/go-shlex rules (spec/LIBSWARM.md §8.4).
 
 ``split("aggregate 'simulator web' \\"exec /bin/cat\\"")`` ->
 ``["aggregate", "simulator web", "exec /bin/cat"]``. Errors raise :class:`ShlexError`

@@ -127,10 +127,10 @@ async def run(url: str, ssl: Any, timeout: float, verb: str, args: list[str]) ->
                 v = Verb.parse(args[0])
             except ValueError as exc:
                 raise CtlError(str(exc)) from None
-            first, rest = await root.call(v, *args[1:])
+            first, replies = await root.call(v, *args[1:])
             print(" ".join([first.verb.name, *(_text(a) for a in first.args)]), file=out, flush=True)
-            async with rest:
-                async for msg in rest:
+            async with replies:
+                async for msg in replies:
                     print(" ".join([msg.verb.name, *(_text(a) for a in msg.args)]), file=out, flush=True)
         else:
             raise CtlError(f"unknown verb {verb!r} (see swarmctl --help)")

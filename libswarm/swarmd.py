@@ -8,7 +8,7 @@ Each SPEC is one shell word holding ``BACKEND ARG...``, split with go-shlex's ru
 (:mod:`libswarm.goshlex`, as the original swarmd did), so it is usually quoted:
 ``swarmd 'listen unix:///tmp/swarm.sock' 'aggregate "simulator" "exec /bin/cat"'``.
 
-Wiring (the original ``cmdDaemon``, ref §4.3): every spec is parsed and instantiated
+Wiring (the original ``cmdDaemon``, spec/LIBSWARM.md §8.4): every spec is parsed and instantiated
 first (so a bad chain fails before anything runs); then each stage's output is
 connected to the next stage's input before any stage starts (attach before start:
 nothing is lost), the first stage's input is closed at once, and the last stage's

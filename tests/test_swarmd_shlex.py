@@ -1,4 +1,4 @@
-"""go-shlex rules for swarmd specs (ref §4.2), and where they differ from Python's shlex."""
+"""go-shlex rules for swarmd specs (spec/LIBSWARM.md §8.4), and where they differ from Python's shlex."""
 
 from __future__ import annotations
 

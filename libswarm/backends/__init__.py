@@ -54,7 +54,8 @@ def get(name: str) -> Factory:
         module, attr = _BUILTIN[name]
     except KeyError:
         raise UnknownBackendError(f"{name}: not found") from None
-    return getattr(importlib.import_module(f"{__name__}.{module}"), attr)
+    factory: Factory = getattr(importlib.import_module(f"{__name__}.{module}"), attr)
+    return factory
 
 
 def register(name: str, factory: Factory) -> None:

@@ -68,7 +68,7 @@ from .._server import Request, Server, _close_quietly
 from .._service import Service
 from .._verbs import Verb
 from ._remote import describe
-from .dockerserver import parse_tls_options, parse_url
+from ._docker.address import TLSOptions, parse_tls_options, parse_url
 
 __all__ = ["DockerClient", "EngineError"]
 
@@ -172,7 +172,7 @@ class _HTTP:
                     if strict:
                         raise
                     data = b""
-                conn.receive_data(data)
+                conn.receive_data(bytes(data))
                 continue
             return event
 
@@ -268,8 +268,9 @@ class _HTTP:
 def _message(body: bytes, status: int) -> str:
     try:
         data = json.loads(body)
-        if isinstance(data, dict) and isinstance(data.get("message"), str):
-            return data["message"]
+        message = data.get("message") if isinstance(data, dict) else None
+        if isinstance(message, str):
+            return message
     except ValueError:
         pass
     return body.decode(errors="replace").strip() or f"engine error (HTTP {status})"
@@ -303,7 +304,7 @@ async def _stream_chunks(stream: trio.abc.Stream, first: bytes) -> AsyncIterator
             return
         if not data:
             return
-        yield data
+        yield bytes(data)
 
 
 async def _half_close(stream: trio.abc.Stream) -> None:
@@ -319,18 +320,20 @@ async def _half_close(stream: trio.abc.Stream) -> None:
         await stream.send_eof()
 
 
-def _client_ssl_context(opts: dict[str, Any], url: str) -> ssl.SSLContext | None:
-    if not (opts["tls"] or opts["tlsverify"] or opts["tlscert"] or opts["tlscacert"] or url.startswith("tls://")):
+def _client_ssl_context(opts: TLSOptions, url: str) -> ssl.SSLContext | None:
+    if not (opts.tls or opts.tlsverify or opts.tlscert or opts.tlscacert or url.startswith("tls://")):
         return None
     ctx = ssl.create_default_context()
     try:
-        if opts["tlscacert"]:
-            ctx.load_verify_locations(opts["tlscacert"])
-        if opts["tlscert"] or opts["tlskey"]:
-            ctx.load_cert_chain(opts["tlscert"], opts["tlskey"])
+        if opts.tlscacert:
+            ctx.load_verify_locations(opts.tlscacert)
+        if opts.tlscert or opts.tlskey:
+            if not opts.tlscert:
+                raise UsageError("dockerclient: --tlskey needs --tlscert")
+            ctx.load_cert_chain(opts.tlscert, opts.tlskey)
     except (OSError, ssl.SSLError) as exc:
         raise UsageError(f"dockerclient: cannot load TLS files: {exc}") from None
-    if not opts["tlsverify"]:
+    if not opts.tlsverify:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     return ctx
@@ -343,10 +346,10 @@ class DockerClient(Service):
 
     def __init__(self, *args: str) -> None:
         opts = parse_tls_options(list(args), "dockerclient")
-        if len(opts["args"]) != 1:
-            raise UsageError(f"dockerclient: spawn takes exactly 1 argument, got {len(opts['args'])}")
-        self.url = opts["args"][0]
-        self.http = _HTTP(self.url, _client_ssl_context(opts, self.url), client_cert=bool(opts["tlscert"]))
+        if len(opts.args) != 1:
+            raise UsageError(f"dockerclient: spawn takes exactly 1 argument, got {len(opts.args)}")
+        self.url = opts.args[0]
+        self.http = _HTTP(self.url, _client_ssl_context(opts, self.url), client_cert=bool(opts.tlscert))
         self._objects: dict[str, _Container] = {}
         self.server = Server(self.driver)
         self.server.on_ls(self._ls).on_spawn(self._spawn).on_attach(self._attach)
@@ -446,7 +449,8 @@ class _Container:
 
     async def _inspect(self) -> dict[str, Any]:
         _, data = await self.http.call("GET", self.path + "/json")
-        return json.loads(data)
+        inspected: dict[str, Any] = json.loads(data)
+        return inspected
 
     async def _ls(self, *args: Any) -> list[str]:
         return []
@@ -475,7 +479,7 @@ class _Container:
 
     async def _stop(self, *args: Any) -> None:
         words = [a.decode() if isinstance(a, bytes) else str(a) for a in args]
-        opts = dict(w.split("=", 1) if "=" in w else (w, "") for w in words)
+        opts = {key: value for key, _, value in (w.partition("=") for w in words)}
         if "rm" in opts:
             await self.http.call("DELETE", self.path, {"force": 1 if "force" in opts else None})
         elif "signal" in opts:

@@ -74,7 +74,7 @@ async def run_process(argv: list[str], stdio: Stdio, stop_timeout: float = STOP_
     async def pump(stream: trio.abc.ReceiveStream, tag: str) -> None:
         async with stream:
             while chunk := await stream.receive_some(65536):
-                await stdio.write(tag, chunk)
+                await stdio.write(tag, bytes(chunk))
 
     async def feed() -> None:
         assert proc.stdin is not None
@@ -85,6 +85,7 @@ async def run_process(argv: list[str], stdio: Stdio, stop_timeout: float = STOP_
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
 
+    assert proc.stdout is not None and proc.stderr is not None
     try:
         async with trio.open_nursery() as outer:
             outer.start_soon(feed)
@@ -103,6 +104,7 @@ async def run_process(argv: list[str], stdio: Stdio, stop_timeout: float = STOP_
                     proc.kill()
                     await proc.wait()
             rc = proc.returncode
+            assert rc is not None  # waited for above
             stdio.killed_code = 128 - rc if rc < 0 else rc
     return 128 - code if code < 0 else code
 

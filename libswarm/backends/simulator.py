@@ -341,6 +341,8 @@ class SimContainer(Container):
         self._early: list[bytes] = []
         self._early_end = False
         self._stdio: Stdio | None = None
+        self.scope: trio.CancelScope | None = None
+        """Cancels the container's server (set by the engine once it runs)."""
         inner = self._runner
 
         async def runner(argv: list[str], stdio: Stdio) -> int:
@@ -401,7 +403,7 @@ class SimContainer(Container):
 
     async def stop(self, *args: Any) -> None:
         words = [a.decode() if isinstance(a, bytes) else str(a) for a in args]
-        opts = dict(w.split("=", 1) if "=" in w else (w, "") for w in words)
+        opts = {key: value for key, _, value in (w.partition("=") for w in words)}
         if "rm" in opts:
             if self.running:
                 if "force" not in opts:

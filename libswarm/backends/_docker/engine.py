@@ -1,0 +1,89 @@
+"""The next stage of the chain as the Docker API sees it: an engine of named containers.
+
+:class:`Engine` wraps the :class:`libswarm.Client` of dockerserver's output with the
+lookups every endpoint needs; :func:`status_for` is the HTTP status a Docker daemon would
+give for an engine's error text.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
+
+from ..._client import Client
+from ..._errors import LibswarmError, RemoteError
+from .http import HTTPError
+
+__all__ = ["Engine", "status_for"]
+
+
+def status_for(text: str) -> int:
+    """The HTTP status a Docker daemon gives for an error with this text."""
+    t = text.lower()
+    if "no such" in t or t.startswith("not found"):
+        return 404
+    if ("conflict" in t or "already in use" in t or "is not running" in t or "container is running" in t
+            or "remove a running container" in t
+            or "is paused" in t or "is restarting" in t):
+        return 409
+    if t.startswith("invalid") or "invalid signal" in t or "invalid container" in t or t.startswith("bad parameter"):
+        return 400
+    return 500
+
+
+class Engine:
+    """The engine behind the Docker API: ``client`` calls its verbs."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    @asynccontextmanager
+    async def container(self, ref: str) -> AsyncIterator[Client]:
+        """A handle on container ``ref`` (HTTP 404 with Docker's text if there is none)."""
+        try:
+            handle = await self.client.child(ref)
+        except RemoteError as exc:
+            if status_for(exc.text) == 404:
+                raise HTTPError(404, f"No such container: {ref}") from None
+            raise
+        try:
+            yield handle
+        finally:
+            await handle.aclose()
+
+    @staticmethod
+    async def inspect(c: Client) -> dict[str, Any]:
+        """The inspect data of container ``c`` (``Get()``, a JSON object)."""
+        raw = await c.get()
+        data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise HTTPError(500, "engine: inspect data is not a JSON object")
+        return data
+
+    async def info(self) -> dict[str, Any]:
+        """The engine's own ``Get()`` JSON object (``{}`` if it has none)."""
+        try:
+            raw = await self.client.get()
+            data = json.loads(raw)
+            return data if isinstance(data, dict) else {}
+        except (LibswarmError, ValueError):
+            return {}
+
+    async def all_containers(self) -> list[tuple[str, dict[str, Any]]]:
+        """``(name as the engine lists it, inspect data)`` for every container.
+
+        The listed name is the one to show and to address the container by: behind an
+        ``aggregate`` it may be ``LABEL/name`` while the inspect data says ``/name``.
+        """
+        names = await self.client.ls()
+        found: dict[str, tuple[str, dict[str, Any]]] = {}
+        for listed in names:
+            name = listed.decode() if isinstance(listed, bytes) else listed
+            try:
+                async with self.container(name) as c:
+                    data = await self.inspect(c)
+            except (HTTPError, LibswarmError, ValueError):
+                continue  # removed meanwhile
+            found.setdefault(str(data.get("Id", name)), (name, data))
+        return list(found.values())

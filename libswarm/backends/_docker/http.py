@@ -1,0 +1,199 @@
+"""The HTTP side of dockerserver: h11 over a trio stream.
+
+:func:`serve_connection` reads one request at a time (keep-alive) and hands it, with its
+body and a :class:`Response`, to a dispatch function. A :class:`Response` answers with a
+whole body, a streamed body, or by giving up HTTP for Docker's raw stream (attach). Every
+response carries the headers a Docker daemon sends (``Api-Version``, ``Server``...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import ssl
+import time
+from typing import Any, Awaitable, Callable, Sequence
+
+import h11
+import trio
+
+from .versions import API_VERSION, VERSION
+
+__all__ = ["HTTPError", "APIRequest", "HTTPConnection", "Response", "Dispatch", "serve_connection", "RAW_STREAM"]
+
+RAW_STREAM = "application/vnd.docker.raw-stream"
+"""The content type of Docker's stdio streams (multiplexed frames, or raw for a TTY)."""
+
+_READ_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError)
+
+
+class HTTPError(Exception):
+    """Answer the request with ``status`` and Docker's ``{"message": message}``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclasses.dataclass(frozen=True)
+class APIRequest:
+    """A request as the endpoints see it (parsed by :mod:`.routes`)."""
+
+    method: str
+    path: str
+    """The path without its ``/vN.NN`` prefix and without the query."""
+    query: dict[str, str]
+    """Each query parameter once (its last value)."""
+    body: bytes
+    ref: str = ""
+    """The container reference in the path (URL-unquoted), for ``/containers/REF/...`` endpoints."""
+
+
+class HTTPConnection:
+    """An h11 server connection over a trio stream."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=1 << 20)
+
+    async def next_event(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
+        """The next event; a connection that fails to read counts as closed."""
+        while True:
+            event = self.h11.next_event()
+            if event is h11.NEED_DATA:
+                try:
+                    data = await self.stream.receive_some(65536)
+                except _READ_ERRORS:
+                    data = b""
+                self.h11.receive_data(bytes(data))
+                continue
+            return event
+
+    async def send(self, event: h11.Event) -> None:
+        data = self.h11.send(event)
+        if data:
+            await self.stream.send_all(data)
+
+
+class Response:
+    """Answers one request: fixed bodies, streamed bodies, or a protocol upgrade."""
+
+    def __init__(self, conn: HTTPConnection, request: h11.Request) -> None:
+        self.conn = conn
+        self.request = request
+        self.started = False
+        self.hijacked = False
+        self.head = request.method == b"HEAD"
+
+    def _headers(self, content_type: str | None, extra: Sequence[tuple[str, str]] = ()) -> list[tuple[str, str]]:
+        h = [
+            ("Api-Version", API_VERSION),
+            ("Docker-Experimental", "false"),
+            ("Ostype", "linux"),
+            ("Server", f"Docker/{VERSION} (linux)"),
+            ("Date", time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime())),
+        ]
+        if content_type:
+            h.append(("Content-Type", content_type))
+        h.extend(extra)
+        return h
+
+    async def send(self, status: int, body: bytes = b"", content_type: str | None = None,
+                   extra: Sequence[tuple[str, str]] = ()) -> None:
+        """A whole response: status, headers, ``body`` (none for HEAD, 204 and 304)."""
+        self.started = True
+        headers = self._headers(content_type if body or content_type else None, extra)
+        if status not in (204, 304):
+            headers.append(("Content-Length", str(len(body))))
+        await self.conn.send(h11.Response(status_code=status, headers=headers))
+        if body and not self.head and status not in (204, 304):
+            await self.conn.send(h11.Data(data=body))
+        await self.conn.send(h11.EndOfMessage())
+
+    async def json(self, status: int, obj: Any) -> None:
+        await self.send(status, (json.dumps(obj) + "\n").encode(), "application/json")
+
+    async def error(self, status: int, message: str) -> None:
+        await self.json(status, {"message": message})
+
+    async def start_stream(self, status: int, content_type: str) -> None:
+        """Send the head of a streamed response; then :meth:`write` the body and :meth:`end`."""
+        self.started = True
+        await self.conn.send(h11.Response(status_code=status, headers=self._headers(content_type)))
+
+    async def write(self, data: bytes) -> None:
+        if data:
+            await self.conn.send(h11.Data(data=data))
+
+    async def end(self) -> None:
+        await self.conn.send(h11.EndOfMessage())
+
+    async def until_client_gone(self, scope: trio.CancelScope) -> None:
+        """Cancel ``scope`` when the client closes its connection (streamed responses)."""
+        try:
+            while True:
+                data = await self.conn.stream.receive_some(65536)
+                if not data:
+                    break
+                self.conn.h11.receive_data(bytes(data))
+        except Exception:
+            pass
+        scope.cancel()
+
+    async def upgrade(self) -> tuple[trio.abc.Stream, bytes]:
+        """Switch to Docker's raw stream; return the stream and bytes already received."""
+        self.started = self.hijacked = True
+        headers = {k.lower(): v.lower() for k, v in self.request.headers}
+        if b"upgrade" in headers.get(b"connection", b""):
+            await self.conn.send(h11.InformationalResponse(
+                status_code=101, reason=b"UPGRADED",
+                headers=self._headers(RAW_STREAM, [("Connection", "Upgrade"), ("Upgrade", "tcp")])))
+            leftover, _ = self.conn.h11.trailing_data
+        else:  # an old client: 200 then the raw stream, no HTTP framing
+            head = "HTTP/1.1 200 OK\r\n" + "".join(f"{k}: {v}\r\n" for k, v in self._headers(RAW_STREAM)) + "\r\n"
+            await self.conn.stream.send_all(head.encode())
+            leftover, _ = self.conn.h11.trailing_data if self.conn.h11.their_state is h11.SWITCHED_PROTOCOL else (b"", False)
+        return self.conn.stream, bytes(leftover)
+
+
+Dispatch = Callable[[h11.Request, bytes, Response], Awaitable[None]]
+"""``await dispatch(request, body, response)`` answers one request."""
+
+
+async def serve_connection(stream: trio.abc.Stream, dispatch: Dispatch) -> None:
+    """Serve the requests of one connection until it closes or is hijacked; then close it."""
+    conn = HTTPConnection(stream)
+    try:
+        while True:
+            event = await conn.next_event()
+            if not isinstance(event, h11.Request):
+                break
+            body = bytearray()
+            while True:
+                ev = await conn.next_event()
+                if isinstance(ev, h11.Data):
+                    body += ev.data
+                elif isinstance(ev, h11.EndOfMessage) or ev is h11.PAUSED:
+                    break
+                else:
+                    return
+            resp = Response(conn, event)
+            await dispatch(event, bytes(body), resp)
+            if resp.hijacked:
+                return
+            if conn.h11.our_state is h11.DONE and conn.h11.their_state is h11.DONE:
+                conn.h11.start_next_cycle()
+            else:
+                break
+    except (h11.RemoteProtocolError, h11.LocalProtocolError):
+        pass
+    except _READ_ERRORS:
+        pass
+    finally:
+        with trio.move_on_after(2) as scope:
+            scope.shield = True
+            try:
+                await stream.aclose()
+            except Exception:
+                pass

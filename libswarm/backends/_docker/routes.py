@@ -1,0 +1,104 @@
+"""Request parsing and routing: which endpoint answers a request, and how failures look.
+
+:func:`dispatch` parses the target (path, query, the optional ``/vN.NN`` API version
+prefix), picks the endpoint (:func:`route`), runs it, and turns what it raises into
+Docker's error response ``{"message": ...}`` (while nothing was sent yet).
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+import urllib.parse
+from typing import Awaitable, Callable
+
+import h11
+import trio
+
+from ..._errors import LibswarmError, RemoteError
+from . import endpoints, streams
+from .engine import Engine, status_for
+from .http import APIRequest, HTTPError, Response
+from .versions import API_VERSION, MIN_API_VERSION, version_tuple
+
+__all__ = ["Endpoint", "dispatch", "route"]
+
+Endpoint = Callable[[Engine, APIRequest, Response], Awaitable[None]]
+
+_CONTAINERS = "/containers/"
+_VERSIONED = re.compile(r"^/v([0-9][0-9.]*)(/.*)$")
+_IMAGE_INSPECT = re.compile(r"^/images/.+/json$")
+
+# /containers/REF/ACTION: (method, action) -> endpoint
+_CONTAINER_ACTIONS: dict[tuple[str, str], Endpoint] = {
+    ("GET", "json"): endpoints.inspect,
+    ("POST", "start"): endpoints.start,
+    ("POST", "stop"): endpoints.stop,
+    ("POST", "restart"): endpoints.restart,
+    ("POST", "kill"): endpoints.kill,
+    ("POST", "wait"): streams.wait,
+    ("POST", "attach"): streams.attach,
+    ("GET", "logs"): streams.logs,
+    ("POST", "resize"): endpoints.resize,
+}
+
+
+async def dispatch(engine: Engine, request: h11.Request, body: bytes, resp: Response) -> None:
+    """Answer one request (bind ``engine`` to get a :data:`~.http.Dispatch`)."""
+    target = request.target.decode("latin-1")
+    path, _, qs = target.partition("?")
+    query = {k: v[-1] for k, v in urllib.parse.parse_qs(qs, keep_blank_values=True).items()}
+    method = request.method.decode()
+    m = _VERSIONED.match(path)
+    try:
+        if m:
+            version, path = m.group(1), m.group(2)
+            if version_tuple(version) > version_tuple(API_VERSION):
+                raise HTTPError(400, f"client version {version} is too new. "
+                                     f"Maximum supported API version is {API_VERSION}")
+            if version_tuple(version) < version_tuple(MIN_API_VERSION):
+                raise HTTPError(400, f"client version {version} is too old. Minimum supported API "
+                                     f"version is {MIN_API_VERSION}, please upgrade your client to a newer version")
+        handler, ref = route(method, path)
+        await handler(engine, APIRequest(method, path, query, body, ref), resp)
+    except HTTPError as exc:
+        if not resp.started:
+            await resp.error(exc.status, exc.message)
+    except LibswarmError as exc:
+        if not resp.started:
+            text = exc.text if isinstance(exc, RemoteError) else str(exc)
+            await resp.error(status_for(text), text)
+    except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError):
+        raise
+    except Exception as exc:
+        if not resp.started:
+            await resp.error(500, f"dockerserver: {type(exc).__name__}: {exc}")
+
+
+def route(method: str, path: str) -> tuple[Endpoint, str]:
+    """The endpoint for ``method path`` (a path without version prefix) and its container reference."""
+    if path == "/_ping" and method in ("GET", "HEAD"):
+        return endpoints.ping, ""
+    if path == "/version" and method == "GET":
+        return endpoints.version, ""
+    if path == "/info" and method == "GET":
+        return endpoints.info, ""
+    if path == "/containers/json" and method == "GET":
+        return endpoints.ps, ""
+    if path == "/containers/create" and method == "POST":
+        return endpoints.create, ""
+    if path.startswith(_CONTAINERS):
+        # like Docker's router ({name:.*}), a reference may contain "/": an
+        # aggregate's LABEL/name. The action is the last segment; DELETE has none.
+        rest = path[len(_CONTAINERS):]
+        ref, _, action = rest.rpartition("/")
+        handler = _CONTAINER_ACTIONS.get((method, action)) if ref else None
+        if handler is not None:
+            return handler, urllib.parse.unquote(ref)
+        if method == "DELETE" and rest:
+            return endpoints.remove, urllib.parse.unquote(rest)
+    if path == "/images/json" and method == "GET":
+        return endpoints.images, ""
+    if _IMAGE_INSPECT.match(path) and method == "GET":
+        return endpoints.image_inspect, ""
+    return endpoints.not_found, ""

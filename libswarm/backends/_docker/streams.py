@@ -1,0 +1,239 @@
+"""The endpoints that stream: ``wait``, ``logs`` and ``attach`` (the hijacked connection).
+
+Container stdio is ``Log("stdout"|"stderr", chunk)`` on an Attach output; to the docker CLI
+it goes as Docker's multiplexed stream (:func:`frame`, raw for a TTY container). Attach
+gives the connection up to Docker's raw stream: client bytes become ``Log("stdin", chunk)``
+on the container's handle, its half-close ends stdin.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import struct
+from typing import Any, Callable
+
+import trio
+
+from ..._client import Client
+from ..._errors import LibswarmError
+from ..._message import Arg
+from ..._verbs import Verb
+from .engine import Engine
+from .formats import truthy
+from .http import RAW_STREAM, APIRequest, HTTPError, Response
+
+__all__ = ["wait", "logs", "attach", "frame", "STREAM_IDS"]
+
+STREAM_IDS = {"stdin": 0, "stdout": 1, "stderr": 2}
+"""The stream byte of a multiplexed frame."""
+
+
+def frame(stream: str, data: bytes) -> bytes:
+    """One frame of Docker's multiplexed stream: ``[id, 0, 0, 0, len BE32] + data``."""
+    return struct.pack(">BxxxL", STREAM_IDS[stream], len(data)) + data
+
+
+def _raw(tag: str, data: bytes) -> bytes:
+    """A TTY container's output: no framing."""
+    return data
+
+
+def _as_bytes(chunk: Arg) -> bytes:
+    return chunk if isinstance(chunk, bytes) else chunk.encode()
+
+
+async def wait(engine: Engine, req: APIRequest, resp: Response) -> None:
+    condition = req.query.get("condition") or "not-running"
+    if condition not in ("not-running", "next-exit", "removed"):
+        raise HTTPError(400, f"invalid condition: {condition!r}")
+    async with engine.container(req.ref) as c:
+        events = await c.watch()
+        result: dict[str, Any] | None = None
+        await resp.start_stream(200, "application/json")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(resp.until_client_gone, nursery.cancel_scope)
+            code: int | None = None
+            error: str | None = None
+            try:
+                async for msg in events:
+                    if msg.verb == Verb.Error:
+                        error = msg.text
+                        break
+                    if msg.verb != Verb.Set or len(msg.args) < 2:
+                        continue
+                    event = str(msg.args[0])
+                    try:
+                        state = (json.loads(msg.args[1]).get("State") or {})
+                    except (ValueError, AttributeError):
+                        state = {}
+                    if event == "state":
+                        if condition == "not-running" and not state.get("Running"):
+                            code = int(state.get("ExitCode", 0))
+                            break
+                    elif event == "die":
+                        code = int(state.get("ExitCode", 0))
+                        if condition != "removed":
+                            break
+                    elif event == "destroy":
+                        if code is None:
+                            code = int(state.get("ExitCode", 0))
+                        break
+            except LibswarmError as exc:
+                error = str(exc)
+            finally:
+                await events.aclose()
+            if code is not None and (error is None):
+                result = {"StatusCode": code, "Error": None}
+            elif error is None and condition == "removed":
+                result = {"StatusCode": code or 0, "Error": None}
+            else:
+                result = {"StatusCode": -1, "Error": {"Message": error or "container watch ended"}}
+            nursery.cancel_scope.cancel()
+        await resp.write((json.dumps(result) + "\n").encode())
+        await resp.end()
+
+
+async def logs(engine: Engine, req: APIRequest, resp: Response) -> None:
+    query = req.query
+    want = {t for t in ("stdout", "stderr") if truthy(query.get(t))}
+    if not want:
+        raise HTTPError(400, "Bad parameters: you must choose at least one stream")
+    tail = query.get("tail", "all")
+    lines = int(tail) if tail.isdigit() else None
+    async with engine.container(req.ref) as c:
+        data = await engine.inspect(c)
+        tty = bool((data.get("Config") or {}).get("Tty"))
+        pack: Callable[[str, bytes], bytes] = _raw if tty else frame
+        status = (data.get("State") or {}).get("Status")
+        current: dict[str, bytes] = {}
+        for tag in ("stdout", "stderr"):
+            current[tag] = _as_bytes(await c.get(tag))
+        if status == "exited":  # the whole output, in order: Attach with logs ends at once
+            chunks = await _replay(c)
+        else:
+            chunks = [(t, current[t]) for t in ("stdout", "stderr")]
+        if not truthy(query.get("follow")) or status != "running":
+            out = b"".join(pack(t, d) for t, d in _tail_chunks(chunks, lines) if t in want and d)
+            await resp.send(200, out, RAW_STREAM)
+            return
+        # follow: replay + live through Attach("", "logs"); skip what tail drops
+        skip = {t: len(current[t]) - len(_tail(current[t], lines)) for t in current}
+        handle, output = await c.attach("", "logs", "nostdin")
+        await resp.start_stream(200, RAW_STREAM)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(resp.until_client_gone, nursery.cancel_scope)
+                async for msg in output:
+                    if msg.verb != Verb.Log or len(msg.args) != 2:
+                        continue
+                    tag, chunk = str(msg.args[0]), _as_bytes(msg.args[1])
+                    if skip.get(tag, 0):
+                        n = min(skip[tag], len(chunk))
+                        skip[tag] -= n
+                        chunk = chunk[n:]
+                    if tag in want and chunk:
+                        await resp.write(pack(tag, chunk))
+                nursery.cancel_scope.cancel()
+        finally:
+            await output.aclose()
+            if handle is not None:
+                await handle.aclose()
+        await resp.end()
+
+
+async def _replay(c: Client) -> list[tuple[str, bytes]]:
+    """The whole output of an exited container, in order (``Attach("", "logs")`` ends at once)."""
+    handle, output = await c.attach("", "logs", "nostdin")
+    chunks = []
+    try:
+        with trio.move_on_after(10):
+            async for msg in output:
+                if msg.verb == Verb.Log and len(msg.args) == 2:
+                    chunks.append((str(msg.args[0]), _as_bytes(msg.args[1])))
+    finally:
+        await output.aclose()
+        if handle is not None:
+            await handle.aclose()
+    return chunks
+
+
+async def attach(engine: Engine, req: APIRequest, resp: Response) -> None:
+    query = req.query
+    want = {t for t in ("stdout", "stderr") if truthy(query.get(t))}
+    use_stdin = truthy(query.get("stdin"))
+    async with engine.container(req.ref) as c:
+        data = await engine.inspect(c)
+        tty = bool((data.get("Config") or {}).get("Tty"))
+        words = (["logs"] if truthy(query.get("logs")) else []) + ([] if use_stdin else ["nostdin"]) + ["next"]
+        handle, output = await c.attach("", *words)
+        stream, leftover = await resp.upgrade()
+        # an engine that gave no input handle has no stdin: the client's bytes are read and dropped
+        stdin = handle if use_stdin else None
+        client_done = trio.Event()
+
+        async def read_client() -> None:
+            # stdin, or (without stdin=1) whatever the client sends, such as its TLS
+            # close_notify: read it all so closing never resets the connection
+            try:
+                if stdin is not None and leftover:
+                    await stdin.log("stdin", leftover)
+                while True:
+                    try:
+                        chunk = await stream.receive_some(65536)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError):
+                        chunk = b""
+                    if not chunk:
+                        break
+                    if stdin is not None:
+                        await stdin.log("stdin", bytes(chunk))
+            except LibswarmError:
+                pass
+            finally:
+                client_done.set()
+                if stdin is not None:
+                    await stdin.aclose()  # end of the client's stdin: the container's stdin ends
+
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(read_client)
+                try:
+                    async for msg in output:
+                        if msg.verb != Verb.Log or len(msg.args) != 2:
+                            continue
+                        tag, chunk = str(msg.args[0]), _as_bytes(msg.args[1])
+                        if tag in want and chunk:
+                            await stream.send_all(chunk if tty else frame(tag, chunk))
+                except LibswarmError:
+                    pass
+                # the output ended: half-close where the transport can, then give the
+                # client a moment to finish (a full close with unread input is a reset)
+                if isinstance(stream, trio.SocketStream):
+                    try:
+                        await stream.send_eof()
+                    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                        pass
+                with trio.move_on_after(2):
+                    await client_done.wait()
+                nursery.cancel_scope.cancel()
+        finally:
+            await output.aclose()
+            if handle is not None and (not use_stdin or not client_done.is_set()):
+                await handle.aclose()
+
+
+def _tail_chunks(chunks: list[tuple[str, bytes]], lines: int | None) -> list[tuple[str, bytes]]:
+    """The last ``lines`` lines over both streams (None: everything)."""
+    if lines is None:
+        return chunks
+    split = [(t, line) for t, d in chunks for line in d.splitlines(keepends=True)]
+    return split[len(split) - lines:] if lines else []
+
+
+def _tail(data: bytes, lines: int | None) -> bytes:
+    if lines is None:
+        return data
+    if lines == 0:
+        return b""
+    parts = data.splitlines(keepends=True)
+    return b"".join(parts[-lines:])
