@@ -257,7 +257,7 @@ def spdy_seed(messages: list[bytes]) -> bytes:
 
 def go_recordings_dir() -> Path | None:
     raw = os.environ.get("LIBCHAN_GO_RECORDINGS")
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     path = Path(raw).expanduser() if raw else Path("..") / "shared" / "interop" / "go-libchan"
     if not path.is_absolute():
         path = repo / path

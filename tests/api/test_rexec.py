@@ -18,7 +18,7 @@ from libchan.examples import rexec
 
 from ci import skip_or_fail
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MODULE = [sys.executable, "-m", "libchan.examples.rexec"]
 TIMEOUT = 30  # seconds, for every subprocess
 
