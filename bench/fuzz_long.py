@@ -13,7 +13,7 @@ Feeds random and mutated inputs (no hypothesis: plain ``random`` for speed) to:
 * ``swarm``    -- libswarm Message.from_wire on random maps and decoded CBOR;
 * ``h2sess`` / ``spdysess`` -- whole server Sessions over an in-memory stream pair fed a
   mutated valid conversation (h2) or a mutated Go transcript (spdy), with an
-  autojump clock (see tests/test_fuzz_sessions.py for the checks).
+  autojump clock (see tests/engine/test_fuzz_sessions.py for the checks).
 
 Prints progress every ``--every`` inputs and each new finding signature (with the
 input in hex, saved under ``--out``). Known, already-reported bugs are counted
@@ -35,6 +35,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "tests" / "engine"))  # test_fuzz_sessions
 sys.path.insert(0, str(REPO))
 
 import cbor2  # noqa: E402

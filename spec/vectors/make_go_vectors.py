@@ -2,7 +2,7 @@
 
 Run from the repository root: ``.venv/bin/python spec/vectors/make_go_vectors.py``
 (recordings in ``../shared/interop/go-libchan`` or ``$LIBCHAN_GO_RECORDINGS``).
-The checked-in JSON is the reference; tests/test_vectors.py checks it both ways.
+The checked-in JSON is the reference; tests/wire/test_vectors.py checks it both ways.
 
 Frame vectors are whole recorded frames (bytes as Go wrote them) with their
 decoded meaning. Header blocks use one zlib context per direction, so only the

@@ -813,6 +813,7 @@ json_like = st.recursive(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(value=json_like)
 def test_fuzz_round_trip(value: Any) -> None:
@@ -821,6 +822,7 @@ def test_fuzz_round_trip(value: Any) -> None:
     assert size == len(wire) and same(value, again)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(value=json_like, flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=4),
        cut=st.integers(0, 10**6))

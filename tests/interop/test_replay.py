@@ -1077,6 +1077,7 @@ def assert_generic(out: Outcome, role: str, recording: Recording) -> None:
         assert isinstance(exc, TYPED_ERRORS), repr(exc)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scenario", SCENARIOS)
 async def test_server_replay(scenario):
     """OUR server vs the recorded Go client's bytes; the driver plays the Go server."""
@@ -1109,6 +1110,7 @@ async def test_client_replay(scenario):
 GOAWAY_REPEAT = 4
 
 
+@pytest.mark.slow
 async def test_goaway_not_lost():
     """Every replay in which the Go side closed with GOAWAY, repeated: our GOAWAY must always be sent.
 

@@ -503,6 +503,7 @@ def _fuzz_feed(data: bytes, cuts: list[int], max_frame_size: int) -> None:
         assert all(isinstance(f, FRAME_CLASSES) for f in exc.frames)
 
 
+@pytest.mark.slow
 @settings(max_examples=3000, deadline=None)
 @given(st.binary(max_size=600), st.lists(st.integers(0, 600), max_size=8), st.integers(0, 300))
 def test_fuzz_random_bytes(data, cuts, max_frame_size):
@@ -526,6 +527,7 @@ _frame_header = st.builds(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=3000, deadline=None)
 @given(st.lists(_frame_header, max_size=6), st.lists(st.integers(0, 400), max_size=5))
 def test_fuzz_structured_frames(frames, cuts):
@@ -539,6 +541,7 @@ _VALID = _stream(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.integers(0, len(_VALID) - 1), st.integers(0, 255)), min_size=1, max_size=4),
        st.lists(st.integers(0, len(_VALID)), max_size=5))
@@ -573,6 +576,7 @@ _any_frame = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=1500, deadline=None)
 @given(st.lists(_any_frame, max_size=8))
 def test_fuzz_round_trip_generated_frames(frames):

@@ -36,6 +36,7 @@ async def _blackhole_proxy(target_port: int, task_status=trio.TASK_STATUS_IGNORE
         task_status.started((listeners[0].socket.getsockname()[1], state["silent"]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("profile", ["h2", "spdy"])
 async def test_fault_half_open_connection_detected_by_keepalive(tmp_path, profile):
     config = libchan.Config(keepalive_interval=0.3, peer_timeout=1.0)

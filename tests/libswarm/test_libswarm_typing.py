@@ -18,7 +18,7 @@ import pytest
 
 from ci import require as need
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 NATURAL = '''
 from __future__ import annotations

@@ -29,6 +29,8 @@ import pytest
 from docker_helpers import IMAGE, Docker, private_dockerd
 from swarmd_support import SWARMCTL, Hosts, Pki, run
 
+pytestmark = pytest.mark.slow  # a private dockerd, network namespaces, swarmd processes
+
 SUBNET = "10.232"
 TIMEOUT = 30  # per docker CLI call: nothing may hang
 

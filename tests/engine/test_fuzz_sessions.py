@@ -257,7 +257,7 @@ def spdy_seed(messages: list[bytes]) -> bytes:
 
 def go_recordings_dir() -> Path | None:
     raw = os.environ.get("LIBCHAN_GO_RECORDINGS")
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     path = Path(raw).expanduser() if raw else Path("..") / "shared" / "interop" / "go-libchan"
     if not path.is_absolute():
         path = repo / path
@@ -542,6 +542,7 @@ def test_fuzz_h2_session_random_bytes_after_preface(data, linger):
 _H2_SEED = h2_seed()
 
 
+@pytest.mark.slow
 @_fuzz_settings(700)
 @given(_ops, st.sampled_from([0.0, 0.0, 1.0]))
 def test_fuzz_h2_session_mutated_conversation(ops, linger):
@@ -557,6 +558,7 @@ _h2_stream_headers = st.tuples(
 )
 
 
+@pytest.mark.slow
 @_fuzz_settings(400)
 @given(_h2_stream_headers, st.lists(cbor_values, max_size=4), st.binary(max_size=12), st.booleans(), _ops | st.just([]))
 def test_fuzz_h2_session_structured_requests(hdrs, values, tail, end, ops):
@@ -577,6 +579,7 @@ _GO = go_transcripts(16 * 1024)
 _GO_NAMES = sorted(_GO) or ["(missing)"]
 
 
+@pytest.mark.slow
 @_fuzz_settings(700)
 @given(st.sampled_from(_GO_NAMES), _ops, st.sampled_from([0.0, 0.0, 1.0]))
 def test_fuzz_spdy_session_mutated_go_transcripts(name, ops, linger):
@@ -607,6 +610,7 @@ _spdy_frame = st.one_of(
 )
 
 
+@pytest.mark.slow
 @_fuzz_settings(500)
 @given(st.lists(_spdy_frame, max_size=12), st.sampled_from([0.0, 1.0]))
 def test_fuzz_spdy_session_random_frames(frames, linger):
@@ -626,6 +630,7 @@ def test_fuzz_spdy_session_random_bytes(data):
 _cbor = CborCodec(max_message_size=1 << 16, max_depth=32)
 
 
+@pytest.mark.slow
 @_fuzz_settings(1200)
 @given(st.one_of(st.binary(max_size=300), cbor_values.map(_dumps)), _ops | st.just([]))
 def test_fuzz_cbor_message_decoding_with_references(payload, ops):
@@ -635,6 +640,7 @@ def test_fuzz_cbor_message_decoding_with_references(payload, ops):
 _msgpack = MsgpackCodec(max_message_size=1 << 12, max_depth=32)
 
 
+@pytest.mark.slow
 @_fuzz_settings(1200)
 @given(
     st.lists(st.one_of(mp_values.map(_packb), st.binary(max_size=40)), max_size=5),
@@ -648,6 +654,7 @@ def test_fuzz_msgpack_stream_decoding_with_references(messages, ops, piece):
     msgpack_case([data[i : i + piece] for i in range(0, len(data), piece)], _msgpack)
 
 
+@pytest.mark.slow
 @_fuzz_settings(1500)
 @given(st.one_of(st.binary(max_size=300), st.sampled_from(sorted(_GO.values(), key=len)[:8] or [b""])), st.integers(0, 400), _ops | st.just([]))
 def test_fuzz_spdy_frame_parser(data, cut, ops):
@@ -677,12 +684,14 @@ _swarm_maps = st.fixed_dictionaries(
 )
 
 
+@pytest.mark.slow
 @_fuzz_settings(1200)
 @given(st.one_of(_swarm_maps, cbor_values, st.binary(max_size=200).map(lambda b: cbor_case(b, _cbor))))
 def test_fuzz_libswarm_message_decoding(value):
     swarm_case(value)
 
 
+@pytest.mark.slow
 @_fuzz_settings(500)
 @given(_swarm_maps.filter(lambda m: "Ret" not in m and "Att" not in m), _ops | st.just([]))
 def test_fuzz_libswarm_message_through_both_codecs(value, ops):

@@ -83,6 +83,7 @@ async def _const(v):
     return v
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("transport,profile", WIRES, ids=WIRE_IDS)
 async def test_every_verb(transport, profile, tmp_path):
     record: dict = {}

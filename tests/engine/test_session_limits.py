@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 import trio
 
 import libchan
 from helpers import session_pair
 
 
+@pytest.mark.slow
 async def test_keepalives_are_invisible_and_keep_idle_channels_usable(tmp_path):
     config = libchan.Config(keepalive_interval=0.1)
     with trio.fail_after(10):

@@ -36,7 +36,7 @@ from libchan.messages.framing import KEEPALIVE, FrameDecoder, encode_frame, fram
 from libchan.spdy_like.h2mux import H2Multiplexer
 from libchan.engine.core import PATH_PARK, PATH_SESSION, PATH_STREAM, SessionCore, _stream_headers
 
-VECTORS = Path(__file__).resolve().parent.parent / "spec" / "vectors"
+VECTORS = Path(__file__).resolve().parents[2] / "spec" / "vectors"
 
 
 def _load(name: str) -> dict:
@@ -458,7 +458,7 @@ from libchan.spdy_like import spdy3 as _spdy3  # noqa: E402
 from libchan.messages.msgpack_codec import MsgpackCodec as _MsgpackCodec  # noqa: E402
 from libchan.messages.msgpack_codec import MsgpackStreamDecoder as _MsgpackStreamDecoder  # noqa: E402
 
-_GO = json.loads((Path(__file__).resolve().parents[1] / "spec" / "vectors" / "go-profile.json").read_text())
+_GO = json.loads((Path(__file__).resolve().parents[2] / "spec" / "vectors" / "go-profile.json").read_text())
 _MP = _MsgpackCodec(max_message_size=16 * 1024 * 1024, max_depth=256, kind_of=kind_of)
 
 

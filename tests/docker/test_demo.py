@@ -15,8 +15,12 @@ import stat
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from docker_helpers import DOCKER_CLI, need
 from swarmd_support import ROOT
+
+pytestmark = pytest.mark.slow  # scripts/run-demo.sh, run for real
 
 SCRIPT = str(ROOT / "scripts" / "run-demo.sh")
 

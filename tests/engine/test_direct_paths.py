@@ -83,6 +83,7 @@ async def _error_when_closed_while_reading(cli, srv, close) -> tuple[BaseExcepti
     return got[0], woken_at - closed_at
 
 
+@pytest.mark.slow
 async def test_consumer_reading_wakes_when_its_receiver_is_closed_elsewhere(path, tmp_path, profile):
     with trio.fail_after(10):
         async with session_pair(path, tmp_path, profile=profile) as (cli, srv):
@@ -96,6 +97,7 @@ async def test_consumer_reading_wakes_when_its_receiver_is_closed_elsewhere(path
             assert await (await srv.accept_receiver()).receive() == "still alive"
 
 
+@pytest.mark.slow
 async def test_consumer_reading_wakes_when_the_session_closes(path, tmp_path, profile):
     with trio.fail_after(10):
         async with session_pair(path, tmp_path, profile=profile) as (cli, srv):
@@ -133,6 +135,7 @@ async def test_two_tasks_receiving_on_one_channel_get_every_message_once(path, t
             assert sorted(got) == list(range(n))
 
 
+@pytest.mark.slow
 async def test_reply_pipe_keeps_order_and_local_sends(path, tmp_path, profile):
     """Messages forwarded into a pipe arrive in order, whichever path each took
     (directly to the waiting receiver, through the pipe receiver's own read, or
@@ -261,6 +264,7 @@ async def test_spliced_stream_pipe_with_a_writer_waiting_for_room(path, tmp_path
             assert received.hexdigest() == sent.hexdigest()
 
 
+@pytest.mark.slow
 async def test_consumer_reading_can_be_cancelled_and_the_connection_goes_on(path, tmp_path, profile):
     with trio.fail_after(10):
         async with session_pair(path, tmp_path, profile=profile) as (cli, srv):

@@ -16,6 +16,8 @@ from libswarm.backends.aggregate import Aggregate
 from libswarm.backends.dockerserver import frame, human_duration, parse_time, status_for
 from libswarm.backends.simulator import Simulator
 
+pytestmark = pytest.mark.slow  # the real docker CLI against swarmd
+
 IMAGE = "busybox"
 
 

@@ -264,6 +264,7 @@ async def test_limit_pending_unclaimed_streams(tmp_path):
             await client.aclose()
 
 
+@pytest.mark.slow
 async def test_limit_reference_timeout_both_ways(tmp_path):
     config = libchan.Config(reference_timeout=0.5)
     with trio.fail_after(10):
@@ -366,6 +367,7 @@ def _measure():
     return open_fds(), count_tasks(), tracemalloc.get_traced_memory()[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("profile", ["h2", "spdy"])
 async def test_limit_10000_channels_and_byte_streams_no_growth(tmp_path, profile):
     """10,000 streams on one session: 5,000 channels plus 5,000 byte streams (each carried
@@ -436,6 +438,7 @@ async def test_limit_10000_channels_and_byte_streams_no_growth(tmp_path, profile
                 outer.cancel_scope.cancel()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("transport", ["tcp"])
 async def test_limit_1000_sessions_no_growth(tmp_path, transport):
     async def handler(session):

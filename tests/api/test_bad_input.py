@@ -105,6 +105,7 @@ async def test_garbage_bytes_close_the_connection_only(server):
         await _check_still_works(host, port, recv)
 
 
+@pytest.mark.slow
 async def test_client_fed_garbage_fails_pending_operations_clearly():
     async def fake_server(stream):
         await stream.receive_some(100)
@@ -149,6 +150,7 @@ async def test_unencodable_value_is_a_local_error(tmp_path):
 _codec = CborCodec(max_message_size=1 << 16, max_depth=64)
 
 
+@pytest.mark.slow
 @settings(max_examples=2000, deadline=None)
 @given(st.binary(max_size=512))
 def test_fuzz_message_decoder_random_bytes(data):
@@ -158,6 +160,7 @@ def test_fuzz_message_decoder_random_bytes(data):
         pass
 
 
+@pytest.mark.slow
 @settings(max_examples=2000, deadline=None)
 @given(st.lists(st.binary(max_size=64), max_size=8))
 def test_fuzz_frame_decoder_random_chunks(chunks):
@@ -176,6 +179,7 @@ _values = st.recursive(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=500, deadline=None)
 @given(_values)
 def test_fuzz_codec_round_trip(value):
@@ -229,6 +233,7 @@ _one_item_reads = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=2000, deadline=None)
 @given(st.binary(max_size=8), _one_item_reads)
 def test_one_item_lane_equals_feed(before, data):

@@ -76,6 +76,7 @@ async def test_aggregate_two_simulators_and_exec():
             await a.stop()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bad", [Dead, Silent])
 async def test_failing_child_gives_an_error_not_a_hang(bad):
     agg = Aggregate(backends.get("simulator")("x"), bad(), timeout=0.3)

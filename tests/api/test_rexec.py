@@ -18,7 +18,7 @@ from libchan.examples import rexec
 
 from ci import skip_or_fail
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MODULE = [sys.executable, "-m", "libchan.examples.rexec"]
 TIMEOUT = 30  # seconds, for every subprocess
 
@@ -141,6 +141,7 @@ def one_line_error(result: subprocess.CompletedProcess[bytes]) -> str:
 # -- command line -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_help():
     result = run("--help")
     assert result.returncode == 0
@@ -151,6 +152,7 @@ def test_help():
     assert b"--connect" in run("client", "--help").stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args",
     [
@@ -173,6 +175,7 @@ def test_usage_errors_exit_2(args):
     assert b"error" in result.stderr
 
 
+@pytest.mark.slow
 def test_connection_refused_is_one_line(tmp_path):
     import socket
 
@@ -184,6 +187,7 @@ def test_connection_refused_is_one_line(tmp_path):
     assert "connect" in one_line_error(result)
 
 
+@pytest.mark.slow
 def test_server_cannot_listen(tcp_server):
     result = run("server", "--listen", tcp_server.url)  # port already taken
     assert result.returncode == 1
@@ -193,6 +197,7 @@ def test_server_cannot_listen(tcp_server):
 # -- plain TCP ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_stdin_piped_to_remote_cat(tcp_server):
     result = run("client", "--connect", tcp_server.url, "cat", input=b"hi\n")
     assert result.returncode == 0, result.stderr
@@ -201,6 +206,7 @@ def test_stdin_piped_to_remote_cat(tcp_server):
     assert "running cat" in tcp_server.output()
 
 
+@pytest.mark.slow
 def test_stdout_and_stderr_kept_apart(tcp_server):
     script = "echo out1; echo err1 >&2; echo out2; echo err2 >&2"
     result = run("client", "--connect", tcp_server.url, "sh", "-c", script)
@@ -209,17 +215,20 @@ def test_stdout_and_stderr_kept_apart(tcp_server):
     assert result.stderr == b"err1\nerr2\n"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("status", [0, 1, 3, 42, 255])
 def test_exit_status_propagates(tcp_server, status):
     result = run("client", "--connect", tcp_server.url, "sh", "-c", f"exit {status}")
     assert result.returncode == status, result.stderr
 
 
+@pytest.mark.slow
 def test_killed_by_signal_gives_128_plus_n(tcp_server):
     result = run("client", "--connect", tcp_server.url, "sh", "-c", "kill -9 $$")
     assert result.returncode == 128 + 9
 
 
+@pytest.mark.slow
 def test_unknown_command_gives_127(tcp_server):
     result = run("client", "--connect", tcp_server.url, "no-such-command-xyz", "arg")
     assert result.returncode == 127
@@ -229,6 +238,7 @@ def test_unknown_command_gives_127(tcp_server):
     assert run("client", "--connect", tcp_server.url, "true").returncode == 0
 
 
+@pytest.mark.slow
 def test_stdin_from_dev_null_and_closed_stdin(tcp_server):
     assert run("client", "--connect", tcp_server.url, "cat", input=None).stdout == b""
     # fd 0 closed altogether (``<&-``): trio's own descriptors must not be taken for stdin.
@@ -238,6 +248,7 @@ def test_stdin_from_dev_null_and_closed_stdin(tcp_server):
     assert result.stdout == b"done\n"
 
 
+@pytest.mark.slow
 def test_binary_data_round_trip(tcp_server):
     data = os.urandom(3 * 1024 * 1024 + 17)
     result = run("client", "--connect", tcp_server.url, "cat", input=data)
@@ -258,6 +269,7 @@ def _readline(stream, deadline: float) -> bytes:
     return line
 
 
+@pytest.mark.slow
 def test_stdio_is_live_both_ways(tcp_server):
     """Output arrives while the command still runs, and input typed later reaches it."""
     script = 'echo ready; read a; echo "got $a"; read b; echo "got $b" >&2; exit 7'
@@ -287,6 +299,7 @@ def test_stdio_is_live_both_ways(tcp_server):
             f.close()
 
 
+@pytest.mark.slow
 def test_client_does_not_wait_for_unused_stdin(tcp_server):
     """The command ends while our stdin stays open: the client still exits at once."""
     client = subprocess.Popen(
@@ -317,6 +330,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
+@pytest.mark.slow
 def test_command_is_killed_when_the_client_dies(tcp_server):
     """A client killed mid-command (connection lost, no goodbye): the server kills the command."""
     client = subprocess.Popen(
@@ -347,6 +361,7 @@ def test_command_is_killed_when_the_client_dies(tcp_server):
         client.stderr.close()
 
 
+@pytest.mark.slow
 def test_unix_socket(tmp_path):
     server = Server(tmp_path, listen=f"unix://{tmp_path}/rexec.sock")
     try:
@@ -360,6 +375,7 @@ def test_unix_socket(tmp_path):
 # -- mutual TLS ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_mutual_tls(tls_server, certs):
     result = run(
         "client", "--connect", tls_server.url, "--ca", certs["ca.pem"], "--cert", certs["client.pem"],
@@ -371,18 +387,21 @@ def test_mutual_tls(tls_server, certs):
     assert result.stderr == b"oops\n"
 
 
+@pytest.mark.slow
 def test_mutual_tls_refuses_client_without_certificate(tls_server, certs):
     result = run("client", "--connect", tls_server.url, "--ca", certs["ca.pem"], "true")
     assert result.returncode == 255
     assert "client certificate" in one_line_error(result)  # the hint
 
 
+@pytest.mark.slow
 def test_mutual_tls_refuses_client_certificate_from_another_ca(tls_server, certs):
     result = run("client", "--connect", tls_server.url, "--ca", certs["ca.pem"], "--cert", certs["stranger.pem"], "true")
     assert result.returncode == 255
     one_line_error(result)
 
 
+@pytest.mark.slow
 def test_client_refuses_untrusted_server(tls_server, certs):
     result = run(
         "client", "--connect", tls_server.url, "--ca", certs["other-ca.pem"], "--cert", certs["client.pem"], "true"
@@ -394,6 +413,7 @@ def test_client_refuses_untrusted_server(tls_server, certs):
 # -- demo -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_demo_default_command():
     result = run("demo")
     assert result.returncode == 0, result.stderr
@@ -407,6 +427,7 @@ def test_demo_default_command():
     assert "\nthis line went to stderr\n" not in out
 
 
+@pytest.mark.slow
 def test_demo_custom_command_with_stdin():
     result = run("demo", "sh", "-c", "tr a-z A-Z; exit 6", input=b"shout\n")
     assert result.returncode == 0, result.stderr
@@ -487,6 +508,7 @@ def spdy_client(server: Server, *args: str, **kw) -> subprocess.CompletedProcess
     return run("client", "--profile", "spdy", "--connect", server.url, *args, **kw)
 
 
+@pytest.mark.slow
 def test_client_profile_option():
     assert b"--profile" in run("client", "--help").stdout
     result = run("client", "--profile", "spdy3", "--connect", "tcp://127.0.0.1:1", "true")
@@ -494,6 +516,7 @@ def test_client_profile_option():
     assert b"invalid choice" in result.stderr
 
 
+@pytest.mark.slow
 def test_spdy_profile_stdio_and_status(tcp_server):
     result = spdy_client(tcp_server, "sh", "-c", "cat; echo to-err >&2; exit 5", input=b"over spdy\n")
     assert result.returncode == 5, result.stderr
@@ -504,11 +527,13 @@ def test_spdy_profile_stdio_and_status(tcp_server):
     assert (result.returncode, result.stdout, result.stderr) == (0, b"out1\nout2\n", b"err1\nerr2\n")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("status", [0, 1, 42, 255])
 def test_spdy_profile_exit_status(tcp_server, status):
     assert spdy_client(tcp_server, "sh", "-c", f"exit {status}").returncode == status
 
 
+@pytest.mark.slow
 def test_spdy_profile_unknown_command_and_binary_data(tcp_server):
     result = spdy_client(tcp_server, "no-such-command-xyz")
     assert result.returncode == 127
@@ -519,6 +544,7 @@ def test_spdy_profile_unknown_command_and_binary_data(tcp_server):
     assert result.stdout == data
 
 
+@pytest.mark.slow
 def test_spdy_profile_mutual_tls(tls_server, certs):
     result = run(
         "client", "--profile", "spdy", "--connect", tls_server.url, "--ca", certs["ca.pem"],
@@ -534,6 +560,7 @@ def test_spdy_profile_mutual_tls(tls_server, certs):
     one_line_error(result)
 
 
+@pytest.mark.slow
 def test_spdy_profile_tls_without_client_certificate(tmp_path, certs):
     """Go's rexec client does TLS without a certificate (and without ALPN): a --cert-only server."""
     server = Server(
@@ -549,6 +576,7 @@ def test_spdy_profile_tls_without_client_certificate(tmp_path, certs):
     assert "Traceback" not in server.output()
 
 
+@pytest.mark.slow
 def test_demo_spdy_profile():
     result = run("demo", "--profile", "spdy", "sh", "-c", "cat; exit 4", input=b"via demo\n")
     assert result.returncode == 0, result.stderr
@@ -620,6 +648,7 @@ async def test_execute_answers_go_shaped_requests_in_kind():
         assert await status_rx.receive() == {"Status": 0}
 
 
+@pytest.mark.slow
 def test_recorded_go_client_against_server(tcp_server):
     """Replay the bytes Go libchan's rexec client sent (recording 04-rexec) to the real server.
 

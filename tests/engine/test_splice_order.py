@@ -10,7 +10,7 @@ at ``sink`` again: it appends the rest of its data to the buffer and returns. It
 ``send_all`` sees ``sink`` and writes to the destination at once -- before the splice has
 sent the rest of the previous call (bytes reordered, silently), or while the splice is
 still sending it (``BusyResourceError`` from the session's byte stream: seen through
-nghttpx and haproxy as tests/test_proxies.py::test_byte_stream_server_half_closes_first
+nghttpx and haproxy as tests/api/test_proxies.py::test_byte_stream_server_half_closes_first
 failing about one run in two). Each test repeats the race enough times (trio shuffles
 its run queue) to fail every run while the bug is there.
 """

@@ -22,6 +22,8 @@ from docker_helpers import DOCKER_CLIS, IMAGE, Docker, docker_front, need, priva
 from libswarm.backends.dockerclient import DockerClient
 from swarmd_support import SWARMD, Pki, Proc
 
+pytestmark = pytest.mark.slow  # a private dockerd and the docker CLI
+
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):

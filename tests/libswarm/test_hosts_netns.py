@@ -20,6 +20,8 @@ import pytest
 
 from swarmd_support import SWARMCTL, Hosts, Pki, Proc, run
 
+pytestmark = pytest.mark.slow  # network namespaces and swarmd processes
+
 SUBNET = "10.231"
 
 

@@ -306,6 +306,7 @@ async def test_fault_peer_vanishes_during_tls_handshake_client_side():
             nursery.cancel_scope.cancel()
 
 
+@pytest.mark.slow
 async def test_fault_silent_peer_during_tls_handshake_client_side():
     async def silent(stream):
         await trio.sleep_forever()
@@ -340,6 +341,7 @@ async def test_fault_client_vanishes_during_tls_handshake_server_side(tmp_path):
             await wait_tasks_back_to(baseline)
 
 
+@pytest.mark.slow
 async def test_fault_silent_client_during_tls_handshake_server_side(tmp_path):
     async def handler(session):
         await trio.sleep_forever()
@@ -357,6 +359,7 @@ async def test_fault_silent_client_during_tls_handshake_server_side(tmp_path):
             await wait_tasks_back_to(baseline)
 
 
+@pytest.mark.slow
 async def test_fault_silent_cleartext_client_is_dropped_after_open_timeout(tmp_path):
     async def handler(session):
         await trio.sleep_forever()
@@ -461,6 +464,7 @@ async def test_fault_client_goaway_then_silence_ends_server_session(tmp_path):
 # -- a peer that stops reading ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("profile", ["h2", "spdy"])
 async def test_fault_peer_stops_reading_backpressure_bounded_memory(profile):
     """A server that accepts and never reads: send() blocks, memory stays bounded, and the blocked
@@ -520,6 +524,7 @@ async def test_fault_peer_stops_reading_backpressure_bounded_memory(profile):
             nursery.cancel_scope.cancel()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("profile", ["h2", "spdy"])
 async def test_fault_application_stops_reading_backpressure_end_to_end(tmp_path, profile):
     """The server application never reads its channel: flow control (h2) or TCP (spdy) stops the
@@ -567,6 +572,7 @@ async def test_fault_application_stops_reading_backpressure_end_to_end(tmp_path,
 # -- half-open TLS ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("profile", ["h2", "spdy"])
 async def test_fault_half_open_tls_connection_detected_by_keepalive(tmp_path, profile):
     config = libchan.Config(keepalive_interval=0.3, peer_timeout=1.0)

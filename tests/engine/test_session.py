@@ -234,6 +234,7 @@ async def test_read_only_and_write_only_streams(transport, tmp_path, profile):
             assert out == b"INPUT DATA"
 
 
+@pytest.mark.slow
 async def test_64mib_byte_stream_checked_by_hash(transport, tmp_path, profile):
     size = 64 * 1024 * 1024
     block = os.urandom(1024 * 1024)
@@ -265,6 +266,7 @@ async def test_64mib_byte_stream_checked_by_hash(transport, tmp_path, profile):
             assert result == {"hash": expected, "n": size}
 
 
+@pytest.mark.slow
 async def test_closing_session_fails_peer_pending_operations(transport, tmp_path, profile):
     with trio.fail_after(15):
         async with session_pair(transport, tmp_path, profile=profile) as (cli, srv):
@@ -306,6 +308,7 @@ async def test_leaving_the_session_fails_own_pending_operations(transport, tmp_p
                 await cli.accept_receiver()
 
 
+@pytest.mark.slow
 async def test_backpressure_blocks_sender_when_receiver_does_not_read(transport, tmp_path, profile):
     config = libchan.Config(stream_window=65535, send_buffer=65536)
     with trio.fail_after(20):

@@ -25,6 +25,8 @@ import libchan
 
 from proxies import PROXY_TIMEOUT, Proxy, start_proxy
 
+pytestmark = pytest.mark.slow  # real nghttpx and haproxy processes, 4 s idle timeouts
+
 CONFIG = libchan.Config(keepalive_interval=1.0)
 PROXIES = ["nghttpx", "haproxy"]
 

@@ -1097,6 +1097,7 @@ def _small_socket_buffers(cli, srv, sndbuf: int, rcvbuf: int | None = None) -> N
 
 
 @pytest.mark.fast_paths
+@pytest.mark.slow
 @pytest.mark.parametrize("transport", ["tcp", "unix"])
 async def test_large_byte_stream_to_a_slow_reader_arrives_intact(transport, profile, tmp_path):
     """16 MiB through small kernel buffers to a reader that pauses: the socket takes only
@@ -1181,6 +1182,7 @@ def _fd_count() -> int:
 
 
 @pytest.mark.fast_paths
+@pytest.mark.slow
 @pytest.mark.parametrize("transport", ["tcp", "unix"])
 async def test_closing_sessions_closes_sockets_and_their_duplicates(transport, profile, tmp_path):
     """25 sessions opened and closed: on both ends the link's duplicate descriptor and the
@@ -1365,6 +1367,7 @@ _ops = st.lists(
 _maybe_close = st.sampled_from([[]] * 4 + [[("close",)]])
 
 
+@pytest.mark.slow
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     ops=st.tuples(st.lists(st.tuples(st.just("open")), min_size=1, max_size=3), _ops, _maybe_close).map(lambda t: t[0] + t[1] + t[2]),

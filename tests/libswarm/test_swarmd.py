@@ -10,7 +10,10 @@ import pytest
 
 from swarmd_support import SWARMCTL_SCRIPT, SWARMD, SWARMD_SCRIPT, Pki, Proc, alive, children_of, run, swarmctl
 
-pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+    pytest.mark.slow,  # swarmd and swarmctl as real processes
+]
 
 
 @pytest.fixture
