@@ -83,7 +83,7 @@ class _Wrapped(ByteStream):
         if not self.readable:
             await trio.lowlevel.checkpoint()
             raise trio.ClosedResourceError("this byte stream is write-only")
-        return await self.inner.receive_some(max_bytes)  # type: ignore[attr-defined]
+        return await self.inner.receive_some(max_bytes)  # type: ignore[attr-defined,no-any-return]  # (readable: inner is a ReceiveStream)
 
     async def aclose(self) -> None:
         await self.inner.aclose()

@@ -32,10 +32,12 @@ plain h2 when they are missing.
 from __future__ import annotations
 
 import collections
+from typing import cast
 
 import h2.connection
 import h2.settings
 import h2.stream
+import h2.windows
 
 from ..spdy_like.h2frames import data_header
 
@@ -56,7 +58,10 @@ class DataFastPath:
 
     def __init__(self, conn: h2.connection.H2Connection) -> None:
         self._conn = conn
-        self._conn_window = getattr(conn, "_inbound_flow_control_window_manager", None)
+        # (None only when usable() is False, and then the fast path is never used)
+        self._conn_window = cast(
+            h2.windows.WindowManager, getattr(conn, "_inbound_flow_control_window_manager", None)
+        )
 
     @classmethod
     def usable(cls, conn: h2.connection.H2Connection) -> bool:

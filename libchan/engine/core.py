@@ -225,10 +225,10 @@ class SessionCore:
                         await link.drain(min(1.0, self.config.close_timeout))
                 for ns in list(self._streams):
                     if ns is not control and not ns.done:
-                        link = ns.link
+                        ns_link = ns.link
                         ns.fail(SessionClosedError(reason))
-                        if link is not None and ns.stream_id is not None and self.profile.control_stream:
-                            link.reset_stream(ns, CANCEL)
+                        if ns_link is not None and ns.stream_id is not None and self.profile.control_stream:
+                            ns_link.reset_stream(ns, CANCEL)
                 for link in list(self._links):
                     await link.drain(min(1.0, self.config.close_timeout))
             self._accept_lot.unpark_all()
@@ -321,6 +321,7 @@ class SessionCore:
 
     def accept_stream(self, link: Link, ev: StreamOpened) -> None:
         """A request for this session arrived on ``link`` (server side)."""
+        ns: NetStream | None
         self._links.add(link)
         headers = ev.headers
         path = headers.get(":path", "")
@@ -516,14 +517,14 @@ class SessionCore:
             await link.open_stream(ns, self._request_headers(PATH_STREAM) + ident)
             return
         park = await self._take_park()
-        link, sid = park.link, park.stream_id
-        assert link is not None and sid is not None
+        park_link, sid = park.link, park.stream_id
+        assert park_link is not None and sid is not None
         park.done = True
         self._streams.discard(park)
-        link.unschedule(park)
-        ns.bind(link, sid, can_send=False)
+        park_link.unschedule(park)
+        ns.bind(park_link, sid, can_send=False)
         ns.last_sent = park.last_sent
-        link.answer(ns, [(":status", "200"), ("content-type", CONTENT_TYPE)] + ident)
+        park_link.answer(ns, [(":status", "200"), ("content-type", CONTENT_TYPE)] + ident)
 
     async def _take_park(self) -> NetStream:
         if self._anonymous:
@@ -584,6 +585,7 @@ class SessionCore:
             self._check_open()
         if type(value) is bytes:
             return self.codec.encode(value, self._on_object), _NO_OBJECTS  # holds no channel
+        new: list[tuple[NetStream, str, Any]]
         self._encoded_objects = new = []
         try:
             return self.codec.encode(value, self._on_object), new
@@ -592,10 +594,11 @@ class SessionCore:
 
     def _on_object(self, kind: str, obj: Any) -> int:
         """The encoder met a channel or byte stream: give it a stream and a reference."""
-        ns = NetStream(self, role="stream", kind=kind, opener=True, ref=self.refs.allocate())
+        ref = self.refs.allocate()
+        ns = NetStream(self, role="stream", kind=kind, opener=True, ref=ref)
         assert self._encoded_objects is not None
         self._encoded_objects.append((ns, kind, obj))
-        return ns.ref  # type: ignore[return-value]
+        return ref
 
     async def open_and_forward(self, new: list[tuple[NetStream, str, Any]], parent: NetStream) -> None:
         """Open the stream of every object a message holds and start forwarding to/from it."""

@@ -11,7 +11,7 @@ to ``on_stream_opened``.
 from __future__ import annotations
 
 import ssl
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, cast
 
 import trio
 
@@ -382,6 +382,7 @@ class Link:
     # -- tasks ----------------------------------------------------------------------------
     async def _reader(self) -> None:
         reason = "connection closed by the peer"
+        io = cast(TransportIO, self.io)  # (run() sets it before it starts this task)
         try:
             while True:
                 if not self._flow_controlled:
@@ -395,7 +396,7 @@ class Link:
                     await self._reader_park()
                 self.input_owner = self
                 try:
-                    data = await self.io.receive_some(_READ_SIZE)
+                    data = await io.receive_some(_READ_SIZE)
                 finally:
                     if self.input_owner is self:
                         self.input_owner = None
@@ -438,7 +439,8 @@ class Link:
                 self._pending += out
                 self.wake()
                 return
-        if self.ready or self.io.backlog:  # (a TLS read can leave an answer to send)
+        # (input comes only while run() has io set)
+        if self.ready or cast(TransportIO, self.io).backlog:  # (a TLS read can leave an answer to send)
             self.wake()
 
     # -- reading in a consumer's task ------------------------------------------------

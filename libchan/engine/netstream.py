@@ -13,7 +13,7 @@ thin facades the application uses.
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import trio
 
@@ -513,10 +513,11 @@ class NetSender(Sender):
             payload, new = session.encode(value)
             if new:
                 await session.open_and_forward(new, ns)
-            wire = session.profile.wire_message(payload)
-            if type(wire) is tuple:
-                await ns.write(*wire)
+            framed = session.profile.wire_message(payload)
+            if type(framed) is tuple:
+                await ns.write(*framed)
                 return
+            wire = cast(bytes, framed)  # (not a pair: bytes)
         # the common case without a second coroutine: written at once, or room in
         # the queue, nothing to wait for
         await trio.lowlevel.checkpoint_if_cancelled()

@@ -75,7 +75,9 @@ class SessionPort(Protocol):
 
 
 class LinkPort(Protocol):
-    """What a stream may ask of the link (connection) it is bound to."""
+    """What a stream may ask of the link (connection) it is bound to, and what the
+    session asks of a link it reaches through a stream (``alive``, ``unschedule``,
+    ``answer``: a parked stream handed over to another)."""
 
     #: Set by a stream that woke a waiting consumer: the reader task steps aside.
     handoff: bool
@@ -88,6 +90,10 @@ class LinkPort(Protocol):
     #: A sending task wrote to the socket since the last pass (read only).
     flushed: bool
 
+    @property
+    def alive(self) -> bool:
+        """The connection has not ended."""
+
     def register(self, ns: Any) -> None: ...
     def stream_done(self, ns: Any) -> None: ...
     def schedule(self, ns: Any) -> None: ...
@@ -98,6 +104,8 @@ class LinkPort(Protocol):
     async def read_for(self, ns: Any) -> None: ...
     def input_released(self) -> None: ...
     def stop_reading_for(self, ns: Any) -> None: ...
+    def unschedule(self, ns: Any) -> None: ...
+    def answer(self, ns: Any, headers: list[tuple[str, str]], *, end_stream: bool = False) -> None: ...
 
 
 class StreamPort(Protocol):

@@ -35,7 +35,7 @@ from __future__ import annotations
 import os
 import socket
 import ssl
-from typing import Any
+from typing import Any, cast
 
 import trio
 
@@ -178,7 +178,10 @@ class TransportIO:
         """Bytes read (``b""`` at end of stream), or None if :meth:`interrupt_reader`
         woke the wait (direct only)."""
         if self._sock is None:
-            return await self.transport.receive_some(max_bytes)
+            # (trio.abc.Stream says bytes | bytearray; the engine only reads and slices
+            # what it gets, so a bytearray -- trio.testing's memory streams -- does too)
+            return cast(bytes, await self.transport.receive_some(max_bytes))
+        data: bytes | None
         if self._prefix:
             await trio.lowlevel.checkpoint()
             data, self._prefix = self._prefix, b""

@@ -71,7 +71,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
-from typing import Any, Callable, Sequence
+from typing import Any, Awaitable, Callable, NoReturn, Sequence, TypeVar
 
 import trio
 
@@ -270,12 +270,12 @@ async def execute(msg: Any, *, log: Log = _quiet) -> int | None:
             async with trio.open_nursery() as nursery:
                 in_scope = trio.CancelScope()
 
-                async def stdin_task() -> None:
+                async def stdin_task(proc_stdin: trio.abc.SendStream) -> None:
                     with in_scope:
-                        await _pump_stdin(stdin, proc.stdin)  # type: ignore[union-attr]
+                        await _pump_stdin(stdin, proc_stdin)
 
                 if proc.stdin is not None:
-                    nursery.start_soon(stdin_task)
+                    nursery.start_soon(stdin_task, proc.stdin)
                 async with trio.open_nursery() as outputs:
                     if proc.stdout is not None:
                         outputs.start_soon(libchan.copy_stream, proc.stdout, stdout)
@@ -677,7 +677,7 @@ async def run_demo(
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
@@ -762,7 +762,10 @@ def _describe(exc: BaseException) -> str:
 _FAILURES = (RexecError, OSError, trio.BrokenResourceError, libchan.LibchanError, ssl.SSLError)
 
 
-def _trio_run(fn: Callable[[], Any]) -> Any:
+_T = TypeVar("_T")
+
+
+def _trio_run(fn: Callable[[], Awaitable[_T]]) -> _T:
     """trio.run, unwrapping a single expected failure from exception groups."""
     try:
         return trio.run(fn)

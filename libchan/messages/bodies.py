@@ -12,10 +12,13 @@ error from that ``receive`` and the stream goes on.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import RemoteProtocolError
 from .framing import FrameDecoder, sole_bstr
+
+if TYPE_CHECKING:  # (msgpack is imported only by the Go profile)
+    from .msgpack_codec import MsgpackStreamDecoder
 
 __all__ = ["DecodeFailure", "FramedMessages", "FramedChunks", "RawChunks", "BodyDecoder"]
 
@@ -131,7 +134,7 @@ class GoMessages:
 
     ended = False
 
-    def __init__(self, decoder: Any) -> None:
+    def __init__(self, decoder: MsgpackStreamDecoder) -> None:
         self._decoder = decoder
 
     def feed(self, data: bytes) -> tuple[list[tuple[Any, int]], int]:

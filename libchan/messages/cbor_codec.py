@@ -134,7 +134,7 @@ class CborCodec:
         # One encoder and one decoder are reused (creating them per message
         # costs more than the coding itself); after any error they are
         # dropped, since cbor2's objects are not safe to reuse after one.
-        self._encoder: Any = None
+        self._encoder: cbor2.CBOREncoder | None = None
         self._decoder: Any = None
         self._fp = io.BytesIO()
         self._on_object: Callable[[str, Any], int] | None = None

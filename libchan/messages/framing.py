@@ -118,14 +118,14 @@ class FrameDecoder:
             if not data:
                 return 0
         direct = not self._buf
-        buf: bytes | bytearray
+        buf: bytes | bytearray | memoryview
         if direct:
             buf = data
         else:
             buf = self._buf
             buf += data
         if direct and type(data) is bytes:
-            free, pos = self._scan(buf, buf, out)  # slicing bytes copies once, like bytes(view[...])
+            free, pos = self._scan(data, data, out)  # (buf is data) slicing bytes copies once, like bytes(view[...])
         else:
             view = memoryview(buf)
             try:
@@ -166,7 +166,7 @@ class FrameDecoder:
         buf.clear()
         return view[need:]
 
-    def _scan(self, buf: bytes | bytearray, view: bytes | memoryview, out: list[tuple[bytes, int]]) -> tuple[int, int]:
+    def _scan(self, buf: bytes | bytearray | memoryview, view: bytes | memoryview, out: list[tuple[bytes, int]]) -> tuple[int, int]:
         free = 0
         pos = 0
         n = len(buf)
@@ -189,7 +189,8 @@ class FrameDecoder:
                     raise MessageTooLargeError(end - start, max_size, local=False)
                 if end > n:
                     break
-                append((view[start:end] if copying else bytes(view[start:end]), end - pos))
+                # (copying: view is bytes, and so is its slice)
+                append((view[start:end] if copying else bytes(view[start:end]), end - pos))  # type: ignore[arg-type]
                 pos = end
                 continue
             if first == 0xF7:
@@ -227,7 +228,8 @@ class FrameDecoder:
             if end > n:
                 break
             # (no local name for a memoryview slice: a traceback would keep it exported)
-            out.append((view[pos + hlen : end] if copying else bytes(view[pos + hlen : end]), hlen + length))
+            # (copying: view is bytes, and so is its slice)
+            out.append((view[pos + hlen : end] if copying else bytes(view[pos + hlen : end]), hlen + length))  # type: ignore[arg-type]
             pos = end
         return free, pos
 

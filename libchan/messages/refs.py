@@ -20,7 +20,7 @@ client odd, the server even), so the numbers of both sides never collide.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from ..errors import RemoteProtocolError
 
@@ -30,17 +30,18 @@ H = TypeVar("H")
 
 
 @dataclass
-class _Entry:
-    kind: str
-    item: Any
+class _Entry(Generic[H]):
+    #: None for a stream whose headers do not say its kind (Go profile)
+    kind: str | None
+    item: H
     deadline: float
 
 
 @dataclass(frozen=True)
-class Expired:
+class Expired(Generic[H]):
     ref: int
-    kind: str
-    item: Any
+    kind: str | None
+    item: H
     #: "reference": a message named a stream that never came;
     #: "stream": a stream came that no message named.
     what: str
@@ -58,8 +59,8 @@ class RefTable(Generic[H]):
         self._next = 2 if local_parity in (0, None) else 1
         self.timeout = timeout
         self.max_pending = max_pending
-        self.pending: dict[int, _Entry] = {}  # ref -> placeholder token
-        self.unclaimed: dict[int, _Entry] = {}  # ref -> stream handle
+        self.pending: dict[int, _Entry[H]] = {}  # ref -> placeholder token
+        self.unclaimed: dict[int, _Entry[H]] = {}  # ref -> stream handle
 
     def allocate(self) -> int:
         """A fresh local reference number."""
@@ -76,7 +77,7 @@ class RefTable(Generic[H]):
                 f"more than {self.max_pending} references are waiting for their streams"
             )
 
-    def claim(self, ref: int, kind: str, token: Any, now: float) -> Any | None:
+    def claim(self, ref: int, kind: str, token: H, now: float) -> H | None:
         """A message referenced ``ref``: return the arrived stream or register ``token``."""
         if self.is_local(ref):
             raise RemoteProtocolError(f"peer referenced {ref}, which is in our own reference space")
@@ -94,7 +95,7 @@ class RefTable(Generic[H]):
         self.pending[ref] = _Entry(kind, token, now + self.timeout)
         return None
 
-    def arrived(self, ref: int, kind: str | None, handle: Any, now: float) -> Any | None:
+    def arrived(self, ref: int, kind: str | None, handle: H, now: float) -> H | None:
         """A stream for ``ref`` arrived: return the waiting token or keep the stream.
 
         ``kind`` is None when the stream's headers do not say it (Go profile)."""
@@ -123,8 +124,8 @@ class RefTable(Generic[H]):
         deadlines += [e.deadline for e in self.unclaimed.values()]
         return min(deadlines) if deadlines else None
 
-    def expire(self, now: float) -> list[Expired]:
-        out: list[Expired] = []
+    def expire(self, now: float) -> list[Expired[H]]:
+        out: list[Expired[H]] = []
         for table, what in ((self.pending, "reference"), (self.unclaimed, "stream")):
             for ref in [r for r, e in table.items() if e.deadline <= now]:
                 e = table.pop(ref)

@@ -11,7 +11,7 @@ makes a slow reader push back on its sender end to end.
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from typing import Sequence, cast
 
 import h2.config
 import h2.connection
@@ -196,7 +196,8 @@ class H2Multiplexer:
             for ev in events:
                 if isinstance(ev, h2.events.ConnectionTerminated):
                     self._peer_goaway_seen = True
-                    return [ConnectionEnded(int(ev.error_code), f"peer sent GOAWAY {ev.error_code!s}", True)]
+                    # (h2 always sets error_code on the ConnectionTerminated it emits)
+                    return [ConnectionEnded(int(cast(int, ev.error_code)), f"peer sent GOAWAY {ev.error_code!s}", True)]
             return []
         try:
             events = self._conn.receive_data(data)
@@ -235,7 +236,7 @@ class H2Multiplexer:
                 self._closed = True
                 self._peer_goaway_seen = True
                 extra = f" ({ev.additional_data!r})" if ev.additional_data else ""
-                out.append(ConnectionEnded(int(ev.error_code), f"peer sent GOAWAY {ev.error_code!s}{extra}", True))
+                out.append(ConnectionEnded(int(cast(int, ev.error_code)), f"peer sent GOAWAY {ev.error_code!s}{extra}", True))
         return out
 
     def data_to_send(self) -> bytes:

@@ -54,7 +54,7 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass, field
-from typing import ClassVar, Iterable, Mapping, Union
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Mapping, TypedDict, Union
 
 from ..errors import LocalProtocolError, RemoteProtocolError
 from .spdy3_dictionary import SPDY3_DICTIONARY
@@ -171,7 +171,7 @@ _HEADER = struct.Struct(">II")
 _U32S = struct.Struct(">I")
 
 Headers = tuple[tuple[str, str], ...]
-HeadersLike = Union[Mapping, Iterable]
+HeadersLike = Union[Mapping[Any, Any], Iterable[Any]]
 
 
 # --------------------------------------------------------------------------
@@ -327,28 +327,42 @@ def decode_header_block(block: bytes, what: str = "header block") -> Headers:
 # frames
 
 
-def _meta(default=None):
-    return field(default=default, kw_only=True, compare=False, repr=False)
+# The metadata fields are spelled out as field(default=..., kw_only=True,
+# compare=False, repr=False) so that type checkers see them as keyword-only.
 
 
 @dataclass(frozen=True)
 class _Frame:
     #: the flags byte as read from the wire (None for frames built locally)
-    raw_flags: int | None = _meta()
+    raw_flags: int | None = field(default=None, kw_only=True, compare=False, repr=False)
     #: the 24-bit length field as read from the wire (None for frames built locally)
-    length: int | None = _meta()
+    length: int | None = field(default=None, kw_only=True, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
 class _ControlFrame(_Frame):
     #: the 15-bit version field as read (3 for frames built locally)
-    version: int = _meta(SPDY_VERSION)
+    version: int = field(default=SPDY_VERSION, kw_only=True, compare=False, repr=False)
+
+
+class _Meta(TypedDict):
+    """The parser's metadata keywords for a control frame."""
+
+    raw_flags: int
+    length: int
+    version: int
 
 
 @dataclass(frozen=True)
 class _HeaderFrame(_ControlFrame):
     #: the decompressed name/value block as read (None for frames built locally)
-    header_block: bytes | None = _meta()
+    header_block: bytes | None = field(default=None, kw_only=True, compare=False, repr=False)
+
+    if TYPE_CHECKING:
+        # Each subclass declares the ``headers`` field itself, to keep its
+        # positional place after ``stream_id``.
+        @property
+        def headers(self) -> Headers: ...
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "headers", normalize_headers(self.headers))
@@ -487,7 +501,7 @@ class FrameParser:
         self._buf = bytearray()
         self._inflater = zlib.decompressobj(zdict=SPDY3_DICTIONARY)
         self._error: Spdy3ProtocolError | None = None
-        self._parsers = {
+        self._parsers: dict[int, Callable[[int, bytes, _Meta], Frame]] = {
             TYPE_SYN_STREAM: self._syn_stream,
             TYPE_SYN_REPLY: self._syn_reply,
             TYPE_RST_STREAM: self._rst_stream,
@@ -560,14 +574,16 @@ class FrameParser:
     def _control(self, word0: int, flags: int, length: int, payload: bytes) -> Frame:
         version = (word0 >> 16) & 0x7FFF
         ftype = word0 & 0xFFFF
-        meta = {"raw_flags": flags, "length": length, "version": version}
+        meta: _Meta = {"raw_flags": flags, "length": length, "version": version}
         parse = self._parsers.get(ftype)
         if parse is None:
             return UnknownControl(ftype, flags, payload, **meta)
         return parse(flags, payload, meta)
 
     @staticmethod
-    def _need(name: str, payload: bytes, *, exact: int | None = None, at_least: int | None = None):
+    def _need(
+        name: str, payload: bytes, *, exact: int | None = None, at_least: int | None = None
+    ) -> None:
         n = len(payload)
         if exact is not None and n != exact:
             what = "truncated" if n < exact else "bad length for"
@@ -601,7 +617,7 @@ class FrameParser:
             )
         return decode_header_block(plain, what), plain
 
-    def _syn_stream(self, flags, payload, meta):
+    def _syn_stream(self, flags: int, payload: bytes, meta: _Meta) -> SynStream:
         self._need("SYN_STREAM", payload, at_least=10)
         sid, assoc = struct.unpack_from(">II", payload, 0)
         sid &= _U31
@@ -611,24 +627,24 @@ class FrameParser:
             assoc & _U31, payload[8] >> 5, payload[9], header_block=plain, **meta,
         )
 
-    def _syn_reply(self, flags, payload, meta):
+    def _syn_reply(self, flags: int, payload: bytes, meta: _Meta) -> SynReply:
         self._need("SYN_REPLY", payload, at_least=4)
         sid = _U32S.unpack_from(payload, 0)[0] & _U31
         headers, plain = self._header_block(payload[4:], f"SYN_REPLY (stream {sid})")
         return SynReply(sid, headers, bool(flags & FLAG_FIN), header_block=plain, **meta)
 
-    def _headers(self, flags, payload, meta):
+    def _headers(self, flags: int, payload: bytes, meta: _Meta) -> HeadersFrame:
         self._need("HEADERS", payload, at_least=4)
         sid = _U32S.unpack_from(payload, 0)[0] & _U31
         headers, plain = self._header_block(payload[4:], f"HEADERS (stream {sid})")
         return HeadersFrame(sid, headers, bool(flags & FLAG_FIN), header_block=plain, **meta)
 
-    def _rst_stream(self, flags, payload, meta):
+    def _rst_stream(self, flags: int, payload: bytes, meta: _Meta) -> RstStream:
         self._need("RST_STREAM", payload, exact=8)
         sid, status = struct.unpack(">II", payload)
         return RstStream(sid & _U31, status, **meta)
 
-    def _settings(self, flags, payload, meta):
+    def _settings(self, flags: int, payload: bytes, meta: _Meta) -> Settings:
         self._need("SETTINGS", payload, at_least=4)
         (count,) = _U32S.unpack_from(payload, 0)
         if len(payload) != 4 + 8 * count:
@@ -642,16 +658,16 @@ class FrameParser:
             entries.append((w & 0xFFFFFF, w >> 24, value))
         return Settings(tuple(entries), bool(flags & FLAG_SETTINGS_CLEAR_SETTINGS), **meta)
 
-    def _ping(self, flags, payload, meta):
+    def _ping(self, flags: int, payload: bytes, meta: _Meta) -> Ping:
         self._need("PING", payload, exact=4)
         return Ping(_U32S.unpack(payload)[0], **meta)
 
-    def _goaway(self, flags, payload, meta):
+    def _goaway(self, flags: int, payload: bytes, meta: _Meta) -> GoAway:
         self._need("GOAWAY", payload, exact=8)
         last, status = struct.unpack(">II", payload)
         return GoAway(last & _U31, status, **meta)
 
-    def _window_update(self, flags, payload, meta):
+    def _window_update(self, flags: int, payload: bytes, meta: _Meta) -> WindowUpdate:
         self._need("WINDOW_UPDATE", payload, exact=8)
         sid, delta = struct.unpack(">II", payload)
         return WindowUpdate(sid & _U31, delta & _U31, **meta)
@@ -695,7 +711,7 @@ class FrameWriter:
     # -- helpers
 
     @staticmethod
-    def _flags(frame, known_mask: int, semantic: int) -> int:
+    def _flags(frame: _Frame, known_mask: int, semantic: int) -> int:
         extra = (frame.raw_flags or 0) & ~known_mask & 0xFF
         return semantic | extra
 
@@ -790,7 +806,8 @@ class FrameWriter:
         flags = _check(f.flags, 0xFF, "control frame flags")
         return self._control(ftype, flags, f.payload)
 
-    _writers = {
+    #: (each writer takes the frame type it is keyed by)
+    _writers: ClassVar[dict[type[_Frame], Callable[[FrameWriter, Any], bytes]]] = {
         SynStream: _syn_stream,
         SynReply: _syn_reply,
         HeadersFrame: _headers,

@@ -27,6 +27,7 @@ from __future__ import annotations
 from .mux import (
     ConnectionEnded,
     DataReceived,
+    FastLane,
     MuxEvent,
     StreamAnswered,
     StreamEnded,
@@ -35,6 +36,7 @@ from .mux import (
 )
 from .spdy3 import (
     Data,
+    Frame,
     FrameParser,
     FrameWriter,
     GoAway,
@@ -76,7 +78,7 @@ class _Stream:
 class SpdyMultiplexer:
     flow_controlled = False
     needs_end_marker = False
-    lane = None  # (no single-frame lanes: every read goes through receive_data, data is queued)
+    lane: FastLane | None = None  # (no single-frame lanes: every read goes through receive_data, data is queued)
 
     def __init__(self, *, client_side: bool, max_frame_size: int = 1024 * 1024) -> None:
         self.client_side = client_side
@@ -96,8 +98,8 @@ class SpdyMultiplexer:
     def closed(self) -> bool:
         return self._closed
 
-    def _send(self, frame: object) -> None:
-        self._out += self._writer.serialize(frame)  # type: ignore[arg-type]
+    def _send(self, frame: Frame) -> None:
+        self._out += self._writer.serialize(frame)
 
     # -- input -------------------------------------------------------------------------
     def receive_data(self, data: bytes) -> list[MuxEvent]:
@@ -203,7 +205,7 @@ class SpdyMultiplexer:
         sid = self._next_id
         self._next_id += 2
         self._streams[sid] = _Stream(ours=True)
-        self._send(SynStream(sid, [(n, v) for n, v in headers]))
+        self._send(SynStream(sid, tuple(headers)))
         if end_stream:
             self.end_stream(sid)
         return sid
@@ -211,7 +213,7 @@ class SpdyMultiplexer:
     def answer_stream(self, stream_id: int, headers: list[tuple[str, str]], end_stream: bool = False) -> None:
         if stream_id not in self._streams:
             raise KeyError(f"stream {stream_id} is closed")
-        self._send(SynReply(stream_id, [(":status", "200")]))
+        self._send(SynReply(stream_id, ((":status", "200"),)))
         if end_stream:
             self.end_stream(stream_id)
 
