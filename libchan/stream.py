@@ -20,6 +20,7 @@ as read-only and a bare ``trio.abc.SendStream`` as write-only.
 
 from __future__ import annotations
 
+import operator
 from typing import Literal
 
 import trio
@@ -117,6 +118,17 @@ def immutable_view(data: bytes | bytearray | memoryview) -> memoryview:
     if isinstance(data, memoryview) and isinstance(data.obj, bytes) and data.c_contiguous:
         return data if data.format == "B" and data.ndim == 1 else data.cast("B")
     return memoryview(bytes(data))
+
+
+def checked_max_bytes(max_bytes: int | None) -> int | None:
+    """Validate ``receive_some``'s argument as trio's streams do: None, or an
+    integer (``TypeError`` otherwise, e.g. for 1.5) of at least 1 (``ValueError``)."""
+    if max_bytes is None:
+        return None
+    max_bytes = operator.index(max_bytes)
+    if max_bytes < 1:
+        raise ValueError("max_bytes must be >= 1")
+    return max_bytes
 
 
 def stream_direction(obj: object) -> Direction | None:
@@ -248,19 +260,28 @@ class PipeStream(ByteStream):
             inq.sink = None
 
     async def wait_send_all_might_not_block(self) -> None:
-        out = self._out
-        if out.sink is not None and not out.reader_closed:
-            await out.sink.wait_send_all_might_not_block()
-            return
-        while (
-            not self._closed
-            and not self._out.reader_closed
-            and len(self._out.buf) >= self._out.max_buffer
-        ):
-            await self._out.lot.park()
-        await trio.lowlevel.checkpoint()
+        if self._sending:
+            raise trio.BusyResourceError("another task is already sending on this stream")
+        self._sending = True
+        try:
+            out = self._out
+            await trio.lowlevel.checkpoint_if_cancelled()
+            if self._closed:
+                raise trio.ClosedResourceError("this stream end was closed")
+            if out.sink is not None and not out.reader_closed:
+                await out.sink.wait_send_all_might_not_block()
+                return
+            while not self._closed and not out.reader_closed and out.sink is None and len(out.buf) >= out.max_buffer:
+                await out.lot.park()
+            if self._closed:
+                raise trio.ClosedResourceError("this stream end was closed")
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        finally:
+            self._sending = False
 
     async def send_eof(self) -> None:
+        if self._sending:
+            raise trio.BusyResourceError("another task is sending on this stream")
         await trio.lowlevel.checkpoint()
         if self._closed:
             raise trio.ClosedResourceError("this stream end was closed")
@@ -268,8 +289,7 @@ class PipeStream(ByteStream):
         self._out.lot.unpark_all()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        if max_bytes is not None and max_bytes < 1:
-            raise ValueError("max_bytes must be >= 1")
+        max_bytes = checked_max_bytes(max_bytes)
         if self._receiving:
             raise trio.BusyResourceError("another task is already receiving on this stream")
         self._receiving = True
