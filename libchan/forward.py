@@ -31,20 +31,32 @@ async def _close(obj: Any) -> None:
                 pass
 
 
-def _abort(obj: Any, reason: str = "the source broke") -> bool:
+def _abort(obj: Any, reason: str | BaseException = "the source broke") -> bool:
+    """Abort ``obj`` (its reader sees the failure, not a clean end) if it can be;
+    ``reason`` is the source's exception, so a local pipe whose session died
+    raises SessionClosedError. False if ``obj`` cannot be aborted."""
     abort = getattr(obj, "_abort", None)
     if abort is None:
         return False
     try:
-        abort(reason)
+        done = abort(reason)
     except TypeError:
-        abort()
-    return True
+        done = abort()
+    return done is not False
+
+
+def _gone(src: Any, exc: BaseException) -> None:
+    """The destination ``src`` is copied into failed with ``exc``: tell ``src``
+    (a local pipe end), whose writer then raises SessionClosedError if the
+    session ended. The caller still closes ``src``."""
+    gone = getattr(src, "_gone", None)
+    if gone is not None:
+        gone(exc)
 
 
 async def copy_channel(src: trio.abc.ReceiveChannel[Any], dst: trio.abc.SendChannel[Any]) -> None:
     """Send every message of ``src`` into ``dst`` until either side ends; then close both."""
-    broken: str | None = None
+    broken: BaseException | None = None
     try:
         while True:
             try:
@@ -52,11 +64,12 @@ async def copy_channel(src: trio.abc.ReceiveChannel[Any], dst: trio.abc.SendChan
             except trio.EndOfChannel:
                 break
             except _GONE as exc:
-                broken = str(exc) or "the channel being forwarded broke"
+                broken = exc if str(exc) else trio.BrokenResourceError("the channel being forwarded broke")
                 break
             try:
                 await dst.send(msg)
-            except _GONE:
+            except _GONE as exc:
+                _gone(src, exc)
                 break
     finally:
         if broken is not None:
@@ -76,7 +89,7 @@ async def copy_stream(src: trio.abc.ReceiveStream, dst: trio.abc.SendStream, *, 
             try:
                 spliced = await splice(dst)
             except _GONE as exc:
-                _abort(dst, str(exc) or "the source broke")
+                _abort(dst, exc)
                 return
             if spliced == "gone":
                 await _close(src)
@@ -85,13 +98,14 @@ async def copy_stream(src: trio.abc.ReceiveStream, dst: trio.abc.SendStream, *, 
             try:
                 data = await src.receive_some(256 * 1024)
             except _GONE as exc:
-                _abort(dst, str(exc) or "the source broke")
+                _abort(dst, exc)
                 return
             if not data:
                 break
             try:
                 await dst.send_all(data)
-            except _GONE:
+            except _GONE as exc:
+                _gone(src, exc)
                 await _close(src)
                 return
         if eof:

@@ -25,6 +25,7 @@ from typing import Literal
 
 import trio
 
+from .errors import SessionClosedError, broken_error
 from .spdy_like.outbox import Outbox
 
 __all__ = [
@@ -89,6 +90,21 @@ class _Wrapped(ByteStream):
     async def aclose(self) -> None:
         await self.inner.aclose()
 
+    def _abort(self, reason: str | BaseException = "the other side of a forwarded stream broke") -> bool:
+        """Abort the wrapped stream if it can be (a stream pipe end), so that its
+        reader sees the failure rather than a clean end of stream; False if it
+        cannot (then the forwarder just closes it)."""
+        abort = getattr(self.inner, "_abort", None)
+        if abort is None:
+            return False
+        abort(reason)
+        return True
+
+    def _gone(self, exc: BaseException) -> None:
+        gone = getattr(self.inner, "_gone", None)
+        if gone is not None:
+            gone(exc)
+
     async def _splice_to(self, dst: trio.abc.SendStream) -> str:
         splice = getattr(self.inner, "_splice_to", None) if self.readable else None
         return await splice(dst) if splice is not None else "no"
@@ -152,13 +168,28 @@ class _OneWay:
         self.buf = Outbox()
         self.max_buffer = max_buffer
         self.eof = False  # writer finished
-        self.broken: str | None = None  # writer aborted: the reader gets BrokenResourceError
+        self.broken: str | BaseException | None = None  # writer aborted: the reader gets BrokenResourceError
         self.reader_closed = False
+        #: Why the reading end went away, when it was forwarded into a session that
+        #: ended: the writer gets SessionClosedError instead of the plain broken pipe.
+        self.gone: SessionClosedError | None = None
         self.lot = trio.lowlevel.ParkingLot()
         #: Where the writer's bytes go directly once the reading end is forwarded
         #: (PipeStream._splice_to), instead of through ``buf``.
         self.sink: trio.abc.SendStream | None = None
         self.writing = False  # the writer is inside sink.send_all
+
+    def reader_gone(self) -> trio.BrokenResourceError:
+        """The error for a write after the reading end went away."""
+        if self.gone is not None:
+            return broken_error(self.gone)
+        return trio.BrokenResourceError("the other end of the stream was closed")
+
+    def forwarded_into(self, exc: BaseException) -> None:
+        """The session stream the reading end was forwarded into failed with ``exc``."""
+        self.reader_closed = True
+        if isinstance(exc, SessionClosedError) and self.gone is None:
+            self.gone = exc
 
     def take(self, max_bytes: int | None) -> bytes:
         """Remove and return up to ``max_bytes`` (all if None) queued bytes (one copy at most)."""
@@ -193,7 +224,7 @@ class PipeStream(ByteStream):
                 if self._closed:
                     raise trio.ClosedResourceError("this stream end was closed")
                 if out.reader_closed:
-                    raise trio.BrokenResourceError("the other end of the stream was closed")
+                    raise out.reader_gone()
                 if not view:
                     break
                 if out.sink is not None and not out.buf:
@@ -219,9 +250,9 @@ class PipeStream(ByteStream):
         out.writing = True
         try:
             await out.sink.send_all(view)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            out.reader_closed = True
-            raise trio.BrokenResourceError("the other end of the stream was closed") from None
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            out.forwarded_into(exc)
+            raise out.reader_gone() from None
         finally:
             out.writing = False
             if out.eof or out.reader_closed:
@@ -243,11 +274,12 @@ class PipeStream(ByteStream):
                     inq.lot.unpark_all()
                     try:
                         await dst.send_all(chunk)
-                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                        inq.forwarded_into(exc)
                         return "gone"
                     continue
                 if inq.broken is not None:
-                    raise trio.BrokenResourceError(inq.broken)
+                    raise broken_error(inq.broken)
                 if inq.reader_closed and not inq.writing:
                     return "gone"
                 if (inq.eof or self._closed) and not inq.writing:
@@ -304,7 +336,7 @@ class PipeStream(ByteStream):
                     await trio.lowlevel.cancel_shielded_checkpoint()
                     return chunk
                 if self._in.broken is not None:
-                    raise trio.BrokenResourceError(self._in.broken)
+                    raise broken_error(self._in.broken)
                 if self._in.eof:
                     await trio.lowlevel.cancel_shielded_checkpoint()
                     return b""
@@ -322,7 +354,7 @@ class PipeStream(ByteStream):
             self._out.lot.unpark_all()
         await trio.lowlevel.checkpoint()
 
-    def _abort(self, reason: str = "the other side of a forwarded stream broke") -> None:
+    def _abort(self, reason: str | BaseException = "the other side of a forwarded stream broke") -> None:
         """Close this end so that the other end's reads fail (BrokenResourceError)
         instead of seeing a clean end of file; used when a stream forwarded into
         this pipe broke."""
@@ -330,10 +362,18 @@ class PipeStream(ByteStream):
             self._out.broken = reason
         self._closed = True
         self._out.eof = True
+        if isinstance(reason, BaseException):
+            self._in.forwarded_into(reason)  # (a session that ended: the writer here is told why)
         self._in.reader_closed = True
         self._in.buf.clear()
         self._in.lot.unpark_all()
         self._out.lot.unpark_all()
+
+    def _gone(self, exc: BaseException) -> None:
+        """What this end's bytes were forwarded into failed with ``exc``: the other
+        end's writer learns why (SessionClosedError if the session ended)."""
+        self._in.forwarded_into(exc)
+        self._in.lot.unpark_all()
 
     def __repr__(self) -> str:
         return f"<libchan.PipeStream at {id(self):#x}>"
