@@ -76,3 +76,13 @@ class SessionClosedError(trio.BrokenResourceError):
     def __init__(self, reason: str) -> None:
         super().__init__(f"libchan session closed: {reason}")
         self.reason = reason
+
+
+def broken_error(reason: str | BaseException, default: str = "the other side broke") -> trio.BrokenResourceError:
+    """The error a local pipe end raises when what it was forwarded into or from
+    broke: a fresh :class:`SessionClosedError` (same reason) when ``reason`` is
+    one, so that an end whose session died says so; otherwise a plain
+    ``BrokenResourceError`` with ``reason``'s text."""
+    if isinstance(reason, SessionClosedError):
+        return SessionClosedError(reason.reason)
+    return trio.BrokenResourceError(str(reason) or default)

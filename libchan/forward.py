@@ -18,15 +18,26 @@ from typing import Any, Protocol, runtime_checkable
 
 import trio
 
-__all__ = ["copy_channel", "copy_stream", "forward", "Abortable", "Spliceable"]
+__all__ = ["copy_channel", "copy_stream", "forward", "Abortable", "Forwarded", "Spliceable"]
 
 
 @runtime_checkable
 class Abortable(Protocol):
     """A destination that can be ended as *broken* (its reader sees an error, not
-    a clean end): the pipes and the network channels and streams."""
+    a clean end): the pipes and the network channels and streams. ``reason`` is the
+    source's exception (or a text); ``False`` returned means it could not be
+    aborted after all (a wrapper around something that cannot), and the caller
+    closes it instead."""
 
-    def _abort(self, reason: str) -> None: ...
+    def _abort(self, reason: str | BaseException) -> bool | None: ...
+
+
+@runtime_checkable
+class Forwarded(Protocol):
+    """A local source told that what it is copied into failed with ``exc`` (so its
+    writer raises SessionClosedError when that was a session ending)."""
+
+    def _gone(self, exc: BaseException) -> None: ...
 
 
 @runtime_checkable
@@ -53,16 +64,26 @@ async def _close(obj: Any) -> None:
                 pass
 
 
-def _abort(obj: object, reason: str = "the source broke") -> bool:
+def _abort(obj: object, reason: str | BaseException = "the source broke") -> bool:
+    """Abort ``obj`` (its reader sees the failure, not a clean end) if it can be;
+    ``reason`` is the source's exception, so a local pipe whose session died
+    raises SessionClosedError. False if ``obj`` cannot be aborted."""
     if not isinstance(obj, Abortable):
         return False
-    obj._abort(reason)
-    return True
+    return obj._abort(reason) is not False
+
+
+def _gone(src: object, exc: BaseException) -> None:
+    """The destination ``src`` is copied into failed with ``exc``: tell ``src``
+    (a local pipe end), whose writer then raises SessionClosedError if the
+    session ended. The caller still closes ``src``."""
+    if isinstance(src, Forwarded):
+        src._gone(exc)
 
 
 async def copy_channel(src: trio.abc.ReceiveChannel[Any], dst: trio.abc.SendChannel[Any]) -> None:
     """Send every message of ``src`` into ``dst`` until either side ends; then close both."""
-    broken: str | None = None
+    broken: BaseException | None = None
     try:
         while True:
             try:
@@ -70,11 +91,12 @@ async def copy_channel(src: trio.abc.ReceiveChannel[Any], dst: trio.abc.SendChan
             except trio.EndOfChannel:
                 break
             except _GONE as exc:
-                broken = str(exc) or "the channel being forwarded broke"
+                broken = exc if str(exc) else trio.BrokenResourceError("the channel being forwarded broke")
                 break
             try:
                 await dst.send(msg)
-            except _GONE:
+            except _GONE as exc:
+                _gone(src, exc)
                 break
     finally:
         if broken is not None:
@@ -97,7 +119,7 @@ async def _copy_stream(src: trio.abc.ReceiveStream, dst: trio.abc.SendStream, *,
             try:
                 spliced = await src._splice_to(dst)
             except _GONE as exc:
-                _abort(dst, str(exc) or "the source broke")
+                _abort(dst, exc)
                 return
             if spliced == "gone":
                 await _close(src)
@@ -106,13 +128,14 @@ async def _copy_stream(src: trio.abc.ReceiveStream, dst: trio.abc.SendStream, *,
             try:
                 data = await src.receive_some(256 * 1024)
             except _GONE as exc:
-                _abort(dst, str(exc) or "the source broke")
+                _abort(dst, exc)
                 return
             if not data:
                 break
             try:
                 await dst.send_all(data)
-            except _GONE:
+            except _GONE as exc:
+                _gone(src, exc)
                 await _close(src)
                 return
         if eof:

@@ -14,15 +14,19 @@ from typing import Any
 import trio
 
 from .channel import Receiver, Sender
+from .errors import SessionClosedError, broken_error
 
 __all__ = ["pipe", "PipeSender", "PipeReceiver"]
 
 
 class _Shared:
-    __slots__ = ("broken", "source")
+    __slots__ = ("broken", "gone", "source")
 
     def __init__(self) -> None:
-        self.broken: str | None = None
+        #: Why the channel forwarded into this pipe broke (the receiver raises it).
+        self.broken: str | BaseException | None = None
+        #: Why the session the receiving end was forwarded into ended (the sender raises it).
+        self.gone: SessionClosedError | None = None
         #: A session stream forwarded into this pipe, whose messages the receiving
         #: task may take directly (``read_for_pipe``), skipping the forwarder.
         self.source: Any = None
@@ -36,7 +40,12 @@ class PipeSender(Sender):
         self._shared = shared or _Shared()
 
     async def send(self, value: Any) -> None:
-        await self._inner.send(value)
+        try:
+            await self._inner.send(value)
+        except trio.BrokenResourceError:
+            if self._shared.gone is not None:
+                raise broken_error(self._shared.gone) from None
+            raise
 
     def send_nowait(self, value: Any) -> None:
         """Send without blocking; raises :class:`trio.WouldBlock` if full."""
@@ -49,7 +58,7 @@ class PipeSender(Sender):
         """Synchronous close (the receiver sees end of channel)."""
         self._inner.close()
 
-    def _abort(self, reason: str = "the sending side broke") -> None:
+    def _abort(self, reason: str | BaseException = "the sending side broke") -> None:
         """Close so that the receiver gets BrokenResourceError instead of EndOfChannel
         (used when a channel forwarded into this pipe broke)."""
         if self._shared.broken is None:
@@ -90,7 +99,7 @@ class PipeReceiver(Receiver):
             return await self._inner.receive()
         except trio.EndOfChannel:
             if self._shared.broken is not None:
-                raise trio.BrokenResourceError(self._shared.broken) from None
+                raise broken_error(self._shared.broken) from None
             raise
 
     def receive_nowait(self) -> Any:
@@ -102,6 +111,13 @@ class PipeReceiver(Receiver):
 
     def close(self) -> None:
         """Synchronous close (the sender's next send fails)."""
+        self._inner.close()
+
+    def _gone(self, exc: BaseException) -> None:
+        """The channel this end was forwarded into failed with ``exc``: the sender's
+        next send raises it if the session ended (else the plain broken-pipe error)."""
+        if isinstance(exc, SessionClosedError) and self._shared.gone is None:
+            self._shared.gone = exc
         self._inner.close()
 
     def __repr__(self) -> str:

@@ -20,11 +20,14 @@ as read-only and a bare ``trio.abc.SendStream`` as write-only.
 
 from __future__ import annotations
 
+import operator
 from typing import Literal
 
 import trio
 
 from .engine.outbox import Outbox
+from .errors import SessionClosedError, broken_error
+from .forward import Abortable, Forwarded, Spliceable
 
 __all__ = [
     "ByteStream",
@@ -88,9 +91,22 @@ class _Wrapped(ByteStream):
     async def aclose(self) -> None:
         await self.inner.aclose()
 
+    def _abort(self, reason: str | BaseException = "the other side of a forwarded stream broke") -> bool:
+        """Abort the wrapped stream if it can be (a stream pipe end), so that its
+        reader sees the failure rather than a clean end of stream; False if it
+        cannot (then the forwarder just closes it)."""
+        if not isinstance(self.inner, Abortable):
+            return False
+        return self.inner._abort(reason) is not False
+
+    def _gone(self, exc: BaseException) -> None:
+        if isinstance(self.inner, Forwarded):
+            self.inner._gone(exc)
+
     async def _splice_to(self, dst: trio.abc.SendStream) -> str:
-        splice = getattr(self.inner, "_splice_to", None) if self.readable else None
-        return await splice(dst) if splice is not None else "no"
+        if self.readable and isinstance(self.inner, Spliceable):
+            return await self.inner._splice_to(dst)
+        return "no"
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.inner!r})"
@@ -119,6 +135,17 @@ def immutable_view(data: bytes | bytearray | memoryview) -> memoryview:
     return memoryview(bytes(data))
 
 
+def checked_max_bytes(max_bytes: int | None) -> int | None:
+    """Validate ``receive_some``'s argument as trio's streams do: None, or an
+    integer (``TypeError`` otherwise, e.g. for 1.5) of at least 1 (``ValueError``)."""
+    if max_bytes is None:
+        return None
+    max_bytes = operator.index(max_bytes)
+    if max_bytes < 1:
+        raise ValueError("max_bytes must be >= 1")
+    return max_bytes
+
+
 def stream_direction(obj: object) -> Direction | None:
     """Return the direction a byte-stream object is sent as, or None if it is not one."""
     if isinstance(obj, ByteStream):
@@ -140,13 +167,28 @@ class _OneWay:
         self.buf = Outbox()
         self.max_buffer = max_buffer
         self.eof = False  # writer finished
-        self.broken: str | None = None  # writer aborted: the reader gets BrokenResourceError
+        self.broken: str | BaseException | None = None  # writer aborted: the reader gets BrokenResourceError
         self.reader_closed = False
+        #: Why the reading end went away, when it was forwarded into a session that
+        #: ended: the writer gets SessionClosedError instead of the plain broken pipe.
+        self.gone: SessionClosedError | None = None
         self.lot = trio.lowlevel.ParkingLot()
         #: Where the writer's bytes go directly once the reading end is forwarded
         #: (PipeStream._splice_to), instead of through ``buf``.
         self.sink: trio.abc.SendStream | None = None
         self.writing = False  # the writer is inside sink.send_all
+
+    def reader_gone(self) -> trio.BrokenResourceError:
+        """The error for a write after the reading end went away."""
+        if self.gone is not None:
+            return broken_error(self.gone)
+        return trio.BrokenResourceError("the other end of the stream was closed")
+
+    def forwarded_into(self, exc: BaseException) -> None:
+        """The session stream the reading end was forwarded into failed with ``exc``."""
+        self.reader_closed = True
+        if isinstance(exc, SessionClosedError) and self.gone is None:
+            self.gone = exc
 
     def take(self, max_bytes: int | None) -> bytes:
         """Remove and return up to ``max_bytes`` (all if None) queued bytes (one copy at most)."""
@@ -181,7 +223,7 @@ class PipeStream(ByteStream):
                 if self._closed:
                     raise trio.ClosedResourceError("this stream end was closed")
                 if out.reader_closed:
-                    raise trio.BrokenResourceError("the other end of the stream was closed")
+                    raise out.reader_gone()
                 if not view:
                     break
                 if out.sink is not None and not out.buf:
@@ -207,9 +249,9 @@ class PipeStream(ByteStream):
         out.writing = True
         try:
             await out.sink.send_all(view)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            out.reader_closed = True
-            raise trio.BrokenResourceError("the other end of the stream was closed") from None
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            out.forwarded_into(exc)
+            raise out.reader_gone() from None
         finally:
             out.writing = False
             if out.eof or out.reader_closed:
@@ -231,11 +273,12 @@ class PipeStream(ByteStream):
                     inq.lot.unpark_all()
                     try:
                         await dst.send_all(chunk)
-                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                        inq.forwarded_into(exc)
                         return "gone"
                     continue
                 if inq.broken is not None:
-                    raise trio.BrokenResourceError(inq.broken)
+                    raise broken_error(inq.broken)
                 if inq.reader_closed and not inq.writing:
                     return "gone"
                 if (inq.eof or self._closed) and not inq.writing:
@@ -248,19 +291,28 @@ class PipeStream(ByteStream):
             inq.sink = None
 
     async def wait_send_all_might_not_block(self) -> None:
-        out = self._out
-        if out.sink is not None and not out.reader_closed:
-            await out.sink.wait_send_all_might_not_block()
-            return
-        while (
-            not self._closed
-            and not self._out.reader_closed
-            and len(self._out.buf) >= self._out.max_buffer
-        ):
-            await self._out.lot.park()
-        await trio.lowlevel.checkpoint()
+        if self._sending:
+            raise trio.BusyResourceError("another task is already sending on this stream")
+        self._sending = True
+        try:
+            out = self._out
+            await trio.lowlevel.checkpoint_if_cancelled()
+            if self._closed:
+                raise trio.ClosedResourceError("this stream end was closed")
+            if out.sink is not None and not out.reader_closed:
+                await out.sink.wait_send_all_might_not_block()
+                return
+            while not self._closed and not out.reader_closed and out.sink is None and len(out.buf) >= out.max_buffer:
+                await out.lot.park()
+            if self._closed:
+                raise trio.ClosedResourceError("this stream end was closed")
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        finally:
+            self._sending = False
 
     async def send_eof(self) -> None:
+        if self._sending:
+            raise trio.BusyResourceError("another task is sending on this stream")
         await trio.lowlevel.checkpoint()
         if self._closed:
             raise trio.ClosedResourceError("this stream end was closed")
@@ -268,8 +320,7 @@ class PipeStream(ByteStream):
         self._out.lot.unpark_all()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        if max_bytes is not None and max_bytes < 1:
-            raise ValueError("max_bytes must be >= 1")
+        max_bytes = checked_max_bytes(max_bytes)
         if self._receiving:
             raise trio.BusyResourceError("another task is already receiving on this stream")
         self._receiving = True
@@ -284,7 +335,7 @@ class PipeStream(ByteStream):
                     await trio.lowlevel.cancel_shielded_checkpoint()
                     return chunk
                 if self._in.broken is not None:
-                    raise trio.BrokenResourceError(self._in.broken)
+                    raise broken_error(self._in.broken)
                 if self._in.eof:
                     await trio.lowlevel.cancel_shielded_checkpoint()
                     return b""
@@ -302,7 +353,7 @@ class PipeStream(ByteStream):
             self._out.lot.unpark_all()
         await trio.lowlevel.checkpoint()
 
-    def _abort(self, reason: str = "the other side of a forwarded stream broke") -> None:
+    def _abort(self, reason: str | BaseException = "the other side of a forwarded stream broke") -> None:
         """Close this end so that the other end's reads fail (BrokenResourceError)
         instead of seeing a clean end of file; used when a stream forwarded into
         this pipe broke."""
@@ -310,10 +361,18 @@ class PipeStream(ByteStream):
             self._out.broken = reason
         self._closed = True
         self._out.eof = True
+        if isinstance(reason, BaseException):
+            self._in.forwarded_into(reason)  # (a session that ended: the writer here is told why)
         self._in.reader_closed = True
         self._in.buf.clear()
         self._in.lot.unpark_all()
         self._out.lot.unpark_all()
+
+    def _gone(self, exc: BaseException) -> None:
+        """What this end's bytes were forwarded into failed with ``exc``: the other
+        end's writer learns why (SessionClosedError if the session ended)."""
+        self._in.forwarded_into(exc)
+        self._in.lot.unpark_all()
 
     def __repr__(self) -> str:
         return f"<libchan.PipeStream at {id(self):#x}>"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket as socket_module
 import ssl as _ssl
 import stat
 from contextlib import asynccontextmanager
@@ -21,7 +22,7 @@ from urllib.parse import urlsplit
 import trio
 
 from .config import Config
-from .errors import LocalProtocolError, ProtocolError
+from .errors import LocalProtocolError, ProtocolError, SessionClosedError
 from .engine.profiles import H2Profile
 from .engine.link import Link
 from .spdy_like.mux import StreamOpened
@@ -216,8 +217,11 @@ class _Server:
         self.config = config
         self.nursery = nursery
         self.sessions: dict[str, SessionCore] = {}
+        #: The peer address of each HTTP/2 connection (for the log of its sessions).
+        self.peers: dict[Link, str] = {}
 
     async def handle_connection(self, transport: trio.abc.Stream) -> None:
+        peer = peer_name(transport)
         try:
             if isinstance(transport, trio.SSLStream):
                 try:
@@ -250,26 +254,31 @@ class _Server:
                     return
             if profile == "spdy":
                 # SPDY: one connection is one session.
-                await self._run_session(SessionCore(transport, server_side=True, config=self.config, profile="spdy"), None)
+                await self._run_session(SessionCore(transport, server_side=True, config=self.config, profile="spdy"), None, peer)
                 return
             c = self.config
             mux = H2Profile().make_mux(client_side=False, config=c)
             link = Link(transport, mux, c, on_stream_opened=self._route, on_closed=self._link_closed)
-            await link.run()
+            self.peers[link] = peer
+            try:
+                await link.run()
+            finally:
+                self.peers.pop(link, None)
         except Exception:
             log.exception("libchan connection handler failed")
 
     def _route(self, link: Link, ev: StreamOpened) -> None:
         sid = ev.headers.get("libchan-session")
+        peer = self.peers.get(link, "an unknown peer")
         if sid is None:
             session = SessionCore(server_side=True, config=self.config, anonymous=True)
-            self.nursery.start_soon(self._run_session, session, None)
+            self.nursery.start_soon(self._run_session, session, None, peer)
         else:
             found = self.sessions.get(sid)
             if found is None:
                 session = SessionCore(server_side=True, config=self.config, session_id=sid)
                 self.sessions[sid] = session
-                self.nursery.start_soon(self._run_session, session, sid)
+                self.nursery.start_soon(self._run_session, session, sid, peer)
             else:
                 session = found
         session.accept_stream(link, ev)
@@ -278,15 +287,56 @@ class _Server:
         for session in list(self.sessions.values()):
             session._link_closed(link, reason)
 
-    async def _run_session(self, session: SessionCore, sid: str | None) -> None:
+    async def _run_session(self, session: SessionCore, sid: str | None, peer: str) -> None:
         try:
             async with session:
                 await self.handler(Session._over(session))
-        except Exception:
-            log.exception("libchan session handler failed")
+        except Exception as exc:
+            reason = _client_left(exc, session)
+            if reason is None:
+                log.exception("libchan session handler failed (session from %s)", peer)
+            else:
+                # the client went away while the handler was using the session: not a bug
+                log.info("libchan session from %s ended while its handler ran: %s", peer, reason)
         finally:
             if sid is not None and self.sessions.get(sid) is session:
                 del self.sessions[sid]
+
+
+def peer_name(transport: trio.abc.Stream) -> str:
+    """The remote address of ``transport`` as text (``HOST:PORT``, a unix socket's
+    path or ``unix socket``), looking through TLS and sniffing wrappers."""
+    stream: Any = transport
+    for _ in range(4):
+        inner = getattr(stream, "transport_stream", None) or getattr(stream, "inner", None)
+        if inner is None:
+            break
+        stream = inner
+    sock = getattr(stream, "socket", None)
+    try:
+        name = sock.getpeername() if sock is not None else None
+    except OSError:
+        name = None
+    if isinstance(name, tuple):
+        host, port = name[:2]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if name:
+        return name.decode(errors="replace") if isinstance(name, bytes) else str(name)
+    return "unix socket" if sock is not None and sock.family == getattr(socket_module, "AF_UNIX", None) else "an unknown peer"
+
+
+def _client_left(exc: BaseException, session: SessionCore) -> str | None:
+    """If ``exc`` (what a handler raised) only says that its session ended under it
+    (SessionClosedError, alone or in an exception group, or a broken channel of a
+    session the peer ended), the reason; else None (a bug in the handler)."""
+    if isinstance(exc, BaseExceptionGroup):
+        reasons = {_client_left(e, session) for e in exc.exceptions}
+        return None if None in reasons else "; ".join(sorted(r for r in reasons if r is not None))
+    if isinstance(exc, SessionClosedError):
+        return exc.reason
+    if isinstance(exc, trio.BrokenResourceError) and session.closed_reason is not None:
+        return session.closed_reason
+    return None
 
 
 async def serve(

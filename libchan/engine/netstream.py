@@ -19,7 +19,7 @@ import trio
 
 from ..channel import Receiver, Sender
 from ..errors import SessionClosedError
-from ..stream import ByteStream, Direction, immutable_view
+from ..stream import ByteStream, Direction, checked_max_bytes, immutable_view
 from ..messages.bodies import DecodeFailure, FramedMessages
 from .outbox import Outbox
 
@@ -536,7 +536,7 @@ class NetSender(Sender):
             self._ns.request_end()
         await trio.lowlevel.checkpoint()
 
-    def _abort(self, reason: str) -> None:
+    def _abort(self, reason: str | BaseException) -> None:
         """The source forwarded into this end broke: the peer sees a reset (CANCEL)."""
         self._closed = True
         self._ns.reset(CANCEL)
@@ -578,7 +578,7 @@ class NetReceiver(Receiver):
             ns.held = 0
         await trio.lowlevel.checkpoint()
 
-    def _abort(self, reason: str) -> None:
+    def _abort(self, reason: str | BaseException) -> None:
         """The source forwarded into this end broke: the peer sees a reset (CANCEL)."""
         self._closed = True
         self._ns.reset(CANCEL)
@@ -599,14 +599,14 @@ class NetByteStream(ByteStream):
         self._receiving = False
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if self._sending:
+            raise trio.BusyResourceError("another task is sending on this byte stream")
         if not self.writable:
             await trio.lowlevel.checkpoint()
             raise trio.ClosedResourceError("this byte stream is read-only")
         if self._closed:
             await trio.lowlevel.checkpoint()
             raise trio.ClosedResourceError("this byte stream was closed")
-        if self._sending:
-            raise trio.BusyResourceError("another task is sending on this byte stream")
         self._sending = True
         try:
             view = immutable_view(data)  # sliced into chunks, never copied again
@@ -619,13 +619,27 @@ class NetByteStream(ByteStream):
             for i in range(0, len(view), chunk):
                 part = view[i : i + chunk]
                 await self._ns.write(profile.chunk_header(len(part)), part)
+            await trio.lowlevel.cancel_shielded_checkpoint()  # (write yields only now and then)
         finally:
             self._sending = False
 
     async def wait_send_all_might_not_block(self) -> None:
-        await self._ns.wait_writable()
+        if self._sending:
+            raise trio.BusyResourceError("another task is sending on this byte stream")
+        if not self.writable or self._closed:
+            await trio.lowlevel.checkpoint()
+            raise trio.ClosedResourceError(f"this byte stream {'was closed' if self._closed else 'is read-only'}")
+        self._sending = True
+        try:
+            await self._ns.wait_writable()
+            if self._closed:
+                raise trio.ClosedResourceError("this byte stream was closed")
+        finally:
+            self._sending = False
 
     async def send_eof(self) -> None:
+        if self._sending:
+            raise trio.BusyResourceError("another task is sending on this byte stream")
         await trio.lowlevel.checkpoint()
         if self._closed:
             raise trio.ClosedResourceError("this byte stream was closed")
@@ -633,24 +647,31 @@ class NetByteStream(ByteStream):
             self._ns.request_end()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        if max_bytes is not None and max_bytes < 1:
-            raise ValueError("max_bytes must be >= 1")
+        max_bytes = checked_max_bytes(max_bytes)
+        if self._receiving:
+            raise trio.BusyResourceError("another task is receiving on this byte stream")
         if not self.readable:
             await trio.lowlevel.checkpoint()
             raise trio.ClosedResourceError("this byte stream is write-only")
         if self._closed:
             await trio.lowlevel.checkpoint()
             raise trio.ClosedResourceError("this byte stream was closed")
-        if self._receiving:
-            raise trio.BusyResourceError("another task is receiving on this byte stream")
         self._receiving = True
         try:
             if not self._pending:
                 try:
                     chunk, wire = await self._ns.read_item()
                 except trio.EndOfChannel:
+                    if self._closed:  # closed by another task while this one waited
+                        raise trio.ClosedResourceError("this byte stream was closed") from None
+                    await trio.lowlevel.cancel_shielded_checkpoint()
                     return b""
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    if self._closed:
+                        raise trio.ClosedResourceError("this byte stream was closed") from None
+                    raise
                 self._pending = chunk
+                await trio.lowlevel.cancel_shielded_checkpoint()  # (read_item yields only now and then)
             else:
                 await trio.lowlevel.checkpoint()
             data = self._pending
@@ -670,14 +691,14 @@ class NetByteStream(ByteStream):
                 ns.reset_after_end = True
             if ns.we_write:
                 ns.request_end()
-                if ns.out_ended and not ns.peer_finished:
-                    ns.reset(CANCEL)
+                if (ns.out_ended or ns.marker_sent) and not ns.peer_finished:
+                    ns.reset(CANCEL)  # (a server's marker went out before this close)
             elif not ns.peer_finished:
                 ns.reset(CANCEL)
             ns.inbox.clear()
         await trio.lowlevel.checkpoint()
 
-    def _abort(self, reason: str) -> None:
+    def _abort(self, reason: str | BaseException) -> None:
         """The source forwarded into this end broke: the peer sees a reset (CANCEL)."""
         self._closed = True
         self._ns.reset(CANCEL)
