@@ -25,6 +25,7 @@ profile) that may carry, anywhere inside them, further channels (a
 from .channel import Receiver, Sender
 from .config import Config
 from .errors import (
+    ConnectError,
     LibchanError,
     LocalProtocolError,
     MessageTooLargeError,
@@ -60,6 +61,7 @@ __all__ = [
     "copy_channel",
     "copy_stream",
     "LibchanError",
+    "ConnectError",
     "ProtocolError",
     "LocalProtocolError",
     "RemoteProtocolError",

@@ -40,8 +40,13 @@ class Config:
     keepalive_interval: float = 15.0
     #: Parked requests an HTTP/2 client keeps so the server can open streams.
     park_pool_size: int = 4
-    #: Seconds a server-side open waits for a parked request before failing.
+    #: Seconds a server-side open waits for a parked request before failing (and a
+    #: server waits for a client's TLS handshake and first bytes).
     open_timeout: float = 30.0
+    #: Seconds ``connect()`` waits for the TLS handshake and then for the server's first
+    #: bytes (its SETTINGS, or the answer to our PING) before it fails with a
+    #: :class:`~libchan.ConnectError` that says what is likely wrong.
+    handshake_timeout: float = 5.0
     #: HTTP/2 stream receive window we advertise (also bounds per-stream buffering).
     #: 4 MiB: with less, one bulk byte stream waits for WINDOW_UPDATEs (bench/).
     stream_window: int = 4 * 1024 * 1024
@@ -83,7 +88,7 @@ class Config:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"Config.{name} must be a positive int, not {value!r}")
-        for name in ("reference_timeout", "keepalive_interval", "open_timeout", "close_timeout", "peer_timeout"):
+        for name in ("reference_timeout", "keepalive_interval", "open_timeout", "handshake_timeout", "close_timeout", "peer_timeout"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value <= 0:
                 raise ValueError(f"Config.{name} must be a positive number, not {value!r}")

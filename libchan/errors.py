@@ -66,6 +66,13 @@ class UnresolvedReferenceError(RemoteProtocolError):
     """A message referenced a channel or byte stream whose stream never arrived."""
 
 
+class ConnectError(LibchanError, ConnectionError):
+    """:func:`libchan.connect` could not start a session, and says why: the message
+    names the likely cause and the fix (a wrong profile or scheme, a certificate the
+    other side refused, a server that said nothing). An ``OSError``, like a refused
+    connection."""
+
+
 class SessionClosedError(trio.BrokenResourceError):
     """The session this channel or stream belongs to has ended.
 

@@ -22,10 +22,12 @@ from urllib.parse import urlsplit
 import trio
 
 from .config import Config
-from .errors import LocalProtocolError, ProtocolError, SessionClosedError
+from .diagnosis import closed_verdict, first_bytes_verdict, looks_like_tls, silence_verdict, tls_client_verdict, tls_server_verdict
+from .errors import ConnectError, LocalProtocolError, ProtocolError, SessionClosedError
 from .engine.profiles import H2Profile
 from .engine.link import Link
 from .spdy_like.mux import StreamOpened
+from .compat.trio_ssl import pending_output
 from .engine.core import SessionCore
 from .session import Session
 
@@ -83,6 +85,8 @@ async def sniff_profile(stream: trio.abc.Stream) -> tuple[str, trio.abc.Stream]:
         if not chunk:
             raise ProtocolError("the peer closed the connection before saying anything")
         data += chunk
+        if looks_like_tls(data):
+            raise ProtocolError("the client speaks TLS to this plaintext port (it should connect with tcp://)")
         if data[:1] == b"\x80":
             return "spdy", _PrefixedStream(data, stream)
         if not b"PRI ".startswith(data[:4]):
@@ -146,36 +150,79 @@ async def open_transport(
     *,
     ssl: _ssl.SSLContext | None = None,
     profile: str = "h2",
-    handshake_timeout: float = 30.0,
+    handshake_timeout: float = 5.0,
 ) -> trio.abc.Stream:
     """Open the byte stream for ``address`` (TLS handshake and ALPN check included).
 
     With ``profile="spdy"`` a server that selects no ALPN protocol is accepted:
-    Go libchan's TLS servers do not do ALPN."""
+    Go libchan's TLS servers do not do ALPN. A TLS failure raises
+    :class:`~libchan.ConnectError` naming the likely cause."""
     if address.scheme == "unix":
         return await trio.open_unix_socket(address.path)
     if address.scheme == "tcp":
         return await trio.open_tcp_stream(address.host, address.port)
-    stream = await trio.open_ssl_over_tcp_stream(
-        address.host, address.port, ssl_context=_client_context(ssl, profile), https_compatible=True
-    )
+    ctx = _client_context(ssl, profile)
+    stream = await trio.open_ssl_over_tcp_stream(address.host, address.port, ssl_context=ctx, https_compatible=True)
     try:
         try:
             with trio.fail_after(handshake_timeout):
                 await stream.do_handshake()
         except trio.TooSlowError:
-            raise TimeoutError(
-                f"TLS handshake with {address} did not finish within {handshake_timeout}s"
+            raise ConnectError(
+                f"{address}: the TLS handshake did not finish within {handshake_timeout:g}s: the server"
+                " probably does not speak TLS on this port (use tcp://)"
             ) from None
+        except (trio.BrokenResourceError, _ssl.SSLError) as exc:
+            verdict = tls_client_verdict(exc)
+            if verdict is None:
+                raise
+            raise ConnectError(f"{address}: {verdict} ({_describe(exc)})") from exc
         selected = stream.selected_alpn_protocol()
         if selected != _ALPN[profile] and not (profile == "spdy" and selected is None):
-            raise ProtocolError(
-                f"TLS peer {address} did not agree to {_ALPN[profile]} via ALPN (it selected {selected!r})"
+            if selected is None:
+                fix = "it is not a libchan HTTP/2 server; a Go libchan server (no ALPN) needs profile='spdy'"
+            else:
+                fix = f"it speaks {selected!r}" + (
+                    "; connect with profile='spdy'" if selected == ALPN_SPDY else
+                    "; connect with profile='h2'" if selected == ALPN_H2 else ""
+                )
+            raise ConnectError(
+                f"{address}: the TLS server did not agree to {_ALPN[profile]} via ALPN"
+                f" (it selected {selected!r}): {fix}"
             )
     except BaseException:
         await trio.aclose_forcefully(stream)
         raise
     return stream
+
+
+def _describe(exc: BaseException) -> str:
+    while not str(exc) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+async def _await_server(session: Session, address: Address, profile: str, timeout: float) -> None:
+    """Wait for the server's first bytes; if they do not come, or show a peer of
+    another protocol, end the connection and raise ConnectError saying so."""
+    link = session._core._own_link
+    assert link is not None
+    with trio.move_on_after(timeout):
+        await link.wait_first_input()
+    verdict: str | None
+    if link.first_input is not None:
+        verdict = first_bytes_verdict(link.first_input, profile)
+    elif link.closed_reason is None:
+        verdict = silence_verdict(profile, address.scheme, timeout)
+    else:
+        verdict = None
+        if link.read_error is not None and address.scheme == "tls":
+            verdict = tls_client_verdict(link.read_error)
+        if verdict is None:
+            verdict = closed_verdict(profile, address.scheme, link.closed_reason)
+    if verdict is not None:
+        link.abort(verdict)
+        raise ConnectError(f"{address}: {verdict}")
 
 
 @asynccontextmanager
@@ -196,9 +243,8 @@ async def connect(
     address = parse_url(url)
     if profile not in _ALPN:
         raise ValueError(f"unknown libchan profile {profile!r} (use 'h2' or 'spdy')")
-    stream = await open_transport(
-        address, ssl=ssl, profile=profile, handshake_timeout=(config or Config()).open_timeout
-    )
+    timeout = (config or Config()).handshake_timeout
+    stream = await open_transport(address, ssl=ssl, profile=profile, handshake_timeout=timeout)
     if address.scheme == "unix":
         authority = "localhost"
     else:
@@ -206,6 +252,7 @@ async def connect(
         authority = f"{host}:{address.port}"
     scheme = "https" if address.scheme == "tls" else "http"
     async with Session(stream, config=config, authority=authority, scheme=scheme, profile=profile) as session:
+        await _await_server(session, address, profile, timeout)
         yield session
 
 
@@ -228,12 +275,13 @@ class _Server:
                     with trio.fail_after(self.config.open_timeout):
                         await transport.do_handshake()
                 except (trio.BrokenResourceError, _ssl.SSLError, OSError, trio.TooSlowError) as exc:
-                    log.info("TLS handshake failed: %s", exc)
+                    log.warning("refused a TLS connection from %s: %s", peer, tls_server_verdict(exc))
+                    await _send_alert(transport)
                     await trio.aclose_forcefully(transport)
                     return
                 selected = transport.selected_alpn_protocol()
                 if selected not in (None, ALPN_H2, ALPN_SPDY):
-                    log.info("refusing connection: ALPN %r is neither h2 nor spdy/3.1", selected)
+                    log.warning("refused a connection from %s: ALPN %r is neither h2 nor spdy/3.1", peer, selected)
                     await trio.aclose_forcefully(transport)
                     return
             else:
@@ -248,8 +296,12 @@ class _Server:
                 try:
                     with trio.fail_after(self.config.open_timeout):
                         profile, transport = await sniff_profile(transport)
-                except (ProtocolError, trio.TooSlowError, trio.BrokenResourceError, _ssl.SSLError, OSError) as exc:
-                    log.info("dropping connection: %s", exc)
+                except ProtocolError as exc:
+                    log.warning("refused a connection from %s: %s", peer, exc)
+                    await trio.aclose_forcefully(transport)
+                    return
+                except (trio.TooSlowError, trio.BrokenResourceError, _ssl.SSLError, OSError) as exc:
+                    log.info("dropping the connection from %s: %s", peer, _describe(exc) if str(exc) else "it said nothing in time")
                     await trio.aclose_forcefully(transport)
                     return
             if profile == "spdy":
@@ -301,6 +353,17 @@ class _Server:
         finally:
             if sid is not None and self.sessions.get(sid) is session:
                 del self.sessions[sid]
+
+
+async def _send_alert(transport: trio.SSLStream[Any]) -> None:
+    """Tell the client why its handshake failed (the TLS alert), when trio has not."""
+    alert = pending_output(transport) if transport.transport_stream is not None else b""
+    if alert:
+        with trio.move_on_after(1):
+            try:
+                await transport.transport_stream.send_all(alert)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                pass
 
 
 def peer_name(transport: trio.abc.Stream) -> str:

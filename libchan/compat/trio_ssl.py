@@ -17,7 +17,7 @@ from typing import Any
 
 import trio
 
-__all__ = ["TlsState", "take_over"]
+__all__ = ["TlsState", "take_over", "pending_output"]
 
 
 class TlsState:
@@ -69,3 +69,13 @@ def take_over(transport: trio.abc.Stream) -> tuple[TlsState, trio.SocketStream] 
     ):
         return None
     return TlsState(transport), inner
+
+
+def pending_output(stream: trio.SSLStream[Any]) -> bytes:
+    """What the stream's ``SSLObject`` produced that trio did not send: after a failed
+    server handshake, the alert that tells the client why (trio marks the stream broken
+    without sending it). Empty if there is none, or if trio changed."""
+    outgoing = getattr(stream, "_outgoing", None)
+    if not isinstance(outgoing, ssl.MemoryBIO) or not outgoing.pending:
+        return b""
+    return outgoing.read()

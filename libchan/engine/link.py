@@ -102,6 +102,12 @@ class Link:
         self._send_lock = trio.StrictFIFOLock()
         self._nursery: trio.Nursery | None = None
         self._ended = trio.Event()
+        #: The first bytes the peer sent (up to 16), once it sent any: connect()
+        #: tells a peer of the wrong protocol by them.
+        self.first_input: bytes | None = None
+        #: The exception that ended reading, if one did (a TLS alert, say).
+        self.read_error: BaseException | None = None
+        self._first_lot = trio.lowlevel.ParkingLot()
 
     # -- lifetime ------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -178,6 +184,16 @@ class Link:
         if self.closed_reason is None:
             self.closed_reason = reason
         self._ended.set()
+        self._first_lot.unpark_all()
+
+    def abort(self, reason: str) -> None:
+        """End the connection now, without a GOAWAY (the peer is not what we expected)."""
+        self._end(reason)
+
+    async def wait_first_input(self) -> None:
+        """Wait until the peer sent its first bytes (:attr:`first_input`) or the link ended."""
+        while self.first_input is None and self.closed_reason is None:
+            await self._first_lot.park()
 
     def _die(self, reason: str) -> None:
         if self.closed_reason is None:
@@ -415,12 +431,16 @@ class Link:
                     await trio.lowlevel.cancel_shielded_checkpoint()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ssl.SSLError) as exc:
             reason = f"connection lost ({_describe(exc)})"
+            self.read_error = exc
         finally:
             self._reader_done.set()
         self._end(reason)
 
     def _process_input(self, data: bytes) -> None:
         """Bytes from the transport into the multiplexer, events out to the streams."""
+        if self.first_input is None:
+            self.first_input = bytes(data[:16])
+            self._first_lot.unpark_all()
         self._last_rx = trio.current_time()
         self.flushed = False
         mux = self.mux
@@ -459,6 +479,7 @@ class Link:
             data = await self.io.receive_some(_READ_SIZE)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self._release_input(ns)
+            self.read_error = exc
             self._input_ended(f"connection lost ({_describe(exc)})")
             return
         finally:

@@ -83,7 +83,7 @@ async def test_tls_mutual_refuses_client_without_certificate(tmp_path):
 
 
 async def test_tls_alpn_mismatch_is_a_clear_protocol_error():
-    """A TLS server that offers only http/1.1: connect() raises ProtocolError naming ALPN."""
+    """A TLS server that offers only http/1.1: connect() raises ConnectError naming ALPN."""
     server_ctx = certs().server_ctx(mutual=False)
     server_ctx.set_alpn_protocols(["http/1.1"])
 
@@ -100,7 +100,7 @@ async def test_tls_alpn_mismatch_is_a_clear_protocol_error():
             port = tcp[0].socket.getsockname()[1]
             listeners = [trio.SSLListener(t, server_ctx, https_compatible=True) for t in tcp]
             await nursery.start(trio.serve_listeners, http11, listeners)
-            with pytest.raises(libchan.ProtocolError, match="ALPN"):
+            with pytest.raises(libchan.ConnectError, match="ALPN"):
                 async with libchan.connect(f"tls://127.0.0.1:{port}", ssl=certs().client_ctx(mutual=False)):
                     pass
             nursery.cancel_scope.cancel()
