@@ -168,9 +168,9 @@ class TransportIO:
         while self.backlog:
             try:
                 await trio.lowlevel.wait_writable(self._tsock)
-            except trio.ClosedResourceError:
+            except (trio.ClosedResourceError, ValueError):  # (ValueError: closed before the wait)
                 if self._tsock.fileno() == -1:
-                    raise
+                    raise trio.ClosedResourceError("the connection's socket was closed") from None
                 continue  # interrupt_reader() woke every waiter: not a close
             self.try_send([])
 
@@ -203,9 +203,9 @@ class TransportIO:
         while True:
             try:
                 await trio.lowlevel.wait_readable(self._tsock)
-            except trio.ClosedResourceError:
+            except (trio.ClosedResourceError, ValueError):  # (ValueError: closed before the wait)
                 if self._tsock.fileno() == -1:
-                    raise  # really closed
+                    raise trio.ClosedResourceError("the connection's socket was closed") from None
                 return None  # interrupted
             try:
                 data = self._sock.recv(max_bytes)

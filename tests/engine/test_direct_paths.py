@@ -281,3 +281,25 @@ async def test_consumer_reading_can_be_cancelled_and_the_connection_goes_on(path
             other = await cli.open_sender()
             await other.send("other")
             assert await (await srv.accept_receiver()).receive() == "other"
+
+
+@pytest.mark.parametrize("profile_name", ["h2", "spdy"])
+async def test_closing_the_sessions_socket_under_it_ends_the_session_cleanly(profile_name):
+    """The application closes the trio stream a Session runs on (aclose_forcefully): the
+    next direct read waits on a closed descriptor, which must end the session with
+    SessionClosedError -- not let trio's ValueError ("file descriptor cannot be a
+    negative integer") escape from the link."""
+    a, b = trio.socket.socketpair()
+    client_stream, server_stream = trio.SocketStream(a), trio.SocketStream(b)
+    with trio.fail_after(10):
+        async with libchan.Session(client_stream, profile=profile_name) as cli:
+            async with libchan.Session(server_stream, server_side=True, profile=profile_name) as srv:
+                sender = await cli.open_sender()
+                receiver = await srv.accept_receiver()
+                await sender.send(b"1")
+                assert await receiver.receive() == b"1"
+                await trio.aclose_forcefully(server_stream)
+                with pytest.raises(libchan.SessionClosedError, match="socket was (already )?closed"):
+                    await sender.send(b"2")
+                    await receiver.receive()
+                assert srv.closed
