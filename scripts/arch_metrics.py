@@ -116,6 +116,23 @@ def main() -> None:
     print(f"modules in import cycles: {sum(len(c) for c in comps)} in {len(comps)} cycle(s)")
     for comp in comps:
         print("  cycle:", ", ".join(comp))
+    # the same between subpackages (libchan.engine, libchan.spdy_like, ...); the top
+    # packages hold the modules every layer uses (errors, config), so they are left out
+    def subpackage(mod: str) -> str | None:
+        parts = mod.split(".")
+        return ".".join(parts[:2]) if len(parts) > 2 else None
+
+    packages_graph: dict[str, set[str]] = {}
+    for mod, deps in graph.items():
+        src = subpackage(mod)
+        if src is None:
+            continue
+        targets = {subpackage(d) for d in deps}
+        packages_graph.setdefault(src, set()).update(t for t in targets if t is not None and t != src)
+    pcomps = cycles(packages_graph)
+    print(f"subpackages in import cycles: {sum(len(c) for c in pcomps)} in {len(pcomps)} cycle(s)")
+    for comp in pcomps:
+        print("  cycle:", ", ".join(comp))
     trio_users = [m for m, deps in sorted(graph.items()) if m.startswith(SANS_IO) and "trio" in _external(m, files)]
     print(f"sans-IO modules importing trio: {trio_users or 'none'}")
 

@@ -19,6 +19,7 @@ nearly all traffic (no padding, no END_STREAM, on a stream in a state that
 allows them, within both flow-control windows), exactly the accounting h2
 would do -- the same window counters and content-length counter, in h2's own
 objects -- and the caller writes or reads the 9-byte frame header itself.
+It knows h2's objects only, not the frame layout (``spdy_like/h2frames.py``).
 Every other frame, and any DATA frame that does not qualify (which includes
 every error case: unknown or closed stream, window exceeded, DATA before
 HEADERS, a declared content-length), goes through h2 unchanged, so h2 still
@@ -38,8 +39,6 @@ import h2.connection
 import h2.settings
 import h2.stream
 import h2.windows
-
-from ..spdy_like.h2frames import data_header
 
 __all__ = ["DataFastPath", "limit_closed_streams", "raise_stream_limit"]
 
@@ -92,9 +91,9 @@ class DataFastPath:
             return None
         return max(0, min(stream.outbound_flow_control_window, conn.outbound_flow_control_window, conn.max_outbound_frame_size))
 
-    def send(self, stream_id: int, length: int) -> bytes | None:
-        """Account for sending ``length`` bytes of DATA on ``stream_id``; returns the
-        frame header to write before them, or None if h2 must send this frame."""
+    def send(self, stream_id: int, length: int) -> bool:
+        """Account for sending ``length`` bytes of DATA on ``stream_id`` (the caller
+        writes the frame, header and all); False if h2 must send this frame."""
         conn = self._conn
         stream = conn.streams.get(stream_id)
         if (
@@ -106,10 +105,10 @@ class DataFastPath:
             or length > conn.outbound_flow_control_window
             or length > conn.max_outbound_frame_size
         ):
-            return None
+            return False
         stream.outbound_flow_control_window -= length
         conn.outbound_flow_control_window -= length
-        return data_header(length, stream_id)
+        return True
 
     def receive(self, stream_id: int, length: int) -> bool:
         """Account for a received DATA frame (no flags) of ``length`` bytes if it

@@ -22,7 +22,7 @@ import h2.settings
 
 from ..compat.h2 import DataFastPath, limit_closed_streams, raise_stream_limit
 from ..compat.hyperframe import install_cheap_repr
-from .h2frames import FLAG_END_HEADERS, FLAG_END_STREAM, FLAG_PADDED, HEADER_LEN, TYPE_CONTINUATION, TYPE_DATA, TYPE_HEADERS, TYPE_PUSH_PROMISE
+from .h2frames import data_header, FLAG_END_HEADERS, FLAG_END_STREAM, FLAG_PADDED, HEADER_LEN, TYPE_CONTINUATION, TYPE_DATA, TYPE_HEADERS, TYPE_PUSH_PROMISE
 from .mux import (
     ConnectionEnded,
     DataReceived,
@@ -300,23 +300,22 @@ class H2Multiplexer:
         queued to go first and the fast path accepts the frame. Else None, and
         nothing changed (queue the data instead)."""
         fast = self._fast
-        if self._out or fast is None or fast.h2_output_queued():
+        if self._out or fast is None or fast.h2_output_queued() or not fast.send(stream_id, length):
             return None
-        return fast.send(stream_id, length)
+        return data_header(length, stream_id)
 
     def send_data(self, stream_id: int, data: bytes | memoryview, end_stream: bool = False) -> None:
         if not self._send_fast(stream_id, (data,), len(data), end_stream):
             self._conn.send_data(stream_id, data, end_stream=end_stream)
 
     def _send_fast(self, stream_id: int, parts: Sequence[bytes | memoryview], length: int, end_stream: bool) -> bool:
-        """Queue one plain DATA frame beside h2 if it qualifies (see h2fast.py)."""
+        """Queue one plain DATA frame beside h2 if it qualifies (see compat/h2.py)."""
         if end_stream or self._fast is None:
             return False
-        header = self._fast.send(stream_id, length)
-        if header is None:
+        if not self._fast.send(stream_id, length):
             return False
         self._take_h2_output()  # what h2 queued so far goes first
-        self._out.append(header)
+        self._out.append(data_header(length, stream_id))
         self._out.extend(parts)
         return True
 

@@ -195,9 +195,9 @@ class FastCount:
             return ok
 
         def counting_send(stream_id, length):
-            header = send(stream_id, length)
-            self.sent += header is not None
-            return header
+            ok = send(stream_id, length)
+            self.sent += ok
+            return ok
 
         fast.receive, fast.send = counting_receive, counting_send
 
