@@ -2,6 +2,7 @@
 
     swarmd                                  list the backends (name and one line each)
     swarmd 'SPEC' ['SPEC' ...]              run a chain, left to right
+    swarmd 'BACKEND --help'                 a backend's own help (its module docstring)
     swarmd -h|--help, swarmd -v|--version
 
 Each SPEC is one shell word holding ``BACKEND ARG...``, split with go-shlex's rules
@@ -56,7 +57,8 @@ usage: swarmd [-h|--help] [-v|--version] ['BACKEND ARG...' ...]
 
 Compose distributed systems from lightweight services.
 
-With no arguments, list the backends. Otherwise run the services given, each one
+With no arguments, list the backends; 'BACKEND --help' (or -h) describes one, with its
+arguments. Otherwise run the services given, each one
 quoted as a single word, as a pipeline: the output of each is connected to the
 input of the next (requests travel left to right, replies come back). Specs are
 split with go-shlex's rules ("..." allows \\-escapes, '...' is literal), so specs
@@ -249,6 +251,18 @@ def _main(args: list[str]) -> int:
     if not specs:
         list_backends(sys.stdout)
         return 0
+    for spec in specs:  # 'BACKEND --help' (or -h): the backend's own description
+        try:
+            name, spec_args = parse_spec(spec)
+        except SwarmdError:
+            continue  # (reported below)
+        if spec_args[:1] in (["--help"], ["-h"]):
+            try:
+                sys.stdout.write(backends.help_text(name))
+            except backends.UnknownBackendError as exc:
+                print(f"swarmd: {exc}", file=sys.stderr)
+                return 1
+            return 0
     try:
         services = [instantiate(spec) for spec in specs]
     except SwarmdError as exc:

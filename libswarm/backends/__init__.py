@@ -15,7 +15,7 @@ from typing import Callable
 from .._errors import UsageError
 from .._service import Service
 
-__all__ = ["get", "available", "register", "from_spec", "Factory", "UnknownBackendError"]
+__all__ = ["get", "available", "register", "from_spec", "help_text", "Factory", "UnknownBackendError"]
 
 Factory = Callable[..., Service]
 
@@ -56,6 +56,18 @@ def get(name: str) -> Factory:
         raise UnknownBackendError(f"{name}: not found") from None
     factory: Factory = getattr(importlib.import_module(f"{__name__}.{module}"), attr)
     return factory
+
+
+def help_text(name: str) -> str:
+    """The help of backend ``name``: its module's docstring (or its factory's), as plain
+    text (raises :class:`UnknownBackendError`)."""
+    factory = get(name)
+    module = importlib.import_module(factory.__module__)
+    doc = (module.__doc__ or factory.__doc__ or "").strip()
+    if not doc:
+        return f"{name}: no description"
+    text = doc.replace("``", "")
+    return text + "\n"
 
 
 def register(name: str, factory: Factory) -> None:

@@ -70,6 +70,25 @@ def test_help_and_version():
     assert r.returncode == 0 and "attach" in r.stdout
 
 
+def test_backend_help_is_its_docstring():
+    """'BACKEND --help' (or -h) prints the backend's own description with its
+    arguments and exits 0, for every backend; nothing is started."""
+    from libswarm import backends
+
+    for name in backends.available():
+        for flag in ("--help", "-h"):
+            r = run(SWARMD + [f"{name} {flag}"])
+            assert r.returncode == 0, (name, r.stderr)
+            assert r.stdout.startswith(f"{name}: "), (name, r.stdout[:200])
+            assert "``" not in r.stdout
+            assert r.stdout == backends.help_text(name)
+    r = run(SWARMD + ["exec --help"])
+    assert "Args: PATH" in r.stdout  # not an attempt to run a program called --help
+    r = run(SWARMD + ["aggregate --help", "simulator"])  # a help request anywhere in the chain
+    assert r.returncode == 0 and r.stdout.startswith("aggregate: ")
+    one_line_error(run(SWARMD + ["nosuch --help"]), "nosuch: not found")
+
+
 @pytest.mark.parametrize("specs, needles", [
     (["nosuch arg"], ["nosuch: not found"]),
     (["exec 'unterminated"], ["parse: EOF found when expecting closing quote."]),
