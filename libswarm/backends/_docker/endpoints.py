@@ -17,7 +17,7 @@ from .formats import add_inspect_defaults, container_summary, info_data, parse_t
 from .http import APIRequest, HTTPError, Response
 
 __all__ = [
-    "not_found", "ping", "version", "info", "ps", "create", "inspect", "start", "stop", "restart", "kill",
+    "not_found", "not_implemented", "ping", "version", "info", "ps", "create", "inspect", "start", "stop", "restart", "kill",
     "remove", "resize", "images", "image_inspect",
 ]
 
@@ -27,6 +27,12 @@ _NAME = re.compile(r"^/?(?:[a-zA-Z0-9][a-zA-Z0-9_.-]*/)*[a-zA-Z0-9][a-zA-Z0-9_.-
 
 async def not_found(engine: Engine, req: APIRequest, resp: Response) -> None:
     raise HTTPError(404, "page not found")
+
+
+async def not_implemented(engine: Engine, req: APIRequest, resp: Response) -> None:
+    """A Docker API endpoint this front end does not answer: say so (the docker CLI
+    prints ``Error response from daemon: <message>``)."""
+    raise HTTPError(501, f"libswarm dockerserver does not implement {req.method} {req.path}")
 
 
 async def ping(engine: Engine, req: APIRequest, resp: Response) -> None:

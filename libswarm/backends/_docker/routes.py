@@ -28,6 +28,14 @@ Endpoint = Callable[[Engine, APIRequest, Response], Awaitable[None]]
 _CONTAINERS = "/containers/"
 _VERSIONED = re.compile(r"^/v([0-9][0-9.]*)(/.*)$")
 _IMAGE_INSPECT = re.compile(r"^/images/.+/json$")
+#: Paths of the Docker Engine API (1.41) outside what :func:`route` answers: a request
+#: there is told plainly that this front end does not implement it (501), where a path
+#: that is no Docker endpoint at all gets Docker's own 404 "page not found".
+_DOCKER_API = re.compile(
+    r"^/(?:containers|images|exec|volumes|networks|plugins|nodes|swarm|services|tasks|secrets"
+    r"|configs|distribution|system)(?:/.*)?$"
+    r"|^/(?:build|build/prune|session|auth|commit|events|info|version|_ping)$"
+)
 
 # /containers/REF/ACTION: (method, action) -> endpoint
 _CONTAINER_ACTIONS: dict[tuple[str, str], Endpoint] = {
@@ -101,4 +109,6 @@ def route(method: str, path: str) -> tuple[Endpoint, str]:
         return endpoints.images, ""
     if _IMAGE_INSPECT.match(path) and method == "GET":
         return endpoints.image_inspect, ""
+    if _DOCKER_API.match(path):
+        return endpoints.not_implemented, ""
     return endpoints.not_found, ""
