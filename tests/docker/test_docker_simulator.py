@@ -279,10 +279,32 @@ async def test_aggregate_label_names(tmp_path):
         assert p.returncode == 1 and b"Invalid container name (0/web)" in p.stderr, p.stderr
 
 
+@pytest.mark.parametrize("cli", DOCKER_CLIS or [None], ids=lambda cli: cli or "no-cli")
+async def test_an_unreachable_engine_is_a_500_with_its_cause_not_a_missing_image(tmp_path, cli):
+    """dockerclient in front of an engine socket that is not there: `docker run` prints the
+    real cause at once and does not try to pull (a 404 would make it pull), as `docker ps` does."""
+    from libswarm.backends.dockerclient import DockerClient
+
+    need(cli is not None, "the docker CLI is not on PATH")
+    sock = str(tmp_path / "swarm.sock")
+    async with docker_front(f"unix://{sock}", DockerClient(f"unix://{tmp_path}/no-engine.sock")):
+        d = Docker(f"unix://{sock}", cli=cli)
+        for args in (["run", "--rm", IMAGE, "true"], ["ps"], ["create", IMAGE, "true"]):
+            p = await d(*args)
+            assert p.returncode != 0, args
+            assert b"cannot connect to the Docker engine" in p.stderr, (args, p.stderr)
+            assert b"Unable to find image" not in p.stderr and b"page not found" not in p.stderr, p.stderr
+
+
 def test_helpers():
     assert frame("stdout", b"hi") == b"\x01\x00\x00\x00\x00\x00\x00\x02hi"
     assert frame("stderr", b"") == b"\x02\x00\x00\x00\x00\x00\x00\x00"
     assert [status_for(t) for t in ("No such container: x", 'Conflict. The name "/x" is already in use',
                                     "Container x is not running", "boom")] == [404, 409, 409, 500]
+    # an engine that cannot be reached is not a missing image (the CLI would try to pull)
+    assert status_for("dockerclient: cannot connect to unix:///var/run/docker.sock:"
+                      " [Errno 2] No such file or directory") == 500
+    assert [status_for(t) for t in ("No such image: busybox:latest", "no such exec instance: 12",
+                                    "Error: No such object: x")] == [404, 404, 404]
     assert human_duration(0.2) == "Less than a second" and human_duration(90) == "About a minute"
     assert parse_time("1970-01-01T00:00:01.500000000Z") == 1.5 and parse_time("0001-01-01T00:00:00Z") == 0

@@ -8,6 +8,7 @@ give for an engine's error text.
 from __future__ import annotations
 
 import json
+import re
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
@@ -18,10 +19,19 @@ from .http import HTTPError
 __all__ = ["Engine", "status_for"]
 
 
+#: Docker's "not found" texts name what is missing; "no such file or directory" (an engine
+#: socket that is not there) is not one of them: that is a 500 with its real cause, or the
+#: docker CLI would take it for a missing image and try to pull.
+_MISSING = re.compile(
+    r"\bno such (?:container|image|exec instance|exec|network|volume|object|node|service|task"
+    r"|secret|config|plugin)\b"
+)
+
+
 def status_for(text: str) -> int:
     """The HTTP status a Docker daemon gives for an error with this text."""
     t = text.lower()
-    if "no such" in t or t.startswith("not found"):
+    if _MISSING.search(t) or t.startswith("not found"):
         return 404
     if ("conflict" in t or "already in use" in t or "is not running" in t or "container is running" in t
             or "remove a running container" in t
