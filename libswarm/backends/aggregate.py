@@ -1,37 +1,45 @@
 """``aggregate``: one engine made of several child services.
 
-Args: ``[--timeout=SECONDS] SPEC...``: each SPEC is a full service spec such as
-``"simulator web db"`` or ``"exec /bin/cat"`` (split again with ``shlex``, so
-aggregates nest). Children are labelled by position: ``0``, ``1``, ...
+Args: ``[--timeout=SECONDS] [--retry=SECONDS] SPEC...``: each SPEC is a full service
+spec such as ``"simulator web db"`` or ``"exec /bin/cat"`` (split again with ``shlex``,
+so aggregates nest). Children are labelled by position: ``0``, ``1``, ...
 (default timeout 10 s). Each child runs as a service with its own input; the
 children's outputs are merged into the aggregate's output.
 
+A child that fails to answer ``Ls`` or ``Get``, or is silent past the timeout, is
+*down*: for the next ``--retry`` seconds (default 30) requests skip it at once instead
+of waiting for it again, then it is asked again, and used again if it answers. A down
+child costs the timeout at most once per retry period.
+
 Requests on the aggregate's input:
 
-* ``Ls()`` -- every child is asked in parallel; the names are merged in child
-  order. A name that only one child has is kept as is; a name that several
+* ``Ls()`` -- every child that is up is asked in parallel; the names are merged in
+  child order (a child that fails is left out; only if no child answers is the
+  request answered ``Error``). A name that only one child has is kept as is; a name that several
   children have is listed once per child as ``LABEL/name`` (``0/web``, ``1/web``),
   so names never collide. Nested aggregates give ``1/0/web``.
 * ``Spawn(args)`` -- placement policy: a config whose ``"name"`` is ``LABEL/name``
   goes to child ``LABEL`` (as ``name``), which alone decides whether the name is
   free (so the same name can be created on several children, which ``Ls`` then
   lists as ``LABEL/name``); otherwise to the child with the fewest containers (by
-  ``Ls``), ties to the lowest label; a child answering ``not implemented`` (e.g. an
-  ``exec``) is skipped for the next one. A bare name already listed by any child
+  ``Ls``), ties to the lowest label; down children are skipped; a child answering
+  ``not implemented`` (e.g. an ``exec``) or failing to answer is skipped for the next one. A bare name already listed by any child
   is refused with Docker's ``Conflict.`` error (bare names stay unambiguous).
 * ``Attach(name, ...)`` -- ``""``: ``Ack`` with the aggregate itself. ``LABEL/name``
   or a name one child lists: the request is handed to that child, which answers
   directly (its errors arrive verbatim). A name two children list: ``Error``
   (ambiguous). Otherwise (e.g. an id) every child is asked and the single one that
   knows it answers.
-* ``Get()`` -- ``{"Driver": "aggregate", "Children": [{"Label", "Spec", "Info"}]}``,
-  ``Info`` being each child's own ``Get`` (parsed if JSON).
+* ``Get()`` -- ``{"Driver": "aggregate", "Children": [{"Label", "Spec", "State", "Info"}]}``,
+  ``Info`` being each child's own ``Get`` (parsed if JSON), ``State`` ``"up"`` or
+  ``"down: <why>"`` (then ``Info`` is null).
 * ``Start()``/``Stop()`` -- sent to every child in parallel.
 * ``Watch()`` -- ``Ack``, then the merged change streams of the children that support it.
 
-Fan-out calls run in parallel, each bounded by the timeout. If a child fails
-(answers ``Error``, died, or is silent past the timeout) the request is answered
-``Error("child LABEL (SPEC): <original text>")``; nothing waits forever.
+Fan-out calls run in parallel, each bounded by the timeout. Where a request needs
+every child (``Start``, ``Stop``) and one fails (answers ``Error``, died, or is silent
+past the timeout) the request is answered ``Error("child LABEL (SPEC): <original
+text>")``; nothing waits forever.
 """
 
 from __future__ import annotations
@@ -54,6 +62,20 @@ from .._service import Service, run_service
 __all__ = ["Aggregate"]
 
 DEFAULT_TIMEOUT = 10.0
+DEFAULT_RETRY = 30.0
+
+
+class _Health:
+    """Whether a child answers: down children are skipped until ``down_until``."""
+
+    __slots__ = ("down_until", "reason")
+
+    def __init__(self) -> None:
+        self.down_until = -math.inf
+        self.reason = ""
+
+    def is_down(self) -> bool:
+        return trio.current_time() < self.down_until
 
 
 class Aggregate(Service):
@@ -63,18 +85,25 @@ class Aggregate(Service):
     accepted too.
     """
 
-    def __init__(self, *args: Any, timeout: float | None = None) -> None:
+    def __init__(self, *args: Any, timeout: float | None = None, retry: float | None = None) -> None:
         from . import from_spec
 
         self.timeout = DEFAULT_TIMEOUT if timeout is None else timeout
+        self.retry = DEFAULT_RETRY if retry is None else retry
         self.children: list[Service] = []
         self.specs: list[str] = []
         for a in args:
-            if isinstance(a, str) and a.startswith("--timeout="):
+            if isinstance(a, str) and a.startswith(("--timeout=", "--retry=")):
                 try:
-                    self.timeout = float(a.split("=", 1)[1])
+                    value = float(a.split("=", 1)[1])
                 except ValueError:
                     raise UsageError(f"aggregate: bad {a}") from None
+                if not value > 0:
+                    raise UsageError(f"aggregate: bad {a} (a positive number of seconds)")
+                if a.startswith("--timeout="):
+                    self.timeout = value
+                else:
+                    self.retry = value
                 continue
             if isinstance(a, Service):
                 self.children.append(a)
@@ -87,8 +116,9 @@ class Aggregate(Service):
             else:
                 raise UsageError(f"aggregate: not a spec: {a!r}")
         if not self.children:
-            raise UsageError("aggregate: usage: aggregate [--timeout=S] 'SERVICE ARG...' ...")
+            raise UsageError("aggregate: usage: aggregate [--timeout=S] [--retry=S] 'SERVICE ARG...' ...")
         self.labels = [str(i) for i in range(len(self.children))]
+        self.health = [_Health() for _ in self.children]
         self.clients: list[Client] = []
         self.server = Server("aggregate")
         self.server.on_ls(self._ls).on_spawn(self._spawn).on_attach(self._attach)
@@ -126,20 +156,44 @@ class Aggregate(Service):
     def _who(self, i: int) -> str:
         return f"child {self.labels[i]} ({self.specs[i]})"
 
-    async def _gather(self, fn: Callable[[Client], Awaitable[Any]], *, tolerate: bool = False) -> tuple[list[Any], list[tuple[int, str]]]:
+    def _mark_down(self, i: int, reason: str) -> None:
+        h = self.health[i]
+        h.down_until = trio.current_time() + self.retry
+        h.reason = reason
+
+    async def _gather(
+        self, fn: Callable[[Client], Awaitable[Any]], *, tolerate: bool = False, probe: bool = False
+    ) -> tuple[list[Any], list[tuple[int, str]]]:
+        """Call ``fn`` on every child in parallel. Down children are not asked (their
+        error is that they are down). A child silent past the timeout, or unreachable,
+        is marked down; with ``probe`` (a request every live child answers: Ls, Get)
+        any failure marks it down, and a success marks it up."""
         results: list[Any] = [None] * len(self.clients)
         errors: list[tuple[int, str]] = []
 
         async def one(i: int) -> None:
+            h = self.health[i]
+            if h.is_down():
+                errors.append((i, h.reason))  # (down: asked again once the retry period is over)
+                return
             try:
                 with trio.fail_after(self.timeout):
                     results[i] = await fn(self.clients[i])
             except RemoteError as exc:
                 errors.append((i, exc.text))
+                if probe and not exc.text.startswith("not implemented"):
+                    self._mark_down(i, exc.text)
+                return
             except LibswarmError as exc:
                 errors.append((i, str(exc)))
+                self._mark_down(i, str(exc))
+                return
             except trio.TooSlowError:
                 errors.append((i, f"no reply within {self.timeout} s"))
+                self._mark_down(i, f"no reply within {self.timeout} s")
+                return
+            if probe:
+                h.down_until = -math.inf
 
         async with trio.open_nursery() as nursery:
             for i in range(len(self.clients)):
@@ -153,12 +207,15 @@ class Aggregate(Service):
     async def _lists(self, tolerate: bool = False) -> tuple[list[list[str] | None], list[tuple[int, str]]]:
         async def ls(c: Client) -> list[str]:
             return [n.decode() if isinstance(n, bytes) else n for n in await c.ls()]
-        return await self._gather(ls, tolerate=tolerate)
+        return await self._gather(ls, tolerate=tolerate, probe=True)
 
     # -- verbs ----------------------------------------------------------------
 
     async def _ls(self, *args: Any) -> list[str]:
-        lists, _ = await self._lists()
+        lists, errors = await self._lists(tolerate=True)
+        if all(names is None for names in lists):
+            i, text = errors[0]
+            raise RemoteError(f"{self._who(i)}: {text}")
         counts = Counter(n for names in lists for n in (names or []))
         return [n if counts[n] == 1 else f"{self.labels[i]}/{n}" for i, names in enumerate(lists) for n in (names or [])]
 
@@ -202,14 +259,22 @@ class Aggregate(Service):
                 with trio.fail_after(self.timeout):
                     handle = await self.clients[i].spawn(*args)
             except trio.TooSlowError:
-                raise RemoteError(f"{self._who(i)}: no reply within {self.timeout} s") from None
+                self._mark_down(i, f"no reply within {self.timeout} s")
+                last = f"{self._who(i)}: no reply within {self.timeout} s"
+                if target is None:
+                    continue  # placement: the next child
+                raise RemoteError(last) from None
             except RemoteError as exc:
                 if exc.text.startswith("not implemented") and target is None:
                     last = f"{self._who(i)}: {exc.text}"
                     continue
                 raise RemoteError(exc.text if target is not None else f"{self._who(i)}: {exc.text}") from None
             except LibswarmError as exc:
-                raise RemoteError(f"{self._who(i)}: {exc}") from None
+                self._mark_down(i, str(exc))
+                last = f"{self._who(i)}: {exc}"
+                if target is None:
+                    continue
+                raise RemoteError(last) from None
             return handle.sender
         raise RemoteError(f"no child can spawn ({last})")
 
@@ -243,7 +308,8 @@ class Aggregate(Service):
     async def _get(self, *args: Any) -> Any:
         if args:
             raise RemoteError("aggregate: Get takes no arguments")
-        results, _ = await self._gather(lambda c: c.get())
+        results, errors = await self._gather(lambda c: c.get(), tolerate=True, probe=True)
+        why = dict(errors)
         infos = []
         for i, value in enumerate(results):
             if isinstance(value, bytes):
@@ -252,7 +318,8 @@ class Aggregate(Service):
                 value = json.loads(value)
             except (TypeError, ValueError):
                 pass
-            infos.append({"Label": self.labels[i], "Spec": self.specs[i], "Info": value})
+            state = f"down: {why[i]}" if i in why else "up"
+            infos.append({"Label": self.labels[i], "Spec": self.specs[i], "State": state, "Info": value})
         return {"Driver": "aggregate", "Children": infos}
 
     async def _start(self, *args: Any) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 
 import pytest
 
@@ -83,20 +84,23 @@ def cluster(tmp_path_factory):
                                                    hosts.address("B") if hosts.netns else "127.0.0.1",
                                                    "127.0.0.1", "localhost"))
             a = hosts.start("A", f"listen {pki.server_opts()} {hosts.listen_url('A')}", f"dockerclient unix://{dockerd.sock}")
-            b = hosts.start("B", f"listen {pki.server_opts()} {hosts.listen_url('B')}", "simulator")
+            b_specs = (f"listen {pki.server_opts()} {hosts.listen_url('B')}", "simulator")
+            b = hosts.start("B", *b_specs)
             a_url, b_url = a.listening(), b.listening()
             if hosts.netns:
                 a_url, b_url = f"tls://{hosts.address('A')}:4000", f"tls://{hosts.address('B')}:4000"
             copts = " ".join(pki.client_opts())
             sock = str(tmp / "front.sock")
             front = hosts.start("F", f"dockerserver unix://{sock}",
-                                f'aggregate "connect {copts} {a_url}" "connect {copts} {b_url}"')
+                                f'aggregate --retry=2 "connect {copts} {a_url}" "connect {copts} {b_url}"')
             front.wait_line(r"dockerserver: listening on unix://", timeout=15, tag="err")
             where = f"network namespaces {', '.join(hosts.names.values())}" if hosts.netns else "LOOPBACK FALLBACK"
             print(f"docker hosts: {where}; A={a_url} (dockerd {dockerd.sock}) B={b_url} (simulator)")
             c = Cluster(hosts, dockerd, pki, a_url, b_url, sock)
+            c.procs = {"A": a, "B": b, "F": front}
+            c.b_specs = b_specs
             yield c
-            for p in (a, b, front):  # none of them died on the way
+            for p in c.procs.values():  # none of them died on the way (B may have been restarted)
                 assert p.p.poll() is None, (p.argv, p.err)
         finally:
             hosts.teardown()
@@ -207,3 +211,33 @@ async def test_run_exit_status_and_stdin(cluster, docker):
     assert list(cluster.on_a()) == ["kept"] and cluster.on_b() == []
     assert cluster.a_state("kept")["ExitCode"] == 4
     assert await docker.ok("rm", "kept", timeout=TIMEOUT) == "kept\n"
+
+
+async def test_a_dead_host_degrades_the_cluster_and_comes_back(cluster, docker):
+    """Host B's swarmd dies: ``ps`` still lists A's containers, ``info`` says which child is
+    down, placement goes to A; the dead host costs the timeout at most once (then it is
+    skipped at once); once B is back (after the aggregate's --retry=2) it is used again."""
+    await docker.ok("create", "--name", "on-a", IMAGE, "true", timeout=TIMEOUT)  # a tie: placed on A
+    cluster.procs["B"].stop()
+    try:
+        assert await cluster.names() == ["on-a"]  # B fails (connection refused): left out
+        start = time.monotonic()
+        assert await cluster.names() == ["on-a"]
+        assert time.monotonic() - start < 3, "the down host was waited for again"
+        info = await docker.ok("info", timeout=TIMEOUT)
+        assert "child 0 (connect" in info and ": up" in info
+        assert "child 1 (connect" in info and "down:" in info, info
+        await docker.ok("create", "--name", "second", IMAGE, "true", timeout=TIMEOUT)  # B would win the tie
+        assert set(cluster.on_a()) == {"on-a", "second"}
+    finally:
+        b = cluster.hosts.start("B", *cluster.b_specs)
+        cluster.procs["B"] = b
+        b.listening()
+    if cluster.hosts.netns:  # (the loopback fallback gives B a new port: it cannot come back there)
+        time.sleep(2.2)  # the retry period
+        assert set(await cluster.names()) == {"on-a", "second"}
+        await docker.ok("create", "--name", "1/on-b", IMAGE, "true", timeout=TIMEOUT)
+        assert cluster.on_b() == ["on-b"]
+        assert "down:" not in await docker.ok("info", timeout=TIMEOUT)
+        await docker.ok("rm", "1/on-b", timeout=TIMEOUT)
+    await docker.ok("rm", "on-a", "second", timeout=TIMEOUT)

@@ -7,6 +7,7 @@ import json
 import pytest
 import trio
 
+import libchan
 import libswarm
 from libswarm import RemoteError, backends
 from libswarm.backends.aggregate import Aggregate
@@ -78,17 +79,70 @@ async def test_aggregate_two_simulators_and_exec():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("bad", [Dead, Silent])
-async def test_failing_child_gives_an_error_not_a_hang(bad):
-    agg = Aggregate(backends.get("simulator")("x"), bad(), timeout=0.3)
+async def test_a_failing_child_degrades_the_aggregate_instead_of_failing_it(bad):
+    """Ls and Get go on with the healthy children (Get says which child is down); a
+    request that needs every child (Start, Stop) names the failing one; a down child
+    costs the timeout at most once per retry period; nothing hangs."""
+    agg = Aggregate(backends.get("simulator")("x"), bad(), timeout=0.3, retry=60)
     with trio.fail_after(10):
         async with libswarm.open_service(agg) as (a, _):
-            for call in (a.ls, a.get, a.start, a.stop):
+            assert await a.ls() == ["x"]
+            start = trio.current_time()
+            for _ in range(5):  # the down child is skipped at once now
+                assert await a.ls() == ["x"]
+            assert trio.current_time() - start < 0.3
+            info = json.loads(await a.get())
+            states = [c["State"] for c in info["Children"]]
+            assert states[0] == "up" and states[1].startswith("down: ")
+            assert info["Children"][0]["Info"]["Containers"] == 1 and info["Children"][1]["Info"] is None
+            for call in (a.start, a.stop):
                 with pytest.raises(RemoteError, match=r"child 1 \("):
                     await call()
             # routing and placement still work with the good child
             assert json.loads(await (await a.child("x")).get())["Name"] == "/x"
             c = await a.spawn("true")
             assert json.loads(await c.get())["Driver"] == "simulator"
+
+
+class Flaky(libswarm.Service):
+    """A simulator that fails every request while ``down`` is set (a host that died and came back)."""
+
+    def __init__(self) -> None:
+        self.down = True
+        self.inner = backends.get("simulator")("back")
+
+    async def run(self, input, output):
+        inner_s, inner_r = libchan.pipe()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.inner.run, inner_r, output)
+            async for raw in input:
+                if self.down:
+                    msg = libswarm.Message.from_wire(raw)
+                    if msg.ret is not None:
+                        await msg.ret.send(libswarm.Message(libswarm.Verb.Error, ("connection refused",)).to_wire())
+                        await msg.ret.aclose()
+                    continue
+                await inner_s.send(raw)
+            await inner_s.aclose()
+
+
+async def test_a_child_that_comes_back_is_used_again():
+    flaky = Flaky()
+    agg = Aggregate(backends.get("simulator")("x"), flaky, timeout=1, retry=0.3)
+    with trio.fail_after(10):
+        async with libswarm.open_service(agg) as (a, _):
+            assert await a.ls() == ["x"]
+            info = json.loads(await a.get())
+            assert info["Children"][1]["State"] == "down: connection refused"
+            # placement skips the down child, although it would have the fewest containers
+            c = await a.spawn(json.dumps({"name": "placed", "Cmd": ["true"]}))
+            assert json.loads(await c.get())["Name"] == "/placed"
+            assert await a.ls() == ["x", "placed"]
+            flaky.down = False
+            assert await a.ls() == ["x", "placed"]  # still within the retry period: skipped
+            await trio.sleep(0.35)
+            assert await a.ls() == ["x", "placed", "back"]
+            assert [c["State"] for c in json.loads(await a.get())["Children"]] == ["up", "up"]
 
 
 async def test_aggregate_watch_and_nesting():

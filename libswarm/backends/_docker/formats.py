@@ -141,11 +141,15 @@ def version_data() -> dict[str, Any]:
 def info_data(engine: dict[str, Any]) -> dict[str, Any]:
     """The body of ``GET /info`` for an engine whose ``Get()`` data (with the counts) is ``engine``."""
     driver = str(engine.get("Driver", "libswarm"))
+    status = [["Backend", driver]]
+    for child in engine.get("Children") or ():  # an aggregate: each child's state
+        if isinstance(child, dict):
+            status.append([f"child {child.get('Label')} ({child.get('Spec')})", str(child.get("State", "up"))])
     return {
         "ID": "libswarm", "Containers": engine["Containers"], "ContainersRunning": engine["ContainersRunning"],
         "ContainersPaused": 0, "ContainersStopped": engine.get("ContainersStopped",
                                                                engine["Containers"] - engine["ContainersRunning"]),
-        "Images": 0, "Driver": driver, "DriverStatus": [["Backend", driver]],
+        "Images": 0, "Driver": driver, "DriverStatus": status,
         "Plugins": {"Volume": [], "Network": [], "Authorization": None, "Log": []},
         "MemoryLimit": False, "SwapLimit": False, "KernelMemory": False, "CpuCfsPeriod": False,
         "CpuCfsQuota": False, "CPUShares": False, "CPUSet": False, "PidsLimit": False,
