@@ -40,7 +40,7 @@ from .._service import Service
 from ._docker.address import TLSOptions, parse_tls_options, parse_url
 from ._docker.engine import Engine, status_for
 from ._docker.formats import human_duration, parse_time
-from ._docker.http import serve_connection
+from ._docker.http import DEFAULT_LIMITS, Limits, refuse_connection, serve_connection
 from ._docker.routes import dispatch
 from ._docker.streams import frame
 from ._docker.versions import API_VERSION, MIN_API_VERSION
@@ -74,7 +74,7 @@ def _server_ssl_context(opts: TLSOptions) -> ssl.SSLContext | None:
 class DockerServer(Service):
     """The Docker API front end (see the module docstring and spec/DOCKER.md)."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, limits: Limits | None = None) -> None:
         opts = parse_tls_options(list(args), "dockerserver")
         if len(opts.args) > 1:
             raise UsageError(f"dockerserver: expected at most one URL, got {len(opts.args)}")
@@ -86,6 +86,8 @@ class DockerServer(Service):
         self.addresses: list[str] = []
         """The URLs actually listened on (a tcp port 0 is resolved), once :attr:`ready` is set."""
         self.ready = trio.Event()
+        #: What one client may make this front end hold or do (spec/DOCKER.md "Limits").
+        self.limits = limits or DEFAULT_LIMITS
         self.engine: Client | None = None
         """The next stage of the chain (the service's output), while the service runs."""
 
@@ -94,8 +96,19 @@ class DockerServer(Service):
         answer = functools.partial(dispatch, Engine(self.engine))
         listeners = await self._listen()
 
+        limits = self.limits
+        open_connections = 0
+
         async def handle(stream: trio.abc.Stream) -> None:
-            await serve_connection(stream, answer)
+            nonlocal open_connections
+            if open_connections >= limits.max_connections:
+                await refuse_connection(stream, 503, f"too many connections (at most {limits.max_connections})")
+                return
+            open_connections += 1
+            try:
+                await serve_connection(stream, answer, limits)
+            finally:
+                open_connections -= 1
 
         try:
             async with Server("dockerserver") as upstream, trio.open_nursery() as nursery:

@@ -19,12 +19,33 @@ import trio
 
 from .versions import API_VERSION, VERSION
 
-__all__ = ["HTTPError", "APIRequest", "HTTPConnection", "Response", "Dispatch", "serve_connection", "RAW_STREAM"]
+__all__ = ["HTTPError", "APIRequest", "HTTPConnection", "Response", "Dispatch", "Limits", "DEFAULT_LIMITS", "serve_connection", "refuse_connection", "RAW_STREAM"]
 
 RAW_STREAM = "application/vnd.docker.raw-stream"
 """The content type of Docker's stdio streams (multiplexed frames, or raw for a TTY)."""
 
 _READ_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError)
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """What one client may make the Docker front end hold or do (per connection)."""
+
+    #: Largest request body (a container config is a few KB; ``docker build`` contexts
+    #: are not accepted): 413 beyond it, before it is read.
+    max_body: int = 4 * 1024 * 1024
+    #: Most pieces (chunks of a chunked body, reads) one body may come in: 400 beyond.
+    max_body_pieces: int = 16384
+    #: Seconds a connection may wait for, or take to send, a request head (idle
+    #: keep-alive included): then it is closed (408 if a request had begun).
+    head_timeout: float = 60.0
+    #: Seconds a request body may take to arrive: 408 beyond.
+    body_timeout: float = 60.0
+    #: Connections served at once: a connection beyond it is answered 503 and closed.
+    max_connections: int = 1024
+
+
+DEFAULT_LIMITS = Limits()
 
 
 class HTTPError(Exception):
@@ -161,23 +182,47 @@ Dispatch = Callable[[h11.Request, bytes, Response], Awaitable[None]]
 """``await dispatch(request, body, response)`` answers one request."""
 
 
-async def serve_connection(stream: trio.abc.Stream, dispatch: Dispatch) -> None:
-    """Serve the requests of one connection until it closes or is hijacked; then close it."""
+async def serve_connection(stream: trio.abc.Stream, dispatch: Dispatch, limits: Limits = DEFAULT_LIMITS) -> None:
+    """Serve the requests of one connection until it closes or is hijacked; then close it.
+
+    Bounded by ``limits``: a body too large is refused (413) before it is read, a head
+    or body that does not arrive in time ends the connection (408 once a request had
+    begun), and a request that is not HTTP/1.1 gets a 400."""
     conn = HTTPConnection(stream)
     try:
         while True:
-            event = await conn.next_event()
+            event: Any = None
+            with trio.move_on_after(limits.head_timeout):
+                event = await conn.next_event()
             if not isinstance(event, h11.Request):
+                if event is None and conn.h11.trailing_data[0]:  # a head had begun
+                    await _refuse(conn, 408, "the request head did not arrive in time")
                 break
+            length = _content_length(event)
+            if length is not None and length > limits.max_body:
+                await _refuse(conn, 413, f"request body too large: {length} bytes (at most {limits.max_body})")
+                return
             body = bytearray()
-            while True:
-                ev = await conn.next_event()
-                if isinstance(ev, h11.Data):
-                    body += ev.data
-                elif isinstance(ev, h11.EndOfMessage) or ev is h11.PAUSED:
-                    break
-                else:
-                    return
+            pieces = 0
+            with trio.move_on_after(limits.body_timeout) as body_scope:
+                while True:
+                    ev = await conn.next_event()
+                    if isinstance(ev, h11.Data):
+                        body += ev.data
+                        pieces += 1
+                        if len(body) > limits.max_body:
+                            await _refuse(conn, 413, f"request body too large (at most {limits.max_body} bytes)")
+                            return
+                        if pieces > limits.max_body_pieces:
+                            await _refuse(conn, 400, f"request body in too many pieces (more than {limits.max_body_pieces})")
+                            return
+                    elif isinstance(ev, h11.EndOfMessage) or ev is h11.PAUSED:
+                        break
+                    else:
+                        return
+            if body_scope.cancelled_caught:
+                await _refuse(conn, 408, "the request body did not arrive in time")
+                return
             resp = Response(conn, event)
             await dispatch(event, bytes(body), resp)
             if resp.hijacked:
@@ -186,10 +231,58 @@ async def serve_connection(stream: trio.abc.Stream, dispatch: Dispatch) -> None:
                 conn.h11.start_next_cycle()
             else:
                 break
-    except (h11.RemoteProtocolError, h11.LocalProtocolError):
+    except h11.RemoteProtocolError as exc:
+        await _refuse(conn, exc.error_status_hint, f"bad request: {exc}")
+    except h11.LocalProtocolError:
         pass
     except _READ_ERRORS:
         pass
+    finally:
+        with trio.move_on_after(2) as scope:
+            scope.shield = True
+            try:
+                await stream.aclose()
+            except Exception:
+                pass
+
+
+def _content_length(request: h11.Request) -> int | None:
+    for name, value in request.headers:
+        if name.lower() == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _refuse(conn: HTTPConnection, status: int, message: str) -> None:
+    """Answer ``status`` with Docker's error body, if a response may still be sent, and
+    close: the rest of what the client sends is not read."""
+    if conn.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+        return
+    body = (json.dumps({"message": message}) + "\n").encode()
+    head = (
+        f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\nApi-Version: {API_VERSION}\r\n"
+        f"Server: Docker/{VERSION} (linux)\r\n\r\n"
+    ).encode()
+    with trio.move_on_after(2):
+        try:
+            await conn.stream.send_all(head + body)
+        except _READ_ERRORS:
+            pass
+
+
+_REASONS = {400: "Bad Request", 408: "Request Timeout", 413: "Request Entity Too Large",
+            431: "Request Header Fields Too Large", 503: "Service Unavailable"}
+
+
+async def refuse_connection(stream: trio.abc.Stream, status: int, message: str) -> None:
+    """Answer a connection that is not served (too many) with ``status``, and close it."""
+    conn = HTTPConnection(stream)
+    try:
+        await _refuse(conn, status, message)
     finally:
         with trio.move_on_after(2) as scope:
             scope.shield = True
