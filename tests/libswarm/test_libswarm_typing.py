@@ -18,6 +18,8 @@ import pytest
 
 from ci import require as need
 
+pytestmark = pytest.mark.slow  # runs mypy (several seconds)
+
 ROOT = Path(__file__).resolve().parents[2]
 
 NATURAL = '''
