@@ -40,12 +40,13 @@ class Config:
     keepalive_interval: float = 15.0
     #: Parked requests an HTTP/2 client keeps so the server can open streams.
     park_pool_size: int = 4
-    #: Seconds a server-side open waits for a parked request before failing (and a
-    #: server waits for a client's TLS handshake and first bytes).
+    #: Seconds a server-side open waits for a parked request before failing.
     open_timeout: float = 30.0
     #: Seconds ``connect()`` waits for the TLS handshake and then for the server's first
     #: bytes (its SETTINGS, or the answer to our PING) before it fails with a
-    #: :class:`~libchan.ConnectError` that says what is likely wrong.
+    #: :class:`~libchan.ConnectError` that says what is likely wrong; and seconds a
+    #: server gives a new connection to finish its TLS handshake and send its first
+    #: bytes before closing it.
     handshake_timeout: float = 5.0
     #: HTTP/2 stream receive window we advertise (also bounds per-stream buffering).
     #: 4 MiB: with less, one bulk byte stream waits for WINDOW_UPDATEs (bench/).

@@ -272,7 +272,7 @@ class _Server:
         try:
             if isinstance(transport, trio.SSLStream):
                 try:
-                    with trio.fail_after(self.config.open_timeout):
+                    with trio.fail_after(self.config.handshake_timeout):
                         await transport.do_handshake()
                 except (trio.BrokenResourceError, _ssl.SSLError, OSError, trio.TooSlowError) as exc:
                     log.warning("refused a TLS connection from %s: %s", peer, tls_server_verdict(exc))
@@ -294,7 +294,7 @@ class _Server:
                 # No ALPN (cleartext, or a TLS client such as Go libchan's that offers none):
                 # one port serves both profiles, told apart by the first bytes.
                 try:
-                    with trio.fail_after(self.config.open_timeout):
+                    with trio.fail_after(self.config.handshake_timeout):
                         profile, transport = await sniff_profile(transport)
                 except ProtocolError as exc:
                     log.warning("refused a connection from %s: %s", peer, exc)

@@ -311,7 +311,7 @@ async def test_fault_silent_peer_during_tls_handshake_client_side():
     async def silent(stream):
         await trio.sleep_forever()
 
-    config = libchan.Config(peer_timeout=1.0, open_timeout=1.0, keepalive_interval=0.3)
+    config = libchan.Config(peer_timeout=1.0, handshake_timeout=1.0, keepalive_interval=0.3)
     with trio.fail_after(15):
         async with trio.open_nursery() as nursery:
             listeners = await nursery.start(trio.serve_tcp, silent, 0)
@@ -346,7 +346,7 @@ async def test_fault_silent_client_during_tls_handshake_server_side(tmp_path):
     async def handler(session):
         await trio.sleep_forever()
 
-    config = libchan.Config(open_timeout=1.0, peer_timeout=1.0, keepalive_interval=0.3)
+    config = libchan.Config(handshake_timeout=1.0, peer_timeout=1.0, keepalive_interval=0.3)
     with trio.fail_after(15):
         async with served("tls", handler, tmp_path, config) as (url, _):
             baseline = count_tasks()
@@ -360,11 +360,11 @@ async def test_fault_silent_client_during_tls_handshake_server_side(tmp_path):
 
 
 @pytest.mark.slow
-async def test_fault_silent_cleartext_client_is_dropped_after_open_timeout(tmp_path):
+async def test_fault_silent_cleartext_client_is_dropped_after_handshake_timeout(tmp_path):
     async def handler(session):
         await trio.sleep_forever()
 
-    config = libchan.Config(open_timeout=1.0)
+    config = libchan.Config(handshake_timeout=1.0)
     with trio.fail_after(15):
         async with served("tcp", handler, tmp_path, config) as (url, _):
             baseline = count_tasks()
