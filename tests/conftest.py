@@ -1,6 +1,7 @@
 import pytest
 
 from helpers import TRANSPORTS
+from interop.recordings import RecordingError
 
 
 @pytest.fixture(params=TRANSPORTS)
@@ -12,3 +13,26 @@ def transport(request):
 def profile(request):
     """The wire profile: HTTP/2 + CBOR, or SPDY/3.1 + msgpack (Go libchan's)."""
     return request.param
+
+
+def _recording_error(exc: BaseException) -> RecordingError | None:
+    if isinstance(exc, RecordingError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):  # raised inside a trio nursery
+        for sub in exc.exceptions:
+            found = _recording_error(sub)
+            if found is not None:
+                return found
+    return None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    """A recording the harness cannot interpret fails with a message that says so (file, line)."""
+    try:
+        return (yield)
+    except BaseException as exc:
+        found = _recording_error(exc)
+        if found is None:
+            raise
+    pytest.fail(str(found), pytrace=False)  # outside the except: no chained traceback through the harness

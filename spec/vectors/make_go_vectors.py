@@ -1,7 +1,8 @@
 """Generate spec/vectors/go-profile.json from the recordings of the real Go libchan.
 
 Run from the repository root: ``.venv/bin/python spec/vectors/make_go_vectors.py``
-(recordings in ``../shared/interop/go-libchan`` or ``$LIBCHAN_GO_RECORDINGS``).
+(recordings found by ``tests/interop/recordings.py``'s ``locate()``: ``../shared/interop/go-libchan``
+or ``$LIBCHAN_GO_RECORDINGS``; the scenarios it takes vectors from must all be there).
 The checked-in JSON is the reference; tests/wire/test_vectors.py checks it both ways.
 
 Frame vectors are whole recorded frames (bytes as Go wrote them) with their
@@ -16,12 +17,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # interop.recordings (and the ci module it imports)
 
 from libchan.spdy_like import spdy3  # noqa: E402
 from libchan.engine.kinds import kind_of  # noqa: E402
@@ -31,9 +32,9 @@ CODEC = MsgpackCodec(max_message_size=16 * 1024 * 1024, max_depth=256, kind_of=k
 
 
 def recordings() -> Path:
-    raw = os.environ.get("LIBCHAN_GO_RECORDINGS")
-    path = Path(raw) if raw else Path("..") / "shared" / "interop" / "go-libchan"
-    return (path if path.is_absolute() else ROOT / path).resolve()
+    from interop.recordings import locate  # the one place that decides where the recordings are
+
+    return locate()
 
 
 def to_json(value):
@@ -90,6 +91,9 @@ def main() -> None:
     frames_out, messages_out = [], []
     wanted_scenarios = {"01-basic", "02-reqresp", "03-bytestream", "07-time", "08a-malformed-messages",
                         "09a-ping-settings-windowupdate", "09c-goaway-from-server"}
+    missing = sorted(wanted_scenarios - {sc["dir"] for sc in index["scenarios"]})
+    if missing:
+        sys.exit(f"make_go_vectors.py: {rec} lacks {', '.join(missing)}; the checked-in vectors are built from them")
     for sc in index["scenarios"]:
         name = sc["dir"]
         if name not in wanted_scenarios:

@@ -2,22 +2,18 @@
 
 Every expectation about Go comes from the recordings' files (frames.jsonl,
 transcript.jsonl, *-events.jsonl): the tests are generic over every scenario
-listed in index.json. Recordings: env LIBCHAN_GO_RECORDINGS, default
-``<repo>/../shared/interop/go-libchan``.
+found (tests/interop/recordings.py: env LIBCHAN_GO_RECORDINGS, default
+``<repo>/../shared/interop/go-libchan``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import gzip
 import hashlib
-import json
 import math
-import os
 import random
 import struct
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,68 +27,40 @@ from libchan.engine.kinds import kind_of
 from libchan.messages.msgpack_codec import EXT_CODES, EXT_KINDS, MsgpackCodec, MsgpackStreamDecoder
 from libchan.stream import ByteStream, ReadOnly, WriteOnly, stream_pipe
 
-from ci import require
+from . import recordings as rec
 
-# -- recordings loader -------------------------------------------------------------
-
-REPO = Path(__file__).resolve().parents[2]
-ROOT = Path(os.environ.get("LIBCHAN_GO_RECORDINGS", REPO.parent / "shared" / "interop" / "go-libchan"))
+# -- recordings loader (tests/interop/recordings.py) ----------------------------------
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 BIG = 64 * 1024 * 1024
 
-
-def _scenarios() -> list[str]:
-    index = ROOT / "index.json"
-    if not index.exists():
-        return []
-    return [s["dir"] for s in json.loads(index.read_text())["scenarios"]]
-
-
-SCENARIOS = _scenarios()
+SCENARIOS = rec.scenario_params()
 
 
 @pytest.fixture
 def _recordings() -> None:
-    require(bool(SCENARIOS), f"no Go recordings at {ROOT}")  # a skip, or a failure under CI
+    rec.recordings_dir()  # a skip, or a failure under CI, when there are none
 
 
 needs_recordings = pytest.mark.usefixtures("_recordings")
 
 
-def _jsonl(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 @lru_cache(maxsize=None)
 def frames(scenario: str) -> list[dict]:
-    return _jsonl(ROOT / scenario / "frames.jsonl")
+    return rec.frames(scenario)
 
 
 @lru_cache(maxsize=None)
 def events(scenario: str, role: str) -> list[dict]:
-    return _jsonl(ROOT / scenario / f"{role}-events.jsonl")
+    return rec.events(scenario, role)
 
 
 @lru_cache(maxsize=None)
 def transcript_data_frames(scenario: str) -> dict[tuple[str, int], list[bytes]]:
     """DATA payloads per (direction, stream id), parsed from the raw transcript."""
-    base = ROOT / scenario
-    path = base / "transcript.jsonl"
-    if path.exists():
-        text = path.read_text()
-    else:
-        text = gzip.decompress((base / "transcript.jsonl.gz").read_bytes()).decode()
-    chunks: dict[str, list[tuple[int, bytes]]] = {"c2s": [], "s2c": []}
-    for line in text.splitlines():
-        rec = json.loads(line)
-        if rec.get("type") == "chunk":
-            chunks[rec["dir"]].append((rec["off"], bytes.fromhex(rec["hex"])))
+    c2s, s2c, _ = rec.transcript(scenario)
     out: dict[tuple[str, int], list[bytes]] = {}
-    for direction, parts in chunks.items():
-        wire = b"".join(p for _, p in sorted(parts))
+    for direction, wire in (("c2s", c2s), ("s2c", s2c)):
         pos = 0
         while pos + 8 <= len(wire):
             length = int.from_bytes(wire[pos + 5 : pos + 8], "big")
@@ -133,7 +101,9 @@ def channel_streams(scenario: str) -> list[Stream]:
         key = (f["dir"], f["stream_id"])
         s = streams.setdefault(key, Stream(scenario, *key))
         s.frames.append(f)
-        s.messages.extend(f.get("messages") or [])
+        for m in f.get("messages") or []:
+            m["where"] = getattr(f, "where", "frames.jsonl")  # file:line, for recording problems
+            s.messages.append(m)
         for err in f.get("msgpack_errors") or []:
             if err["error"] == "incomplete at FIN":
                 s.incomplete_at_fin = True
@@ -258,7 +228,7 @@ class ExpectError(Exception):
 
 class BinDigest:
     def __init__(self, v: dict) -> None:
-        self.len, self.sha, self.head = v["$bin_len"], v["$bin_sha256"], v["$bin_head"]
+        self.len, self.sha, self.head = v["$bin_len"], v["$bin_sha256"], v.get("$bin_head", "")
 
 
 class ExpRef:
@@ -280,20 +250,26 @@ _GO_REF_KINDS = {
     "libchan.Sender": ("sender",),
     "libchan.Receiver": ("receiver",),
     "bytestream(rw)": ("stream", "read-stream", "write-stream"),  # Go decodes 1/2/3 alike
+    "bytestream(r)": ("stream", "read-stream", "write-stream"),
+    "bytestream(w)": ("stream", "read-stream", "write-stream"),
 }
 
 
 def expect(v: Any) -> Any:
-    """Turn a recorded JSON value into an expectation (raises ExpectError for bad messages)."""
+    """Turn a recorded JSON value into an expectation (raises ExpectError for bad messages).
+
+    Every documented value form is understood (recordings.value_form); any other
+    raises recordings.RecordingError."""
     if isinstance(v, list):
         return [expect(x) for x in v]
     if not isinstance(v, dict):
         return v
-    if "$bin" in v:
-        return bytes.fromhex(v["$bin"])
-    if "$bin_len" in v:
+    form = rec.value_form(v)
+    if form in ("bin", "bin-nil"):
+        return rec.bin_value(v)  # a nil []byte is msgpack nil (c0): None
+    if form == "bin-large":
         return BinDigest(v)
-    if "$ext" in v:  # frames.jsonl convention
+    if form == "ext":  # frames.jsonl convention
         code = v["$ext"]
         if code in EXT_KINDS:
             if v.get("ref") is None:
@@ -302,9 +278,9 @@ def expect(v: Any) -> Any:
         if code == 6 and len(v["data"]) == 24:
             return ExpTime(v["unix"], v["nsec"])
         raise ExpectError(f"ext {code}")
-    if "$time" in v:  # events convention
+    if form == "time":  # events convention
         return ExpTime(v["unix"], v["nsec"])
-    if "$ref" in v:  # events convention
+    if form == "ref":  # events convention
         return ExpRef(_GO_REF_KINDS[v["$ref"]], None)
     return {k: expect(x) for k, x in v.items()}
 
@@ -351,9 +327,12 @@ def expected_refs(m: dict) -> list[tuple[str, int]]:
 
 @needs_recordings
 def test_recordings_have_messages() -> None:
-    counts = {s: len(all_messages(s)) for s in SCENARIOS}
+    """The whole shared set: more than 100 messages, some with references."""
+    if not rec.has(*rec.SHARED_SET):
+        pytest.skip("about the whole shared recording set, which is not all present here")
+    counts = {s: len(all_messages(s)) for s in rec.SHARED_SET}
     assert sum(counts.values()) > 100, counts
-    assert any(m["refs"] for s in SCENARIOS for _, m in all_messages(s))
+    assert any(m["refs"] for s in rec.SHARED_SET for _, m in all_messages(s))
 
 
 @needs_recordings
@@ -368,7 +347,8 @@ def test_decode_recorded_messages(scenario: str) -> None:
         assert len(items) == 1 and items[0][1] == m["len"], where
         value = items[0][0]
         try:
-            exp = expect(m["value"])
+            with rec.locating(m["where"]):
+                exp = expect(m["value"])
         except ExpectError:
             assert isinstance(value, RemoteProtocolError), where
             assert refs.seen == [], where  # nothing is paired for a message that fails
@@ -399,7 +379,8 @@ def test_stream_chunkings(scenario: str) -> None:
         expected = []
         for m in stream.messages:
             try:
-                expected.append((expect(m["value"]), m["len"]))
+                with rec.locating(m["where"]):
+                    expected.append((expect(m["value"]), m["len"]))
             except ExpectError:
                 expected.append((ExpectError, m["len"]))
         tail = len(stream.data) - sum(m["len"] for m in stream.messages)
@@ -470,7 +451,10 @@ def test_round_trip_and_go_bytes(scenario: str) -> None:
 
 @needs_recordings
 def test_most_go_messages_are_reproduced_byte_for_byte() -> None:
-    msgs = [m for s in SCENARIOS for _, m in all_messages(s)]
+    """The whole shared set (each message's own check is test_round_trip_and_go_bytes)."""
+    if not rec.has(*rec.SHARED_SET):
+        pytest.skip("about the whole shared recording set, which is not all present here")
+    msgs = [m for s in rec.SHARED_SET for _, m in all_messages(s)]
     identical = [m for m in msgs if go_identical_expected(m) and not isinstance(decode_all(m["wire"])[0][0], Exception)]
     # uint codes, float32 and sub-microsecond times are the only exceptions
     assert len(identical) >= 0.8 * len(msgs), (len(identical), len(msgs))
@@ -510,7 +494,9 @@ def _go_channels_with_decode_errors(scenario: str) -> list[tuple[str, list[dict]
 
 @needs_recordings
 def test_go_decode_failures_found() -> None:
-    found = [x for s in SCENARIOS for x in _go_channels_with_decode_errors(s)]
+    if not rec.has("08a-malformed-messages"):
+        pytest.skip("about scenario 08a-malformed-messages, which is not present here")
+    found = [x for s in rec.scenarios() for x in _go_channels_with_decode_errors(s)]
     assert len(found) >= 3, found  # 08a: invalid code c1, unknown ext, bad reference id
 
 
@@ -530,7 +516,9 @@ def test_go_decode_failures(scenario: str) -> None:
                 assert e["event"] == "recv_error", where
             else:
                 assert e["event"] == "recv", where
-                assert same(expect(e["value"]), value), where
+                with rec.locating(e):
+                    exp = expect(e["value"])
+                assert same(exp, value), where
         if d.error is not None:
             # Go: the bad bytes are not consumed; every later Receive fails the same way
             assert isinstance(d.error, RemoteProtocolError), where

@@ -95,7 +95,7 @@ ROLES = {
 TYPED_ERRORS = (RemoteProtocolError, trio.BrokenResourceError, trio.EndOfChannel, trio.ClosedResourceError)
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 #: Ext code a Go peer uses for each $ref rendering in the events.
-REF_CODES = {"libchan.Sender": 4, "libchan.Receiver": 5, "bytestream(rw)": 1, "bytestream(r)": 3, "bytestream(w)": 2}
+REF_CODES = rec.REF_KINDS
 #: Events that are recorder artefacts or socket-level observations (nothing to replay).
 IGNORED_EVENTS = {
     "start", "exit", "tcp_connected", "transport_created", "transport_close_returned", "tcp_read_end",
@@ -184,24 +184,37 @@ def load(scenario: str) -> Recording:
         return _RECORDINGS[scenario]
     c2s, s2c, records = rec.transcript(scenario)
     jframes = [f for f in rec.frames(scenario) if f["type"] != "TCP_EOF"]
-    wire = {}
-    for d, data in (("c2s", c2s), ("s2c", s2c)):
-        parser = FrameParser()
-        parsed = parser.feed(data)
-        expected = [f for f in jframes if f["dir"] == d]
-        assert [frame_name(f) for f in parsed] == [f["type"] for f in expected], f"{scenario} {d}: transcript vs frames.jsonl"
-        for f, j in zip(parsed, expected):  # frames.jsonl is the reference decode: agree with it field by field
-            assert (f.raw_flags, getattr(f, "stream_id", None)) == (j["flags"], j.get("stream_id")), j
-            if "headers" in j:
-                assert {(n, tuple(split_header_value(v))) for n, v in f.headers} == {(n, tuple(v)) for n, v in j["headers"]}, j
-            for key in ("status", "ping_id", "last_good_stream_id", "fin"):
-                if key in j:
-                    assert getattr(f, key) == j[key], j
-        wire[d] = Wire.from_frames(parsed)
-    kinds = {}
-    for f in jframes:
-        if f["type"] == "DATA" and f.get("stream_kind"):
-            kinds.setdefault(f["stream_id"], f["stream_kind"])
+    current: list = [rec.recordings_dir() / scenario / "frames.jsonl"]  # the record being read, for errors
+    try:
+        wire = {}
+        for d, data in (("c2s", c2s), ("s2c", s2c)):
+            parser = FrameParser()
+            parsed = parser.feed(data)
+            expected = []
+            for f in jframes:
+                current[0] = f
+                if f["dir"] == d:
+                    expected.append(f)
+            assert [frame_name(f) for f in parsed] == [f["type"] for f in expected], f"{scenario} {d}: transcript vs frames.jsonl"
+            for f, j in zip(parsed, expected):  # frames.jsonl is the reference decode: agree with it field by field
+                current[0] = j
+                assert (f.raw_flags, getattr(f, "stream_id", None)) == (j["flags"], j.get("stream_id")), j
+                if "headers" in j:
+                    assert {(n, tuple(split_header_value(v))) for n, v in f.headers} == {(n, tuple(v)) for n, v in j["headers"]}, j
+                for key in ("status", "ping_id", "last_good_stream_id", "fin"):
+                    if key in j:
+                        assert getattr(f, key) == j[key], j
+            wire[d] = Wire.from_frames(parsed)
+        kinds = {}
+        for f in jframes:
+            current[0] = f
+            if f["type"] == "DATA" and f.get("stream_kind"):
+                kinds.setdefault(f["stream_id"], f["stream_kind"])
+    except (KeyError, TypeError, ValueError) as exc:
+        if not harness_fault(exc):
+            raise
+        where = getattr(current[0], "where", current[0])
+        raise rec.RecordingError(f"cannot read this frame record ({type(exc).__name__}: {exc})", where) from None
     r = Recording(scenario, c2s, s2c, records, jframes,
                   {role: rec.events(scenario, role) for role in ROLES}, wire, kinds)
     _RECORDINGS[scenario] = r
@@ -217,11 +230,14 @@ def is_zero(js: Any) -> bool:
     if js is None or js is False or js == 0 or js == "" or js == [] or js == {}:
         return not isinstance(js, bool) or js is False
     if isinstance(js, dict):
-        if "$bin" in js:
-            return js["$bin"] == ""
-        if "$time" in js:
+        form = rec.value_form(js)
+        if form in ("bin", "bin-nil"):
+            return not js["$bin"]  # nil or empty []byte
+        if form == "bin-large":
+            return js["$bin_len"] == 0
+        if form == "time":
             return bool(js.get("is_zero"))
-        if "$ref" in js:
+        if form in ("ref", "ext"):
             return False
         return all(is_zero(v) for v in js.values())
     return False
@@ -240,30 +256,50 @@ def generic_go_type(go_type: str) -> bool:
     return not re.search(r"(^|[^\w])(?!time\.)\w+\.[A-Z]", go_type or "")
 
 
+def match_form(py: Any, js: dict, form: str, lenient: bool, path: str) -> str | None:
+    """:func:`match_json` for the documented value forms (recordings.value_form)."""
+    if form == "bin":
+        want = rec.bin_value(js)
+        return None if isinstance(py, bytes) and py == want else f"{path}: {py!r:.80} != bin {js['$bin'][:40]}"
+    if form == "bin-nil":
+        # A nil Go []byte is msgpack nil (c0) on the wire; a typed decode may show an empty one as nil.
+        return None if py is None or (lenient and py == b"") else f"{path}: {py!r:.80} != nil []byte"
+    if form == "bin-large":
+        ok = (isinstance(py, bytes) and len(py) == js["$bin_len"] and hashlib.sha256(py).hexdigest() == js["$bin_sha256"]
+              and py.hex().startswith(js.get("$bin_head", "")))
+        return None if ok else f"{path}: large bin differs"
+    if form == "time" or (form == "ext" and js["$ext"] == 6 and "unix" in js):
+        if isinstance(py, msgpack.ExtType) and py.code == 6 and len(py.data) == 12:  # Go's raw wire message
+            secs, nsec = int.from_bytes(py.data[:8], "big", signed=True), int.from_bytes(py.data[8:], "big")
+            return None if micro_of(secs, nsec) == micro_of(js["unix"], js["nsec"]) else f"{path}: time {py} differs"
+        if not isinstance(py, dt.datetime):
+            return f"{path}: {py!r:.80} is not a time ({js.get('$time', js.get('utc'))})"
+        # Python keeps microseconds: Go's nanoseconds are truncated (documented in msgpack_codec).
+        return None if datetime_micro(py) == micro_of(js["unix"], js["nsec"]) else f"{path}: {py} != {js.get('$time', js.get('utc'))}"
+    if form == "ext":
+        code = js["$ext"]
+        if code not in (1, 2, 3, 4, 5) or js.get("ref") is None:
+            return f"{path}: Go's ext {code} (data {js['data']}) is not a value"
+        kind = "libchan.Sender" if code == 4 else "libchan.Receiver" if code == 5 else "bytestream(rw)"
+    else:
+        kind = js["$ref"]
+    if isinstance(py, msgpack.ExtType):  # Go's wire message, before refs become objects
+        ok = py.code == REF_CODES[kind] or (kind.startswith("bytestream") and py.code in (1, 2, 3))
+        return None if ok else f"{path}: ext {py.code} is not a {kind}"
+    ok = (isinstance(py, libchan.Sender) if kind == "libchan.Sender"
+          else isinstance(py, libchan.Receiver) if kind == "libchan.Receiver"
+          else hasattr(py, "receive_some") or hasattr(py, "send_all"))
+    return None if ok else f"{path}: {py!r} is not a {kind}"
+
+
 def match_json(py: Any, js: Any, lenient: bool, path: str = "$") -> str | None:
     """None if ``py`` (ours) matches Go's JSON rendering ``js``; else a reason.
 
     ``lenient`` is used where Go decoded into a typed struct: Go then shows its
     struct's view (zero-filled missing fields, nil decoded as a zero struct)."""
-    if isinstance(js, dict) and len(js) and next(iter(js)).startswith("$"):
-        if "$bin" in js:
-            return None if isinstance(py, bytes) and py == bytes.fromhex(js["$bin"]) else f"{path}: {py!r:.80} != bin {js['$bin'][:40]}"
-        if "$bin_len" in js:
-            ok = isinstance(py, bytes) and len(py) == js["$bin_len"] and hashlib.sha256(py).hexdigest() == js["$bin_sha256"]
-            return None if ok else f"{path}: large bin differs"
-        if "$time" in js:
-            if not isinstance(py, dt.datetime):
-                return f"{path}: {py!r:.80} is not a time ({js['$time']})"
-            # Python keeps microseconds: Go's nanoseconds are truncated (documented in msgpack_codec).
-            return None if datetime_micro(py) == micro_of(js["unix"], js["nsec"]) else f"{path}: {py} != {js['$time']}"
-        if "$ref" in js:
-            kind = js["$ref"]
-            if isinstance(py, msgpack.ExtType):  # Go's wire message, before refs become objects
-                return None if py.code == REF_CODES.get(kind, 0) or (kind.startswith("bytestream") and py.code in (1, 2, 3)) else f"{path}: ext {py.code} is not a {kind}"
-            ok = (isinstance(py, libchan.Sender) if kind == "libchan.Sender"
-                  else isinstance(py, libchan.Receiver) if kind == "libchan.Receiver"
-                  else hasattr(py, "receive_some") or hasattr(py, "send_all"))
-            return None if ok else f"{path}: {py!r} is not a {kind}"
+    form = rec.value_form(js)  # RecordingError for a form the harness does not know
+    if form is not None:
+        return match_form(py, js, form, lenient, path)
     if lenient and py is None and is_zero(js):
         return None
     if isinstance(js, dict):
@@ -344,6 +380,16 @@ class DriverFailure(Exception):
 
 class Unresolved(Exception):
     pass
+
+
+def harness_fault(exc: BaseException) -> bool:
+    """The exception was raised by the harness's own code (this module), not inside libchan."""
+    tb = exc.__traceback__
+    last = None
+    while tb is not None:
+        last = tb.tb_frame.f_code.co_filename
+        tb = tb.tb_next
+    return last == __file__
 
 
 def leaves(exc: BaseException) -> list[BaseException]:
@@ -473,14 +519,17 @@ class Driver:
 
     def py_from_json(self, js: Any, key: str | None) -> Any:
         if isinstance(js, dict):
-            if "$bin" in js:
-                return bytes.fromhex(js["$bin"])
-            if "$time" in js:
+            form = rec.value_form(js)
+            if form in ("bin", "bin-nil"):
+                return rec.bin_value(js)  # a nil []byte is sent as nil, like Go's c0
+            if form == "time" or (form == "ext" and js["$ext"] == 6 and "unix" in js):
                 return EPOCH + dt.timedelta(seconds=js["unix"], microseconds=js["nsec"] // 1000)
-            if "$ref" in js:
+            if form == "ref":
                 return self.make_local(REF_CODES[js["$ref"]], key or "", None)
-            if "$bin_len" in js:
-                raise DriverFailure("a large binary with no wire message to take it from")
+            if form == "ext" and js["$ext"] in (1, 2, 3, 4, 5):
+                return self.make_local(js["$ext"], key or "", None)
+            if form is not None:
+                raise DriverFailure(f"a {form} value with no wire message to take it from")
             return {k: self.py_from_json(v, k) for k, v in js.items()}
         if isinstance(js, list):
             return [self.py_from_json(v, key) for v in js]
@@ -681,7 +730,13 @@ class Driver:
                     continue
                 nxt = self.events[index + 1] if index + 1 < len(self.events) else {}
                 try:
-                    await self.step(ev, index, nxt)
+                    with rec.locating(ev):  # a value the harness cannot read: name the event's file and line
+                        await self.step(ev, index, nxt)
+                except (KeyError, TypeError, AttributeError) as exc:
+                    if not harness_fault(exc):
+                        raise
+                    raise rec.RecordingError(f"the harness cannot replay this event ({type(exc).__name__}: {exc})",
+                                             ev.where if isinstance(ev, rec.Record) else f"seq={ev.get('seq')}") from exc
                 except Unresolved as exc:
                     if self.strict:
                         raise DriverFailure(str(exc)) from None
@@ -848,6 +903,9 @@ async def replay(recording: Recording, role: str, strict: bool) -> Outcome:
                 await input_done.wait()
         except Exception as exc:
             found = [e for e in leaves(exc) if not isinstance(e, trio.Cancelled)]
+            harness = [e for e in found if isinstance(e, rec.RecordingError)]
+            if harness:  # never reported as a crash of libchan
+                raise harness[0] from None
             failures = [e for e in found if isinstance(e, DriverFailure)]
             untyped = [e for e in found if not isinstance(e, (DriverFailure, *TYPED_ERRORS))]
             if untyped:  # anything untyped escaping is a crash

@@ -1,6 +1,7 @@
 """The sans-IO SPDY/3 framer against recordings of the real Go libchan.
 
-The generic tests are parametrized over every scenario of index.json and take
+The generic tests are parametrized over every scenario found (index.json's and any
+other scenario directory; tests/interop/recordings.py) and take
 every expectation from the recordings' own files (frames.jsonl, the
 transcripts and the README's frame-byte vectors), never from values written
 here.
@@ -242,12 +243,17 @@ def test_writer_header_blocks_decompress_with_plain_zlib(scenario, direction):
 
 
 def _readme_vectors():
-    """The "Frame bytes, taken from <scenario>" listing of the README."""
+    """The "Frame bytes, taken from <scenario>" listing of the README.
+
+    Each vector is ``(label, scenario, prefix, placeholder)``; the scenario is named
+    by the README (its scenario table), whether or not it is present here."""
     text = rec.readme()
     m = re.search(r"Frame bytes, taken from ([\w.-]+?):?\s*\n\s*```\n(.*?)```", text, re.S)
-    assert m, "README has no 'Frame bytes, taken from ...' listing"
+    if not m:
+        raise rec.RecordingError("README has no 'Frame bytes, taken from ...' listing", rec.locate() / "README.md")
     default_scenario, body = m.group(1), m.group(2)
-    names = rec.scenarios()
+    # The scenarios the README describes: its table rows "| NN-name | ...", and the present ones.
+    names = sorted(set(re.findall(r"^\|\s*(\d\d[a-z]?-[\w-]+)\s*\|", text, re.M)) | set(rec.scenarios()))
     assert default_scenario in names
     vectors = []
     for line in body.splitlines():
@@ -277,8 +283,15 @@ def _readme_vectors():
 
 
 def test_readme_frame_vectors():
+    """The README's frame listing, for the vectors whose scenario is present here."""
     rec.recordings_dir()
-    for label, scenario, prefix, placeholder in _readme_vectors():
+    if not rec.readme_available():
+        pytest.skip(f"no README.md in {rec.locate()}: no frame listing to check")
+    present = set(rec.scenarios())
+    vectors = [v for v in _readme_vectors() if v[1] in present]
+    if not vectors:
+        pytest.skip("no scenario of the README's frame listing is present here")
+    for label, scenario, prefix, placeholder in vectors:
         # Find the vector in the recording, as a frame boundary.
         found = None
         for direction in DIRECTIONS:
@@ -305,6 +318,15 @@ def test_readme_frame_vectors():
             assert ours[:5] == prefix[:5], label
             assert ours[8:len(prefix)] == prefix[8:], label
             assert int.from_bytes(ours[5:8], "big") == len(ours) - 8, label
+
+
+def test_readme_frame_vectors_cover_the_shared_set():
+    """With the whole shared set, every vector of the README's listing was checked above."""
+    if not rec.has(*rec.SHARED_SET) or not rec.readme_available():
+        pytest.skip("about the whole shared recording set and its README, not all present here")
+    vectors = _readme_vectors()
+    assert {v[1] for v in vectors} <= set(rec.SHARED_SET), vectors
+    assert len(vectors) >= 7, vectors
 
 
 # ---------------------------------------------------------------------------
