@@ -10,6 +10,7 @@ from __future__ import annotations
 import ssl
 
 __all__ = [
+    "describe",
     "first_bytes_verdict",
     "silence_verdict",
     "closed_verdict",
@@ -17,6 +18,13 @@ __all__ = [
     "tls_server_verdict",
     "looks_like_tls",
 ]
+
+def describe(exc: BaseException) -> str:
+    """``Type: text`` of an exception, looking through empty wrappers (trio's TLS errors)."""
+    while not str(exc) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
 
 _PROFILE_NAMES = {"h2": "HTTP/2 (libchan's default profile)", "spdy": "SPDY/3.1 (Go libchan's profile)"}
 

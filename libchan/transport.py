@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import trio
 
 from .config import Config
+from .diagnosis import describe as _describe
 from .diagnosis import closed_verdict, first_bytes_verdict, looks_like_tls, silence_verdict, tls_client_verdict, tls_server_verdict
 from .errors import ConnectError, LocalProtocolError, ProtocolError, SessionClosedError
 from .engine.profiles import H2Profile
@@ -194,12 +195,6 @@ async def open_transport(
         await trio.aclose_forcefully(stream)
         raise
     return stream
-
-
-def _describe(exc: BaseException) -> str:
-    while not str(exc) and exc.__cause__ is not None:
-        exc = exc.__cause__
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 async def _await_server(session: Session, address: Address, profile: str, timeout: float) -> None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Callable, cast
 import trio
 
 from ..config import Config
+from ..diagnosis import describe as _describe
 from ..errors import SessionClosedError
 from ..messages.framing import END_MARKER, KEEPALIVE
 from ..spdy_like.mux import (
@@ -674,10 +675,3 @@ class Link:
                     self.schedule(ns)
             self.mux.ping()
             self.wake()
-
-
-def _describe(exc: BaseException) -> str:
-    """``Type: text`` of an exception, looking through empty wrappers (trio's TLS errors)."""
-    while not str(exc) and exc.__cause__ is not None:
-        exc = exc.__cause__
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
