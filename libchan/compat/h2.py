@@ -7,7 +7,8 @@ used everywhere else; what follows reads or writes h2's private state:
   without h2's per-frame objects (probe: :meth:`DataFastPath.usable`);
 * :func:`limit_closed_streams`: a shorter memory of closed streams;
 * :func:`raise_stream_limit`: h2's own MAX_CONCURRENT_STREAMS check moved above
-  the advertised value (the session answers the excess with REFUSED_STREAM).
+  the advertised value (the multiplexer answers the excess with REFUSED_STREAM,
+  counting with :func:`open_peer_streams`).
 
 DATA frames beside ``h2``:
 
@@ -41,7 +42,7 @@ import h2.windows
 
 from ..spdy_like.h2frames import data_header
 
-__all__ = ["DataFastPath", "limit_closed_streams", "raise_stream_limit"]
+__all__ = ["DataFastPath", "limit_closed_streams", "open_peer_streams", "raise_stream_limit"]
 
 _CONN_OPEN = (h2.connection.ConnectionState.CLIENT_OPEN, h2.connection.ConnectionState.SERVER_OPEN)
 _SEND_STATES = (h2.stream.StreamState.OPEN, h2.stream.StreamState.HALF_CLOSED_REMOTE)
@@ -152,3 +153,29 @@ def raise_stream_limit(conn: h2.connection.H2Connection, limit: int) -> None:
     code = h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS
     if isinstance(store, dict) and code in store:
         store[code] = collections.deque([limit])
+
+
+def open_peer_streams(conn: h2.connection.H2Connection, new: set[int]) -> tuple[int, dict[int, bool]]:
+    """The peer's streams on ``conn`` that count against our MAX_CONCURRENT_STREAMS
+    (RFC 9113 5.1.2: open or half-closed), as ``(n, opened)``: ``n`` of those streams
+    not in ``new``, and for each stream id in ``new``, whether it counts now.
+
+    One pass over h2's stream table (public attributes; h2 itself counts the same way
+    for every new stream). Without that table, h2's own count for everything."""
+    streams = getattr(conn, "streams", None)
+    peer = 0 if conn.config.client_side else 1  # parity of the peer's stream ids
+    if not isinstance(streams, dict):
+        return conn.open_inbound_streams, {sid: True for sid in new}
+    n = 0
+    opened: dict[int, bool] = {}
+    for sid, stream in streams.items():
+        if sid % 2 != peer:
+            continue
+        is_open = bool(getattr(stream, "open", False))
+        if sid in new:
+            opened[sid] = is_open
+        elif is_open:
+            n += 1
+    for sid in new:
+        opened.setdefault(sid, False)  # gone from the table: closed already
+    return n, opened

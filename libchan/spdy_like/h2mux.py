@@ -20,7 +20,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
-from ..compat.h2 import DataFastPath, limit_closed_streams, raise_stream_limit
+from ..compat.h2 import DataFastPath, limit_closed_streams, open_peer_streams, raise_stream_limit
 from ..compat.hyperframe import install_cheap_repr
 from .h2frames import FLAG_END_HEADERS, FLAG_END_STREAM, FLAG_PADDED, HEADER_LEN, TYPE_CONTINUATION, TYPE_DATA, TYPE_HEADERS, TYPE_PUSH_PROMISE
 from .mux import (
@@ -43,6 +43,7 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 CANCEL = h2.errors.ErrorCodes.CANCEL
 PROTOCOL_ERROR = h2.errors.ErrorCodes.PROTOCOL_ERROR
+REFUSED_STREAM = h2.errors.ErrorCodes.REFUSED_STREAM
 
 
 class H2Multiplexer:
@@ -88,10 +89,14 @@ class H2Multiplexer:
         # are not in flight any more.
         limit_closed_streams(self._conn, 4096)
         # Peers are told the real limit (the SETTINGS just serialized). RFC 9113 5.1.2
-        # makes exceeding it a *stream* error, which the session answers with
-        # REFUSED_STREAM; h2's own check would make it a connection error, so h2
-        # itself is given a higher limit.
+        # makes exceeding it a *stream* error: a stream the peer opens while this many
+        # of its streams are open or half-closed on this connection is reset with
+        # REFUSED_STREAM here (_refuse_excess), whatever its session. h2's own check
+        # would make it a connection error, so h2 itself is given a higher limit.
+        self._max_peer_streams = max_concurrent_streams
         raise_stream_limit(self._conn, min(2**31 - 1, max_concurrent_streams * 2 + 16))
+        #: Peer streams refused for the connection's limit so far (for tests and logs).
+        self.refused_streams = 0
         if connection_window > 65535:
             self._conn.increment_flow_control_window(connection_window - 65535)
         self._closed = False
@@ -205,9 +210,13 @@ class H2Multiplexer:
             # (h2 decodes header values as UTF-8 and lets UnicodeDecodeError through)
             self._closed = True
             return [ConnectionEnded(int(getattr(exc, "error_code", PROTOCOL_ERROR)), f"HTTP/2 protocol error from peer: {exc}", False)]
+        opened = [ev.stream_id for ev in events if isinstance(ev, h2.events.RequestReceived)]
+        refused = self._refuse_excess(opened) if opened else ()
         out: list[MuxEvent] = []
         for ev in events:
             if isinstance(ev, h2.events.RequestReceived):
+                if ev.stream_id in refused:
+                    continue  # (its other events name a stream nobody tracks: ignored, DATA acknowledged)
                 out.append(StreamOpened(ev.stream_id, _headers(ev.headers), ev.stream_ended is not None))
                 if ev.stream_ended is not None:
                     out.append(StreamEnded(ev.stream_id))
@@ -238,6 +247,24 @@ class H2Multiplexer:
                 extra = f" ({ev.additional_data!r})" if ev.additional_data else ""
                 out.append(ConnectionEnded(int(cast(int, ev.error_code)), f"peer sent GOAWAY {ev.error_code!s}{extra}", True))
         return out
+
+    def _refuse_excess(self, opened: list[int]) -> set[int]:
+        """Reset with REFUSED_STREAM each stream in ``opened`` (the peer's new streams
+        in this read, in order) that found ``max_concurrent_streams`` of the peer's
+        streams open or half-closed on this connection (RFC 9113 5.1.2), and return
+        their ids. Streams of this read that already closed again are not counted."""
+        n, counts = open_peer_streams(self._conn, set(opened))
+        refused: set[int] = set()
+        for sid in opened:
+            if not counts[sid]:
+                continue
+            if n >= self._max_peer_streams:
+                self.reset_stream(sid, REFUSED_STREAM)
+                refused.add(sid)
+            else:
+                n += 1
+        self.refused_streams += len(refused)
+        return refused
 
     def data_to_send(self) -> bytes:
         return b"".join(self.data_chunks())
