@@ -30,7 +30,10 @@ class Config:
     max_message_size: int = 16 * 1024 * 1024
     #: Deepest nesting of lists/maps inside one message.
     max_nesting_depth: int = 256
-    #: Most streams (channels + byte streams) open at once on a session.
+    #: Most streams the peer may have open at once on one connection (advertised as
+    #: MAX_CONCURRENT_STREAMS, counted as RFC 9113 5.1.2 does), and most streams
+    #: (control, parks, channels, byte streams, pending references) of one session;
+    #: beyond either, new streams are refused with REFUSED_STREAM (spec 14.1).
     max_streams: int = 10_000
     #: Most references waiting for their stream (and streams waiting for their reference).
     max_pending_references: int = 1_000

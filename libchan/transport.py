@@ -29,7 +29,7 @@ from .engine.profiles import H2Profile
 from .engine.link import Link
 from .spdy_like.mux import StreamOpened
 from .compat.trio_ssl import pending_output
-from .engine.core import SessionCore
+from .engine.core import SessionCore, refusal_without_session
 from .session import Session
 
 __all__ = ["connect", "serve", "parse_url", "Address"]
@@ -317,6 +317,12 @@ class _Server:
     def _route(self, link: Link, ev: StreamOpened) -> None:
         sid = ev.headers.get("libchan-session")
         peer = self.peers.get(link, "an unknown peer")
+        if sid is None or sid not in self.sessions:
+            # Refused whatever its session: answered without creating one (no handler runs).
+            refusal = refusal_without_session(ev.headers)
+            if refusal is not None:
+                link.refuse(ev.stream_id, refusal)
+                return
         if sid is None:
             session = SessionCore(server_side=True, config=self.config, anonymous=True)
             self.nursery.start_soon(self._run_session, session, None, peer)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import h2.config
 import h2.connection
 import h2.events
+import h2.settings
 import trio
 
 
@@ -20,6 +21,13 @@ class RawH2Client:
         client = cls(await trio.open_tcp_stream(host, port))
         await client.flush()
         return client
+
+    def ignore_peer_stream_limit(self) -> None:
+        """Behave like a hostile peer: open streams beyond the server's advertised
+        MAX_CONCURRENT_STREAMS (h2 would refuse to)."""
+        settings = self.conn.remote_settings
+        settings[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] = 2**31 - 1
+        settings.acknowledge()
 
     async def flush(self) -> None:
         data = self.conn.data_to_send()

@@ -7,7 +7,12 @@ used everywhere else; what follows reads or writes h2's private state:
   without h2's per-frame objects (probe: :meth:`DataFastPath.usable`);
 * :func:`limit_closed_streams`: a shorter memory of closed streams;
 * :func:`raise_stream_limit`: h2's own MAX_CONCURRENT_STREAMS check moved above
-  the advertised value (the session answers the excess with REFUSED_STREAM).
+  the advertised value (the multiplexer answers the excess with REFUSED_STREAM,
+  counting with :func:`open_peer_streams`);
+* :class:`PeerCountedH2Connection`: h2's connection without its count of the peer's
+  open streams for every stream the peer opens (a pass over all streams each time:
+  quadratic in the streams opened by one read), which :func:`open_peer_streams` does
+  once per read instead, pruning closed streams as h2's count does.
 
 DATA frames beside ``h2``:
 
@@ -40,7 +45,7 @@ import h2.settings
 import h2.stream
 import h2.windows
 
-__all__ = ["DataFastPath", "limit_closed_streams", "raise_stream_limit"]
+__all__ = ["DataFastPath", "PeerCountedH2Connection", "limit_closed_streams", "open_peer_streams", "raise_stream_limit"]
 
 _CONN_OPEN = (h2.connection.ConnectionState.CLIENT_OPEN, h2.connection.ConnectionState.SERVER_OPEN)
 _SEND_STATES = (h2.stream.StreamState.OPEN, h2.stream.StreamState.HALF_CLOSED_REMOTE)
@@ -151,3 +156,54 @@ def raise_stream_limit(conn: h2.connection.H2Connection, limit: int) -> None:
     code = h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS
     if isinstance(store, dict) and code in store:
         store[code] = collections.deque([limit])
+
+
+class PeerCountedH2Connection(h2.connection.H2Connection):
+    """An ``H2Connection`` whose ``open_inbound_streams`` is 0: h2 reads it for every
+    HEADERS frame that opens a stream (its own MAX_CONCURRENT_STREAMS check, which
+    :func:`raise_stream_limit` disarms anyway), and computing it walks every stream,
+    so 9,000 requests in one read cost 9 seconds of CPU. The multiplexer counts the
+    peer's streams itself, once per read (:func:`open_peer_streams`)."""
+
+    @property
+    def open_inbound_streams(self) -> int:
+        return 0
+
+    @classmethod
+    def usable(cls) -> bool:
+        """True if this h2 counts and prunes its streams where we expect it to."""
+        return callable(getattr(h2.connection.H2Connection, "_open_streams", None)) and isinstance(
+            getattr(h2.connection.H2Connection, "open_inbound_streams", None), property
+        )
+
+
+def open_peer_streams(conn: h2.connection.H2Connection, new: set[int]) -> tuple[int, dict[int, bool]]:
+    """The peer's streams on ``conn`` that count against our MAX_CONCURRENT_STREAMS
+    (RFC 9113 5.1.2: open or half-closed), as ``(n, opened)``: ``n`` of those streams
+    not in ``new``, and for each stream id in ``new``, whether it counts now.
+
+    One pass over h2's stream table, which also forgets closed streams as h2's own
+    count does (h2 keeps them in ``streams`` until it counts)."""
+    peer = 0 if conn.config.client_side else 1  # parity of the peer's stream ids
+    n = 0
+    opened: dict[int, bool] = {}
+    closed: list[int] = []
+    for sid, stream in conn.streams.items():
+        if stream.closed:
+            closed.append(sid)
+        if sid % 2 != peer:
+            continue
+        if sid in new:
+            opened[sid] = stream.open
+        elif stream.open:
+            n += 1
+    if closed:
+        # what h2's _open_streams does with them (its memory of closed streams)
+        memory = getattr(conn, "_closed_streams", None)
+        for sid in closed:
+            stream = conn.streams.pop(sid)
+            if memory is not None:
+                memory[sid] = stream.closed_by
+    for sid in new:
+        opened.setdefault(sid, False)  # gone from the table: closed already
+    return n, opened

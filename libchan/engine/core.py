@@ -38,7 +38,7 @@ from ..spdy_like.mux import StreamOpened
 from .netstream import CANCEL, NetReceiver, NetSender, NetStream, facade_for
 from .profiles import get_profile
 
-__all__ = ["SessionCore"]
+__all__ = ["SessionCore", "refusal_without_session"]
 
 log = logging.getLogger("libchan")
 
@@ -637,6 +637,29 @@ class SessionCore:
 
 
 _NO_OBJECTS: list[tuple[NetStream, str, Any]] = []  # never appended to
+
+
+def refusal_without_session(headers: dict[str, str]) -> list[tuple[str, str]] | None:
+    """The answer to a request that is refused whatever the state of its session
+    (spec 5.1: 405, then 404 and 400 for a request naming a session), or None.
+
+    A server answers these before it looks its session up, so that a request it
+    refuses never creates a session (and never starts a session handler): a peer
+    sending GETs must not leave a session behind for each one."""
+    if headers.get(":method", "POST") != "POST":
+        return [(":status", "405"), ("allow", "POST")]
+    if "libchan-session" not in headers:
+        return None  # anonymous: any path is a channel (7.4)
+    path = headers.get(":path", "")
+    if path not in (PATH_SESSION, PATH_PARK, PATH_STREAM):
+        return [(":status", "404")]
+    if path == PATH_STREAM:
+        try:
+            _stream_headers(headers)
+        except RemoteProtocolError as exc:
+            log.warning("refusing stream: %s", exc)
+            return [(":status", "400")]
+    return None
 
 
 def _stream_headers(headers: dict[str, str]) -> tuple[str, int, int | None]:

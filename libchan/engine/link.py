@@ -409,6 +409,16 @@ class Link:
                         await self._read_lot.park()
                     self._reading_paused = False
                     self._last_rx = max(self._last_rx, trio.current_time() - 1.0)
+                if self.mux.input_pending:
+                    # The last read held more frames than one pass takes: let other
+                    # connections and tasks run, then take the next slice (before any
+                    # new input, which the multiplexer queues after it anyway).
+                    await trio.lowlevel.checkpoint()
+                    if self.mux.input_pending:
+                        self._process_input(b"")
+                        if self.closed_reason is not None:
+                            return
+                    continue
                 while self.input_owner is not None:
                     await self._reader_park()
                 self.input_owner = self
@@ -439,7 +449,7 @@ class Link:
 
     def _process_input(self, data: bytes) -> None:
         """Bytes from the transport into the multiplexer, events out to the streams."""
-        if self.first_input is None:
+        if self.first_input is None and data:
             self.first_input = bytes(data[:16])
             self._first_lot.unpark_all()
         self._last_rx = trio.current_time()
@@ -475,6 +485,12 @@ class Link:
         when ``ns`` changes otherwise (:meth:`stop_reading_for`). Connection
         errors end the link (the stream then fails); they are not raised here."""
         assert self.io is not None
+        if self.mux.input_pending:
+            # frames of an earlier read come first (one slice per call: see _reader)
+            await trio.lowlevel.checkpoint()
+            if self.mux.input_pending:
+                self._process_input(b"")
+            return
         self.input_owner = ns
         try:
             data = await self.io.receive_some(_READ_SIZE)

@@ -20,7 +20,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
-from ..compat.h2 import DataFastPath, limit_closed_streams, raise_stream_limit
+from ..compat.h2 import DataFastPath, PeerCountedH2Connection, limit_closed_streams, open_peer_streams, raise_stream_limit
 from ..compat.hyperframe import install_cheap_repr
 from .h2frames import data_header, FLAG_END_HEADERS, FLAG_END_STREAM, FLAG_PADDED, HEADER_LEN, TYPE_CONTINUATION, TYPE_DATA, TYPE_HEADERS, TYPE_PUSH_PROMISE
 from .mux import (
@@ -38,11 +38,18 @@ from .mux import (
 __all__ = ["H2Multiplexer", "PREFACE"]
 
 
+#: Most frames one receive_data call hands to h2 (HEADERS, SETTINGS, PING...; fast
+#: DATA frames are not counted): a read full of requests (9,000 GETs fit in 256 KiB)
+#: is processed in slices of this many, and the link lets other connections and tasks
+#: run between them (about 10 ms of work per slice for requests answered at once).
+_H2_FRAMES_PER_CALL = 100
+
 #: The first bytes an HTTP/2 client sends (RFC 9113 section 3.4).
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 CANCEL = h2.errors.ErrorCodes.CANCEL
 PROTOCOL_ERROR = h2.errors.ErrorCodes.PROTOCOL_ERROR
+REFUSED_STREAM = h2.errors.ErrorCodes.REFUSED_STREAM
 
 
 class H2Multiplexer:
@@ -65,7 +72,9 @@ class H2Multiplexer:
         config = h2.config.H2Configuration(
             client_side=client_side, header_encoding="utf-8", validate_inbound_headers=True
         )
-        self._conn = h2.connection.H2Connection(config=config)
+        # (h2's per-stream count of the peer's streams is replaced by _refuse_excess's per read)
+        factory = PeerCountedH2Connection if PeerCountedH2Connection.usable() else h2.connection.H2Connection
+        self._conn = factory(config=config)
         self._conn.local_settings = h2.settings.Settings(
             client=client_side,
             initial_values={
@@ -88,10 +97,14 @@ class H2Multiplexer:
         # are not in flight any more.
         limit_closed_streams(self._conn, 4096)
         # Peers are told the real limit (the SETTINGS just serialized). RFC 9113 5.1.2
-        # makes exceeding it a *stream* error, which the session answers with
-        # REFUSED_STREAM; h2's own check would make it a connection error, so h2
-        # itself is given a higher limit.
+        # makes exceeding it a *stream* error: a stream the peer opens while this many
+        # of its streams are open or half-closed on this connection is reset with
+        # REFUSED_STREAM here (_refuse_excess), whatever its session. h2's own check
+        # would make it a connection error, so h2 itself is given a higher limit.
+        self._max_peer_streams = max_concurrent_streams
         raise_stream_limit(self._conn, min(2**31 - 1, max_concurrent_streams * 2 + 16))
+        #: Peer streams refused for the connection's limit so far (for tests and logs).
+        self.refused_streams = 0
         if connection_window > 65535:
             self._conn.increment_flow_control_window(connection_window - 65535)
         self._closed = False
@@ -102,25 +115,35 @@ class H2Multiplexer:
             install_cheap_repr()
         #: The single-frame lanes (None when the fast path is off).
         self.lane = FastLane(self._receive_sole_data, self._data_header_now) if self._fast is not None else None
-        self._inbuf = b""  # input not yet split into frames (fast path)
+        self._inbuf = b""  # input not yet split into frames, or not yet given to h2
+        #: Frames are buffered that the last receive_data call left for the next one.
+        self.input_pending = False
+        self._h2_only = False  # h2 has a partial frame: it gets all input unsplit
         self._preface_left = 0 if client_side else len(PREFACE)
         self._in_header_block = False  # a HEADERS/PUSH_PROMISE awaits its CONTINUATION
         self._out: list[bytes | memoryview] = []  # output in order, before h2's own buffer
 
     # -- input ---------------------------------------------------------------
     def receive_data(self, data: bytes) -> list[MuxEvent]:
-        if self._fast is None or self._closed:
-            if self._inbuf:  # a frame the fast path had started to collect
+        """Feed ``data`` (after whatever is still buffered) and return the events.
+
+        At most :data:`_H2_FRAMES_PER_CALL` frames go to h2 per call (DATA frames
+        that take the fast path are not counted): when more are buffered,
+        :attr:`input_pending` is True and the caller calls again (with ``b""``, or
+        with more data, which goes after them), letting other work run in between."""
+        self.input_pending = False
+        if self._closed or self._h2_only:
+            if self._inbuf:  # a frame we had started to collect
                 data, self._inbuf = self._inbuf + data, b""
             return self._h2_receive(data)
         events: list[MuxEvent] = []
-        if self._preface_left:
+        if self._preface_left and data:
             # the client preface goes to h2 (which checks it) before any frame
             n = min(self._preface_left, len(data))
             self._preface_left -= n
             events.extend(self._h2_receive(data[:n]))
             data = data[n:]
-            if not data or self._closed:
+            if self._closed:
                 return events
         buf = self._inbuf + data if self._inbuf else data
         end = len(buf)
@@ -128,21 +151,24 @@ class H2Multiplexer:
         slow = -1  # start of frames h2 has not seen yet
         fast = self._fast
         max_size = self._conn.max_inbound_frame_size
+        budget = _H2_FRAMES_PER_CALL
         while end - pos >= HEADER_LEN:
             length = (buf[pos] << 16) | (buf[pos + 1] << 8) | buf[pos + 2]
             ftype = buf[pos + 3]
             flags = buf[pos + 4]
             stream_id = int.from_bytes(buf[pos + 5 : pos + 9], "big") & 0x7FFFFFFF
             if length > max_size:
-                # h2 rejects it (FRAME_SIZE_ERROR); from here on h2 reads everything
+                # h2 rejects it (FRAME_SIZE_ERROR) once all of it arrived; from here on
+                # h2 reads everything (it has the start of this frame)
                 self._fast = None
+                self._h2_only = True
                 self._inbuf = b""
                 events.extend(self._h2_receive(buf[pos if slow < 0 else slow :]))
                 return events
             stop = pos + HEADER_LEN + length
             if stop > end:
                 break
-            if ftype == TYPE_DATA and not flags & (FLAG_END_STREAM | FLAG_PADDED) and not self._in_header_block:
+            if fast is not None and ftype == TYPE_DATA and not flags & (FLAG_END_STREAM | FLAG_PADDED) and not self._in_header_block:
                 if slow >= 0:  # h2 first sees the frames before this one (HEADERS that open its stream...)
                     events.extend(self._h2_receive(buf[slow:pos]))
                     slow = -1
@@ -153,7 +179,11 @@ class H2Multiplexer:
                     events.append(DataReceived(stream_id, bytes(buf[pos + HEADER_LEN : stop]), length))
                     pos = stop
                     continue
-            elif ftype in (TYPE_HEADERS, TYPE_PUSH_PROMISE, TYPE_CONTINUATION):
+            if budget <= 0:
+                self.input_pending = True  # the rest on the next call
+                break
+            budget -= 1
+            if ftype in (TYPE_HEADERS, TYPE_PUSH_PROMISE, TYPE_CONTINUATION):
                 self._in_header_block = not flags & FLAG_END_HEADERS
             if slow < 0:
                 slow = pos
@@ -205,9 +235,14 @@ class H2Multiplexer:
             # (h2 decodes header values as UTF-8 and lets UnicodeDecodeError through)
             self._closed = True
             return [ConnectionEnded(int(getattr(exc, "error_code", PROTOCOL_ERROR)), f"HTTP/2 protocol error from peer: {exc}", False)]
+        opened = [ev.stream_id for ev in events if isinstance(ev, h2.events.RequestReceived)]
+        refused = self._refuse_excess(opened) if opened else ()
         out: list[MuxEvent] = []
+        reported_ended: set[int] | None = None
         for ev in events:
             if isinstance(ev, h2.events.RequestReceived):
+                if ev.stream_id in refused:
+                    continue  # (its other events name a stream nobody tracks: ignored, DATA acknowledged)
                 out.append(StreamOpened(ev.stream_id, _headers(ev.headers), ev.stream_ended is not None))
                 if ev.stream_ended is not None:
                     out.append(StreamEnded(ev.stream_id))
@@ -221,7 +256,9 @@ class H2Multiplexer:
                     out.append(StreamEnded(ev.stream_id))
             elif isinstance(ev, h2.events.StreamEnded):
                 # Already reported with the event that carried END_STREAM.
-                if not _reported_end(events, ev.stream_id):
+                if reported_ended is None:
+                    reported_ended = _reported_ends(events)
+                if ev.stream_id not in reported_ended:
                     out.append(StreamEnded(ev.stream_id))
             elif isinstance(ev, h2.events.TrailersReceived):
                 if ev.stream_ended is not None:
@@ -238,6 +275,24 @@ class H2Multiplexer:
                 extra = f" ({ev.additional_data!r})" if ev.additional_data else ""
                 out.append(ConnectionEnded(int(cast(int, ev.error_code)), f"peer sent GOAWAY {ev.error_code!s}{extra}", True))
         return out
+
+    def _refuse_excess(self, opened: list[int]) -> set[int]:
+        """Reset with REFUSED_STREAM each stream in ``opened`` (the peer's new streams
+        in this read, in order) that found ``max_concurrent_streams`` of the peer's
+        streams open or half-closed on this connection (RFC 9113 5.1.2), and return
+        their ids. Streams of this read that already closed again are not counted."""
+        n, counts = open_peer_streams(self._conn, set(opened))
+        refused: set[int] = set()
+        for sid in opened:
+            if not counts[sid]:
+                continue
+            if n >= self._max_peer_streams:
+                self.reset_stream(sid, REFUSED_STREAM)
+                refused.add(sid)
+            else:
+                n += 1
+        self.refused_streams += len(refused)
+        return refused
 
     def data_to_send(self) -> bytes:
         return b"".join(self.data_chunks())
@@ -364,8 +419,11 @@ def _headers(raw: list[tuple[str, str]] | list[tuple[bytes, bytes]]) -> dict[str
     return out
 
 
-def _reported_end(events: list[h2.events.Event], stream_id: int) -> bool:
-    for ev in events:
-        if getattr(ev, "stream_id", None) == stream_id and getattr(ev, "stream_ended", None) is not None:
-            return True
-    return False
+def _reported_ends(events: list[h2.events.Event]) -> set[int]:
+    """The streams whose END_STREAM an event of ``events`` carries (once per read:
+    looking the events up for each StreamEnded was quadratic in the read's requests)."""
+    return {
+        cast(int, getattr(ev, "stream_id"))
+        for ev in events
+        if getattr(ev, "stream_ended", None) is not None and getattr(ev, "stream_id", None) is not None
+    }

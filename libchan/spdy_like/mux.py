@@ -115,6 +115,8 @@ class Multiplexer(Protocol):
     needs_end_marker: bool
     #: The single-frame lanes, or None.
     lane: FastLane | None
+    #: receive_data left buffered input for its next call (which may pass b"").
+    input_pending: bool
 
     @property
     def closed(self) -> bool: ...

@@ -79,6 +79,7 @@ class SpdyMultiplexer:
     flow_controlled = False
     needs_end_marker = False
     lane: FastLane | None = None  # (no single-frame lanes: every read goes through receive_data, data is queued)
+    input_pending = False  # (receive_data processes all it is given)
 
     def __init__(self, *, client_side: bool, max_frame_size: int = 1024 * 1024) -> None:
         self.client_side = client_side

@@ -297,3 +297,51 @@ def test_frame_decoder_any_split_equals_one_read(items, cuts, max_size):
         assert split == whole
     else:  # an item too large: the same error, after the same or fewer items
         assert split[3] == whole[3] and split[0] == whole[0][: len(split[0])]
+
+
+async def test_refused_requests_create_no_session(tmp_path):
+    """A GET (405), an unknown path (404) or bad stream headers (400) for a session the
+    server does not know are answered at once and create no session: no handler starts,
+    and nothing stays behind (before, each GET left a session and its handler waiting
+    forever, even after the connection closed)."""
+    started = []
+
+    async def handler(session):
+        started.append(session)
+        async for receiver in session:
+            async for _ in receiver:
+                pass
+
+    cases = [
+        ("GET", "/", [], "405"),
+        ("GET", "/libchan/v1/session", [("libchan-session", "get-session")], "405"),
+        ("POST", "/nope", [("libchan-session", "new-session")], "404"),
+        ("POST", "/libchan/v1/stream", [("libchan-session", "new-session"), ("libchan-ref", "x"), ("libchan-type", "receiver")], "400"),
+        ("POST", "/libchan/v1/stream", [("libchan-session", "new-session"), ("libchan-ref", "1"), ("libchan-type", "nope")], "400"),
+    ]
+    with trio.fail_after(10):
+        async with served("tcp", handler, tmp_path) as (url, _):
+            host, port = url[len("tcp://"):].rsplit(":", 1)
+            client = await RawH2Client.open(host, int(port))
+            for _ in range(20):
+                for method, path, headers, status in cases:
+                    sid = client.conn.get_next_available_stream_id()
+                    client.conn.send_headers(
+                        sid, [(":method", method), (":scheme", "http"), (":authority", "t"), (":path", path), *headers],
+                        end_stream=True,
+                    )
+                    await client.flush()
+                    resp = await client.wait_for(lambda e: isinstance(e, h2.events.ResponseReceived) and e.stream_id == sid)
+                    assert dict(resp.headers)[":status"] == status, (method, path, headers)
+                    assert resp.stream_ended is not None  # answered with END_STREAM, no body
+            await client.aclose()
+            assert started == []
+            await _check_served(url)
+
+
+async def _check_served(url):
+    """A real client still gets its session served (a handler did start for it)."""
+    async with libchan.connect(url) as session:
+        sender = await session.open_sender()
+        await sender.send("hello")
+        await sender.aclose()

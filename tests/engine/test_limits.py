@@ -228,6 +228,124 @@ async def test_limit_concurrent_streams_between_sessions_queue_not_fail(tmp_path
             assert sorted(got) == list(range(30))
 
 
+# -- max_streams per connection (RFC 9113 5.1.2) -----------------------------------------------
+
+
+async def _answer_of(client: RawH2Client, sid: int) -> tuple[str, int]:
+    """("status", HTTP status) or ("reset", error code): the server's first reaction on ``sid``."""
+    ev = await client.wait_for(
+        lambda e: (isinstance(e, (h2.events.ResponseReceived, h2.events.StreamReset)) and e.stream_id == sid)
+        or isinstance(e, h2.events.ConnectionTerminated)
+    )
+    if isinstance(ev, h2.events.ConnectionTerminated):
+        raise AssertionError(f"connection-level GOAWAY({ev.error_code}) instead of an answer on stream {sid}")
+    if isinstance(ev, h2.events.StreamReset):
+        return "reset", int(ev.error_code)
+    return "status", int(dict(ev.headers)[":status"])
+
+
+OK, REFUSED = ("status", 200), ("reset", 7)
+
+
+async def _open_control(client: RawH2Client, session: str) -> int:
+    return await client.request("/libchan/v1/session", b"", [("libchan-session", session)], end=False)
+
+
+async def test_limit_streams_per_connection_one_session(tmp_path):
+    """max_streams=5: the control stream and four channels of one session fill the
+    connection; the sixth stream is refused, the connection and the others go on, and
+    once one stream closes a new one is accepted."""
+    with trio.fail_after(10):
+        async with raw_served(tmp_path, libchan.Config(max_streams=5)) as srv:
+            client = await RawH2Client.open(srv.host, srv.port)
+            sids = [await _open_control(client, SESSION)]
+            for ref in range(1, 9, 2):
+                path, h = _hdrs(ref)
+                sids.append(await client.request(path, encode_frame(cbor2.dumps(ref)), h, end=False))
+            path, h = _hdrs(9)
+            sixth = await client.request(path, encode_frame(cbor2.dumps(9)), h, end=False)
+            assert [await _answer_of(client, sid) for sid in sids] == [OK] * 5
+            assert await _answer_of(client, sixth) == REFUSED
+            got = [await (await srv.recv.receive())[1].receive() for _ in range(4)]
+            assert sorted(got) == [1, 3, 5, 7]
+            # one channel closes (the client resets it): a new stream is accepted again
+            client.conn.reset_stream(sids[1], 8)
+            path, h = _hdrs(11)
+            again = await client.request(path, encode_frame(cbor2.dumps(11)), h, end=False)
+            assert await _answer_of(client, again) == OK
+            assert await (await srv.recv.receive())[1].receive() == 11
+            await client.aclose()
+
+
+async def test_limit_streams_per_connection_six_sessions(tmp_path):
+    """max_streams=5 counts the streams of one connection whatever their sessions: five
+    sessions' control streams fill it and a sixth session's is refused (each session holds
+    one stream, far below its own limit); a second connection has its own five; once a
+    stream closes on the first connection a new one is accepted there."""
+    with trio.fail_after(10):
+        async with raw_served(tmp_path, libchan.Config(max_streams=5)) as srv:
+            client = await RawH2Client.open(srv.host, srv.port)
+            sids = [await _open_control(client, f"session-{i}") for i in range(5)]
+            sixth = await _open_control(client, "session-5")
+            assert [await _answer_of(client, sid) for sid in sids] == [OK] * 5
+            assert await _answer_of(client, sixth) == REFUSED
+            other = await RawH2Client.open(srv.host, srv.port)
+            theirs = [await _open_control(other, f"other-{i}") for i in range(5)]
+            assert [await _answer_of(other, sid) for sid in theirs] == [OK] * 5
+            # the refused stream made no session: it can be opened again later
+            client.conn.reset_stream(sids[0], 8)  # aborts session-0 and closes its stream
+            again = await _open_control(client, "session-5")
+            assert await _answer_of(client, again) == OK
+            path, h = _hdrs(1)  # and its channel, the sixth stream again: refused
+            h = [("libchan-session", "session-5")] + h[1:]
+            client.ignore_peer_stream_limit()  # (it has the server's SETTINGS by now)
+            assert await _answer_of(client, await client.request(path, b"", h, end=False)) == REFUSED
+            await other.aclose()
+            await client.aclose()
+
+
+async def test_limit_streams_per_session_across_connections(tmp_path):
+    """The session's own limit stays: one session whose streams come over two connections
+    (as through a proxy) holds at most max_streams=5 streams, though neither connection
+    reaches its limit (3 + 3)."""
+    with trio.fail_after(10):
+        async with raw_served(tmp_path, libchan.Config(max_streams=5)) as srv:
+            first = await RawH2Client.open(srv.host, srv.port)
+            second = await RawH2Client.open(srv.host, srv.port)
+            answers = [await _answer_of(first, await _open_control(first, SESSION))]
+            for client, refs in ((first, (1, 3)), (second, (5, 7, 9))):
+                for ref in refs:
+                    path, h = _hdrs(ref)
+                    answers.append(await _answer_of(client, await client.request(path, encode_frame(cbor2.dumps(ref)), h, end=False)))
+            assert answers == [OK] * 5 + [REFUSED]
+            await first.aclose()
+            await second.aclose()
+
+
+async def test_limit_streams_per_connection_anonymous_requests(tmp_path):
+    """Six anonymous requests (six sessions) on one connection with max_streams=5: the
+    sixth is refused and starts no session; a request whose both halves ended frees its
+    place."""
+    with trio.fail_after(10):
+        async with raw_served(tmp_path, libchan.Config(max_streams=5)) as srv:
+            client = await RawH2Client.open(srv.host, srv.port)
+            sids = [await client.request("/", encode_frame(cbor2.dumps(i)), end=False) for i in range(5)]
+            sixth = await client.request("/", encode_frame(cbor2.dumps(5)), end=False)
+            assert [await _answer_of(client, sid) for sid in sids] == [OK] * 5
+            assert await _answer_of(client, sixth) == REFUSED
+            got = [await (await srv.recv.receive())[1].receive() for _ in range(5)]
+            assert sorted(got) == [0, 1, 2, 3, 4]
+            # the first request ends; the server ends its response: the stream is closed
+            client.conn.end_stream(sids[0])
+            await client.flush()
+            await client.wait_for(lambda e: isinstance(e, h2.events.StreamEnded) and e.stream_id == sids[0])
+            again = await client.request("/", encode_frame(cbor2.dumps(6)), end=False)
+            assert await _answer_of(client, again) == OK
+            assert await (await srv.recv.receive())[1].receive() == 6
+            assert srv.recv.statistics().current_buffer_used == 0  # no session for the refused one
+            await client.aclose()
+
+
 # -- pending references and their timeout --------------------------------------------------------
 
 

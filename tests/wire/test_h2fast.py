@@ -213,7 +213,13 @@ def window_state(mux: H2Multiplexer) -> dict:
         "max_out_frame": conn.max_outbound_frame_size,
         "max_in_frame": conn.max_inbound_frame_size,
     }
+    # A closed stream stays in conn.streams until the multiplexer next counts the peer's
+    # streams (once per h2 call that opens streams: it depends on how the input was
+    # split), then moves to h2's memory of closed streams: the same either way.
+    state["closed"] = sorted({sid for sid, st in conn.streams.items() if st.closed} | set(conn._closed_streams))
     for sid, stream in sorted(conn.streams.items()):
+        if stream.closed:
+            continue
         win = stream._inbound_window_manager
         entry = [stream.state_machine.state, stream.state_machine.headers_received, stream.outbound_flow_control_window,
                  (win.current_window_size, win.max_window_size, win._bytes_processed),
