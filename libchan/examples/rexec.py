@@ -48,13 +48,36 @@ With TLS, both sides take ``--cert F --key F --ca F``: the server presents
 signed by that CA (mutual TLS); the client verifies the server against
 ``--ca`` (the system trust store without it) and presents ``--cert``/``--key``.
 
+Statuses the server answers (on the status channel):
+
+=========================  ==========================  ===============================
+what happened              lower-case request (h2      Go-shaped request (``Cmd`` ...
+                           client's default)           ``StatusChan``: Go's clients,
+                                                       ours with ``--profile spdy``)
+=========================  ==========================  ===============================
+the command exited with N  N                           N
+killed by signal N         128+N                       -1 (as Go's server)
+cannot start: not found    127                         10 (as Go's server)
+cannot start: other error  126                         10 (as Go's server)
+bad request (no ``cmd``)   2                           10 (Go's server: empty ``Cmd``)
+=========================  ==========================  ===============================
+
+A Go-shaped request is answered as Go's ``rexec_server`` answers it, so a Go client
+sees the same status from either server; the lower-case one keeps the shell's
+conventions. Either way, a command that cannot start also gets a one-line
+``rexec: CMD: reason`` on its stderr stream (Go's server only logs it).
+
 Exit statuses:
 
-* ``client`` exits with the remote command's status (a command killed by
-  signal N gives 128+N, a command that cannot be found 127, one that cannot
-  be run 126); 255 if the client itself failed (connection refused, TLS
-  failure, the server went away before sending a status); 2 for usage errors
-  (bad arguments or URL, missing certificate files).
+* ``client`` exits with the remote command's status (see the table above: a
+  command killed by signal N gives 128+N, a command that cannot be found 127,
+  one that cannot be run 126; from a Go-shaped answer, 10 when it could not
+  start). The status -1 (Go's "killed by a signal") prints ``remote command
+  was killed by a signal (status -1)`` on stderr and exits 255, as Go's client
+  does (``os.Exit(-1)``). 255 also if the client itself failed (connection
+  refused, TLS failure, the server went away before sending a status, any
+  other status outside 0..255, each with a one-line message); 2 for usage
+  errors (bad arguments or URL, missing certificate files).
 * ``demo`` exits 0 when the round trip worked, whatever the remote status was
   (it prints that status on its last line), 1 if it did not, 2 for usage errors.
 * ``server`` runs until interrupted; 1 if it cannot listen, 2 for usage errors.
@@ -104,6 +127,14 @@ DEFAULT_DEMO_COMMAND = [
 OUTPUT_GRACE = 10.0
 EXIT_CLIENT_FAILURE = 255
 EXIT_USAGE = 2
+#: Go's rexec server answers 10 when the command could not start (not found, not
+#: executable, empty ``Cmd``); ours does too for a Go-shaped request.
+GO_STATUS_CANNOT_START = 10
+#: Go's rexec server answers -1 (Go's ``WaitStatus.ExitStatus()``) when the command was
+#: killed by a signal; ours does too for a Go-shaped request.
+GO_STATUS_SIGNALED = -1
+#: The client's exit status when the remote status is -1 (as Go's client: ``os.Exit(-1)``).
+EXIT_REMOTE_SIGNALED = 255
 
 _GONE = (trio.BrokenResourceError, trio.ClosedResourceError)
 Log = Callable[[str], None]
@@ -186,8 +217,11 @@ async def _send_status(status: Any, code: int, *, go_shaped: bool = False) -> No
     await _close(status)
 
 
-def _exit_code(returncode: int) -> int:
-    return 128 - returncode if returncode < 0 else returncode
+def _exit_code(returncode: int, *, go_shaped: bool = False) -> int:
+    """The status to answer for a process' return code (negative: killed by that signal)."""
+    if returncode < 0:
+        return GO_STATUS_SIGNALED if go_shaped else 128 - returncode
+    return returncode
 
 
 async def _pump_stdin(src: Any, proc_stdin: trio.abc.SendStream) -> None:
@@ -246,8 +280,10 @@ async def execute(msg: Any, *, log: Log = _quiet) -> int | None:
             await _say(stderr, f"rexec: bad request: {exc}\n")
         for s in (stdin, stdout, stderr):
             await _close(s)
-        await _send_status(status, EXIT_USAGE, go_shaped=go_shaped)
-        return EXIT_USAGE
+        # Go's server cannot start an empty Cmd either: it answers 10.
+        code = GO_STATUS_CANNOT_START if go_shaped else EXIT_USAGE
+        await _send_status(status, code, go_shaped=go_shaped)
+        return code
 
     argv = [cmd, *args]
     proc: trio.Process | None = None
@@ -261,7 +297,10 @@ async def execute(msg: Any, *, log: Log = _quiet) -> int | None:
                 start_new_session=True,
             )
         except (OSError, ValueError) as exc:  # ValueError: a NUL byte in an argument
-            code = 127 if isinstance(exc, FileNotFoundError) else 126
+            if go_shaped:
+                code = GO_STATUS_CANNOT_START
+            else:
+                code = 127 if isinstance(exc, FileNotFoundError) else 126
             why = getattr(exc, "strerror", None) or str(exc)
             log(f"{shlex.join(argv)}: {why} (status {code})")
             await _say(stderr, f"rexec: {cmd}: {why}\n")
@@ -283,8 +322,11 @@ async def execute(msg: Any, *, log: Log = _quiet) -> int | None:
                         outputs.start_soon(libchan.copy_stream, proc.stderr, stderr)
                     returncode = await proc.wait()
                 in_scope.cancel()
-            code = _exit_code(returncode)
-            log(f"{shlex.join(argv)} exited with status {code}")
+            code = _exit_code(returncode, go_shaped=go_shaped)
+            if returncode < 0:
+                log(f"{shlex.join(argv)} was killed by signal {-returncode} (status {code})")
+            else:
+                log(f"{shlex.join(argv)} exited with status {code}")
     finally:
         if proc is not None and proc.returncode is None:
             # Cancelled (the session ended): do not leave the command behind.
@@ -666,7 +708,10 @@ async def run_demo(
                 raise RexecError("the server accepted a client without a certificate")
             say(f"client (with its certificate, profile {profile}) runs remotely: {shlex.join(argv)}")
             code = await run_client(urls[0], argv, ssl=client_ctx, fds=fds, profile=profile)
-            say(f"remote command exited with status {code}")
+            if code == GO_STATUS_SIGNALED:
+                say(f"remote command was killed by a signal (status {code})")
+            else:
+                say(f"remote command exited with status {code}")
             nursery.cancel_scope.cancel()
     return code
 
@@ -834,6 +879,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     hint = " (does the server require a client certificate? see --cert/--key)"
                 print(f"{prog}: error: {args.connect}: {_describe(exc)}{hint}", file=sys.stderr)
                 return EXIT_CLIENT_FAILURE
+            if code == GO_STATUS_SIGNALED:
+                print(f"{prog}: remote command was killed by a signal (status {code})", file=sys.stderr)
+                return EXIT_REMOTE_SIGNALED
             if not 0 <= code <= 255:
                 print(f"{prog}: remote status {code} is not a valid exit status", file=sys.stderr)
                 return EXIT_CLIENT_FAILURE

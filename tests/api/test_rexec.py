@@ -535,13 +535,23 @@ def test_spdy_profile_exit_status(tcp_server, status):
 
 @pytest.mark.slow
 def test_spdy_profile_unknown_command_and_binary_data(tcp_server):
+    # A Go-shaped request is answered as Go's rexec_server answers it: 10, could not start.
     result = spdy_client(tcp_server, "no-such-command-xyz")
-    assert result.returncode == 127
+    assert result.returncode == rexec.GO_STATUS_CANNOT_START == 10
     assert b"no-such-command-xyz" in result.stderr
     data = os.urandom(2 * 1024 * 1024 + 5)
     result = spdy_client(tcp_server, "cat", input=data)
     assert result.returncode == 0, result.stderr
     assert result.stdout == data
+
+
+@pytest.mark.slow
+def test_spdy_profile_killed_by_signal(tcp_server):
+    """Go's status -1 (killed by a signal): a clear line and exit 255 (as Go's client), no traceback."""
+    result = spdy_client(tcp_server, "sh", "-c", "kill -9 $$")
+    assert result.returncode == rexec.EXIT_REMOTE_SIGNALED == 255
+    assert one_line_error(result) == "rexec client: remote command was killed by a signal (status -1)"
+    assert "sh -c 'kill -9 $$' was killed by signal 9 (status -1)" in tcp_server.output()
 
 
 @pytest.mark.slow
@@ -648,12 +658,36 @@ async def test_execute_answers_go_shaped_requests_in_kind():
         assert await status_rx.receive() == {"Status": 0}
 
 
+async def test_go_shaped_requests_get_go_statuses():
+    """Where Go's rexec_server defines a status, a Go-shaped request gets it; a lower-case one
+    keeps the shell's conventions (127, 126, 128+N, 2)."""
+    cases = [
+        (["no-such-command-xyz"], 10, 127),
+        (["/dev/null"], 10, 126),  # not executable
+        (["sh", "-c", "kill -KILL $$"], -1, 128 + 9),
+        (["sh", "-c", "kill -TERM $$"], -1, 128 + 15),
+        ([""], 10, 2),  # an empty command: Go's exec cannot start it either
+        (["sh", "-c", "exit 10"], 10, 10),
+    ]
+    with trio.fail_after(20):
+        for argv, go_status, status in cases:
+            for go_shaped in (True, False):
+                status_tx, status_rx = libchan.pipe(1)
+                if go_shaped:
+                    msg = {"Cmd": argv[0], "Args": argv[1:], "StatusChan": status_tx}
+                else:
+                    msg = {"cmd": argv[0], "args": argv[1:], "status": status_tx}
+                expected = go_status if go_shaped else status
+                assert await rexec.execute(msg) == expected, (argv, go_shaped)
+                assert await status_rx.receive() == {("Status" if go_shaped else "status"): expected}
+
+
 @pytest.mark.slow
 def test_recorded_go_client_against_server(tcp_server):
     """Replay the bytes Go libchan's rexec client sent (recording 04-rexec) to the real server.
 
     The recorded client ran ``cat`` (stdin "hello\\n" + "libchan\\n", then EOF) and then
-    ``fail 3 'no such file'``, which is no command here (status 127).
+    ``fail 3 'no such file'``, which is no command here (status 10, as Go's server answers).
     """
     import socket
 
@@ -696,5 +730,5 @@ def test_recorded_go_client_against_server(tcp_server):
         assert 5 in fins and 7 in fins  # Stdout and Stderr were ended before the status
         assert bytes(data[5]) == stdin == b"hello\nlibchan\n"  # cat's output on Stdout (stream 5)
         sock.sendall(c2s[first:])
-        assert read_until(sock, 17, deadline) == {"Status": 127}
+        assert read_until(sock, 17, deadline) == {"Status": 10}
         assert b"fail" in bytes(data[15])  # the reason, on Stderr (stream 15)
