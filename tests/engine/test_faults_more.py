@@ -472,6 +472,9 @@ async def test_fault_peer_stops_reading_backpressure_bounded_memory(profile):
     close_peer = trio.Event()
 
     async def deaf(stream):
+        # a server's first bytes (connect() waits for them), then it never reads again
+        await stream.send_all(b"\x00\x00\x00\x04\x00\x00\x00\x00\x00" if profile == "h2"
+                              else b"\x80\x03\x00\x04\x00\x00\x00\x04\x00\x00\x00\x00")
         await close_peer.wait()
         await trio.aclose_forcefully(stream)
 
