@@ -238,12 +238,17 @@ async def serve_connection(stream: trio.abc.Stream, dispatch: Dispatch, limits: 
     except _READ_ERRORS:
         pass
     finally:
-        with trio.move_on_after(2) as scope:
-            scope.shield = True
-            try:
-                await stream.aclose()
-            except Exception:
-                pass
+        await _close_quietly(stream)
+
+
+async def _close_quietly(stream: trio.abc.Stream) -> None:
+    """Close a connection we are done with (shielded, at most 2 s, errors ignored)."""
+    with trio.move_on_after(2) as scope:
+        scope.shield = True
+        try:
+            await stream.aclose()
+        except Exception:
+            pass
 
 
 def _content_length(request: h11.Request) -> int | None:
@@ -284,9 +289,4 @@ async def refuse_connection(stream: trio.abc.Stream, status: int, message: str) 
     try:
         await _refuse(conn, status, message)
     finally:
-        with trio.move_on_after(2) as scope:
-            scope.shield = True
-            try:
-                await stream.aclose()
-            except Exception:
-                pass
+        await _close_quietly(stream)
