@@ -874,10 +874,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     lambda: run_client(args.connect, command, ssl=ctx, fds=fds, profile=args.profile)
                 )
             except _FAILURES as exc:
-                hint = ""
-                if ctx is not None and args.cert is None and not isinstance(exc, ssl.SSLError):
-                    hint = " (does the server require a client certificate? see --cert/--key)"
-                print(f"{prog}: error: {args.connect}: {_describe(exc)}{hint}", file=sys.stderr)
+                # ConnectError already says what was seen and what to try (diagnosis.py).
+                print(f"{prog}: error: {args.connect}: {_describe(exc)}", file=sys.stderr)
                 return EXIT_CLIENT_FAILURE
             if code == GO_STATUS_SIGNALED:
                 print(f"{prog}: remote command was killed by a signal (status {code})", file=sys.stderr)
