@@ -51,6 +51,10 @@ class Config:
     #: server gives a new connection to finish its TLS handshake and send its first
     #: bytes before closing it.
     handshake_timeout: float = 5.0
+    #: Seconds a server session waits, from its start, for the client's control stream
+    #: (spec 6.2) before it ends as broken (spec 6.7): a session made by park or stream
+    #: requests alone would otherwise keep its handler running forever.
+    control_timeout: float = 10.0
     #: HTTP/2 stream receive window we advertise (also bounds per-stream buffering).
     #: 4 MiB: with less, one bulk byte stream waits for WINDOW_UPDATEs (bench/).
     stream_window: int = 4 * 1024 * 1024
@@ -92,7 +96,15 @@ class Config:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"Config.{name} must be a positive int, not {value!r}")
-        for name in ("reference_timeout", "keepalive_interval", "open_timeout", "handshake_timeout", "close_timeout", "peer_timeout"):
+        for name in (
+            "reference_timeout",
+            "keepalive_interval",
+            "open_timeout",
+            "handshake_timeout",
+            "control_timeout",
+            "close_timeout",
+            "peer_timeout",
+        ):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value <= 0:
                 raise ValueError(f"Config.{name} must be a positive number, not {value!r}")

@@ -103,7 +103,8 @@ class SessionCore:
         self._streams: set[NetStream] = set()
         self._accept_queue: deque[NetReceiver] = deque()
         self._accept_lot = trio.lowlevel.ParkingLot()
-        self._parks: deque[NetStream] = deque()  # server: parked requests
+        #: server: parked requests, oldest first (a dict: a finished park leaves it in O(1))
+        self._parks: dict[NetStream, None] = {}
         self._park_lot = trio.lowlevel.ParkingLot()
         self._parks_outstanding = 0  # client
         self._park_failures = 0
@@ -138,6 +139,8 @@ class SessionCore:
                 self._links.add(link)
                 await self._nursery.start(link.run)
             self._nursery.start_soon(self._expiry_task)
+            if self.server_side and self.profile.control_stream and not self._anonymous:
+                self._nursery.start_soon(self._control_watchdog)
             if not self.server_side and not self.profile.control_stream and self._own_link is not None:
                 # A SPDY client says nothing until it opens a stream; a PING (which a
                 # Go server echoes) lets a server that sniffs the protocol start at once.
@@ -349,7 +352,7 @@ class SessionCore:
             ns = NetStream(self, role="park")
             self._streams.add(ns)
             ns.bind(link, ev.stream_id, can_send=False)
-            self._parks.append(ns)
+            self._parks[ns] = None
             self._park_lot.unpark()
             return
         if anonymous:
@@ -470,7 +473,7 @@ class SessionCore:
             return
         if ns.role == "park":
             if ns in self._parks:
-                self._parks.remove(ns)
+                del self._parks[ns]
             elif not self.server_side:
                 self._parks_outstanding -= 1
                 self._park_failures += 1
@@ -479,6 +482,8 @@ class SessionCore:
 
     def stream_done(self, ns: NetStream) -> None:
         self._streams.discard(ns)
+        if ns.role == "park":
+            self._parks.pop(ns, None)  # its connection went away before it was used
         if ns.ref is not None and not ns.role == "park":
             self.refs.forget_stream(ns.ref)
         if self._anonymous and self._had_stream and not self._streams:
@@ -536,13 +541,25 @@ class SessionCore:
             while True:
                 self._check_open()
                 while self._parks:
-                    park = self._parks.popleft()
+                    park = next(iter(self._parks))
+                    del self._parks[park]
                     if not park.done and park.link is not None and park.link.alive:
                         return park
                 await self._park_lot.park()
         raise trio.BrokenResourceError(
             f"no parked request from the client within {self.config.open_timeout}s; cannot open a stream"
         )
+
+    async def _control_watchdog(self) -> None:
+        """Server: a session whose client opens no control stream in time ends (spec 6.7).
+
+        Without it, a session made by a park or stream request alone (its control stream
+        lost, or never sent) would keep its handler running forever.
+        """
+        timeout = self.config.control_timeout
+        await trio.sleep(timeout)
+        if self._control is None and self.closed_reason is None:
+            self._close_by_peer(f"the client opened no control stream within {timeout:g} s", graceful=False)
 
     async def _park_manager(self) -> None:
         """Client: keep ``park_pool_size`` parked requests open for the server."""

@@ -115,6 +115,51 @@ def _make_semantic_rejector(tag: int) -> Callable[..., Any]:
 _SEMANTIC_DECODERS = {t: _make_semantic_rejector(t) for t in _REJECTED_SEMANTIC_TAGS}
 
 
+class _Hooks:
+    """What cbor2's callbacks need, held apart from the codec.
+
+    cbor2's C encoder and decoder do not take part in garbage collection, so a callback
+    that is a bound method of the codec that owns them makes a cycle that is never freed
+    (one codec, decoder and buffer leaked per session). The callbacks are closures over
+    this holder instead, which refers to neither.
+    """
+
+    __slots__ = ("kind_of", "on_object", "on_reference")
+
+    def __init__(self, kind_of: KindOf) -> None:
+        self.kind_of = kind_of
+        self.on_object: Callable[[str, Any], int] | None = None
+        self.on_reference: Callable[[str, int], Any] | None = None
+
+
+def _make_default(hooks: _Hooks) -> Callable[[Any, Any], None]:
+    def default(encoder: Any, value: Any) -> None:
+        kind = hooks.kind_of(value)
+        if kind is None:
+            raise LocalProtocolError(f"cannot send a {type(value).__name__} in a libchan message")
+        assert hooks.on_object is not None
+        ref = hooks.on_object(kind, value)
+        encoder.encode_length(6, TAGS[kind])  # major type 6: tag
+        encoder.encode(ref)
+
+    return default
+
+
+def _make_tag_hook(hooks: _Hooks) -> Callable[..., Any]:
+    def tag_hook(*args: Any) -> Any:
+        tag = next(a for a in args if isinstance(a, cbor2.CBORTag))
+        kind = KINDS.get(tag.tag)
+        if kind is None:
+            raise _Rejected(f"message uses unknown CBOR tag {tag.tag}")
+        ref = tag.value
+        if type(ref) is not int or ref < 0:
+            raise _Rejected(f"reference tag {tag.tag} must hold an unsigned integer, not {ref!r}")
+        assert hooks.on_reference is not None
+        return hooks.on_reference(kind, ref)
+
+    return tag_hook
+
+
 class CborCodec:
     """Encode and decode libchan messages as CBOR.
 
@@ -128,37 +173,23 @@ class CborCodec:
     def __init__(self, *, max_message_size: int, max_depth: int, kind_of: KindOf = plain_data) -> None:
         self.max_message_size = max_message_size
         self.max_depth = max_depth
-        #: What a non-data object is sent as (``"sender"``...), or None: given by the
-        #: engine (:func:`libchan.engine.kinds.kind_of`), which knows the object types.
-        self.kind_of = kind_of
+        # What a non-data object is sent as (``"sender"``...), or None: given by the
+        # engine (:func:`libchan.engine.kinds.kind_of`), which knows the object types.
+        self._hooks = _Hooks(kind_of)
         # One encoder and one decoder are reused (creating them per message
         # costs more than the coding itself); after any error they are
         # dropped, since cbor2's objects are not safe to reuse after one.
         self._encoder: cbor2.CBOREncoder | None = None
         self._decoder: Any = None
         self._fp = io.BytesIO()
-        self._on_object: Callable[[str, Any], int] | None = None
-        self._on_reference: Callable[[str, int], Any] | None = None
 
-    def _default(self, encoder: Any, value: Any) -> None:
-        kind = self.kind_of(value)
-        if kind is None:
-            raise LocalProtocolError(f"cannot send a {type(value).__name__} in a libchan message")
-        assert self._on_object is not None
-        ref = self._on_object(kind, value)
-        encoder.encode_length(6, TAGS[kind])  # major type 6: tag
-        encoder.encode(ref)
+    @property
+    def kind_of(self) -> KindOf:
+        return self._hooks.kind_of
 
-    def _tag_hook(self, *args: Any) -> Any:
-        tag = next(a for a in args if isinstance(a, cbor2.CBORTag))
-        kind = KINDS.get(tag.tag)
-        if kind is None:
-            raise _Rejected(f"message uses unknown CBOR tag {tag.tag}")
-        ref = tag.value
-        if type(ref) is not int or ref < 0:
-            raise _Rejected(f"reference tag {tag.tag} must hold an unsigned integer, not {ref!r}")
-        assert self._on_reference is not None
-        return self._on_reference(kind, ref)
+    @kind_of.setter
+    def kind_of(self, kind_of: KindOf) -> None:
+        self._hooks.kind_of = kind_of
 
     def encode(self, msg: Any, on_object: Callable[[str, Any], int]) -> bytes:
         if type(msg) is bytes and len(msg) < self.max_message_size - 8:
@@ -166,9 +197,9 @@ class CborCodec:
             return frame_header(len(msg)) + msg
         if self._encoder is None:
             self._encoder = cbor2.CBOREncoder(
-                io.BytesIO(), default=self._default, timezone=_dt.timezone.utc, encoders=_REJECTED_ENCODERS
+                io.BytesIO(), default=_make_default(self._hooks), timezone=_dt.timezone.utc, encoders=_REJECTED_ENCODERS
             )
-        self._on_object = on_object
+        self._hooks.on_object = on_object
         try:
             payload = self._encoder.encode_to_bytes(msg)
         except BaseException as exc:
@@ -184,7 +215,7 @@ class CborCodec:
                 raise cause from None
             raise LocalProtocolError(f"cannot encode message: {exc}") from exc
         finally:
-            self._on_object = None
+            self._hooks.on_object = None
         if len(payload) > self.max_message_size:
             raise MessageTooLargeError(len(payload), self.max_message_size, local=True)
         return payload
@@ -204,12 +235,12 @@ class CborCodec:
         if self._decoder is None:
             self._decoder = cbor2.CBORDecoder(
                 fp,
-                tag_hook=self._tag_hook,
+                tag_hook=_make_tag_hook(self._hooks),
                 semantic_decoders=_SEMANTIC_DECODERS,
                 max_depth=self.max_depth,
                 allow_indefinite=True,
             )
-        self._on_reference = on_reference
+        self._hooks.on_reference = on_reference
         try:
             value = self._decoder.decode()
         except BaseException as exc:
@@ -226,7 +257,7 @@ class CborCodec:
                 raise RemoteProtocolError(str(cause or exc)) from None
             raise RemoteProtocolError(f"malformed CBOR message: {exc}") from exc
         finally:
-            self._on_reference = None
+            self._hooks.on_reference = None
         if fp.tell() != len(payload):
             raise RemoteProtocolError(
                 f"malformed CBOR message: {len(payload) - fp.tell()} trailing bytes after the item"
