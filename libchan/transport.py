@@ -16,6 +16,7 @@ import ssl as _ssl
 import stat
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, AsyncIterator, Awaitable, Callable
 from urllib.parse import urlsplit
 
@@ -25,6 +26,8 @@ from .config import Config
 from .diagnosis import describe as _describe
 from .diagnosis import closed_verdict, first_bytes_verdict, looks_like_tls, silence_verdict, tls_client_verdict, tls_server_verdict
 from .errors import ConnectError, LocalProtocolError, ProtocolError, SessionClosedError
+from .accept import serve_listeners
+from .peerlog import peer_log
 from .engine.profiles import H2Profile
 from .engine.link import Link
 from .spdy_like.mux import StreamOpened
@@ -270,13 +273,13 @@ class _Server:
                     with trio.fail_after(self.config.handshake_timeout):
                         await transport.do_handshake()
                 except (trio.BrokenResourceError, _ssl.SSLError, OSError, trio.TooSlowError) as exc:
-                    log.warning("refused a TLS connection from %s: %s", peer, tls_server_verdict(exc))
+                    peer_log(log, logging.WARNING, "refused a TLS connection from %s: %s", peer, tls_server_verdict(exc))
                     await _send_alert(transport)
                     await trio.aclose_forcefully(transport)
                     return
                 selected = transport.selected_alpn_protocol()
                 if selected not in (None, ALPN_H2, ALPN_SPDY):
-                    log.warning("refused a connection from %s: ALPN %r is neither h2 nor spdy/3.1", peer, selected)
+                    peer_log(log, logging.WARNING, "refused a connection from %s: ALPN %r is neither h2 nor spdy/3.1", peer, selected)
                     await trio.aclose_forcefully(transport)
                     return
             else:
@@ -292,11 +295,11 @@ class _Server:
                     with trio.fail_after(self.config.handshake_timeout):
                         profile, transport = await sniff_profile(transport)
                 except ProtocolError as exc:
-                    log.warning("refused a connection from %s: %s", peer, exc)
+                    peer_log(log, logging.WARNING, "refused a connection from %s: %s", peer, exc)
                     await trio.aclose_forcefully(transport)
                     return
                 except (trio.TooSlowError, trio.BrokenResourceError, _ssl.SSLError, OSError) as exc:
-                    log.info("dropping the connection from %s: %s", peer, _describe(exc) if str(exc) else "it said nothing in time")
+                    peer_log(log, logging.INFO, "dropping the connection from %s: %s", peer, _describe(exc) if str(exc) else "it said nothing in time")
                     await trio.aclose_forcefully(transport)
                     return
             if profile == "spdy":
@@ -449,7 +452,7 @@ async def serve(
     try:
         async with trio.open_nursery() as nursery:
             server = _Server(handler, config, nursery)
-            await nursery.start(trio.serve_listeners, server.handle_connection, listeners)
+            await nursery.start(partial(serve_listeners, server.handle_connection, listeners, handler_nursery=nursery))
             task_status.started(bound)
     finally:
         if unix_path is not None:

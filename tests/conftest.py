@@ -1,7 +1,16 @@
 import pytest
 
+import libchan.peerlog
+
 from helpers import TRANSPORTS
 from interop.recordings import RecordingError
+
+
+@pytest.fixture(autouse=True)
+def _fresh_peer_log_windows():
+    """Each test sees every peer-log line it provokes (the rate limit is process-wide)."""
+    libchan.peerlog.reset()
+    yield
 
 
 @pytest.fixture(params=TRANSPORTS)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import ssl
+import subprocess
+import sys
 from contextlib import asynccontextmanager
 from functools import partial
+from pathlib import Path
 from typing import AsyncIterator
 
 import trio
@@ -98,3 +102,28 @@ async def session_pair(
                 yield cli, srv
             finally:
                 done.set()
+
+
+@asynccontextmanager
+async def server_process(transport: str, tmp_path: Path, *extra: str, stderr=None):
+    """Run tests/echo_server.py in a process of its own; yield ``(url, client ssl context)``.
+    ``stderr``: a file for what it logs (default: the test's own stderr)."""
+    argv = [sys.executable, str(Path(__file__).with_name("echo_server.py")), transport]
+    client_ssl = None
+    if transport == "tls":
+        pem = tmp_path / "server.pem"
+        certs().server_cert.private_key_and_cert_chain_pem.write_to_path(str(pem))
+        argv.append(str(pem))
+        client_ssl = certs().client_ctx(mutual=False)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    async with trio.open_nursery() as nursery:
+        proc = await nursery.start(partial(trio.run_process, [*argv, *extra], stdout=subprocess.PIPE, stderr=stderr, check=False, env=env))
+        try:
+            line = b""
+            while not line.endswith(b"\n"):
+                chunk = await proc.stdout.receive_some(1)
+                assert chunk, "the echo server did not start"
+                line += chunk
+            yield line.decode().strip(), client_ssl
+        finally:
+            proc.terminate()

@@ -32,6 +32,7 @@ from ..errors import (
 )
 from ..forward import forward
 from ..pipe import PipeSender
+from ..peerlog import peer_log
 from ..messages.cbor_codec import TAGS
 from .link import Link
 from ..spdy_like.mux import StreamOpened
@@ -364,7 +365,7 @@ class SessionCore:
             try:
                 kind, ref, parent = _stream_headers(headers)
             except RemoteProtocolError as exc:
-                log.warning("refusing stream: %s", exc)
+                peer_log(log, logging.WARNING, "refusing stream: %s", exc)
                 link.refuse(ev.stream_id, [(":status", "400")])
                 return
         ns = self._arrived(kind, ref, parent)
@@ -392,7 +393,7 @@ class SessionCore:
             if parent == 0:
                 raise RemoteProtocolError("libchan-parent-ref must not be 0")
         except RemoteProtocolError as exc:
-            log.warning("refusing stream: %s", exc)
+            peer_log(log, logging.WARNING, "refusing stream: %s", exc)
             link.refuse(ev.stream_id, [(":status", "200")], reset=CANCEL)
             return
         ns = self._arrived("receiver" if parent is None else None, ref, parent)
@@ -407,7 +408,7 @@ class SessionCore:
         if parent is None:
             if kind != "receiver":
                 assert kind is not None
-                log.warning("refusing a top-level %s stream (only channels to receive are allowed)", kind)
+                peer_log(log, logging.WARNING, "refusing a top-level %s stream (only channels to receive are allowed)", kind)
                 return None
             ns = NetStream(self, role="stream", kind=kind, opener=False, ref=ref)
             self._streams.add(ns)
@@ -419,7 +420,7 @@ class SessionCore:
         try:
             token = self.refs.arrived(ref, kind, fresh, trio.current_time())
         except RemoteProtocolError as exc:
-            log.warning("refusing stream: %s", exc)
+            peer_log(log, logging.WARNING, "refusing stream: %s", exc)
             return None
         if token is None:
             self._streams.add(fresh)
@@ -445,7 +446,7 @@ class SessionCore:
             try:
                 kind, ref, parent = _stream_headers(headers)
             except RemoteProtocolError as exc:
-                log.warning("server answered a parked request badly: %s", exc)
+                peer_log(log, logging.WARNING, "server answered a parked request badly: %s", exc)
                 ns.reset(PROTOCOL_ERROR)
                 return
             link, sid = ns.link, ns.stream_id
@@ -646,7 +647,7 @@ class SessionCore:
                         )
                     )
                 else:
-                    log.warning("stream with reference %d arrived but no message named it; resetting", e.ref)
+                    peer_log(log, logging.WARNING, "stream with reference %d arrived but no message named it; resetting", e.ref)
                     link = ns.link
                     ns.fail(RemoteProtocolError(f"stream {e.ref} was never referenced"))
                     if link is not None and ns.stream_id is not None:
@@ -674,7 +675,7 @@ def refusal_without_session(headers: dict[str, str]) -> list[tuple[str, str]] | 
         try:
             _stream_headers(headers)
         except RemoteProtocolError as exc:
-            log.warning("refusing stream: %s", exc)
+            peer_log(log, logging.WARNING, "refusing stream: %s", exc)
             return [(":status", "400")]
     return None
 

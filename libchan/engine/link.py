@@ -138,8 +138,6 @@ class Link:
                         await self.transport.aclose()
                     except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                         pass
-                    finally:
-                        self.io.close()
 
     async def _last_words(self) -> None:
         """Best effort, before the tasks stop: send what is queued (a GOAWAY after a

@@ -23,9 +23,12 @@ unexpected falls back to the stream's own methods). With ``fast_paths=False``
 every stream goes through its own trio methods.
 The stream is left consistent, so its ``aclose`` works as usual afterwards.
 
-It works on a duplicate of the socket's file descriptor (public API only), so
-:meth:`TransportIO.close` must run when the link is done with it; the trio
-stream is still the one that waits for readiness and is closed by its owner.
+It reads and writes the socket's own descriptor with ``os.read``/``os.write``/
+``os.writev`` (public API only; trio keeps its sockets non-blocking), taking the
+descriptor from the trio socket at each call: once the owner closed the stream it is
+-1 and the call fails with ``OSError`` (EBADF), never reaching a reused descriptor. No
+duplicate descriptor is made, so a connection costs one descriptor. The trio stream is
+still the one that waits for readiness and is closed by its owner.
 Anything else (in-memory streams, TLS over anything but a socket) goes through
 the trio stream unchanged.
 """
@@ -33,7 +36,6 @@ the trio stream unchanged.
 from __future__ import annotations
 
 import os
-import socket
 import ssl
 from typing import Any, cast
 
@@ -86,10 +88,10 @@ class TransportIO:
         #: What was handed to :meth:`try_send` (ciphertext under TLS) that the
         #: kernel did not take yet; :meth:`send_all` sends it first.
         self.backlog: list[bytes | memoryview] = []
-        self._sock: socket.socket | None = None
+        # (instance attributes: a test may wrap them to watch every write)
+        self._write = os.write
+        self._writev = os.writev
         if self._tsock is not None:
-            self._sock = socket.socket(fileno=os.dup(self._tsock.fileno()))
-            self._sock.setblocking(False)
             if self._tls is not None:
                 # TLS 1.3 session tickets trio held back until the first write
                 delayed = self._tls.take_delayed_output()
@@ -101,7 +103,7 @@ class TransportIO:
     @property
     def direct(self) -> bool:
         """True when writes can be attempted synchronously (:meth:`try_send`)."""
-        return self._sock is not None
+        return self._tsock is not None
 
     @property
     def tls(self) -> bool:
@@ -111,8 +113,8 @@ class TransportIO:
     def try_send(self, chunks: list[bytes | memoryview]) -> None:
         """Write what the kernel accepts without blocking (one gathering write, no
         joining copy); the rest goes to :attr:`backlog` (direct only)."""
-        sock = self._sock
-        assert sock is not None
+        tsock = self._tsock
+        assert tsock is not None
         if self._tls is not None:
             chunks = self._encrypt(chunks)
         if self.backlog:
@@ -121,7 +123,7 @@ class TransportIO:
         if len(chunks) == 1:  # the common case: one buffer
             data = chunks[0]
             try:
-                sent = sock.send(data)
+                sent = self._write(tsock.fileno(), data)
             except BlockingIOError:
                 self.backlog = chunks
                 return
@@ -130,7 +132,7 @@ class TransportIO:
             return
         while chunks:
             try:
-                sent = sock.sendmsg(chunks[:_MAX_IOV])
+                sent = self._writev(tsock.fileno(), chunks[:_MAX_IOV])
             except BlockingIOError:
                 break
             chunks = _drop(chunks, sent)
@@ -161,7 +163,7 @@ class TransportIO:
         return [out] if out else []
 
     async def send_all(self, chunks: list[bytes | memoryview]) -> None:
-        if self._sock is None:
+        if self._tsock is None:
             await self.transport.send_all(chunks[0] if len(chunks) == 1 else b"".join(chunks))
             return
         self.try_send(chunks)
@@ -177,7 +179,7 @@ class TransportIO:
     async def receive_some(self, max_bytes: int) -> bytes | None:
         """Bytes read (``b""`` at end of stream), or None if :meth:`interrupt_reader`
         woke the wait (direct only)."""
-        if self._sock is None:
+        if self._tsock is None:
             # (trio.abc.Stream says bytes | bytearray; the engine only reads and slices
             # what it gets, so a bytearray -- trio.testing's memory streams -- does too)
             return cast(bytes, await self.transport.receive_some(max_bytes))
@@ -208,7 +210,7 @@ class TransportIO:
                     raise trio.ClosedResourceError("the connection's socket was closed") from None
                 return None  # interrupted
             try:
-                data = self._sock.recv(max_bytes)
+                data = os.read(self._tsock.fileno(), max_bytes)
             except BlockingIOError:
                 continue
             if tls is None:
@@ -282,8 +284,3 @@ class TransportIO:
         Far cheaper, for the rare wake-up, than a cancel scope around every read."""
         if self._tsock is not None and self._tsock.fileno() != -1:
             trio.lowlevel.notify_closing(self._tsock)
-
-    def close(self) -> None:
-        """Close the duplicate descriptor (the connection closes once its owner closes too)."""
-        if self._sock is not None:
-            self._sock.close()

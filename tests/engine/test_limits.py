@@ -4,6 +4,7 @@ descriptors, tasks or memory over thousands of channels, byte streams and sessio
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import tracemalloc
@@ -590,3 +591,32 @@ async def test_limit_1000_sessions_no_growth(tmp_path, transport):
             assert fds1 <= fds0, (fds0, fds1)
             assert tasks1 <= tasks0, (tasks0, tasks1)
             assert mem1 - mem0 < 2 * 1024 * 1024, f"memory grew by {mem1 - mem0} bytes over 900 sessions"
+
+
+@pytest.mark.parametrize("transport", ["tcp", "tls"])
+async def test_limit_one_descriptor_per_connection(tmp_path, transport):
+    """A connection costs one descriptor on each side (the socket), not two (no duplicate
+    of it for direct I/O): a server runs out of descriptors at the connections it can hold."""
+
+    async def handler(session):
+        async for receiver in session:
+            async for msg in receiver:
+                pass
+
+    n = 20
+    async with served(transport, handler, tmp_path) as (url, client_ssl):
+        async with libchan.connect(url, ssl=client_ssl) as warm:  # (lazy imports, the listener's first accept)
+            s = await warm.open_sender()
+            await s.send("warm")
+            await s.aclose()
+        before = open_fds()
+        async with contextlib.AsyncExitStack() as stack:
+            for _ in range(n):
+                session = await stack.enter_async_context(libchan.connect(url, ssl=client_ssl))
+                sender = await session.open_sender()
+                await sender.send("hello")  # the connection is in use: direct I/O has taken over
+                await sender.aclose()
+            await trio.sleep(0.1)
+            during = open_fds()
+        # client socket + server socket per connection
+        assert during - before <= 2 * n + 2, f"{(during - before) / n:.1f} descriptors per connection"

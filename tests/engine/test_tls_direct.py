@@ -66,9 +66,8 @@ async def test_data_both_ways_through_the_ssl_object(io_side):
             # tickets trio held back; the client reads past them
             assert stream.version() in ("TLSv1.3", "TLSv1.2")
         finally:
-            io.close()
-        await stream.aclose()
-        await peer.aclose()
+            await stream.aclose()
+            await peer.aclose()
 
 
 async def test_bulk_both_ways_at_once_with_a_full_socket():
@@ -111,7 +110,6 @@ async def test_bulk_both_ways_at_once_with_a_full_socket():
                 nursery.start_soon(fn)
         want = hashlib.sha256(blob).digest()
         assert got_io.digest() == want and got_peer.digest() == want
-        io.close()
         await stream.aclose()
         await peer.aclose()
 
@@ -130,7 +128,6 @@ async def test_bytes_buffered_at_take_over_are_read_without_waiting():
         with trio.move_on_after(0.2) as scope:
             await io.receive_some(100)  # nothing more: it waits for the socket
         assert scope.cancelled_caught
-        io.close()
         await stream.aclose()
         await peer.aclose()
 
@@ -145,7 +142,6 @@ async def test_close_notify_is_a_clean_end(https_compatible):
         assert await _read_exactly(io, 10) == b"last words"
         assert await io.receive_some(100) == b""
         assert await io.receive_some(100) == b""  # and it stays ended
-        io.close()
         await stream.aclose()
 
 
@@ -164,7 +160,6 @@ async def test_close_notify_without_closing_the_socket_is_the_end():
         await peer.transport_stream.send_all(peer._outgoing.read())  # data + close_notify, one write
         assert await _read_exactly(io, 3) == b"bye"
         assert await io.receive_some(100) == b""
-        io.close()
         await stream.aclose()
         await trio.aclose_forcefully(peer.transport_stream)
 
@@ -179,7 +174,6 @@ async def test_eof_without_close_notify_is_an_error_unless_https_compatible():
         with pytest.raises(trio.BrokenResourceError) as info:
             await io.receive_some(100)
         assert isinstance(info.value.__cause__, ssl.SSLError)
-        io.close()
         await stream.aclose()  # a broken stream just closes its socket
 
 
@@ -195,7 +189,6 @@ async def test_a_corrupt_record_breaks_the_stream_with_a_typed_error():
         assert isinstance(info.value.__cause__, ssl.SSLError)
         with pytest.raises(trio.BrokenResourceError):
             await stream.send_all(b"x")  # trio's stream knows it is broken too
-        io.close()
         await stream.aclose()
         await peer.aclose()
 
@@ -216,7 +209,6 @@ async def test_cancelled_and_interrupted_reads_lose_nothing():
             assert await io.receive_some(100) is None
         await peer.send_all(b"after both")
         assert await _read_exactly(io, 10) == b"after both"
-        io.close()
         await stream.aclose()
         await peer.aclose()
 
@@ -228,7 +220,6 @@ async def test_the_ssl_stream_closes_normally_after_take_over():
         io = TransportIO(stream)
         io.try_send([b"ping"])
         await io.send_all([])
-        io.close()
         await stream.aclose()
         assert await peer.receive_some(100) == b"ping"
         assert await peer.receive_some(100) == b""  # close_notify arrived: a clean EOF
@@ -239,6 +230,5 @@ async def test_a_stream_without_a_finished_handshake_is_not_taken_over():
     stream = trio.SSLStream(trio.SocketStream(a), certs().client_ctx(mutual=False), server_hostname="localhost")
     io = TransportIO(stream)
     assert not io.direct and not io.tls
-    io.close()
     a.close()
     b.close()

@@ -1061,25 +1061,21 @@ async def test_links_use_direct_socket_io_on_sockets_only(transport, profile, tm
 
 
 class RecordingSocket:
-    """Stands in for a link's duplicated socket: records each write's size and result
-    (whatever TransportIO's own API), forwards everything else."""
+    """Wraps a link's writes to its socket (``os.write``/``os.writev`` on the socket's own
+    descriptor): records each write's size and result, whatever TransportIO's own API."""
 
-    def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
+    def __init__(self, io) -> None:
         self.writes: list[tuple[int, int]] = []  # (bytes offered, bytes the kernel took)
+        write, writev = io._write, io._writev
+        io._write = lambda fd, data: self._record(memoryview(data).nbytes, lambda: write(fd, data))
+        io._writev = lambda fd, buffers: self._record(
+            sum(memoryview(b).nbytes for b in buffers), lambda: writev(fd, buffers)
+        )
 
     @classmethod
     def install(cls, link) -> "RecordingSocket":
         assert link.io.direct
-        recorder = link.io._sock = cls(link.io._sock)
-        return recorder
-
-    def send(self, data, *args):
-        return self._record(memoryview(data).nbytes, lambda: self._sock.send(data, *args))
-
-    def sendmsg(self, buffers, *args):
-        buffers = list(buffers)
-        return self._record(sum(memoryview(b).nbytes for b in buffers), lambda: self._sock.sendmsg(buffers, *args))
+        return cls(link.io)
 
     def _record(self, offered: int, write) -> int:
         try:
@@ -1090,16 +1086,13 @@ class RecordingSocket:
         self.writes.append((offered, n))
         return n
 
-    def __getattr__(self, name):
-        return getattr(self._sock, name)
-
 
 def _small_socket_buffers(cli, srv, sndbuf: int, rcvbuf: int | None = None) -> None:
-    """Shrink the kernel buffers of both ends' sockets (through the links' duplicates)."""
+    """Shrink the kernel buffers of both ends' sockets."""
     for link in _links(cli) + _links(srv):
-        link.io._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+        link.io._tsock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
         if rcvbuf is not None:
-            link.io._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            link.io._tsock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
 
 
 @pytest.mark.fast_paths
@@ -1190,10 +1183,10 @@ def _fd_count() -> int:
 @pytest.mark.fast_paths
 @pytest.mark.slow
 @pytest.mark.parametrize("transport", ["tcp", "unix"])
-async def test_closing_sessions_closes_sockets_and_their_duplicates(transport, profile, tmp_path):
-    """25 sessions opened and closed: on both ends the link's duplicate descriptor and the
-    socket are closed, and the process has as many descriptors as before (the server's
-    ends close when they see EOF, which an open duplicate on the client would prevent)."""
+async def test_closing_sessions_closes_their_sockets(transport, profile, tmp_path):
+    """25 sessions opened and closed: on both ends the link's socket is closed (direct I/O
+    uses the socket's own descriptor, no duplicate of it), and the process has as many
+    descriptors as before (the server's ends close when they see EOF)."""
     server_links = set()
 
     async def handler(session):
@@ -1213,24 +1206,21 @@ async def test_closing_sessions_closes_sockets_and_their_duplicates(transport, p
                     await sender.aclose()
                     link = session._core._own_link
                     assert link.io.direct
-                    dup, own = link.io._sock.fileno(), link.transport.socket.fileno()
-                    assert dup != own and os.fstat(dup).st_ino == os.fstat(own).st_ino  # a duplicate
+                    assert link.io._tsock is link.transport.socket  # its own descriptor
                     kept.append(link)
             for link in kept:
-                assert link.io._sock.fileno() == -1, "the duplicated descriptor is still open"
                 assert link.transport.socket.fileno() == -1
             with trio.move_on_after(5):
                 while _fd_count() > before:  # the server's ends close once they see EOF
                     await trio.sleep(0.02)
             assert _fd_count() <= before
             assert len(server_links) == 25
-            assert all(link.io.direct and link.io._sock.fileno() == -1 for link in server_links)
+            assert all(link.io.direct and link.io._tsock.fileno() == -1 for link in server_links)
 
 
 async def test_the_peer_sees_eof_when_the_server_ends_a_connection(tmp_path, profile):
     """A raw client says GOAWAY (HTTP/2 or SPDY/3): the server's link ends and closes the
-    connection, and the client sees EOF, which the link's duplicate descriptor would
-    prevent if it stayed open."""
+    connection, and the client sees EOF."""
     async def handler(session):
         pass
 

@@ -1,7 +1,10 @@
-"""The server test_h2spec runs h2spec against, in a process of its own (its own heap:
-the pauses of the test process's garbage collector do not count against it).
+"""A libchan echo server in a process of its own, for tests that attack a server or run
+a third-party client against it (h2spec): its own heap (the pauses of the test process's
+garbage collector do not count against it) and its own limits.
 
-    python h2spec_server.py tcp|tls [CERT_CHAIN_AND_KEY_PEM] [--max-frame-size N]
+    python echo_server.py tcp|tls [CERT_CHAIN_AND_KEY_PEM] [--max-frame-size N] [--nofile N]
+
+``--nofile`` lowers the process's descriptor limit (RLIMIT_NOFILE) before serving.
 
 Prints the URL it serves on one line, then serves until killed. Its sessions echo
 ``msg["n"]`` on ``msg["reply"]`` and drain everything else (h2spec's request bodies
@@ -10,6 +13,7 @@ are not libchan messages)."""
 from __future__ import annotations
 
 import argparse
+import resource
 import ssl
 from functools import partial
 
@@ -38,7 +42,11 @@ async def main() -> None:
     parser.add_argument("transport", choices=["tcp", "tls"])
     parser.add_argument("pem", nargs="?")
     parser.add_argument("--max-frame-size", type=int, default=None)
+    parser.add_argument("--nofile", type=int, default=None)
     args = parser.parse_args()
+    if args.nofile:
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (args.nofile, hard))
     ctx = None
     if args.transport == "tls":
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
