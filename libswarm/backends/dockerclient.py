@@ -19,7 +19,12 @@ The engine (the service's input) answers:
 * ``Attach("")`` -> ``Ack(ret=engine)``; ``Attach(ref)`` -> ``Ack(ret=container)``
   (``GET /containers/ref/json``; a 404 is ``Error("No such container: ref")``);
 * ``Get()`` -> the engine's ``/info`` JSON; ``Get("version")`` -> its ``/version`` JSON;
-* ``Start``/``Stop`` -> ``Ack`` (the engine itself is not started or stopped).
+* ``Start``/``Stop`` -> ``Ack`` (the engine itself is not started or stopped);
+* images (spec/LIBSWARM.md 6.2), the engine's answers verbatim: ``Get("images")`` ->
+  ``GET /images/json``; ``Get("image", REF)`` -> ``GET /images/REF/json``;
+  ``Start("pull", REF)`` -> ``POST /images/create`` (an error in the progress stream is
+  the ``Error``); ``Start("tag", SRC, DST)`` -> ``POST /images/SRC/tag``;
+  ``Stop("rmi", REF[, "force"])`` -> ``DELETE /images/REF`` answered ``Ack(<its JSON>)``.
 
 A container answers:
 
@@ -265,6 +270,20 @@ class _HTTP:
             raise
 
 
+def _quote(ref: str) -> str:
+    """An image or container reference in a path (Docker's router takes ``/`` and ``:`` there)."""
+    return urllib.parse.quote(ref, safe="/:@")
+
+
+def _split_ref(ref: str) -> tuple[str, str]:
+    """``repo[:tag]`` -> ``(repo, tag)`` (tag ``latest`` by default; a registry port is not a tag)."""
+    last = ref.rsplit("/", 1)[-1]
+    if "@" not in ref and ":" in last:
+        repo, tag = ref.rsplit(":", 1)
+        return repo, tag
+    return ref, "latest"
+
+
 def _message(body: bytes, status: int) -> str:
     try:
         data = json.loads(body)
@@ -353,21 +372,47 @@ class DockerClient(Service):
         self._objects: dict[str, _Container] = {}
         self.server = Server(self.driver)
         self.server.on_ls(self._ls).on_spawn(self._spawn).on_attach(self._attach)
-        self.server.on_get(self._get).on_start(self._noop).on_stop(self._noop)
+        self.server.on_get(self._get).on_start(self._engine_start).on(Verb.Stop, self._engine_stop)
 
     async def run(self, input: Any, output: Any) -> None:
         async with self.server:
             await self.server.serve(input)
 
-    async def _noop(self, *args: Any) -> None:
-        await trio.lowlevel.checkpoint()
-
     async def _get(self, *args: Any) -> Any:
-        what = args[0] if args else "info"
-        if what not in ("info", "version"):
+        words = [a.decode() if isinstance(a, bytes) else str(a) for a in args]
+        if len(words) == 2 and words[0] == "image":
+            _, data = await self.http.call("GET", f"/images/{_quote(words[1])}/json")
+            return data.decode()
+        what = words[0] if len(words) == 1 else "info" if not words else " ".join(words)
+        if what not in ("info", "version", "images"):
             raise RemoteError(f"unknown field: {what!r}")
-        _, data = await self.http.call("GET", f"/{what}")
+        _, data = await self.http.call("GET", "/images/json" if what == "images" else f"/{what}")
         return data.decode()
+
+    async def _engine_start(self, *args: Any) -> None:
+        """``Start()``: nothing; ``Start("pull", REF)``; ``Start("tag", SRC, DST)``."""
+        words = [a.decode() if isinstance(a, bytes) else str(a) for a in args]
+        if words[:1] == ["pull"] and len(words) == 2:
+            await self._pull(words[1])
+        elif words[:1] == ["tag"] and len(words) == 3:
+            repo, tag = _split_ref(words[2])
+            await self.http.call("POST", f"/images/{_quote(words[1])}/tag", {"repo": repo, "tag": tag})
+        elif words:
+            raise RemoteError(f"dockerclient: unknown Start words: {' '.join(words)}")
+        else:
+            await trio.lowlevel.checkpoint()
+
+    async def _engine_stop(self, req: Request) -> None:
+        """``Stop()``: nothing; ``Stop("rmi", REF[, "force"])`` -> ``Ack(<the engine's delete answer>)``."""
+        words = [a.decode() if isinstance(a, bytes) else str(a) for a in req.args]
+        if not words:
+            await req.ack()
+            return
+        if words[0] != "rmi" or len(words) not in (2, 3) or words[2:] not in ([], ["force"]):
+            raise RemoteError(f"dockerclient: unknown Stop words: {' '.join(words)}")
+        _, data = await self.http.call("DELETE", f"/images/{_quote(words[1])}",
+                                       {"force": 1 if words[2:] else None})
+        await req.send(Verb.Ack, data.decode())
 
     async def _ls(self, *args: Any) -> list[str]:
         _, data = await self.http.call("GET", "/containers/json", {"all": 1})
@@ -395,12 +440,9 @@ class DockerClient(Service):
         return await self._container(json.loads(data)["Id"])
 
     async def _pull(self, image: str) -> None:
-        repo, tag = image, "latest"
-        if "@" not in image:
-            last = image.rsplit("/", 1)[-1]
-            if ":" in last:
-                repo, tag = image.rsplit(":", 1)
-        async with self.http.open("POST", "/images/create", {"fromImage": repo, "tag": tag}) as (status, _, chunks):
+        repo, tag = _split_ref(image)
+        query = {"fromImage": image} if "@" in image else {"fromImage": repo, "tag": tag}
+        async with self.http.open("POST", "/images/create", query) as (status, _, chunks):
             data = b""
             async for c in chunks:
                 data += c

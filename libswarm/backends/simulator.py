@@ -14,8 +14,15 @@ The engine (what the service's input serves) answers:
 * ``Attach("")`` -> ``Ack(ret=engine)``; ``Attach(name)`` -> ``Ack(ret=container)`` where
   ``name`` is a name, ``/name``, an id or a unique id prefix; else ``Error("no such container: x")``;
 * ``Get()`` -> engine info JSON (``Driver``, ``Containers``, ``ContainersRunning``,
-  ``ContainersStopped``, ``Commands``);
+  ``ContainersStopped``, ``Commands``, ``Images``);
 * ``Start()``/``Stop()`` -> ``Ack`` (the engine itself always runs);
+* images (spec/LIBSWARM.md 6.2): the store starts with ``busybox``, ``alpine`` and
+  ``local/busybox`` (all ``:latest``). ``Get("images")`` -> Docker's image list JSON;
+  ``Get("image", REF)`` -> image inspect JSON; ``Start("pull", REF)`` adds a synthetic
+  image for any valid name; ``Start("tag", SRC, DST)``; ``Stop("rmi", REF[, "force"])``
+  -> ``Ack(<[{"Untagged": ...}, {"Deleted": ...}] JSON>)``. An unknown image is
+  ``Error("No such image: REPO:TAG")``, in a create too (so the docker CLI pulls first);
+  removing an image a container uses is Docker's ``conflict: ...`` unless forced;
 * ``Watch()`` -> ``Ack``, then ``Set(event, inspect_json)`` for ``create``/``start``/``die`` of any container.
 
 A container answers the verbs of :mod:`libswarm._container` (Get/Start/Stop/Attach/Watch/Log),
@@ -64,6 +71,8 @@ from .._container import CommandNotFound, Container, Stdio
 from .._errors import RemoteError, UsageError
 from .._server import Request, Server
 from .._service import Service
+from .._verbs import Verb
+from ._images import ImageStore
 
 __all__ = ["Simulator", "COMMANDS", "simulate"]
 
@@ -193,7 +202,9 @@ class Simulator(Service):
         self._watchers: set[trio.MemorySendChannel[tuple[str, str]]] = set()
         self.server = Server(self.driver)
         self.server.on_ls(self._ls).on_spawn(self._spawn).on_attach(self._attach)
-        self.server.on_get(self._info).on_start(self._noop).on_stop(self._noop).on_watch(self._watch)
+        self.server.on_get(self._info).on_start(self._engine_start).on(Verb.Stop, self._engine_stop)
+        self.server.on_watch(self._watch)
+        self.images = ImageStore()
 
     async def run(self, input: Any, output: Any) -> None:
         async with self.server:
@@ -228,8 +239,10 @@ class Simulator(Service):
         other = self.find(name)
         if other is not None and other.name == name:
             raise RemoteError(f'Conflict. The name "/{name}" is already in use by container {other.id}')
+        image = self.images.get(str(config.get("Image") or ""))  # Docker's 404: the CLI pulls, then retries
         c = SimContainer(self, name=name, config=config, runner=self.runner, resolve=self.resolve,
                          driver=self.driver, on_event=self._on_event)
+        c.image_id = image.id
         c.scope = await self.server.nursery.start(_run_in_scope, c.server.run)
         self.containers[c.id] = c
         self._on_event("create", c)
@@ -287,7 +300,39 @@ class Simulator(Service):
             raise RemoteError(f"no such container: {name}")
         await req.ack(c.server)
 
-    async def _info(self, *args: Any) -> dict[str, Any]:
+    async def _engine_start(self, *args: Any) -> None:
+        """``Start()``: nothing (the engine runs); ``Start("pull", REF)``, ``Start("tag", SRC, DST)``: images."""
+        words = [a.decode() if isinstance(a, bytes) else str(a) for a in args]
+        if words[:1] == ["pull"] and len(words) == 2:
+            self.images.pull(words[1])
+        elif words[:1] == ["tag"] and len(words) == 3:
+            self.images.tag(words[1], words[2])
+        elif words:
+            raise RemoteError(f"simulator: unknown Start words: {' '.join(words)}")
+        await trio.lowlevel.checkpoint()
+
+    async def _engine_stop(self, req: Request) -> None:
+        """``Stop()``: nothing; ``Stop("rmi", REF[, "force"])``: remove an image, answered
+        ``Ack(<Docker's [{"Untagged": ...}, {"Deleted": ...}] JSON>)``."""
+        words = [a.decode() if isinstance(a, bytes) else str(a) for a in req.args]
+        if not words:
+            await req.ack()
+            return
+        if words[0] != "rmi" or len(words) not in (2, 3) or words[2:] not in ([], ["force"]):
+            raise RemoteError(f"simulator: unknown Stop words: {' '.join(words)}")
+        img = self.images.get(words[1])
+        users = [c.id for c in self.containers.values() if getattr(c, "image_id", None) == img.id]
+        done = self.images.remove(words[1], "force" in words[2:], users)
+        await req.send(Verb.Ack, json.dumps(done))
+
+    async def _info(self, *args: Any) -> Any:
+        words = [a.decode() if isinstance(a, bytes) else str(a) for a in args]
+        if words == ["images"]:
+            return [img.summary() for img in self.images.images.values()]
+        if len(words) == 2 and words[0] == "image":
+            return self.images.get(words[1]).inspect()
+        if words:
+            raise RemoteError(f"unknown field: {' '.join(words)!r}")
         running = sum(c.running for c in self.containers.values())
         return {
             "Driver": self.driver,
@@ -295,6 +340,7 @@ class Simulator(Service):
             "ContainersRunning": running,
             "ContainersStopped": len(self.containers) - running,
             "Commands": list(COMMANDS),
+            "Images": len(self.images.images),
         }
 
     async def _watch(self, req: Request) -> None:
@@ -351,9 +397,14 @@ class SimContainer(Container):
 
         self._runner = runner
 
+    image_id = ""
+    """The id of the image it was created from (``Image`` in its inspect data)."""
+
     def inspect(self) -> dict[str, Any]:
         data = super().inspect()
         data["HostConfig"] = dict(self.config.get("HostConfig") or {})
+        if self.image_id:
+            data["Image"] = self.image_id
         return data
 
     async def write_stdin(self, *args: Any) -> None:
