@@ -242,14 +242,16 @@ class _HTTP:
             raise EngineError(status, _message(data, status))
         return status, data
 
-    async def hijack(self, path: str, query: dict[str, Any]) -> tuple[trio.abc.Stream, bytes, dict[str, str]]:
+    async def hijack(self, path: str, query: dict[str, Any],
+                     body: Any = None) -> tuple[trio.abc.Stream, bytes, dict[str, str]]:
         """``POST path`` with ``Upgrade: tcp``; return the raw stream, bytes already read, headers."""
         target = await self.target(path, query)
         stream = await self.connect()
         conn = h11.Connection(h11.CLIENT)
         try:
             try:
-                await self._send_request(conn, stream, "POST", target, None,
+                await self._send_request(conn, stream, "POST", target,
+                                         json.dumps(body).encode() if body is not None else None,
                                          [("Connection", "Upgrade"), ("Upgrade", "tcp")])
             except (*_GONE, ssl.SSLError, OSError) as exc:
                 raise RemoteError(f"Docker engine at {self._url()}: attach: {self._why(exc)}") from None
@@ -483,7 +485,7 @@ class _Container:
         self.id = cid
         self.server = Server(f"container {cid[:12]}")
         self.server.on_get(self._get).on_start(self._start).on_stop(self._stop)
-        self.server.on_attach(self._attach).on_watch(self._watch).on_ls(self._ls)
+        self.server.on_attach(self._attach).on_watch(self._watch).on_ls(self._ls).on_spawn(self._exec)
 
     @property
     def path(self) -> str:
@@ -550,33 +552,21 @@ class _Container:
                  "logs": 1 if "logs" in words else None}
         stream, leftover, _ = await self.http.hijack(self.path + "/attach", query)
         stdin_s, stdin_r = libchan.pipe()
+        await _relay_hijacked(req, stream, leftover, tty, use_stdin, stdin_s, stdin_r, ack=True)
+
+    async def _exec(self, *args: Any) -> Server:
+        """``Spawn(exec_config_json)`` -> ``POST /containers/ID/exec``: an exec object."""
+        if len(args) != 1:
+            raise RemoteError("exec: Spawn takes exactly 1 argument (Docker's exec create body)")
         try:
-            async with trio.open_nursery() as nursery:
+            config = json.loads(args[0])
+        except (TypeError, ValueError) as exc:
+            raise RemoteError(f"invalid exec config: {exc}") from None
+        _, data = await self.http.call("POST", self.path + "/exec", body=config)
+        e = _Exec(self.http, json.loads(data)["Id"], bool(config.get("Tty")))
+        await self.server.nursery.start(e.server.run)
+        return e.server
 
-                async def pump_stdin() -> None:
-                    try:
-                        async for raw in stdin_r:
-                            try:
-                                msg = Message.from_wire(raw)
-                            except Exception:
-                                continue
-                            if msg.verb == Verb.Log and msg.args:
-                                chunk = msg.args[-1]
-                                if use_stdin:
-                                    await stream.send_all(chunk if isinstance(chunk, bytes) else chunk.encode())
-                        if use_stdin:
-                            await _half_close(stream)
-                    except (*_GONE, ssl.SSLError, OSError):
-                        pass
-
-                nursery.start_soon(pump_stdin)
-                await req.ack(stdin_s)
-                async for tag, chunk in demux(_stream_chunks(stream, leftover), tty):
-                    await req.log(tag, chunk)
-                nursery.cancel_scope.cancel()
-        finally:
-            await _close_quietly(stdin_r)
-            await _close_quietly(stream)
 
     async def _watch(self, req: Request) -> None:
         filters = json.dumps({"container": [self.id], "type": ["container"]})
@@ -615,3 +605,75 @@ class _Container:
                     if action == "destroy":
                         return
 
+
+async def _relay_hijacked(req: Request, stream: trio.abc.Stream, leftover: bytes, tty: bool, use_stdin: bool,
+                          stdin_s: Any, stdin_r: Any, ack: bool) -> None:
+    """Relay a hijacked attach/exec connection: ``Log`` on ``stdin_r`` to it (its end half-closes),
+    its demultiplexed output to ``req`` as ``Log(tag, chunk)`` (``ack``: first ``Ack(stdin_s)``)."""
+    try:
+        async with trio.open_nursery() as nursery:
+
+            async def pump_stdin() -> None:
+                try:
+                    async for raw in stdin_r:
+                        try:
+                            msg = Message.from_wire(raw)
+                        except Exception:
+                            continue
+                        if msg.verb == Verb.Log and msg.args:
+                            chunk = msg.args[-1]
+                            if use_stdin:
+                                await stream.send_all(chunk if isinstance(chunk, bytes) else chunk.encode())
+                    if use_stdin:
+                        await _half_close(stream)
+                except (*_GONE, ssl.SSLError, OSError):
+                    pass
+
+            nursery.start_soon(pump_stdin)
+            if ack:
+                await req.ack(stdin_s)
+            async for tag, chunk in demux(_stream_chunks(stream, leftover), tty):
+                await req.log(tag, chunk)
+            nursery.cancel_scope.cancel()
+    finally:
+        await _close_quietly(stdin_r)
+        await _close_quietly(stream)
+
+
+class _Exec:
+    """One engine exec instance. ``Attach("")`` acks a stdin handle at once and waits for
+    ``Start``, which then starts the exec through that attach (Docker's exec start *is* the
+    hijacked connection); a ``Start`` with nobody attached is a detached start."""
+
+    def __init__(self, http: _HTTP, eid: str, tty: bool) -> None:
+        self.http = http
+        self.id = eid
+        self.tty = tty
+        self._attached: trio.MemorySendChannel[None] | None = None
+        self.server = Server(f"exec {eid[:12]}")
+        self.server.on_get(self._get).on_start(self._start).on_attach(self._attach).on_ls(self._ls)
+
+    async def _ls(self, *args: Any) -> list[str]:
+        return []
+
+    async def _get(self, *args: Any) -> Any:
+        _, data = await self.http.call("GET", f"/exec/{self.id}/json")
+        return data.decode()
+
+    async def _start(self, *args: Any) -> None:
+        if self._attached is not None:
+            go, self._attached = self._attached, None
+            await go.send(None)
+            return
+        await self.http.call("POST", f"/exec/{self.id}/start", body={"Detach": True, "Tty": self.tty})
+
+    async def _attach(self, name: str, req: Request) -> None:
+        use_stdin = "nostdin" not in req.args[1:]
+        go_s, go_r = trio.open_memory_channel[None](1)
+        self._attached = go_s
+        stdin_s, stdin_r = libchan.pipe()
+        await req.ack(stdin_s)
+        await go_r.receive()
+        stream, leftover, _ = await self.http.hijack(f"/exec/{self.id}/start", {},
+                                                     body={"Detach": False, "Tty": self.tty})
+        await _relay_hijacked(req, stream, leftover, self.tty, use_stdin, stdin_s, stdin_r, ack=False)

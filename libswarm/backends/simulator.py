@@ -396,6 +396,37 @@ class SimContainer(Container):
             return await inner(argv, stdio)
 
         self._runner = runner
+        self.execs: dict[str, SimExec] = {}
+        self.server.on_spawn(self._exec)
+
+    async def _exec(self, *args: Any) -> Server:
+        """``Spawn(exec_config_json)``: a process in this running container (``docker exec``)."""
+        if len(args) != 1:
+            raise RemoteError("exec: Spawn takes exactly 1 argument (Docker's exec create body)")
+        try:
+            config = json.loads(args[0])
+        except (TypeError, ValueError) as exc:
+            raise RemoteError(f"invalid exec config: {exc}") from None
+        if not isinstance(config, dict) or not isinstance(config.get("Cmd"), list) or not config["Cmd"]:
+            raise RemoteError("No exec command specified")
+        if not self.running:
+            raise RemoteError(f"Container {self.id} is not running")
+        e = SimExec(self, config)
+        await self.server.nursery.start(e.server.run)
+        self.execs[e.id] = e
+        while len(self.execs) > 64:  # forget the oldest finished ones
+            old = next((k for k, v in self.execs.items() if v.status == "exited"), None)
+            if old is None:
+                break
+            del self.execs[old]
+        return e.server
+
+    def _event(self, event: str) -> None:
+        if event == "die":  # the container's processes die with it
+            for e in self.execs.values():
+                if e.running and e._scope is not None:
+                    e._scope.cancel()
+        super()._event(event)
 
     image_id = ""
     """The id of the image it was created from (``Image`` in its inspect data)."""
@@ -478,3 +509,49 @@ class SimContainer(Container):
         if self._stdio is not None:
             self._stdio.killed_code = 128 + signum
         await super().stop()
+
+
+class SimExec(Container):
+    """A ``docker exec`` process in a simulator container: a :class:`Container` (Attach for
+    stdio, Start, Watch) whose ``Get()`` is Docker's exec inspect JSON. A command that does
+    not exist prints runc's words on its output and exits 126, as with Docker."""
+
+    def __init__(self, container: SimContainer, config: dict[str, Any]) -> None:
+        self.container = container
+        cfg = {"Cmd": [str(c) for c in config["Cmd"]], "Env": list(config.get("Env") or []),
+               "OpenStdin": bool(config.get("AttachStdin")), "StdinOnce": True, "Tty": bool(config.get("Tty")),
+               "User": str(config.get("User") or ""), "WorkingDir": str(config.get("WorkingDir") or "")}
+        self.attach_stdout = bool(config.get("AttachStdout"))
+        self.attach_stderr = bool(config.get("AttachStderr"))
+        engine = container.engine
+
+        async def runner(argv: list[str], stdio: Stdio) -> int:
+            try:
+                engine.resolve(argv)
+            except CommandNotFound as exc:
+                await stdio.write("stdout", f"OCI runtime exec failed: exec failed: unable to start container "
+                                            f"process: {exc}: unknown\r\n".encode())
+                return 126
+            return await engine.runner(argv, stdio)
+
+        super().__init__(name=f"exec in {container.name}", config=cfg, runner=runner, driver=container.driver)
+        self.started = False
+
+    def inspect(self) -> dict[str, Any]:
+        return {
+            "ID": self.id, "Running": self.running,
+            "ExitCode": self.exit_code if self.status == "exited" else None,
+            "ProcessConfig": {"tty": bool(self.config.get("Tty")), "entrypoint": self.cmd[0], "arguments": self.cmd[1:],
+                              "privileged": False, "user": self.config.get("User", "")},
+            "OpenStdin": bool(self.config.get("OpenStdin")), "OpenStderr": self.attach_stderr,
+            "OpenStdout": self.attach_stdout, "CanRemove": False, "ContainerID": self.container.id,
+            "DetachKeys": "", "Pid": self.pid if self.running else 0,
+        }
+
+    async def start(self, *args: Any) -> None:
+        if self.started:
+            raise RemoteError(f"Error: Exec command {self.id} has already run")
+        if not self.container.running:
+            raise RemoteError(f"Container {self.container.id} is not running")
+        self.started = True
+        await super().start(*args)

@@ -16,7 +16,7 @@ import h11
 import trio
 
 from ..._errors import LibswarmError, RemoteError
-from . import endpoints, images, streams
+from . import endpoints, execs, images, streams
 from .engine import Engine, status_for
 from .http import APIRequest, HTTPError, Response
 from .versions import API_VERSION, MIN_API_VERSION, version_tuple
@@ -50,6 +50,13 @@ _CONTAINER_ACTIONS: dict[tuple[str, str], Endpoint] = {
     ("POST", "attach"): streams.attach,
     ("GET", "logs"): streams.logs,
     ("POST", "resize"): endpoints.resize,
+    ("POST", "exec"): execs.exec_create,
+}
+_EXEC = re.compile(r"^/exec/[^/]+/(json|start|resize)$")
+_EXEC_ACTIONS: dict[tuple[str, str], Endpoint] = {
+    ("POST", "start"): execs.exec_start,
+    ("GET", "json"): execs.exec_inspect,
+    ("POST", "resize"): execs.exec_resize,
 }
 
 
@@ -107,6 +114,9 @@ def route(method: str, path: str) -> tuple[Endpoint, str]:
             return handler, urllib.parse.unquote(ref)
         if method == "DELETE" and rest:
             return endpoints.remove, urllib.parse.unquote(rest)
+    m = _EXEC.match(path)
+    if m and (method, m.group(1)) in _EXEC_ACTIONS:
+        return _EXEC_ACTIONS[(method, m.group(1))], ""
     if path == "/images/json" and method == "GET":
         return images.image_list, ""
     if path == "/images/create" and method == "POST":
