@@ -398,6 +398,8 @@ class SimContainer(Container):
         self._runner = runner
         self.execs: dict[str, SimExec] = {}
         self.server.on_spawn(self._exec)
+        # PID 1 ignores SIGINT unless an init (--init) runs it
+        self.interrupt_kills = bool((self.config.get("HostConfig") or {}).get("Init"))
 
     async def _exec(self, *args: Any) -> Server:
         """``Spawn(exec_config_json)``: a process in this running container (``docker exec``)."""

@@ -9,6 +9,7 @@ import json
 import pytest
 
 from docker_helpers import DOCKER_CLIS, IMAGE, Docker, docker_front, need, private_dockerd, raw_http
+from libswarm.backends.aggregate import Aggregate
 from libswarm.backends.dockerclient import DockerClient
 from libswarm.backends.simulator import Simulator
 
@@ -21,13 +22,15 @@ def dockerd():
         yield d
 
 
-@pytest.fixture(params=["simulator", "dockerclient"])
+@pytest.fixture(params=["simulator", "dockerclient", "aggregate"])
 async def front(request, tmp_path):
     """``(Docker, socket path)`` on ``dockerserver -> simulator`` or ``-> dockerclient -> dockerd``."""
     need(bool(DOCKER_CLIS), "the docker CLI is not on PATH")
     sock = str(tmp_path / "front.sock")
     if request.param == "simulator":
         backend = Simulator()
+    elif request.param == "aggregate":  # the exec goes to the child that has the container
+        backend = Aggregate("simulator", f"dockerclient unix://{request.getfixturevalue('dockerd').sock}")
     else:
         backend = DockerClient(f"unix://{request.getfixturevalue('dockerd').sock}")
     async with docker_front(f"unix://{sock}", backend):
