@@ -127,6 +127,7 @@ class Container:
         self._listeners: set[trio.MemorySendChannel[tuple[str, bytes]]] = set()
         self._watchers: set[trio.MemorySendChannel[tuple[str, str]]] = set()
         self._stdin_s: trio.MemorySendChannel[bytes] | None = None
+        self._stdio: Stdio | None = None
         self._scope: trio.CancelScope | None = None
         self.exited = trio.Event()
         self.server = Server(f"container {name}")
@@ -140,6 +141,14 @@ class Container:
     def running(self) -> bool:
         return self.status == "running"
 
+    interrupt_kills = True
+    """Whether Ctrl-C on its terminal kills it (a container's PID 1 without ``--init`` ignores SIGINT)."""
+
+    @property
+    def tty(self) -> bool:
+        """``Config.Tty``: one output stream, a terminal's line discipline (see :meth:`write_stdin`)."""
+        return bool(self.config.get("Tty"))
+
     def output(self, tag: str) -> bytes:
         """Everything written so far to ``tag`` (``"stdout"`` or ``"stderr"``)."""
         return b"".join(d for t, d in self.chunks if t == tag)
@@ -151,7 +160,7 @@ class Container:
             "Image": self.config.get("Image", ""),
             "Cmd": self.cmd,
             "Env": list(self.config.get("Env") or []),
-            "Tty": False,
+            "Tty": self.tty,
             "OpenStdin": bool(self.config.get("OpenStdin", False)),
             "StdinOnce": bool(self.config.get("StdinOnce", True)),
             "AttachStdin": bool(self.config.get("AttachStdin", False)),
@@ -194,6 +203,8 @@ class Container:
             self._on_event(event, self)
 
     def _emit(self, tag: str, data: bytes) -> None:
+        if self.tty:  # a terminal: stderr and stdout are one stream, "\n" is written "\r\n"
+            tag, data = "stdout", data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
         self.chunks.append((tag, data))
         for q in list(self._listeners):
             try:
@@ -220,7 +231,43 @@ class Container:
         data = args[-1]
         if isinstance(data, str):
             data = data.encode()
+        if self.tty and self.running:
+            self._terminal_input(bytes(data))
+            return
         if self._stdin_s is not None:
+            try:
+                self._stdin_s.send_nowait(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+
+    def _terminal_input(self, data: bytes) -> None:
+        """Stdin through a terminal (Tty): Enter (``\\r``) is ``\\n``, input is echoed,
+        Ctrl-C kills with SIGINT (exit 130; see :attr:`interrupt_kills`), Ctrl-D ends stdin."""
+        line = bytearray()
+        for byte in data:
+            if byte == 3:  # ^C
+                self._emit("stdout", bytes(line) + b"^C")
+                if not self.interrupt_kills:
+                    line.clear()
+                    continue
+                self._emit("stdout", b"\n")
+                if self._stdio is not None:
+                    self._stdio.killed_code = 130
+                if self._scope is not None:
+                    self._scope.cancel()
+                return
+            if byte == 4:  # ^D
+                self._send_stdin(bytes(line))
+                self._emit("stdout", bytes(line))
+                line.clear()
+                self.close_stdin()
+                return
+            line += b"\n" if byte == 13 else bytes([byte])
+        self._emit("stdout", bytes(line))
+        self._send_stdin(bytes(line))
+
+    def _send_stdin(self, data: bytes) -> None:
+        if data and self._stdin_s is not None:
             try:
                 self._stdin_s.send_nowait(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -247,6 +294,7 @@ class Container:
         if not self.config.get("OpenStdin", False):
             self._stdin_s.close()
         stdio = Stdio(self, stdin_r)
+        self._stdio = stdio
         self.status = "running"
         self.error = ""
         self.exit_code = 0

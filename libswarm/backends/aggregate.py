@@ -34,6 +34,11 @@ Requests on the aggregate's input:
   ``Info`` being each child's own ``Get`` (parsed if JSON), ``State`` ``"up"`` or
   ``"down: <why>"`` (then ``Info`` is null).
 * ``Start()``/``Stop()`` -- sent to every child in parallel.
+* images (spec/LIBSWARM.md 6.2): ``Get("images")`` merges the children's lists (one
+  entry per image id); ``Get("image", REF)`` is the first child's that has it;
+  ``Start("pull", REF)`` pulls on every child; ``Start("tag", SRC, DST)`` and
+  ``Stop("rmi", REF[, "force"])`` go to the children that have ``SRC``/``REF``
+  (``No such image`` when none has it), the rmi answers concatenated.
 * ``Watch()`` -- ``Ack``, then the merged change streams of the children that support it.
 
 Fan-out calls run in parallel, each bounded by the timeout. Where a request needs
@@ -58,11 +63,16 @@ from .._errors import LibswarmError, RemoteError, UsageError
 from .._message import Message
 from .._server import Request, Server, _close_quietly
 from .._service import Service, run_service
+from .._verbs import Verb
 
 __all__ = ["Aggregate"]
 
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_RETRY = 30.0
+
+
+async def _nothing() -> None:
+    await trio.lowlevel.checkpoint()
 
 
 class _Health:
@@ -122,7 +132,7 @@ class Aggregate(Service):
         self.clients: list[Client] = []
         self.server = Server("aggregate")
         self.server.on_ls(self._ls).on_spawn(self._spawn).on_attach(self._attach)
-        self.server.on_get(self._get).on_start(self._start).on_stop(self._stop).on_watch(self._watch)
+        self.server.on_get(self._get).on_start(self._start).on(Verb.Stop, self._stop).on_watch(self._watch)
 
     async def run(self, input: Any, output: Any) -> None:
         async with trio.open_nursery() as nursery:
@@ -306,8 +316,14 @@ class Aggregate(Service):
         await req.ack(found[0].sender)
 
     async def _get(self, *args: Any) -> Any:
+        words = [a.decode() if isinstance(a, bytes) else str(a) for a in args]
+        if words == ["images"]:
+            return await self._images()
+        if len(words) == 2 and words[0] == "image":
+            i, value = (await self._image_owners(words[1]))[0]
+            return value
         if args:
-            raise RemoteError("aggregate: Get takes no arguments")
+            raise RemoteError(f"aggregate: unknown field: {' '.join(words)!r}")
         results, errors = await self._gather(lambda c: c.get(), tolerate=True, probe=True)
         why = dict(errors)
         infos = []
@@ -323,10 +339,61 @@ class Aggregate(Service):
         return {"Driver": "aggregate", "Children": infos}
 
     async def _start(self, *args: Any) -> None:
-        await self._gather(lambda c: c.start(*args))
+        words = [a.decode() if isinstance(a, bytes) else str(a) for a in args]
+        if words[:1] == ["tag"] and len(words) == 3:  # on every child that has the image
+            owners = await self._image_owners(words[1])
+            await self._gather(lambda c: c.start(*args) if self.clients.index(c) in dict(owners) else _nothing())
+            return
+        await self._gather(lambda c: c.start(*args))  # Start(), Start("pull", R): every child
 
-    async def _stop(self, *args: Any) -> None:
-        await self._gather(lambda c: c.stop(*args))
+    async def _stop(self, req: Request) -> None:
+        words = [a.decode() if isinstance(a, bytes) else str(a) for a in req.args]
+        if words[:1] != ["rmi"]:
+            await self._gather(lambda c: c.stop(*req.args))
+            await req.ack()
+            return
+        owners = dict(await self._image_owners(words[1]))
+
+        async def rmi(c: Client) -> Any:
+            if self.clients.index(c) not in owners:
+                return None
+            first, rest = await c.call(Verb.Stop, *req.args)
+            await rest.aclose()
+            return json.loads(first.args[0]) if first.args else []
+
+        results, _ = await self._gather(rmi)
+        await req.send(Verb.Ack, json.dumps([item for r in results if r for item in r]))
+
+    async def _images(self) -> list[dict[str, Any]]:
+        """Every up child's ``Get("images")``, one entry per image id (tags merged)."""
+        results, errors = await self._gather(lambda c: c.get("images"), tolerate=True)
+        if all(r is None for r in results) and errors:
+            i, text = errors[0]
+            raise RemoteError(f"{self._who(i)}: {text}")
+        merged: dict[str, dict[str, Any]] = {}
+        for raw in results:
+            try:
+                entries = json.loads(raw) if raw is not None else []
+            except ValueError:
+                continue
+            for e in entries if isinstance(entries, list) else []:
+                if not isinstance(e, dict):
+                    continue
+                seen = merged.setdefault(str(e.get("Id")), dict(e))
+                if seen is not e:
+                    seen["RepoTags"] = sorted(set(seen.get("RepoTags") or []) | set(e.get("RepoTags") or []))
+        return list(merged.values())
+
+    async def _image_owners(self, ref: str) -> list[tuple[int, Any]]:
+        """``(child index, Get("image", ref) value)`` for each child that has ``ref``, in label
+        order; the first child's error (``No such image: ...``) if none has it."""
+        results, errors = await self._gather(lambda c: c.get("image", ref), tolerate=True)
+        owners = [(i, v) for i, v in enumerate(results) if v is not None]
+        if not owners:
+            missing = [text for _, text in errors if "no such image" in text.lower()]
+            raise RemoteError(missing[0] if missing else f"{self._who(errors[0][0])}: {errors[0][1]}"
+                              if errors else f"No such image: {ref}")
+        return owners
 
     async def _watch(self, req: Request) -> None:
         results, _ = await self._gather(lambda c: c.watch(*req.args), tolerate=True)

@@ -19,7 +19,12 @@ The engine (the service's input) answers:
 * ``Attach("")`` -> ``Ack(ret=engine)``; ``Attach(ref)`` -> ``Ack(ret=container)``
   (``GET /containers/ref/json``; a 404 is ``Error("No such container: ref")``);
 * ``Get()`` -> the engine's ``/info`` JSON; ``Get("version")`` -> its ``/version`` JSON;
-* ``Start``/``Stop`` -> ``Ack`` (the engine itself is not started or stopped).
+* ``Start``/``Stop`` -> ``Ack`` (the engine itself is not started or stopped);
+* images (spec/LIBSWARM.md 6.2), the engine's answers verbatim: ``Get("images")`` ->
+  ``GET /images/json``; ``Get("image", REF)`` -> ``GET /images/REF/json``;
+  ``Start("pull", REF)`` -> ``POST /images/create`` (an error in the progress stream is
+  the ``Error``); ``Start("tag", SRC, DST)`` -> ``POST /images/SRC/tag``;
+  ``Stop("rmi", REF[, "force"])`` -> ``DELETE /images/REF`` answered ``Ack(<its JSON>)``.
 
 A container answers:
 
@@ -237,14 +242,16 @@ class _HTTP:
             raise EngineError(status, _message(data, status))
         return status, data
 
-    async def hijack(self, path: str, query: dict[str, Any]) -> tuple[trio.abc.Stream, bytes, dict[str, str]]:
+    async def hijack(self, path: str, query: dict[str, Any],
+                     body: Any = None) -> tuple[trio.abc.Stream, bytes, dict[str, str]]:
         """``POST path`` with ``Upgrade: tcp``; return the raw stream, bytes already read, headers."""
         target = await self.target(path, query)
         stream = await self.connect()
         conn = h11.Connection(h11.CLIENT)
         try:
             try:
-                await self._send_request(conn, stream, "POST", target, None,
+                await self._send_request(conn, stream, "POST", target,
+                                         json.dumps(body).encode() if body is not None else None,
                                          [("Connection", "Upgrade"), ("Upgrade", "tcp")])
             except (*_GONE, ssl.SSLError, OSError) as exc:
                 raise RemoteError(f"Docker engine at {self._url()}: attach: {self._why(exc)}") from None
@@ -263,6 +270,20 @@ class _HTTP:
         except BaseException:
             await _close_quietly(stream)
             raise
+
+
+def _quote(ref: str) -> str:
+    """An image or container reference in a path (Docker's router takes ``/`` and ``:`` there)."""
+    return urllib.parse.quote(ref, safe="/:@")
+
+
+def _split_ref(ref: str) -> tuple[str, str]:
+    """``repo[:tag]`` -> ``(repo, tag)`` (tag ``latest`` by default; a registry port is not a tag)."""
+    last = ref.rsplit("/", 1)[-1]
+    if "@" not in ref and ":" in last:
+        repo, tag = ref.rsplit(":", 1)
+        return repo, tag
+    return ref, "latest"
 
 
 def _message(body: bytes, status: int) -> str:
@@ -353,21 +374,47 @@ class DockerClient(Service):
         self._objects: dict[str, _Container] = {}
         self.server = Server(self.driver)
         self.server.on_ls(self._ls).on_spawn(self._spawn).on_attach(self._attach)
-        self.server.on_get(self._get).on_start(self._noop).on_stop(self._noop)
+        self.server.on_get(self._get).on_start(self._engine_start).on(Verb.Stop, self._engine_stop)
 
     async def run(self, input: Any, output: Any) -> None:
         async with self.server:
             await self.server.serve(input)
 
-    async def _noop(self, *args: Any) -> None:
-        await trio.lowlevel.checkpoint()
-
     async def _get(self, *args: Any) -> Any:
-        what = args[0] if args else "info"
-        if what not in ("info", "version"):
+        words = [a.decode() if isinstance(a, bytes) else str(a) for a in args]
+        if len(words) == 2 and words[0] == "image":
+            _, data = await self.http.call("GET", f"/images/{_quote(words[1])}/json")
+            return data.decode()
+        what = words[0] if len(words) == 1 else "info" if not words else " ".join(words)
+        if what not in ("info", "version", "images"):
             raise RemoteError(f"unknown field: {what!r}")
-        _, data = await self.http.call("GET", f"/{what}")
+        _, data = await self.http.call("GET", "/images/json" if what == "images" else f"/{what}")
         return data.decode()
+
+    async def _engine_start(self, *args: Any) -> None:
+        """``Start()``: nothing; ``Start("pull", REF)``; ``Start("tag", SRC, DST)``."""
+        words = [a.decode() if isinstance(a, bytes) else str(a) for a in args]
+        if words[:1] == ["pull"] and len(words) == 2:
+            await self._pull(words[1])
+        elif words[:1] == ["tag"] and len(words) == 3:
+            repo, tag = _split_ref(words[2])
+            await self.http.call("POST", f"/images/{_quote(words[1])}/tag", {"repo": repo, "tag": tag})
+        elif words:
+            raise RemoteError(f"dockerclient: unknown Start words: {' '.join(words)}")
+        else:
+            await trio.lowlevel.checkpoint()
+
+    async def _engine_stop(self, req: Request) -> None:
+        """``Stop()``: nothing; ``Stop("rmi", REF[, "force"])`` -> ``Ack(<the engine's delete answer>)``."""
+        words = [a.decode() if isinstance(a, bytes) else str(a) for a in req.args]
+        if not words:
+            await req.ack()
+            return
+        if words[0] != "rmi" or len(words) not in (2, 3) or words[2:] not in ([], ["force"]):
+            raise RemoteError(f"dockerclient: unknown Stop words: {' '.join(words)}")
+        _, data = await self.http.call("DELETE", f"/images/{_quote(words[1])}",
+                                       {"force": 1 if words[2:] else None})
+        await req.send(Verb.Ack, data.decode())
 
     async def _ls(self, *args: Any) -> list[str]:
         _, data = await self.http.call("GET", "/containers/json", {"all": 1})
@@ -395,12 +442,9 @@ class DockerClient(Service):
         return await self._container(json.loads(data)["Id"])
 
     async def _pull(self, image: str) -> None:
-        repo, tag = image, "latest"
-        if "@" not in image:
-            last = image.rsplit("/", 1)[-1]
-            if ":" in last:
-                repo, tag = image.rsplit(":", 1)
-        async with self.http.open("POST", "/images/create", {"fromImage": repo, "tag": tag}) as (status, _, chunks):
+        repo, tag = _split_ref(image)
+        query = {"fromImage": image} if "@" in image else {"fromImage": repo, "tag": tag}
+        async with self.http.open("POST", "/images/create", query) as (status, _, chunks):
             data = b""
             async for c in chunks:
                 data += c
@@ -441,7 +485,7 @@ class _Container:
         self.id = cid
         self.server = Server(f"container {cid[:12]}")
         self.server.on_get(self._get).on_start(self._start).on_stop(self._stop)
-        self.server.on_attach(self._attach).on_watch(self._watch).on_ls(self._ls)
+        self.server.on_attach(self._attach).on_watch(self._watch).on_ls(self._ls).on_spawn(self._exec)
 
     @property
     def path(self) -> str:
@@ -508,33 +552,21 @@ class _Container:
                  "logs": 1 if "logs" in words else None}
         stream, leftover, _ = await self.http.hijack(self.path + "/attach", query)
         stdin_s, stdin_r = libchan.pipe()
+        await _relay_hijacked(req, stream, leftover, tty, use_stdin, stdin_s, stdin_r, ack=True)
+
+    async def _exec(self, *args: Any) -> Server:
+        """``Spawn(exec_config_json)`` -> ``POST /containers/ID/exec``: an exec object."""
+        if len(args) != 1:
+            raise RemoteError("exec: Spawn takes exactly 1 argument (Docker's exec create body)")
         try:
-            async with trio.open_nursery() as nursery:
+            config = json.loads(args[0])
+        except (TypeError, ValueError) as exc:
+            raise RemoteError(f"invalid exec config: {exc}") from None
+        _, data = await self.http.call("POST", self.path + "/exec", body=config)
+        e = _Exec(self.http, json.loads(data)["Id"], bool(config.get("Tty")))
+        await self.server.nursery.start(e.server.run)
+        return e.server
 
-                async def pump_stdin() -> None:
-                    try:
-                        async for raw in stdin_r:
-                            try:
-                                msg = Message.from_wire(raw)
-                            except Exception:
-                                continue
-                            if msg.verb == Verb.Log and msg.args:
-                                chunk = msg.args[-1]
-                                if use_stdin:
-                                    await stream.send_all(chunk if isinstance(chunk, bytes) else chunk.encode())
-                        if use_stdin:
-                            await _half_close(stream)
-                    except (*_GONE, ssl.SSLError, OSError):
-                        pass
-
-                nursery.start_soon(pump_stdin)
-                await req.ack(stdin_s)
-                async for tag, chunk in demux(_stream_chunks(stream, leftover), tty):
-                    await req.log(tag, chunk)
-                nursery.cancel_scope.cancel()
-        finally:
-            await _close_quietly(stdin_r)
-            await _close_quietly(stream)
 
     async def _watch(self, req: Request) -> None:
         filters = json.dumps({"container": [self.id], "type": ["container"]})
@@ -573,3 +605,75 @@ class _Container:
                     if action == "destroy":
                         return
 
+
+async def _relay_hijacked(req: Request, stream: trio.abc.Stream, leftover: bytes, tty: bool, use_stdin: bool,
+                          stdin_s: Any, stdin_r: Any, ack: bool) -> None:
+    """Relay a hijacked attach/exec connection: ``Log`` on ``stdin_r`` to it (its end half-closes),
+    its demultiplexed output to ``req`` as ``Log(tag, chunk)`` (``ack``: first ``Ack(stdin_s)``)."""
+    try:
+        async with trio.open_nursery() as nursery:
+
+            async def pump_stdin() -> None:
+                try:
+                    async for raw in stdin_r:
+                        try:
+                            msg = Message.from_wire(raw)
+                        except Exception:
+                            continue
+                        if msg.verb == Verb.Log and msg.args:
+                            chunk = msg.args[-1]
+                            if use_stdin:
+                                await stream.send_all(chunk if isinstance(chunk, bytes) else chunk.encode())
+                    if use_stdin:
+                        await _half_close(stream)
+                except (*_GONE, ssl.SSLError, OSError):
+                    pass
+
+            nursery.start_soon(pump_stdin)
+            if ack:
+                await req.ack(stdin_s)
+            async for tag, chunk in demux(_stream_chunks(stream, leftover), tty):
+                await req.log(tag, chunk)
+            nursery.cancel_scope.cancel()
+    finally:
+        await _close_quietly(stdin_r)
+        await _close_quietly(stream)
+
+
+class _Exec:
+    """One engine exec instance. ``Attach("")`` acks a stdin handle at once and waits for
+    ``Start``, which then starts the exec through that attach (Docker's exec start *is* the
+    hijacked connection); a ``Start`` with nobody attached is a detached start."""
+
+    def __init__(self, http: _HTTP, eid: str, tty: bool) -> None:
+        self.http = http
+        self.id = eid
+        self.tty = tty
+        self._attached: trio.MemorySendChannel[None] | None = None
+        self.server = Server(f"exec {eid[:12]}")
+        self.server.on_get(self._get).on_start(self._start).on_attach(self._attach).on_ls(self._ls)
+
+    async def _ls(self, *args: Any) -> list[str]:
+        return []
+
+    async def _get(self, *args: Any) -> Any:
+        _, data = await self.http.call("GET", f"/exec/{self.id}/json")
+        return data.decode()
+
+    async def _start(self, *args: Any) -> None:
+        if self._attached is not None:
+            go, self._attached = self._attached, None
+            await go.send(None)
+            return
+        await self.http.call("POST", f"/exec/{self.id}/start", body={"Detach": True, "Tty": self.tty})
+
+    async def _attach(self, name: str, req: Request) -> None:
+        use_stdin = "nostdin" not in req.args[1:]
+        go_s, go_r = trio.open_memory_channel[None](1)
+        self._attached = go_s
+        stdin_s, stdin_r = libchan.pipe()
+        await req.ack(stdin_s)
+        await go_r.receive()
+        stream, leftover, _ = await self.http.hijack(f"/exec/{self.id}/start", {},
+                                                     body={"Detach": False, "Tty": self.tty})
+        await _relay_hijacked(req, stream, leftover, self.tty, use_stdin, stdin_s, stdin_r, ack=False)

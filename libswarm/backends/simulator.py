@@ -14,8 +14,15 @@ The engine (what the service's input serves) answers:
 * ``Attach("")`` -> ``Ack(ret=engine)``; ``Attach(name)`` -> ``Ack(ret=container)`` where
   ``name`` is a name, ``/name``, an id or a unique id prefix; else ``Error("no such container: x")``;
 * ``Get()`` -> engine info JSON (``Driver``, ``Containers``, ``ContainersRunning``,
-  ``ContainersStopped``, ``Commands``);
+  ``ContainersStopped``, ``Commands``, ``Images``);
 * ``Start()``/``Stop()`` -> ``Ack`` (the engine itself always runs);
+* images (spec/LIBSWARM.md 6.2): the store starts with ``busybox``, ``alpine`` and
+  ``local/busybox`` (all ``:latest``). ``Get("images")`` -> Docker's image list JSON;
+  ``Get("image", REF)`` -> image inspect JSON; ``Start("pull", REF)`` adds a synthetic
+  image for any valid name; ``Start("tag", SRC, DST)``; ``Stop("rmi", REF[, "force"])``
+  -> ``Ack(<[{"Untagged": ...}, {"Deleted": ...}] JSON>)``. An unknown image is
+  ``Error("No such image: REPO:TAG")``, in a create too (so the docker CLI pulls first);
+  removing an image a container uses is Docker's ``conflict: ...`` unless forced;
 * ``Watch()`` -> ``Ack``, then ``Set(event, inspect_json)`` for ``create``/``start``/``die`` of any container.
 
 A container answers the verbs of :mod:`libswarm._container` (Get/Start/Stop/Attach/Watch/Log),
@@ -64,6 +71,8 @@ from .._container import CommandNotFound, Container, Stdio
 from .._errors import RemoteError, UsageError
 from .._server import Request, Server
 from .._service import Service
+from .._verbs import Verb
+from ._images import ImageStore
 
 __all__ = ["Simulator", "COMMANDS", "simulate"]
 
@@ -193,7 +202,9 @@ class Simulator(Service):
         self._watchers: set[trio.MemorySendChannel[tuple[str, str]]] = set()
         self.server = Server(self.driver)
         self.server.on_ls(self._ls).on_spawn(self._spawn).on_attach(self._attach)
-        self.server.on_get(self._info).on_start(self._noop).on_stop(self._noop).on_watch(self._watch)
+        self.server.on_get(self._info).on_start(self._engine_start).on(Verb.Stop, self._engine_stop)
+        self.server.on_watch(self._watch)
+        self.images = ImageStore()
 
     async def run(self, input: Any, output: Any) -> None:
         async with self.server:
@@ -228,8 +239,10 @@ class Simulator(Service):
         other = self.find(name)
         if other is not None and other.name == name:
             raise RemoteError(f'Conflict. The name "/{name}" is already in use by container {other.id}')
+        image = self.images.get(str(config.get("Image") or ""))  # Docker's 404: the CLI pulls, then retries
         c = SimContainer(self, name=name, config=config, runner=self.runner, resolve=self.resolve,
                          driver=self.driver, on_event=self._on_event)
+        c.image_id = image.id
         c.scope = await self.server.nursery.start(_run_in_scope, c.server.run)
         self.containers[c.id] = c
         self._on_event("create", c)
@@ -287,7 +300,39 @@ class Simulator(Service):
             raise RemoteError(f"no such container: {name}")
         await req.ack(c.server)
 
-    async def _info(self, *args: Any) -> dict[str, Any]:
+    async def _engine_start(self, *args: Any) -> None:
+        """``Start()``: nothing (the engine runs); ``Start("pull", REF)``, ``Start("tag", SRC, DST)``: images."""
+        words = [a.decode() if isinstance(a, bytes) else str(a) for a in args]
+        if words[:1] == ["pull"] and len(words) == 2:
+            self.images.pull(words[1])
+        elif words[:1] == ["tag"] and len(words) == 3:
+            self.images.tag(words[1], words[2])
+        elif words:
+            raise RemoteError(f"simulator: unknown Start words: {' '.join(words)}")
+        await trio.lowlevel.checkpoint()
+
+    async def _engine_stop(self, req: Request) -> None:
+        """``Stop()``: nothing; ``Stop("rmi", REF[, "force"])``: remove an image, answered
+        ``Ack(<Docker's [{"Untagged": ...}, {"Deleted": ...}] JSON>)``."""
+        words = [a.decode() if isinstance(a, bytes) else str(a) for a in req.args]
+        if not words:
+            await req.ack()
+            return
+        if words[0] != "rmi" or len(words) not in (2, 3) or words[2:] not in ([], ["force"]):
+            raise RemoteError(f"simulator: unknown Stop words: {' '.join(words)}")
+        img = self.images.get(words[1])
+        users = [c.id for c in self.containers.values() if getattr(c, "image_id", None) == img.id]
+        done = self.images.remove(words[1], "force" in words[2:], users)
+        await req.send(Verb.Ack, json.dumps(done))
+
+    async def _info(self, *args: Any) -> Any:
+        words = [a.decode() if isinstance(a, bytes) else str(a) for a in args]
+        if words == ["images"]:
+            return [img.summary() for img in self.images.images.values()]
+        if len(words) == 2 and words[0] == "image":
+            return self.images.get(words[1]).inspect()
+        if words:
+            raise RemoteError(f"unknown field: {' '.join(words)!r}")
         running = sum(c.running for c in self.containers.values())
         return {
             "Driver": self.driver,
@@ -295,6 +340,7 @@ class Simulator(Service):
             "ContainersRunning": running,
             "ContainersStopped": len(self.containers) - running,
             "Commands": list(COMMANDS),
+            "Images": len(self.images.images),
         }
 
     async def _watch(self, req: Request) -> None:
@@ -350,10 +396,48 @@ class SimContainer(Container):
             return await inner(argv, stdio)
 
         self._runner = runner
+        self.execs: dict[str, SimExec] = {}
+        self.server.on_spawn(self._exec)
+        # PID 1 ignores SIGINT unless an init (--init) runs it
+        self.interrupt_kills = bool((self.config.get("HostConfig") or {}).get("Init"))
+
+    async def _exec(self, *args: Any) -> Server:
+        """``Spawn(exec_config_json)``: a process in this running container (``docker exec``)."""
+        if len(args) != 1:
+            raise RemoteError("exec: Spawn takes exactly 1 argument (Docker's exec create body)")
+        try:
+            config = json.loads(args[0])
+        except (TypeError, ValueError) as exc:
+            raise RemoteError(f"invalid exec config: {exc}") from None
+        if not isinstance(config, dict) or not isinstance(config.get("Cmd"), list) or not config["Cmd"]:
+            raise RemoteError("No exec command specified")
+        if not self.running:
+            raise RemoteError(f"Container {self.id} is not running")
+        e = SimExec(self, config)
+        await self.server.nursery.start(e.server.run)
+        self.execs[e.id] = e
+        while len(self.execs) > 64:  # forget the oldest finished ones
+            old = next((k for k, v in self.execs.items() if v.status == "exited"), None)
+            if old is None:
+                break
+            del self.execs[old]
+        return e.server
+
+    def _event(self, event: str) -> None:
+        if event == "die":  # the container's processes die with it
+            for e in self.execs.values():
+                if e.running and e._scope is not None:
+                    e._scope.cancel()
+        super()._event(event)
+
+    image_id = ""
+    """The id of the image it was created from (``Image`` in its inspect data)."""
 
     def inspect(self) -> dict[str, Any]:
         data = super().inspect()
         data["HostConfig"] = dict(self.config.get("HostConfig") or {})
+        if self.image_id:
+            data["Image"] = self.image_id
         return data
 
     async def write_stdin(self, *args: Any) -> None:
@@ -427,3 +511,49 @@ class SimContainer(Container):
         if self._stdio is not None:
             self._stdio.killed_code = 128 + signum
         await super().stop()
+
+
+class SimExec(Container):
+    """A ``docker exec`` process in a simulator container: a :class:`Container` (Attach for
+    stdio, Start, Watch) whose ``Get()`` is Docker's exec inspect JSON. A command that does
+    not exist prints runc's words on its output and exits 126, as with Docker."""
+
+    def __init__(self, container: SimContainer, config: dict[str, Any]) -> None:
+        self.container = container
+        cfg = {"Cmd": [str(c) for c in config["Cmd"]], "Env": list(config.get("Env") or []),
+               "OpenStdin": bool(config.get("AttachStdin")), "StdinOnce": True, "Tty": bool(config.get("Tty")),
+               "User": str(config.get("User") or ""), "WorkingDir": str(config.get("WorkingDir") or "")}
+        self.attach_stdout = bool(config.get("AttachStdout"))
+        self.attach_stderr = bool(config.get("AttachStderr"))
+        engine = container.engine
+
+        async def runner(argv: list[str], stdio: Stdio) -> int:
+            try:
+                engine.resolve(argv)
+            except CommandNotFound as exc:
+                await stdio.write("stdout", f"OCI runtime exec failed: exec failed: unable to start container "
+                                            f"process: {exc}: unknown\r\n".encode())
+                return 126
+            return await engine.runner(argv, stdio)
+
+        super().__init__(name=f"exec in {container.name}", config=cfg, runner=runner, driver=container.driver)
+        self.started = False
+
+    def inspect(self) -> dict[str, Any]:
+        return {
+            "ID": self.id, "Running": self.running,
+            "ExitCode": self.exit_code if self.status == "exited" else None,
+            "ProcessConfig": {"tty": bool(self.config.get("Tty")), "entrypoint": self.cmd[0], "arguments": self.cmd[1:],
+                              "privileged": False, "user": self.config.get("User", "")},
+            "OpenStdin": bool(self.config.get("OpenStdin")), "OpenStderr": self.attach_stderr,
+            "OpenStdout": self.attach_stdout, "CanRemove": False, "ContainerID": self.container.id,
+            "DetachKeys": "", "Pid": self.pid if self.running else 0,
+        }
+
+    async def start(self, *args: Any) -> None:
+        if self.started:
+            raise RemoteError(f"Error: Exec command {self.id} has already run")
+        if not self.container.running:
+            raise RemoteError(f"Container {self.container.id} is not running")
+        self.started = True
+        await super().start(*args)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import urllib.parse
 from typing import Any
 
 from ..._errors import RemoteError
@@ -18,7 +17,7 @@ from .http import APIRequest, HTTPError, Response
 
 __all__ = [
     "not_found", "not_implemented", "ping", "version", "info", "ps", "create", "inspect", "start", "stop", "restart", "kill",
-    "remove", "resize", "images", "image_inspect",
+    "remove", "resize",
 ]
 
 # a container name: Docker's rule, optionally behind aggregate labels ("1/web", "0/1/web")
@@ -170,12 +169,3 @@ async def resize(engine: Engine, req: APIRequest, resp: Response) -> None:
     async with engine.container(req.ref):
         pass
     await resp.send(200, b"", "text/plain; charset=utf-8")
-
-
-async def images(engine: Engine, req: APIRequest, resp: Response) -> None:
-    await resp.json(200, [])
-
-
-async def image_inspect(engine: Engine, req: APIRequest, resp: Response) -> None:
-    name = urllib.parse.unquote(req.path[len("/images/"):-len("/json")])
-    raise HTTPError(404, f"No such image: {name}")

@@ -47,6 +47,8 @@ class Engine:
 
     def __init__(self, client: Client) -> None:
         self.client = client
+        self.execs: dict[str, Client] = {}
+        """The exec objects the engine gave (``docker exec``), by exec id, oldest first."""
 
     @asynccontextmanager
     async def container(self, ref: str) -> AsyncIterator[Client]:

@@ -149,7 +149,7 @@ def info_data(engine: dict[str, Any]) -> dict[str, Any]:
         "ID": "libswarm", "Containers": engine["Containers"], "ContainersRunning": engine["ContainersRunning"],
         "ContainersPaused": 0, "ContainersStopped": engine.get("ContainersStopped",
                                                                engine["Containers"] - engine["ContainersRunning"]),
-        "Images": 0, "Driver": driver, "DriverStatus": status,
+        "Images": int(engine.get("Images") or 0), "Driver": driver, "DriverStatus": status,
         "Plugins": {"Volume": [], "Network": [], "Authorization": None, "Log": []},
         "MemoryLimit": False, "SwapLimit": False, "KernelMemory": False, "CpuCfsPeriod": False,
         "CpuCfsQuota": False, "CPUShares": False, "CPUSet": False, "PidsLimit": False,

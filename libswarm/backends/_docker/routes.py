@@ -16,7 +16,7 @@ import h11
 import trio
 
 from ..._errors import LibswarmError, RemoteError
-from . import endpoints, streams
+from . import endpoints, execs, images, streams
 from .engine import Engine, status_for
 from .http import APIRequest, HTTPError, Response
 from .versions import API_VERSION, MIN_API_VERSION, version_tuple
@@ -27,7 +27,9 @@ Endpoint = Callable[[Engine, APIRequest, Response], Awaitable[None]]
 
 _CONTAINERS = "/containers/"
 _VERSIONED = re.compile(r"^/v([0-9][0-9.]*)(/.*)$")
-_IMAGE_INSPECT = re.compile(r"^/images/.+/json$")
+_IMAGE = re.compile(r"^/images/(.+?)(/json|/tag)?$")
+#: /images/X paths that are other endpoints of Docker's, not an image named X
+_IMAGE_OTHER = re.compile(r"^/images/(?:search|get|load|prune|json|create)$|^/images/.+/(?:history|push|get)$")
 #: Paths of the Docker Engine API (1.41) outside what :func:`route` answers: a request
 #: there is told plainly that this front end does not implement it (501), where a path
 #: that is no Docker endpoint at all gets Docker's own 404 "page not found".
@@ -48,6 +50,13 @@ _CONTAINER_ACTIONS: dict[tuple[str, str], Endpoint] = {
     ("POST", "attach"): streams.attach,
     ("GET", "logs"): streams.logs,
     ("POST", "resize"): endpoints.resize,
+    ("POST", "exec"): execs.exec_create,
+}
+_EXEC = re.compile(r"^/exec/[^/]+/(json|start|resize)$")
+_EXEC_ACTIONS: dict[tuple[str, str], Endpoint] = {
+    ("POST", "start"): execs.exec_start,
+    ("GET", "json"): execs.exec_inspect,
+    ("POST", "resize"): execs.exec_resize,
 }
 
 
@@ -105,10 +114,22 @@ def route(method: str, path: str) -> tuple[Endpoint, str]:
             return handler, urllib.parse.unquote(ref)
         if method == "DELETE" and rest:
             return endpoints.remove, urllib.parse.unquote(rest)
+    m = _EXEC.match(path)
+    if m and (method, m.group(1)) in _EXEC_ACTIONS:
+        return _EXEC_ACTIONS[(method, m.group(1))], ""
     if path == "/images/json" and method == "GET":
-        return endpoints.images, ""
-    if _IMAGE_INSPECT.match(path) and method == "GET":
-        return endpoints.image_inspect, ""
+        return images.image_list, ""
+    if path == "/images/create" and method == "POST":
+        return images.image_pull, ""
+    m = _IMAGE.match(path)
+    if m and not _IMAGE_OTHER.match(path):
+        action = m.group(2)
+        if action == "/json" and method == "GET":
+            return images.image_inspect, ""
+        if action == "/tag" and method == "POST":
+            return images.image_tag, ""
+        if action is None and method == "DELETE":
+            return images.image_remove, ""
     if _DOCKER_API.match(path):
         return endpoints.not_implemented, ""
     return endpoints.not_found, ""

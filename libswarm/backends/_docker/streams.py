@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import trio
 
-from ..._client import Client
+from ..._client import Client, Output
 from ..._errors import LibswarmError
 from ..._message import Arg
 from ..._verbs import Verb
@@ -23,7 +23,7 @@ from .engine import Engine
 from .formats import truthy
 from .http import RAW_STREAM, APIRequest, HTTPError, Response
 
-__all__ = ["wait", "logs", "attach", "frame", "STREAM_IDS"]
+__all__ = ["wait", "logs", "attach", "relay", "frame", "STREAM_IDS"]
 
 STREAM_IDS = {"stdin": 0, "stdout": 1, "stderr": 2}
 """The stream byte of a multiplexed frame."""
@@ -167,59 +167,67 @@ async def attach(engine: Engine, req: APIRequest, resp: Response) -> None:
         tty = bool((data.get("Config") or {}).get("Tty"))
         words = (["logs"] if truthy(query.get("logs")) else []) + ([] if use_stdin else ["nostdin"]) + ["next"]
         handle, output = await c.attach("", *words)
-        stream, leftover = await resp.upgrade()
-        # an engine that gave no input handle has no stdin: the client's bytes are read and dropped
-        stdin = handle if use_stdin else None
-        client_done = trio.Event()
+        await relay(resp, handle, output, want, tty, use_stdin)
 
-        async def read_client() -> None:
-            # stdin, or (without stdin=1) whatever the client sends, such as its TLS
-            # close_notify: read it all so closing never resets the connection
+
+async def relay(resp: Response, handle: Client | None, output: Output, want: set[str], tty: bool,
+                use_stdin: bool) -> None:
+    """Upgrade the connection to Docker's raw stream and relay: the client's bytes to ``handle``
+    as ``Log("stdin", chunk)`` (its half-close closes the handle), ``output``'s ``Log(tag, chunk)``
+    to the client (framed, raw for a TTY), until the output ends. Used by attach and exec start."""
+    stream, leftover = await resp.upgrade()
+    # an engine that gave no input handle has no stdin: the client's bytes are read and dropped
+    stdin = handle if use_stdin else None
+    client_done = trio.Event()
+
+    async def read_client() -> None:
+        # stdin, or (without stdin=1) whatever the client sends, such as its TLS
+        # close_notify: read it all so closing never resets the connection
+        try:
+            if stdin is not None and leftover:
+                await stdin.log("stdin", leftover)
+            while True:
+                try:
+                    chunk = await stream.receive_some(65536)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError):
+                    chunk = b""
+                if not chunk:
+                    break
+                if stdin is not None:
+                    await stdin.log("stdin", bytes(chunk))
+        except LibswarmError:
+            pass
+        finally:
+            client_done.set()
+            if stdin is not None:
+                await stdin.aclose()  # end of the client's stdin: the container's stdin ends
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read_client)
             try:
-                if stdin is not None and leftover:
-                    await stdin.log("stdin", leftover)
-                while True:
-                    try:
-                        chunk = await stream.receive_some(65536)
-                    except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError):
-                        chunk = b""
-                    if not chunk:
-                        break
-                    if stdin is not None:
-                        await stdin.log("stdin", bytes(chunk))
+                async for msg in output:
+                    if msg.verb != Verb.Log or len(msg.args) != 2:
+                        continue
+                    tag, chunk = str(msg.args[0]), _as_bytes(msg.args[1])
+                    if tag in want and chunk:
+                        await stream.send_all(chunk if tty else frame(tag, chunk))
             except LibswarmError:
                 pass
-            finally:
-                client_done.set()
-                if stdin is not None:
-                    await stdin.aclose()  # end of the client's stdin: the container's stdin ends
-
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(read_client)
+            # the output ended: half-close where the transport can, then give the
+            # client a moment to finish (a full close with unread input is a reset)
+            if isinstance(stream, trio.SocketStream):
                 try:
-                    async for msg in output:
-                        if msg.verb != Verb.Log or len(msg.args) != 2:
-                            continue
-                        tag, chunk = str(msg.args[0]), _as_bytes(msg.args[1])
-                        if tag in want and chunk:
-                            await stream.send_all(chunk if tty else frame(tag, chunk))
-                except LibswarmError:
+                    await stream.send_eof()
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                     pass
-                # the output ended: half-close where the transport can, then give the
-                # client a moment to finish (a full close with unread input is a reset)
-                if isinstance(stream, trio.SocketStream):
-                    try:
-                        await stream.send_eof()
-                    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                        pass
-                with trio.move_on_after(2):
-                    await client_done.wait()
-                nursery.cancel_scope.cancel()
-        finally:
-            await output.aclose()
-            if handle is not None and (not use_stdin or not client_done.is_set()):
-                await handle.aclose()
+            with trio.move_on_after(2):
+                await client_done.wait()
+            nursery.cancel_scope.cancel()
+    finally:
+        await output.aclose()
+        if handle is not None and (not use_stdin or not client_done.is_set()):
+            await handle.aclose()
 
 
 def _tail_chunks(chunks: list[tuple[str, bytes]], lines: int | None) -> list[tuple[str, bytes]]:
