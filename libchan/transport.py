@@ -332,6 +332,9 @@ class _Server:
             if len(self.session_links) >= self.config.max_sessions:
                 await self._refuse_connection(transport, profile, peer, f"max_sessions ({self.config.max_sessions}) reached")
                 return
+            # No window to grant: the connection stops reading while it holds more than
+            # half its buffer unread (the other half for partial messages and output).
+            account.soft = account.limit // 2
             session = SessionCore(transport, server_side=True, config=self.config, profile="spdy", account=account, peer=peer)
             self.session_links[session] = set()
             await self._run_session(session, None, peer)

@@ -65,8 +65,7 @@ class Account:
                 budget.check(self)
         else:
             if self.withholding and self.used < self.soft:
-                self.withholding = False
-                self.on_relief()
+                self.on_relief()  # (which clears ``withholding`` once it granted window)
             if budget.check_above != budget.total and budget.used <= budget.total:
                 budget.check_above = budget.total
 
@@ -99,7 +98,11 @@ class Budget:
         """An account for a new connection, or None if ``max_connections`` are open."""
         if len(self.accounts) >= self.max_connections:
             return None
-        account = Account(self, name, self.per_connection, max(0, self.per_connection - self.window))
+        # Window is granted while the connection holds less than ``soft``: a peer that
+        # then uses all of it stays under the limit, with an eighth to spare for what
+        # the server itself queues toward it.
+        soft = max(0, self.per_connection - self.window - self.per_connection // 8)
+        account = Account(self, name, self.per_connection, soft)
         self.accounts[account] = None
         return account
 

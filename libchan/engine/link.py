@@ -158,12 +158,12 @@ class Link:
     async def _last_words(self) -> None:
         """Best effort, before the tasks stop: send what is queued (a GOAWAY after a
         protocol error, say), which the writer task might not get to."""
-        if self._send_lock.locked() or self.io is None:
+        if self.io is None:
             return
         try:
-            if self.io.direct:
+            if self.io.direct and not self._send_lock.locked():
                 self.io.try_send(self._take_output())  # (with the backlog first)
-            else:
+            else:  # (after the writer's write, if it is in one: a GOAWAY goes last)
                 with trio.move_on_after(0.2):
                     await self._send_out()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ssl.SSLError):
@@ -255,7 +255,7 @@ class Link:
         account = self.account
         if account is None or not account.withholding:
             return
-        if account.used >= account.soft and self._holds_unread():
+        if account.used + self._conn_unacked >= account.soft and self._holds_unread():
             return  # still too much, and reading it is what will help
         account.withholding = False
         if self._conn_unacked and self.closed_reason is None:
@@ -625,7 +625,8 @@ class Link:
         self._conn_unacked += flow_length
         if self._conn_unacked >= self._conn_ack_at:
             account = self.account
-            if account is not None and account.used >= account.soft and self._holds_unread():
+            # (the bytes just acknowledged may be charged yet: counted once more here)
+            if account is not None and account.used + self._conn_unacked >= account.soft and self._holds_unread():
                 account.withholding = True  # (spec 12.2: until the application reads)
             else:
                 self.mux.acknowledge(None, self._conn_unacked)
