@@ -272,6 +272,11 @@ class Link:
         self.mux.close(ENHANCE_YOUR_CALM, "memory budget exceeded")
         self._read_lot.unpark_all()
         self._end(f"ended by the server's memory budget: {why}")
+        # Let go of what it holds now, not once the link's tasks wound down: meanwhile
+        # other connections' bytes keep coming, and these would count against them.
+        for ns in list(self.streams.values()):
+            ns.drop_inbox()
+            ns.outbox.clear()
 
     # -- stream bookkeeping ------------------------------------------------------------
     def register(self, ns: NetStream) -> None:
