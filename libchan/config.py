@@ -72,6 +72,29 @@ class Config:
     #: keepalive_interval / 3) after which the connection is declared dead: this
     #: detects a half-open TCP connection (peer silent, socket open).
     peer_timeout: float = 45.0
+    #: Bytes a server (one ``libchan.serve`` call) holds for one connection: partial
+    #: messages being assembled, received data the application has not read, data
+    #: queued toward the peer, on all the connection's streams (spec 14.1). Above it the
+    #: connection ends with GOAWAY(ENHANCE_YOUR_CALM). A server grants a connection at
+    #: most half of it as connection window, and stops acknowledging the connection
+    #: window while the connection holds more than ``connection_buffer`` minus that
+    #: window, so a well-behaved peer slows down before it gets there (spec 12.2).
+    connection_buffer: int = 128 * 1024 * 1024
+    #: Bytes a server holds for all its connections together (a connection's own limit
+    #: is at most this much too). Above it, the connection
+    #: holding the most is ended with GOAWAY(ENHANCE_YOUR_CALM) (and logged).
+    server_buffer: int = 256 * 1024 * 1024
+    #: Connections a server serves at once; one more is ended at once with
+    #: GOAWAY(ENHANCE_YOUR_CALM).
+    max_connections: int = 512
+    #: Sessions a server runs at once (named and anonymous, HTTP/2 and Go profile);
+    #: the request that would start one more is refused with RST_STREAM(REFUSED_STREAM)
+    #: (a Go-profile connection with GOAWAY).
+    max_sessions: int = 4096
+    #: Sessions one connection of a server may carry requests for (a proxy's shared
+    #: connection carries many clients' sessions); the request that would add one more
+    #: is refused with RST_STREAM(REFUSED_STREAM).
+    max_connection_sessions: int = 1024
     #: The engine's shortcuts (docs: ARCHITECTURE.md, "Fast paths"): the h2 DATA fast
     #: path and single-frame lanes, direct socket and TLS I/O, consumer reads, the
     #: splice lanes into local pipes and the short-bytes framing table. None of them
@@ -92,6 +115,11 @@ class Config:
             "max_frame_size",
             "send_buffer",
             "max_header_list_size",
+            "connection_buffer",
+            "server_buffer",
+            "max_connections",
+            "max_sessions",
+            "max_connection_sessions",
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:

@@ -15,7 +15,7 @@ import socket as socket_module
 import ssl as _ssl
 import stat
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, AsyncIterator, Awaitable, Callable
 from urllib.parse import urlsplit
@@ -28,16 +28,19 @@ from .diagnosis import closed_verdict, first_bytes_verdict, looks_like_tls, sile
 from .errors import ConnectError, LocalProtocolError, ProtocolError, SessionClosedError
 from .accept import serve_listeners
 from .peerlog import peer_log
-from .engine.profiles import H2Profile
+from .engine.budget import Account, Budget
+from .engine.profiles import H2Profile, get_profile
 from .engine.link import Link
 from .spdy_like.mux import StreamOpened
 from .compat.trio_ssl import pending_output
-from .engine.core import SessionCore, refusal_without_session
+from .engine.core import REFUSED_STREAM, SessionCore, refusal_without_session
 from .session import Session
 
 __all__ = ["connect", "serve", "parse_url", "Address"]
 
 log = logging.getLogger("libchan")
+
+ENHANCE_YOUR_CALM = 11
 
 ALPN_H2 = "h2"
 ALPN_SPDY = "spdy/3.1"
@@ -255,7 +258,8 @@ async def connect(
 
 
 class _Server:
-    """Routes requests from any number of connections to sessions by ``libchan-session``."""
+    """Routes requests from any number of connections to sessions by ``libchan-session``,
+    within the server's budget (spec 14.1): connections, sessions, bytes held."""
 
     def __init__(self, handler: Callable[[Session], Awaitable[Any]], config: Config, nursery: trio.Nursery) -> None:
         self.handler = handler
@@ -264,6 +268,18 @@ class _Server:
         self.sessions: dict[str, SessionCore] = {}
         #: The peer address of each HTTP/2 connection (for the log of its sessions).
         self.peers: dict[Link, str] = {}
+        self.budget = Budget(
+            total=config.server_buffer,
+            per_connection=config.connection_buffer,
+            connection_window=config.connection_window,
+            max_connections=config.max_connections,
+        )
+        #: HTTP/2 connections are granted at most half their buffer as connection window.
+        self.link_config = replace(config, connection_window=self.budget.window)
+        #: The sessions that had requests on each HTTP/2 connection (its end concerns them only).
+        self.link_sessions: dict[Link, dict[SessionCore, None]] = {}
+        #: Every running session (named, anonymous, Go profile) and the connections it used.
+        self.session_links: dict[SessionCore, set[Link]] = {}
 
     async def handle_connection(self, transport: trio.abc.Stream) -> None:
         peer = peer_name(transport)
@@ -302,20 +318,57 @@ class _Server:
                     peer_log(log, logging.INFO, "dropping the connection from %s: %s", peer, _describe(exc) if str(exc) else "it said nothing in time")
                     await trio.aclose_forcefully(transport)
                     return
-            if profile == "spdy":
-                # SPDY: one connection is one session.
-                await self._run_session(SessionCore(transport, server_side=True, config=self.config, profile="spdy"), None, peer)
+            account = self.budget.open_account(peer)
+            if account is None:
+                await self._refuse_connection(transport, profile, peer, f"max_connections ({self.config.max_connections}) reached")
                 return
-            c = self.config
-            mux = H2Profile().make_mux(client_side=False, config=c)
-            link = Link(transport, mux, c, on_stream_opened=self._route, on_closed=self._link_closed)
-            self.peers[link] = peer
             try:
-                await link.run()
+                await self._run_connection(transport, profile, peer, account)
             finally:
-                self.peers.pop(link, None)
+                self.budget.close_account(account)
         except Exception:
             log.exception("libchan connection handler failed")
+
+    async def _run_connection(self, transport: trio.abc.Stream, profile: str, peer: str, account: Account) -> None:
+        if profile == "spdy":
+            # SPDY: one connection is one session.
+            if len(self.session_links) >= self.config.max_sessions:
+                await self._refuse_connection(transport, profile, peer, f"max_sessions ({self.config.max_sessions}) reached")
+                return
+            # No window to grant: the connection stops reading while it holds more than
+            # half its buffer unread (the other half for partial messages and output).
+            account.soft = account.limit // 2
+            session = SessionCore(transport, server_side=True, config=self.config, profile="spdy", account=account, peer=peer)
+            self.session_links[session] = set()
+            await self._run_session(session, None, peer)
+            return
+        c = self.link_config
+        mux = H2Profile().make_mux(client_side=False, config=c)
+        link = Link(transport, mux, c, on_stream_opened=self._route, on_closed=self._link_closed, account=account, peer=peer)
+        self.peers[link] = peer
+        self.link_sessions[link] = {}
+        try:
+            await link.run()
+        finally:
+            self.peers.pop(link, None)
+            self.link_sessions.pop(link, None)
+
+    async def _refuse_connection(self, transport: trio.abc.Stream, profile: str, peer: str, why: str) -> None:
+        """Say GOAWAY(ENHANCE_YOUR_CALM) (SPDY: GOAWAY PROTOCOL_ERROR) and close."""
+        peer_log(log, logging.WARNING, "refused a connection from %s (GOAWAY ENHANCE_YOUR_CALM): %s", peer, why)
+        mux = get_profile(profile).make_mux(client_side=False, config=self.config)
+        mux.close(ENHANCE_YOUR_CALM, why)
+        try:
+            with trio.move_on_after(1):
+                await transport.send_all(mux.data_to_send())
+                # Lingering close: a socket closed with unread input is reset, and the
+                # reset may destroy our GOAWAY before the peer reads it.
+                while await transport.receive_some(65536):
+                    pass
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, _ssl.SSLError):
+            pass
+        finally:
+            await trio.aclose_forcefully(transport)
 
     def _route(self, link: Link, ev: StreamOpened) -> None:
         sid = ev.headers.get("libchan-session")
@@ -326,21 +379,38 @@ class _Server:
             if refusal is not None:
                 link.refuse(ev.stream_id, refusal)
                 return
-        if sid is None:
-            session = SessionCore(server_side=True, config=self.config, anonymous=True)
-            self.nursery.start_soon(self._run_session, session, None, peer)
-        else:
-            found = self.sessions.get(sid)
-            if found is None:
+        found = None if sid is None else self.sessions.get(sid)
+        on_link = self.link_sessions.get(link)
+        if on_link is None:
+            link.reset_id(ev.stream_id, REFUSED_STREAM)  # (the connection is ending)
+            return
+        if found is None and len(self.session_links) >= self.config.max_sessions:
+            link.reset_id(ev.stream_id, REFUSED_STREAM)  # no new session: max_sessions (14.1)
+            return
+        if (found is None or found not in on_link) and len(on_link) >= self.config.max_connection_sessions:
+            link.reset_id(ev.stream_id, REFUSED_STREAM)  # no new session here: max_connection_sessions
+            return
+        if found is None:
+            if sid is None:
+                session = SessionCore(server_side=True, config=self.config, anonymous=True)
+            else:
                 session = SessionCore(server_side=True, config=self.config, session_id=sid)
                 self.sessions[sid] = session
-                self.nursery.start_soon(self._run_session, session, sid, peer)
-            else:
-                session = found
+            self.session_links[session] = set()
+            self.nursery.start_soon(self._run_session, session, sid, peer)
+        else:
+            session = found
+        if session not in on_link:
+            on_link[session] = None
+            self.session_links[session].add(link)
         session.accept_stream(link, ev)
 
     def _link_closed(self, link: Link, reason: str) -> None:
-        for session in list(self.sessions.values()):
+        # Only the sessions that had requests on this connection can be concerned.
+        for session in list(self.link_sessions.pop(link, ())):
+            links = self.session_links.get(session)
+            if links is not None:
+                links.discard(link)
             session._link_closed(link, reason)
 
     async def _run_session(self, session: SessionCore, sid: str | None, peer: str) -> None:
@@ -357,6 +427,10 @@ class _Server:
         finally:
             if sid is not None and self.sessions.get(sid) is session:
                 del self.sessions[sid]
+            for link in self.session_links.pop(session, ()):
+                on_link = self.link_sessions.get(link)
+                if on_link is not None:
+                    on_link.pop(session, None)
 
 
 async def _send_alert(transport: trio.SSLStream[Any]) -> None:

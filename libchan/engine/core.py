@@ -34,6 +34,7 @@ from ..forward import forward
 from ..pipe import PipeSender
 from ..peerlog import peer_log
 from ..messages.cbor_codec import TAGS
+from .budget import Account
 from .link import Link
 from ..spdy_like.mux import StreamOpened
 from .netstream import CANCEL, NetReceiver, NetSender, NetStream, facade_for
@@ -75,8 +76,13 @@ class SessionCore:
         session_id: str | None = None,
         profile: str = "h2",
         anonymous: bool = False,
+        account: Account | None = None,
+        peer: str = "the peer",
     ) -> None:
         self.config = config or Config()
+        #: A server's Go-profile connection (the session's own link): its budget account.
+        self._account = account
+        self._peer = peer
         self.server_side = server_side
         self.profile = get_profile(profile)
         self.session_id = session_id or (
@@ -135,6 +141,8 @@ class SessionCore:
                     on_stream_opened=self._route_single,
                     on_closed=self._link_closed,
                     keepalive_data=self.profile.keepalive_data,
+                    account=self._account,
+                    peer=self._peer,
                 )
                 self._own_link = link
                 self._links.add(link)

@@ -10,6 +10,7 @@ to ``on_stream_opened``.
 
 from __future__ import annotations
 
+import logging
 import ssl
 from typing import TYPE_CHECKING, Callable, cast
 
@@ -18,6 +19,7 @@ import trio
 from ..config import Config
 from ..diagnosis import describe as _describe
 from ..errors import SessionClosedError
+from ..peerlog import peer_log
 from ..messages.framing import END_MARKER, KEEPALIVE
 from ..spdy_like.mux import (
     ConnectionEnded,
@@ -32,9 +34,14 @@ from ..spdy_like.mux import (
 from .sockio import TransportIO
 
 if TYPE_CHECKING:
+    from .budget import Account
     from .seams import StreamPort as NetStream
 
 __all__ = ["Link"]
+
+log = logging.getLogger("libchan")
+
+ENHANCE_YOUR_CALM = 11
 
 _READ_SIZE = 256 * 1024
 _WRITE_BUDGET = 4 * 1024 * 1024
@@ -54,8 +61,16 @@ class Link:
         on_stream_opened: Callable[[Link, StreamOpened], None],
         on_closed: Callable[[Link, str], None],
         keepalive_data: bool = True,
+        account: Account | None = None,
+        peer: str = "the peer",
     ) -> None:
         self.transport = transport
+        #: A server's connection: the budget account its streams charge (spec 14.1).
+        self.account = account
+        self.peer = peer
+        if account is not None:
+            account.on_over = self._over_budget
+            account.on_relief = self._relief
         self.io: TransportIO | None = None  # made by run(), closed when it returns
         #: Bytes taken from the multiplexer for the writer's next pass (sent first).
         self._pending: list[bytes | memoryview] = []
@@ -142,12 +157,12 @@ class Link:
     async def _last_words(self) -> None:
         """Best effort, before the tasks stop: send what is queued (a GOAWAY after a
         protocol error, say), which the writer task might not get to."""
-        if self._send_lock.locked() or self.io is None:
+        if self.io is None:
             return
         try:
-            if self.io.direct:
+            if self.io.direct and not self._send_lock.locked():
                 self.io.try_send(self._take_output())  # (with the backlog first)
-            else:
+            else:  # (after the writer's write, if it is in one: a GOAWAY goes last)
                 with trio.move_on_after(0.2):
                     await self._send_out()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ssl.SSLError):
@@ -204,16 +219,63 @@ class Link:
         callback(self, reason)
         streams = list(self.streams.values())
         self.streams.clear()
+        over = self.account is not None and self.account.over
         for ns in streams:
             ns.link = None
             if not ns.done:
                 ns.fail(SessionClosedError(reason) if ns.session.closed_reason else trio.BrokenResourceError(f"connection lost: {reason}"))
+            if over:
+                ns.drop_inbox()  # ended for what it held: let go of it now
         self._capacity_lot.unpark_all()
         self._drain_lot.unpark_all()
 
     @property
     def alive(self) -> bool:
         return self.closed_reason is None
+
+    # -- the budget (a server's connection) ----------------------------------------------
+    def _holds_unread(self) -> bool:
+        """Some stream here holds complete items its reader has not taken: reading
+        them lowers what the connection holds (partial items alone do not)."""
+        return any(ns.held for ns in self.streams.values())
+
+    def _withhold_input(self) -> bool:
+        """Go profile (no flow control): stop reading while the connection holds more
+        than its account's soft limit, unread by the application."""
+        account = self.account
+        if account is not None and account.used >= account.soft and self._holds_unread():
+            account.withholding = True
+            return True
+        return False
+
+    def _relief(self) -> None:
+        """The account is back under its soft limit, or a stream's reader took all it
+        held: grant the peer its connection window again (HTTP/2), read again (Go)."""
+        account = self.account
+        if account is None or not account.withholding:
+            return
+        if account.used + self._conn_unacked >= account.soft and self._holds_unread():
+            return  # still too much, and reading it is what will help
+        account.withholding = False
+        if self._conn_unacked and self.closed_reason is None:
+            self.mux.acknowledge(None, self._conn_unacked)
+            self._conn_unacked = 0
+            self.wake()
+        self._read_lot.unpark_all()
+
+    def _over_budget(self, why: str) -> None:
+        """The budget ends this connection: GOAWAY(ENHANCE_YOUR_CALM), then close."""
+        if self.closed_reason is not None:
+            return
+        peer_log(log, logging.WARNING, "ending the connection from %s (GOAWAY ENHANCE_YOUR_CALM): %s", self.peer, why)
+        self.mux.close(ENHANCE_YOUR_CALM, "memory budget exceeded")
+        self._read_lot.unpark_all()
+        self._end(f"ended by the server's memory budget: {why}")
+        # Let go of what it holds now, not once the link's tasks wound down: meanwhile
+        # other connections' bytes keep coming, and these would count against them.
+        for ns in list(self.streams.values()):
+            ns.drop_inbox()
+            ns.outbox.clear()
 
     # -- stream bookkeeping ------------------------------------------------------------
     def register(self, ns: NetStream) -> None:
@@ -402,7 +464,9 @@ class Link:
             while True:
                 if not self._flow_controlled:
                     limit = self.config.stream_window
-                    while not self.mux.closed and any(ns.held > limit for ns in self.streams.values()):
+                    while not self.mux.closed and (
+                        any(ns.held > limit for ns in self.streams.values()) or self._withhold_input()
+                    ):
                         self._reading_paused = True
                         await self._read_lot.park()
                     self._reading_paused = False
@@ -564,8 +628,13 @@ class Link:
         """A DATA frame's payload (``flow_length`` counts its padding too)."""
         self._conn_unacked += flow_length
         if self._conn_unacked >= self._conn_ack_at:
-            self.mux.acknowledge(None, self._conn_unacked)
-            self._conn_unacked = 0
+            account = self.account
+            # (the bytes just acknowledged may be charged yet: counted once more here)
+            if account is not None and account.used + self._conn_unacked >= account.soft and self._holds_unread():
+                account.withholding = True  # (spec 12.2: until the application reads)
+            else:
+                self.mux.acknowledge(None, self._conn_unacked)
+                self._conn_unacked = 0
         ns = self.streams.get(stream_id)
         if ns is None:
             self.mux.acknowledge(stream_id, flow_length)

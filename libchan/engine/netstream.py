@@ -24,6 +24,7 @@ from ..messages.bodies import DecodeFailure, FramedMessages
 from .outbox import Outbox
 
 if TYPE_CHECKING:
+    from .budget import Account
     from .seams import LinkPort, SessionPort
 
 __all__ = ["NetStream", "NetSender", "NetReceiver", "NetByteStream", "facade_for"]
@@ -43,8 +44,34 @@ _KIND_FLAGS: dict[str, tuple[bool, bool, bool]] = {
 }
 
 
+class _SpentBody:
+    """The body decoder of a stream that ended with a partial item: the partial
+    bytes are dropped (they can never complete), nothing more is decoded."""
+
+    error: Exception | None = None
+    ended = False
+    buffered = 0
+
+    def feed(self, data: bytes) -> tuple[list[tuple[Any, int]], int]:
+        return [], len(data)
+
+    def feed_one(self, data: bytes) -> None:
+        return None
+
+    def at_boundary(self) -> bool:
+        return True
+
+
+_SPENT = _SpentBody()
+
+
 class NetStream:
-    """State of one libchan stream (channel or byte stream) on a session."""
+    """State of one libchan stream (channel or byte stream) on a session.
+
+    On a server's connection, the bytes it holds -- the partial item being
+    assembled, complete items not read yet (``held``), its outbox -- are charged
+    to the connection's budget account (``account``, set by :meth:`bind`;
+    ``charged`` is what the received side has charged so far)."""
 
     def __init__(
         self,
@@ -80,6 +107,8 @@ class NetStream:
         self.early_end = False
         self.owed = 0  # received bytes not yet acknowledged
         self.held = 0  # wire bytes of complete items waiting in the inbox
+        self.account: Account | None = None
+        self.charged = 0  # held + partial item, as last charged to the account
         window = session.config.stream_window
         self._settle_at = max(1, window // 4)  # owed bytes worth a WINDOW_UPDATE (settle)
         self._settle_hold = window // 2  # ... unless the inbox holds more than this
@@ -129,8 +158,45 @@ class NetStream:
     def __repr__(self) -> str:
         return f"<NetStream {self.role} {self.kind} ref={self.ref} sid={self.stream_id}>"
 
+    # -- budget ------------------------------------------------------------
+    def _recharge(self) -> None:
+        """Charge the account what the received side holds now (held + partial item)."""
+        account = self.account
+        if account is None:
+            return
+        body = self.body
+        fp = self.held + (body.buffered if body is not None else len(self.prebuffer))
+        d = fp - self.charged
+        if d:
+            self.charged = fp
+            account.charge(d)
+
+    def _drop_partial(self) -> None:
+        """No more data will come: free a partial item (it cannot complete)."""
+        if self.prebuffer:
+            self.prebuffer = bytearray()
+        if self.body is not None and self.body.buffered:
+            self.body = _SPENT
+        self._recharge()
+
+    def drop_inbox(self) -> None:
+        """The application closed its end: what it did not read goes."""
+        self.inbox.clear()
+        self.held = 0
+        self._drop_partial()
+
+    def __del__(self) -> None:
+        if self.account is not None and self.charged:
+            self.account.charge(-self.charged)
+            self.charged = 0
+
     # -- called by the link (reader task) ---------------------------------
     def on_data(self, data: bytes) -> None:
+        self._on_data(data)
+        if self.account is not None:
+            self._recharge()
+
+    def _on_data(self, data: bytes) -> None:
         # Flow control: every received byte is owed a WINDOW_UPDATE. It is
         # paid at once while the complete-but-unread items held in the inbox
         # stay under half the stream window, and otherwise when the
@@ -229,6 +295,7 @@ class NetStream:
             self.error = RemoteProtocolError(
                 f"stream ended in the middle of an item ({self.body.buffered} bytes left over)"
             )
+            self._drop_partial()
         self._wake_readers()
         if self.role == "control" and not self.remote_finished:
             self.session.on_control_ended(self)
@@ -292,6 +359,7 @@ class NetStream:
             link.stop_reading_for(self)
 
     def _finish(self) -> None:
+        self._drop_partial()
         self._wake_readers()
         self.send_lot.unpark_all()
         self._check_done()
@@ -330,6 +398,11 @@ class NetStream:
         self.link = link
         self.stream_id = stream_id
         self.can_send = can_send
+        account = link.account
+        if account is not None and self.account is None:
+            self.account = account
+            self.outbox.charge_to(account)
+            self._recharge()
         link.register(self)
         if self.outbox or self.out_end_requested:
             link.schedule(self)
@@ -422,6 +495,12 @@ class NetStream:
         """The first item of the inbox (its bytes may be acknowledged now)."""
         item = self.inbox.popleft()
         self.held -= item[1]
+        account = self.account
+        if account is not None:
+            self.charged -= item[1]
+            account.charge(-item[1])
+            if account.withholding and not self.held:
+                account.on_relief()  # (the link looks whether it may grant window again)
         if self.owed >= self._settle_at:
             self.settle()
         return item
@@ -574,8 +653,7 @@ class NetReceiver(Receiver):
             ns = self._ns
             if not ns.peer_finished:
                 ns.reset(CANCEL)
-            ns.inbox.clear()
-            ns.held = 0
+            ns.drop_inbox()
         await trio.lowlevel.checkpoint()
 
     def _abort(self, reason: str | BaseException) -> None:
@@ -695,7 +773,7 @@ class NetByteStream(ByteStream):
                     ns.reset(CANCEL)  # (a server's marker went out before this close)
             elif not ns.peer_finished:
                 ns.reset(CANCEL)
-            ns.inbox.clear()
+            ns.drop_inbox()
         await trio.lowlevel.checkpoint()
 
     def _abort(self, reason: str | BaseException) -> None:

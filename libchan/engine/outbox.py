@@ -4,6 +4,10 @@ data, and a stream pipe's buffer."""
 from __future__ import annotations
 
 from collections import deque
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .budget import Account
 
 __all__ = ["Outbox"]
 
@@ -16,13 +20,29 @@ class Outbox:
 
     Small chunks (messages) are joined once when taken; a large chunk is
     handed out as memoryview slices, never re-copied inside the queue.
+
+    A session stream's outbox charges its bytes to its connection's budget
+    :class:`~.budget.Account` (``account``, set by :meth:`charge_to`).
     """
 
-    __slots__ = ("_chunks", "_len")
+    __slots__ = ("_chunks", "_len", "account")
 
     def __init__(self) -> None:
         self._chunks: deque[bytes | memoryview] = deque()
         self._len = 0
+        self.account: Account | None = None
+
+    def charge_to(self, account: Account | None) -> None:
+        """Charge the queued bytes, and those queued from now on, to ``account``."""
+        if self.account is not None and self._len:
+            self.account.charge(-self._len)
+        self.account = account
+        if account is not None and self._len:
+            account.charge(self._len)
+
+    def __del__(self) -> None:
+        if self.account is not None and self._len:
+            self.account.charge(-self._len)
 
     def __len__(self) -> int:
         return self._len
@@ -34,12 +54,16 @@ class Outbox:
         if data:
             self._chunks.append(data)
             self._len += len(data)
+            if self.account is not None:
+                self.account.charge(len(data))
 
     def __iadd__(self, data: bytes) -> Outbox:
         self.append(data)
         return self
 
     def clear(self) -> None:
+        if self.account is not None and self._len:
+            self.account.charge(-self._len)
         self._chunks.clear()
         self._len = 0
 
@@ -63,6 +87,8 @@ class Outbox:
                 chunks[0] = view[need:]
                 total = n
         self._len -= n
+        if self.account is not None:
+            self.account.charge(-n)
         return parts
 
     def take(self, n: int) -> bytes | memoryview:
@@ -71,6 +97,8 @@ class Outbox:
             out: bytes | memoryview = b"".join(chunks)
             chunks.clear()
             self._len = 0
+            if self.account is not None:
+                self.account.charge(-n)
             return out
         first = chunks[0]
         size = len(first)
@@ -98,4 +126,6 @@ class Outbox:
                     total = n
             out = b"".join(parts)
         self._len -= n
+        if self.account is not None:
+            self.account.charge(-n)
         return out

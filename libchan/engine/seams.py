@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:  # (no cycle: these modules do not import this one's importers)
     import trio
 
+    from .budget import Account
     from ..config import Config
     from ..spdy_like.mux import Multiplexer
     from .outbox import Outbox
@@ -89,6 +90,8 @@ class LinkPort(Protocol):
     ready: dict[Any, None]
     #: A sending task wrote to the socket since the last pass (read only).
     flushed: bool
+    #: A server's connection: the budget account its streams charge what they hold.
+    account: Account | None
 
     @property
     def alive(self) -> bool:
@@ -141,4 +144,5 @@ class StreamPort(Protocol):
     def fail(self, exc: BaseException) -> None: ...
     def reset(self, code: int) -> None: ...
     def request_end(self) -> None: ...
+    def drop_inbox(self) -> None: ...
 
