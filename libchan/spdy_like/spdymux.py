@@ -56,8 +56,10 @@ from .spdy3 import (
 
 __all__ = ["SpdyMultiplexer", "to_spdy_status", "from_spdy_status"]
 
-# HTTP/2 error code -> SPDY/3 RST_STREAM status, and back.
-_TO_SPDY = {0: 5, 1: 1, 2: 6, 3: 7, 5: 9, 6: 11, 7: 3, 8: 5, 11: 5}
+# HTTP/2 error code -> SPDY/3 RST_STREAM status, and back. SPDY/3 has no
+# ENHANCE_YOUR_CALM: a message over max_message_size is bad input from the peer, reset
+# with PROTOCOL_ERROR as spec 19.5 says (CANCEL would tell Go a reader left).
+_TO_SPDY = {0: 5, 1: 1, 2: 6, 3: 7, 5: 9, 6: 11, 7: 3, 8: 5, 11: 1}
 _FROM_SPDY = {1: 1, 2: 5, 3: 7, 4: 1, 5: 8, 6: 2, 7: 3, 8: 1, 9: 5, 10: 1, 11: 6}
 
 #: Bytes a header block may hold beyond ``max_header_list_size`` (zlib overhead and

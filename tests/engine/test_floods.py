@@ -198,3 +198,39 @@ async def test_limit_answers_to_a_peer_that_does_not_read_stay_bounded():
                     await session.accept_receiver()
                     await trio.sleep_forever()
             assert "does not read" in str(info.value), info.value
+
+
+async def test_limit_spdy_oversized_message_reset_with_protocol_error(tmp_path):
+    """The Go profile (spec 19.5): a message over max_message_size resets its channel with
+    RST_STREAM PROTOCOL_ERROR (1), not CANCEL (5, a reader leaving); the session goes on."""
+    from libchan.spdy_like.spdy3 import Data, RstStream, SynStream
+
+    got = trio.Event()
+    errors = []
+
+    async def handler(session):
+        async for receiver in session:
+            try:
+                await receiver.receive()
+            except libchan.MessageTooLargeError as exc:
+                errors.append(exc)
+                got.set()
+
+    config = libchan.Config(max_message_size=1000)
+    writer = FrameWriter()
+    big = b"\xc5" + (5000).to_bytes(2, "big") + b"x" * 5000  # msgpack bin16 of 5000 bytes
+    payload = writer.serialize(SynStream(1, (("libchan-ref", "2"),))) + writer.serialize(Data(1, big))
+    with trio.fail_after(10):
+        async with served("tcp", handler, tmp_path, config) as (url, _):
+            stream = await trio.open_tcp_stream(*_hostport(url))
+            await stream.send_all(payload)
+            parser, frames = FrameParser(), []
+            while not any(isinstance(f, RstStream) for f in frames):
+                chunk = await stream.receive_some(65536)
+                assert chunk, f"connection ended without RST_STREAM after {frames}"
+                frames += parser.feed(chunk)
+            await got.wait()
+            rst = next(f for f in frames if isinstance(f, RstStream))
+            assert (rst.stream_id, rst.status) == (1, 1), rst
+            assert not errors[0].local
+            await stream.aclose()
