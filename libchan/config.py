@@ -66,6 +66,19 @@ class Config:
     send_buffer: int = 256 * 1024
     #: Largest header block (name+value bytes) accepted.
     max_header_list_size: int = 64 * 1024
+    #: Flood limits of one connection (spec 14.2), each a sustained rate per second with
+    #: bursts of ten seconds' worth; past one the connection ends with
+    #: GOAWAY(ENHANCE_YOUR_CALM). PING and SETTINGS frames asking for an answer
+    #: (keepalive PINGs come every 5 s).
+    max_ping_rate: int = 10
+    #: RST_STREAM frames received (rapid reset; closing a session resets its streams,
+    #: hence a burst of ``max_streams`` by default).
+    max_reset_rate: int = 1000
+    #: Streams the peer opens (stream churn).
+    max_stream_rate: int = 5000
+    #: Frames that carry nothing: DATA without data or END_STREAM, WINDOW_UPDATE,
+    #: PRIORITY, unknown types (each DATA frame we send allows two more).
+    max_empty_frame_rate: int = 1000
     #: Seconds a graceful close waits for queued outgoing data to drain.
     close_timeout: float = 5.0
     #: Seconds without any byte from the peer (it answers our PINGs, sent every
@@ -120,6 +133,10 @@ class Config:
             "max_connections",
             "max_sessions",
             "max_connection_sessions",
+            "max_ping_rate",
+            "max_reset_rate",
+            "max_stream_rate",
+            "max_empty_frame_rate",
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:

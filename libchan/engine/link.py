@@ -49,6 +49,10 @@ _WRITE_BUDGET = 4 * 1024 * 1024
 #: frame only once all of it arrived, so frames well below the window keep
 #: data flowing while earlier frames are processed and acknowledged.
 _FRAME_CAP = 128 * 1024
+#: Answers to the peer's frames (PING/SETTINGS ACKs, RST_STREAMs, response headers)
+#: that may wait unsent while our writes are blocked (the peer does not read); beyond,
+#: the connection ends (spec 14.2), as Go and nghttp2 do with queued control frames.
+_MAX_PENDING_ANSWERS = 1024 * 1024
 
 
 class Link:
@@ -92,6 +96,9 @@ class Link:
         self._capacity_lot = trio.lowlevel.ParkingLot()
         self._drain_lot = trio.lowlevel.ParkingLot()
         self._conn_unacked = 0
+        #: Bytes of answers to the peer's input taken from the multiplexer since the
+        #: writer last finished a write (_MAX_PENDING_ANSWERS bounds them).
+        self._pending_answers = 0
         #: The connection window is acknowledged in steps of an eighth.
         self._conn_ack_at = config.connection_window // 8
         self.closed_reason: str | None = None
@@ -363,6 +370,7 @@ class Link:
             chunks = self._take_output()
             if chunks or self.io.backlog:
                 await self.io.send_all(chunks)
+            self._pending_answers = 0  # (the peer read what was pending)
 
     def _take_output(self) -> list[bytes | memoryview]:
         """What is to be written now, in order: the pending rest, then the multiplexer's output."""
@@ -517,12 +525,15 @@ class Link:
         self._last_rx = trio.current_time()
         self.flushed = False
         mux = self.mux
+        if mux.has_output():
+            # our own output (DATA...), queued before this input: not an answer to it
+            self._pending += mux.data_chunks()
         lane = mux.lane
         sole = lane.receive_sole_data(data) if lane is not None else None
         if sole is not None:  # one DATA frame: no event objects
             self._data_arrived(sole[0], sole[1], len(sole[1]))
         else:
-            for ev in mux.receive_data(data):
+            for ev in mux.receive_data(data, self._last_rx):
                 self._dispatch(ev)
         # What the input made the multiplexer say (SETTINGS and PING
         # acknowledgements...) goes out with the writer's next pass.
@@ -530,11 +541,26 @@ class Link:
             out = mux.data_chunks()
             if out:
                 self._pending += out
+                self._pending_answers += sum(map(len, out))
+                if self._pending_answers > _MAX_PENDING_ANSWERS:
+                    self._answers_unread()
+                    return
                 self.wake()
                 return
         # (input comes only while run() has io set)
         if self.ready or cast(TransportIO, self.io).backlog:  # (a TLS read can leave an answer to send)
             self.wake()
+
+    def _answers_unread(self) -> None:
+        """What the peer's input made us answer (PING and SETTINGS acknowledgements,
+        resets, response headers...) piled up unsent beyond _MAX_PENDING_ANSWERS while
+        our writes wait for the peer to read: it sends and does not read (spec 14.2).
+        Without this limit our output would grow with its input."""
+        self.mux.close(11, "answers not read")  # ENHANCE_YOUR_CALM (best effort: it does not read)
+        self._end(
+            f"the peer does not read: more than {_MAX_PENDING_ANSWERS} bytes of answers to "
+            "its frames wait unsent (ENHANCE_YOUR_CALM)"
+        )
 
     # -- reading in a consumer's task ------------------------------------------------
     def can_read_for(self, ns: NetStream) -> bool:

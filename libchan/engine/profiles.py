@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from ..config import Config
 from ..messages.bodies import FramedChunks, FramedMessages, GoMessages, RawChunks
 from ..messages.framing import frame_header
+from ..spdy_like.flood import FloodLimits
 from .kinds import kind_of
 
 #: Messages shorter than this are queued as one piece (header + payload joined).
@@ -67,6 +68,7 @@ class H2Profile:
             max_concurrent_streams=min(config.max_streams, 2**31 - 1),
             max_header_list_size=config.max_header_list_size,
             fast_paths=config.fast_paths,
+            flood=flood_limits(config),
         )
 
     def make_codec(self, config: Config) -> Any:
@@ -114,7 +116,13 @@ class SpdyProfile:
     def make_mux(self, *, client_side: bool, config: Config) -> Multiplexer:
         from ..spdy_like.spdymux import SpdyMultiplexer
 
-        return SpdyMultiplexer(client_side=client_side, max_frame_size=config.max_frame_size)
+        return SpdyMultiplexer(
+            client_side=client_side,
+            max_frame_size=config.max_frame_size,
+            max_data_frame_size=max(config.max_message_size, config.max_frame_size),
+            max_header_list_size=config.max_header_list_size,
+            flood=flood_limits(config),
+        )
 
     def make_codec(self, config: Config) -> Any:
         from ..messages.msgpack_codec import MsgpackCodec
@@ -140,6 +148,16 @@ class SpdyProfile:
 
     def chunk_header(self, length: int) -> bytes:
         return b""
+
+
+def flood_limits(config: Config) -> FloodLimits:
+    """The flood limits of one connection (spec 14.2) from ``config``."""
+    return FloodLimits(
+        pings=config.max_ping_rate,
+        resets=config.max_reset_rate,
+        streams=config.max_stream_rate,
+        empty=config.max_empty_frame_rate,
+    )
 
 
 PROFILES: dict[str, Callable[[], Profile]] = {"h2": H2Profile, "spdy": SpdyProfile}

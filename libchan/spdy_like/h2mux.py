@@ -20,9 +20,26 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
-from ..compat.h2 import DataFastPath, PeerCountedH2Connection, limit_closed_streams, open_peer_streams, raise_stream_limit
+from ..compat.h2 import DataFastPath, PeerCountedH2Connection, StreamCounter, limit_closed_streams, raise_stream_limit
 from ..compat.hyperframe import install_cheap_repr
-from .h2frames import data_header, FLAG_END_HEADERS, FLAG_END_STREAM, FLAG_PADDED, HEADER_LEN, TYPE_CONTINUATION, TYPE_DATA, TYPE_HEADERS, TYPE_PUSH_PROMISE
+from .flood import EMPTY, PING, RESET, STREAM, FloodGuard, FloodLimits
+from .h2frames import (
+    data_header,
+    FLAG_ACK,
+    FLAG_END_HEADERS,
+    FLAG_END_STREAM,
+    FLAG_PADDED,
+    HEADER_LEN,
+    TYPE_CONTINUATION,
+    TYPE_DATA,
+    TYPE_HEADERS,
+    TYPE_PING,
+    TYPE_PRIORITY,
+    TYPE_PUSH_PROMISE,
+    TYPE_RST_STREAM,
+    TYPE_SETTINGS,
+    TYPE_WINDOW_UPDATE,
+)
 from .mux import (
     ConnectionEnded,
     DataReceived,
@@ -44,10 +61,17 @@ __all__ = ["H2Multiplexer", "PREFACE"]
 #: run between them (about 10 ms of work per slice for requests answered at once).
 _H2_FRAMES_PER_CALL = 100
 
+#: Bytes a header block may hold beyond ``max_header_list_size`` (see max_header_block).
+HEADER_BLOCK_SLACK = 4096
+
+_HEADER_BLOCK_TYPES = (TYPE_HEADERS, TYPE_PUSH_PROMISE, TYPE_CONTINUATION)
+
 #: The first bytes an HTTP/2 client sends (RFC 9113 section 3.4).
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 CANCEL = h2.errors.ErrorCodes.CANCEL
+ENHANCE_YOUR_CALM = h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+FRAME_SIZE_ERROR = h2.errors.ErrorCodes.FRAME_SIZE_ERROR
 PROTOCOL_ERROR = h2.errors.ErrorCodes.PROTOCOL_ERROR
 REFUSED_STREAM = h2.errors.ErrorCodes.REFUSED_STREAM
 
@@ -65,6 +89,7 @@ class H2Multiplexer:
         max_concurrent_streams: int = 10_000,
         max_header_list_size: int = 64 * 1024,
         fast_paths: bool = True,
+        flood: FloodLimits | None = None,
     ) -> None:
         self.client_side = client_side
         #: An HTTP/2 server ends its direction early with the in-body end marker.
@@ -75,6 +100,10 @@ class H2Multiplexer:
         # (h2's per-stream count of the peer's streams is replaced by _refuse_excess's per read)
         factory = PeerCountedH2Connection if PeerCountedH2Connection.usable() else h2.connection.H2Connection
         self._conn = factory(config=config)
+        #: The open streams of each side, counted as they open and close (compat/h2.py).
+        self.counter = StreamCounter(self._conn)
+        if isinstance(self._conn, PeerCountedH2Connection):
+            self._conn.counter = self.counter
         self._conn.local_settings = h2.settings.Settings(
             client=client_side,
             initial_values={
@@ -118,22 +147,49 @@ class H2Multiplexer:
         self._inbuf = b""  # input not yet split into frames, or not yet given to h2
         #: Frames are buffered that the last receive_data call left for the next one.
         self.input_pending = False
-        self._h2_only = False  # h2 has a partial frame: it gets all input unsplit
         self._preface_left = 0 if client_side else len(PREFACE)
         self._in_header_block = False  # a HEADERS/PUSH_PROMISE awaits its CONTINUATION
+        self._input_dead = False  # we ended the connection on a frame header
+        self._block_bytes = 0  # wire bytes of the header block so far (frame headers too)
+        self._max_header_list_size = max_header_list_size
+        #: Largest header block accepted, counted in wire bytes as it arrives (frame
+        #: headers, padding and all): ``max_header_list_size`` plus a slack for what a
+        #: block holds beyond its fields (padding, priority, frame headers, HPACK
+        #: overhead, which is below the 32 bytes per field the list size counts).
+        self.max_header_block = max_header_list_size + HEADER_BLOCK_SLACK
+        self._guard = FloodGuard(flood or FloodLimits())
+        self._now = 0.0
+        self._peer_parity = 0 if client_side else 1
+        self._last_peer_stream = 0
+        self._data_frames_sent = 0  # (each allows the peer two WINDOW_UPDATEs: flood.py)
+        self._data_frames_credited = 0
         self._out: list[bytes | memoryview] = []  # output in order, before h2's own buffer
 
     # -- input ---------------------------------------------------------------
-    def receive_data(self, data: bytes) -> list[MuxEvent]:
+    def receive_data(self, data: bytes, now: float | None = None) -> list[MuxEvent]:
         """Feed ``data`` (after whatever is still buffered) and return the events.
+
+        ``now`` (seconds, any origin) is the time of the read, for the flood limits
+        (:mod:`.flood`); None: no time passed since the last call.
+
+        Every frame header is checked as soon as its 9 bytes are in, before any of its
+        payload is buffered: a length over our MAX_FRAME_SIZE is a connection error
+        (FRAME_SIZE_ERROR, RFC 9113 4.2), and so is a header block (HEADERS or
+        PUSH_PROMISE and its CONTINUATIONs, frame headers included) growing past
+        :attr:`max_header_block` (ENHANCE_YOUR_CALM); a frame that exceeds a flood
+        limit is one too (ENHANCE_YOUR_CALM).
 
         At most :data:`_H2_FRAMES_PER_CALL` frames go to h2 per call (DATA frames
         that take the fast path are not counted): when more are buffered,
         :attr:`input_pending` is True and the caller calls again (with ``b""``, or
         with more data, which goes after them), letting other work run in between."""
         self.input_pending = False
-        if self._closed or self._h2_only:
-            if self._inbuf:  # a frame we had started to collect
+        if now is not None:
+            self._now = now
+        if self._closed:
+            if self._input_dead:
+                return []
+            if self._inbuf:  # (frames left for a next call when the connection ended)
                 data, self._inbuf = self._inbuf + data, b""
             return self._h2_receive(data)
         events: list[MuxEvent] = []
@@ -158,17 +214,18 @@ class H2Multiplexer:
             flags = buf[pos + 4]
             stream_id = int.from_bytes(buf[pos + 5 : pos + 9], "big") & 0x7FFFFFFF
             if length > max_size:
-                # h2 rejects it (FRAME_SIZE_ERROR) once all of it arrived; from here on
-                # h2 reads everything (it has the start of this frame)
-                self._fast = None
-                self._h2_only = True
-                self._inbuf = b""
-                events.extend(self._h2_receive(buf[pos if slow < 0 else slow :]))
-                return events
+                # RFC 9113 4.2: FRAME_SIZE_ERROR, decided on the header alone
+                return self._fail_at(events, buf, slow, pos, FRAME_SIZE_ERROR,
+                                     f"frame of {length} bytes (type {ftype}) exceeds our MAX_FRAME_SIZE of {max_size}")
+            if ftype in _HEADER_BLOCK_TYPES:
+                block = HEADER_LEN + length + (self._block_bytes if ftype == TYPE_CONTINUATION and self._in_header_block else 0)
+                if block > self.max_header_block:
+                    return self._fail_at(events, buf, slow, pos, ENHANCE_YOUR_CALM,
+                                         f"header block of more than {self.max_header_block} bytes (max_header_list_size {self._max_header_list_size})")
             stop = pos + HEADER_LEN + length
             if stop > end:
                 break
-            if fast is not None and ftype == TYPE_DATA and not flags & (FLAG_END_STREAM | FLAG_PADDED) and not self._in_header_block:
+            if fast is not None and ftype == TYPE_DATA and length and not flags & (FLAG_END_STREAM | FLAG_PADDED) and not self._in_header_block:
                 if slow >= 0:  # h2 first sees the frames before this one (HEADERS that open its stream...)
                     events.extend(self._h2_receive(buf[slow:pos]))
                     slow = -1
@@ -183,14 +240,57 @@ class H2Multiplexer:
                 self.input_pending = True  # the rest on the next call
                 break
             budget -= 1
-            if ftype in (TYPE_HEADERS, TYPE_PUSH_PROMISE, TYPE_CONTINUATION):
+            kind = self._flood_kind(ftype, flags, length, stream_id)
+            if kind is not None:
+                if kind is EMPTY and self._data_frames_sent != self._data_frames_credited:
+                    self._guard.data_sent(self._data_frames_sent - self._data_frames_credited)
+                    self._data_frames_credited = self._data_frames_sent
+                if not self._guard.allow(kind, self._now):
+                    return self._fail_at(events, buf, slow, pos, ENHANCE_YOUR_CALM, cast(str, self._guard.tripped))
+            if ftype in _HEADER_BLOCK_TYPES:
                 self._in_header_block = not flags & FLAG_END_HEADERS
+                self._block_bytes = block
             if slow < 0:
                 slow = pos
             pos = stop
         if slow >= 0:
             events.extend(self._h2_receive(buf[slow:pos]))
         self._inbuf = bytes(buf[pos:]) if pos < end and not self._closed else b""
+        return events
+
+    def _flood_kind(self, ftype: int, flags: int, length: int, stream_id: int) -> str | None:
+        """Which flood limit a frame counts against (None: none)."""
+        if ftype == TYPE_DATA:
+            return EMPTY if not flags & FLAG_END_STREAM and length <= (1 if flags & FLAG_PADDED else 0) else None
+        if ftype == TYPE_HEADERS:
+            if stream_id > self._last_peer_stream and stream_id % 2 == self._peer_parity:
+                self._last_peer_stream = stream_id
+                return STREAM
+            return None
+        if ftype == TYPE_RST_STREAM:
+            return RESET
+        if ftype in (TYPE_PING, TYPE_SETTINGS):
+            return None if flags & FLAG_ACK else PING
+        if ftype in (TYPE_WINDOW_UPDATE, TYPE_PRIORITY) or ftype > TYPE_CONTINUATION:
+            return EMPTY
+        return None
+
+    def _fail_at(self, events: list[MuxEvent], buf: bytes, slow: int, pos: int, code: int, reason: str) -> list[MuxEvent]:
+        """A connection error found at the frame starting at ``pos``: h2 first sees the
+        frames before it (from ``slow``), then GOAWAY(``code``) is queued, nothing more
+        is buffered, and the events end with ConnectionEnded."""
+        if slow >= 0:
+            events.extend(self._h2_receive(buf[slow:pos]))
+        self._inbuf = b""
+        if self._closed:
+            return events
+        self._closed = True
+        self._input_dead = True  # (the input is no longer frame-aligned: none is read again)
+        try:
+            self._conn.close_connection(code, reason.encode()[:256])
+        except h2.exceptions.ProtocolError:
+            pass
+        events.append(ConnectionEnded(code, f"HTTP/2 protocol error from peer: {reason}", False))
         return events
 
     def _receive_sole_data(self, data: bytes) -> tuple[int, bytes] | None:
@@ -203,7 +303,7 @@ class H2Multiplexer:
         if fast is None or self._inbuf or self._preface_left or self._in_header_block or self._closed:
             return None
         n = len(data)
-        if n < HEADER_LEN or data[3] != TYPE_DATA or data[4]:
+        if n <= HEADER_LEN or data[3] != TYPE_DATA or data[4]:  # (an empty DATA is counted: receive_data)
             return None
         length = (data[0] << 16) | (data[1] << 8) | data[2]
         if length + HEADER_LEN != n or length > self._conn.max_inbound_frame_size:
@@ -235,7 +335,13 @@ class H2Multiplexer:
             # (h2 decodes header values as UTF-8 and lets UnicodeDecodeError through)
             self._closed = True
             return [ConnectionEnded(int(getattr(exc, "error_code", PROTOCOL_ERROR)), f"HTTP/2 protocol error from peer: {exc}", False)]
-        opened = [ev.stream_id for ev in events if isinstance(ev, h2.events.RequestReceived)]
+        opened: list[int] = []
+        touch = self.counter.touch
+        for ev in events:
+            if isinstance(ev, h2.events.RequestReceived):
+                opened.append(ev.stream_id)
+            elif isinstance(ev, (h2.events.StreamEnded, h2.events.StreamReset)):
+                touch(ev.stream_id)  # (it may have closed: counted no more)
         refused = self._refuse_excess(opened) if opened else ()
         out: list[MuxEvent] = []
         reported_ended: set[int] | None = None
@@ -281,15 +387,18 @@ class H2Multiplexer:
         in this read, in order) that found ``max_concurrent_streams`` of the peer's
         streams open or half-closed on this connection (RFC 9113 5.1.2), and return
         their ids. Streams of this read that already closed again are not counted."""
-        n, counts = open_peer_streams(self._conn, set(opened))
+        counter = self.counter
+        counter.settle()
+        n = len(counter.peers)
         refused: set[int] = set()
         for sid in opened:
-            if not counts[sid]:
-                continue
+            if not counter.is_open(sid):
+                continue  # (closed again in this read: pruned on the next settle)
             if n >= self._max_peer_streams:
                 self.reset_stream(sid, REFUSED_STREAM)
                 refused.add(sid)
             else:
+                counter.opened(sid)
                 n += 1
         self.refused_streams += len(refused)
         return refused
@@ -328,9 +437,14 @@ class H2Multiplexer:
     def open_stream(self, headers: list[tuple[str, str]], end_stream: bool = False) -> int:
         stream_id = self._conn.get_next_available_stream_id()
         self._conn.send_headers(stream_id, headers, end_stream=end_stream)
+        self.counter.opened(stream_id)
+        if end_stream:
+            self.counter.touch(stream_id)
         return stream_id
 
     def answer_stream(self, stream_id: int, headers: list[tuple[str, str]], end_stream: bool = False) -> None:
+        if end_stream:
+            self.counter.touch(stream_id)
         self._conn.send_headers(stream_id, headers, end_stream=end_stream)
 
     def sendable(self, stream_id: int) -> int:
@@ -347,6 +461,9 @@ class H2Multiplexer:
     def send_data_parts(self, stream_id: int, parts: list[bytes | memoryview], end_stream: bool = False) -> None:
         """One DATA frame made of ``parts`` (not joined on the fast path)."""
         if not self._send_fast(stream_id, parts, sum(map(len, parts)), end_stream):
+            if end_stream:
+                self.counter.touch(stream_id)
+            self._data_frames_sent += 1
             self._conn.send_data(stream_id, parts[0] if len(parts) == 1 else b"".join(parts), end_stream=end_stream)
 
     def _data_header_now(self, stream_id: int, length: int) -> bytes | None:
@@ -357,10 +474,14 @@ class H2Multiplexer:
         fast = self._fast
         if self._out or fast is None or fast.h2_output_queued() or not fast.send(stream_id, length):
             return None
+        self._data_frames_sent += 1
         return data_header(length, stream_id)
 
     def send_data(self, stream_id: int, data: bytes | memoryview, end_stream: bool = False) -> None:
         if not self._send_fast(stream_id, (data,), len(data), end_stream):
+            if end_stream:
+                self.counter.touch(stream_id)
+            self._data_frames_sent += 1
             self._conn.send_data(stream_id, data, end_stream=end_stream)
 
     def _send_fast(self, stream_id: int, parts: Sequence[bytes | memoryview], length: int, end_stream: bool) -> bool:
@@ -369,15 +490,18 @@ class H2Multiplexer:
             return False
         if not self._fast.send(stream_id, length):
             return False
+        self._data_frames_sent += 1
         self._take_h2_output()  # what h2 queued so far goes first
         self._out.append(data_header(length, stream_id))
         self._out.extend(parts)
         return True
 
     def end_stream(self, stream_id: int) -> None:
+        self.counter.touch(stream_id)
         self._conn.end_stream(stream_id)
 
     def reset_stream(self, stream_id: int, error_code: int = CANCEL) -> None:
+        self.counter.touch(stream_id)
         try:
             self._conn.reset_stream(stream_id, error_code)
         except (h2.exceptions.StreamClosedError, h2.exceptions.NoSuchStreamError, h2.exceptions.ProtocolError):

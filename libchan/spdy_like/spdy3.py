@@ -168,6 +168,8 @@ MAX_FRAME_LENGTH = 0xFFFFFF  # the 24-bit length field: 16 MiB - 1
 _U31 = 0x7FFFFFFF
 _U32 = 0xFFFFFFFF
 _HEADER = struct.Struct(">II")
+#: Control frames of one length only: a header announcing another is an error at once.
+_EXACT_LENGTHS = {TYPE_RST_STREAM: 8, TYPE_PING: 4, TYPE_GOAWAY: 8, TYPE_WINDOW_UPDATE: 8}
 _U32S = struct.Struct(">I")
 
 Headers = tuple[tuple[str, str], ...]
@@ -493,11 +495,17 @@ class FrameParser:
         max_frame_size: int = 16 * 1024 * 1024,
         *,
         max_header_block_size: int = 1024 * 1024,
+        max_control_frame_size: int | None = None,
     ) -> None:
         if max_frame_size < 0 or max_header_block_size < 1:
             raise ValueError("limits must be positive")
         self.max_frame_size = max_frame_size
         self.max_header_block_size = max_header_block_size
+        #: Longest control frame accepted (header blocks are compressed: SYN_STREAM,
+        #: SYN_REPLY, HEADERS; SETTINGS; unknown types), decided on the 8-byte header
+        #: alone like every other length; the fixed-size ones (RST_STREAM, PING,
+        #: GOAWAY, WINDOW_UPDATE) must have their exact length there too.
+        self.max_control_frame_size = max_frame_size if max_control_frame_size is None else max_control_frame_size
         self._buf = bytearray()
         self._inflater = zlib.decompressobj(zdict=SPDY3_DICTIONARY)
         self._error: Spdy3ProtocolError | None = None
@@ -534,16 +542,23 @@ class FrameParser:
                 word0, word1 = _HEADER.unpack_from(buf, pos)
                 flags = word1 >> 24
                 length = word1 & 0xFFFFFF
-                if length > self.max_frame_size:
+                control = word0 & 0x80000000
+                limit = self.max_control_frame_size if control else self.max_frame_size
+                if length > limit:
                     kind = (
                         CONTROL_FRAME_NAMES.get(word0 & 0xFFFF, f"type {word0 & 0xFFFF}")
-                        if word0 & 0x80000000
+                        if control
                         else "DATA"
                     )
                     raise Spdy3ProtocolError(
                         f"oversized frame: {kind} frame of {length} bytes exceeds the "
-                        f"limit of {self.max_frame_size} bytes"
+                        f"limit of {limit} bytes"
                     )
+                exact = _EXACT_LENGTHS.get(word0 & 0xFFFF) if control else None
+                if exact is not None and length != exact:  # (the same error as _need's, sooner)
+                    what = "truncated" if length < exact else "bad length for"
+                    name = CONTROL_FRAME_NAMES[word0 & 0xFFFF]
+                    raise Spdy3ProtocolError(f"{what} {name} frame: length {length}, must be {exact}")
                 if end - pos - 8 < length:
                     break
                 payload = bytes(buf[pos + 8:pos + 8 + length])

@@ -34,8 +34,14 @@ from .mux import (
     StreamOpened,
     StreamReset,
 )
+from .flood import EMPTY, PING, RESET, STREAM, FloodGuard, FloodLimits
 from .spdy3 import (
+    MAX_FRAME_LENGTH,
     Data,
+    HeadersFrame,
+    Settings,
+    UnknownControl,
+    WindowUpdate,
     Frame,
     FrameParser,
     FrameWriter,
@@ -50,9 +56,19 @@ from .spdy3 import (
 
 __all__ = ["SpdyMultiplexer", "to_spdy_status", "from_spdy_status"]
 
-# HTTP/2 error code -> SPDY/3 RST_STREAM status, and back.
-_TO_SPDY = {0: 5, 1: 1, 2: 6, 3: 7, 5: 9, 6: 11, 7: 3, 8: 5, 11: 5}
+# HTTP/2 error code -> SPDY/3 RST_STREAM status, and back. SPDY/3 has no
+# ENHANCE_YOUR_CALM: a message over max_message_size is bad input from the peer, reset
+# with PROTOCOL_ERROR as spec 19.5 says (CANCEL would tell Go a reader left).
+_TO_SPDY = {0: 5, 1: 1, 2: 6, 3: 7, 5: 9, 6: 11, 7: 3, 8: 5, 11: 1}
 _FROM_SPDY = {1: 1, 2: 5, 3: 7, 4: 1, 5: 8, 6: 2, 7: 3, 8: 1, 9: 5, 10: 1, 11: 6}
+
+#: Bytes a header block may hold beyond ``max_header_list_size`` (zlib overhead and
+#: the block's own length fields, which the list size does not count).
+HEADER_BLOCK_SLACK = 1024
+
+#: The GOAWAY status of a flood is 1 (PROTOCOL_ERROR: SPDY/3 has no other); the
+#: ConnectionEnded event carries HTTP/2's ENHANCE_YOUR_CALM for the session's reason.
+ENHANCE_YOUR_CALM = 11
 
 #: Largest DATA payload we write (Go accepts up to 16 MiB - 1).
 MAX_DATA = 16 * 1024 * 1024 - 1
@@ -81,9 +97,27 @@ class SpdyMultiplexer:
     lane: FastLane | None = None  # (no single-frame lanes: every read goes through receive_data, data is queued)
     input_pending = False  # (receive_data processes all it is given)
 
-    def __init__(self, *, client_side: bool, max_frame_size: int = 1024 * 1024) -> None:
+    def __init__(
+        self,
+        *,
+        client_side: bool,
+        max_frame_size: int = 1024 * 1024,
+        max_data_frame_size: int = MAX_FRAME_LENGTH,
+        max_header_list_size: int = 64 * 1024,
+        flood: FloodLimits | None = None,
+    ) -> None:
         self.client_side = client_side
-        self._parser = FrameParser()
+        # Every length is checked on the 8-byte frame header (spec 19.3): DATA up to
+        # max_data_frame_size (Go writes a message in one frame: the session passes
+        # max(max_message_size, max_frame_size)), control frames up to a header block's
+        # bound, fixed-size ones exactly.
+        self._parser = FrameParser(
+            min(max_data_frame_size, MAX_FRAME_LENGTH),
+            max_header_block_size=max_header_list_size + HEADER_BLOCK_SLACK,
+            max_control_frame_size=10 + max_header_list_size + HEADER_BLOCK_SLACK,
+        )
+        self._guard = FloodGuard(flood or FloodLimits())
+        self._now = 0.0
         self._writer = FrameWriter()
         self._out = bytearray()
         self._streams: dict[int, _Stream] = {}
@@ -103,7 +137,11 @@ class SpdyMultiplexer:
         self._out += self._writer.serialize(frame)
 
     # -- input -------------------------------------------------------------------------
-    def receive_data(self, data: bytes) -> list[MuxEvent]:
+    def receive_data(self, data: bytes, now: float | None = None) -> list[MuxEvent]:
+        """Feed ``data``; ``now`` (seconds) is the time of the read for the flood
+        limits (None: no time passed since the last call)."""
+        if now is not None:
+            self._now = now
         if self._closed:
             # After our GOAWAY only the peer's GOAWAY matters (both sides closing:
             # each must see the other's to stop waiting for the connection's end).
@@ -125,7 +163,14 @@ class SpdyMultiplexer:
             frames = list(getattr(exc, "frames", []))
             error = exc
         out: list[MuxEvent] = []
+        guard = self._guard
         for frame in frames:
+            kind = self._flood_kind(frame)
+            if kind is not None and not guard.allow(kind, self._now):
+                self._closed = True
+                self._send(GoAway(self._last_peer_id, 1))
+                out.append(ConnectionEnded(ENHANCE_YOUR_CALM, f"SPDY protocol error from peer: {guard.tripped}", False))
+                return out
             self._handle(frame, out)
             if self._closed:
                 return out
@@ -134,6 +179,20 @@ class SpdyMultiplexer:
             self._send(GoAway(self._last_peer_id, 1))
             out.append(ConnectionEnded(1, f"SPDY protocol error from peer: {error}", False))
         return out
+
+    def _flood_kind(self, f: Frame) -> str | None:
+        """Which flood limit a frame counts against (flood.py; None: none)."""
+        if isinstance(f, Data):
+            return EMPTY if not f.data and not f.fin else None
+        if isinstance(f, SynStream):
+            return STREAM
+        if isinstance(f, RstStream):
+            return RESET
+        if isinstance(f, Ping):
+            return PING if f.ping_id % 2 != self._own_parity else None
+        if isinstance(f, (Settings, WindowUpdate, HeadersFrame, UnknownControl)):
+            return EMPTY
+        return None
 
     def _handle(self, f: object, out: list[MuxEvent]) -> None:
         if isinstance(f, Data):
