@@ -71,6 +71,11 @@ class Link:
         self.transport = transport
         #: A server's connection: the budget account its streams charge (spec 14.1).
         self.account = account
+        #: Unread bytes its streams hold, and how many hold more than ``hold_limit`` (a
+        #: Go-profile connection stops reading then): kept by the streams (seams.LinkPort).
+        self.unread = 0
+        self.streams_over = 0
+        self.hold_limit = config.stream_window
         self.peer = peer
         if account is not None:
             account.on_over = self._over_budget
@@ -244,7 +249,7 @@ class Link:
     def _holds_unread(self) -> bool:
         """Some stream here holds complete items its reader has not taken: reading
         them lowers what the connection holds (partial items alone do not)."""
-        return any(ns.held for ns in self.streams.values())
+        return self.unread > 0
 
     def _withhold_input(self) -> bool:
         """Go profile (no flow control): stop reading while the connection holds more
@@ -292,6 +297,10 @@ class Link:
     def stream_done(self, ns: NetStream) -> None:
         if ns.stream_id is not None and self.streams.get(ns.stream_id) is ns:
             del self.streams[ns.stream_id]
+            # what it still holds no longer counts here (a done stream reports no more)
+            self.unread -= ns.held
+            if ns.held > self.hold_limit:
+                self.streams_over -= 1
         self.ready.pop(ns, None)
         self._capacity_lot.unpark_all()
 
@@ -471,10 +480,7 @@ class Link:
         try:
             while True:
                 if not self._flow_controlled:
-                    limit = self.config.stream_window
-                    while not self.mux.closed and (
-                        any(ns.held > limit for ns in self.streams.values()) or self._withhold_input()
-                    ):
+                    while not self.mux.closed and (self.streams_over or self._withhold_input()):
                         self._reading_paused = True
                         await self._read_lot.park()
                     self._reading_paused = False

@@ -171,6 +171,19 @@ class NetStream:
             self.charged = fp
             account.charge(d)
 
+    def _hold(self, n: int) -> None:
+        """``held`` changes by ``n``; the link keeps the sum over its streams and the
+        number of its streams holding more than ``hold_limit`` (so that it never scans
+        its streams to know either: work per connection stays linear)."""
+        old = self.held
+        new = self.held = old + n
+        link = self.link
+        if link is not None and not self.done:  # (a done stream left the link's counts)
+            link.unread += n
+            limit = link.hold_limit
+            if (old > limit) != (new > limit):
+                link.streams_over += 1 if new > limit else -1
+
     def _drop_partial(self) -> None:
         """No more data will come: free a partial item (it cannot complete)."""
         if self.prebuffer:
@@ -182,7 +195,7 @@ class NetStream:
     def drop_inbox(self) -> None:
         """The application closed its end: what it did not read goes."""
         self.inbox.clear()
-        self.held = 0
+        self._hold(-self.held)
         self._drop_partial()
 
     def __del__(self) -> None:
@@ -215,7 +228,7 @@ class NetStream:
                     self.protocol_failure(item[0].error)
                     return
                 self.inbox.append(item)
-                self.held += item[1]
+                self._hold(item[1])
                 if not self.pipe_reading:
                     self._wake_readers()
                 self.settle()
@@ -253,7 +266,7 @@ class NetStream:
                 except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
                     pass  # the forwarder takes it (and handles the closed pipe)
             self.inbox.append(item)
-            self.held += item[1]
+            self._hold(item[1])
             queued = True
         if queued and not self.pipe_reading:
             self._wake_readers()
@@ -398,6 +411,9 @@ class NetStream:
         self.link = link
         self.stream_id = stream_id
         self.can_send = can_send
+        if self.held:
+            held, self.held = self.held, 0
+            self._hold(held)
         account = link.account
         if account is not None and self.account is None:
             self.account = account
@@ -494,7 +510,7 @@ class NetStream:
     def _take(self) -> tuple[Any, int]:
         """The first item of the inbox (its bytes may be acknowledged now)."""
         item = self.inbox.popleft()
-        self.held -= item[1]
+        self._hold(-item[1])
         account = self.account
         if account is not None:
             self.charged -= item[1]

@@ -92,6 +92,12 @@ class LinkPort(Protocol):
     flushed: bool
     #: A server's connection: the budget account its streams charge what they hold.
     account: Account | None
+    #: Bytes of complete items its streams hold unread (kept by the streams, NetStream._hold).
+    unread: int
+    #: Streams holding more than ``hold_limit`` unread bytes (kept by the streams).
+    streams_over: int
+    #: Unread bytes beyond which a stream counts in ``streams_over`` (read only).
+    hold_limit: int
 
     @property
     def alive(self) -> bool:

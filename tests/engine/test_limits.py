@@ -620,3 +620,45 @@ async def test_limit_one_descriptor_per_connection(tmp_path, transport):
             during = open_fds()
         # client socket + server socket per connection
         assert during - before <= 2 * n + 2, f"{(during - before) / n:.1f} descriptors per connection"
+
+
+async def test_limit_link_keeps_unread_counts_without_scanning_its_streams(tmp_path, profile):
+    """What a connection's streams hold unread, and how many hold more than a stream window,
+    is kept as it changes (no scan of every stream per read: linear work per connection),
+    and always equals what a scan would find."""
+    config = libchan.Config(stream_window=65536)
+
+    def check(link):
+        live = list(link.streams.values())
+        assert link.unread == sum(ns.held for ns in live)
+        assert link.streams_over == sum(1 for ns in live if ns.held > link.hold_limit)
+
+    with trio.fail_after(20):
+        async with session_pair("tcp", tmp_path, config) as (client, server):
+            senders = [await client.open_sender() for _ in range(6)]
+            receivers = [await server.accept_receiver() for _ in senders]
+            for i, sender in enumerate(senders):
+                for k in range(4):
+                    await sender.send(b"x" * (20_000 if i % 2 else 100))
+            await trio.sleep(0.3)
+            (link,) = server._core._links
+            check(link)
+            assert link.unread > 0
+            for r in receivers[:3]:
+                for _ in range(4):
+                    await r.receive()
+            check(link)
+            for s in senders[:2]:
+                await s.aclose()
+            await receivers[4].aclose()  # unread messages dropped
+            await trio.sleep(0.2)
+            check(link)
+            for s in senders[2:]:
+                await s.aclose()
+            for r in receivers[3:]:
+                with contextlib.suppress(trio.ClosedResourceError):
+                    async for _ in r:
+                        pass
+            await trio.sleep(0.2)
+            check(link)
+            assert link.unread == 0 and link.streams_over == 0
