@@ -76,6 +76,7 @@ class Link:
         self.unread = 0
         self.streams_over = 0
         self.hold_limit = config.stream_window
+        self._input_charged = 0  # the multiplexer's buffered input, as charged to the account
         self.peer = peer
         if account is not None:
             account.on_over = self._over_budget
@@ -229,6 +230,9 @@ class Link:
         # ends, and fails its streams with the session's reason).
         callback, self.on_closed = self.on_closed, lambda link, reason: None
         callback(self, reason)
+        if self._input_charged and self.account is not None:
+            self.account.charge(-self._input_charged)  # the partial frame goes with the link
+            self._input_charged = 0
         streams = list(self.streams.values())
         self.streams.clear()
         over = self.account is not None and self.account.over
@@ -541,6 +545,13 @@ class Link:
         else:
             for ev in mux.receive_data(data, self._last_rx):
                 self._dispatch(ev)
+            account = self.account
+            if account is not None and self.closed_reason is None:
+                # a partial frame (up to max_frame_size; SPDY: a whole DATA frame) counts too
+                held = mux.buffered_input - self._input_charged
+                if held:
+                    self._input_charged += held
+                    account.charge(held)
         # What the input made the multiplexer say (SETTINGS and PING
         # acknowledgements...) goes out with the writer's next pass.
         if mux.has_output():

@@ -166,6 +166,11 @@ class H2Multiplexer:
         self._out: list[bytes | memoryview] = []  # output in order, before h2's own buffer
 
     # -- input ---------------------------------------------------------------
+    @property
+    def buffered_input(self) -> int:
+        """Input bytes held for later (a partial frame, frames left for the next call)."""
+        return len(self._inbuf)
+
     def receive_data(self, data: bytes, now: float | None = None) -> list[MuxEvent]:
         """Feed ``data`` (after whatever is still buffered) and return the events.
 

@@ -137,6 +137,11 @@ class SpdyMultiplexer:
         self._out += self._writer.serialize(frame)
 
     # -- input -------------------------------------------------------------------------
+    @property
+    def buffered_input(self) -> int:
+        """Bytes of a partial frame held until the rest arrives."""
+        return self._parser.buffered_bytes
+
     def receive_data(self, data: bytes, now: float | None = None) -> list[MuxEvent]:
         """Feed ``data``; ``now`` (seconds) is the time of the read for the flood
         limits (None: no time passed since the last call)."""

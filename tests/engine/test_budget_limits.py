@@ -385,3 +385,34 @@ async def test_limit_max_sessions_refused_stream_then_room_again(tmp_path):
             await a.aclose()
             await b.aclose()
             await _drained(budget)
+
+
+async def test_limit_server_buffer_partial_frames_count(tmp_path, caplog):
+    """Partial frames held by the multiplexer (here up to a 2 MiB DATA frame each, never
+    finished) are charged to their connection: six of them pass server_buffer and the
+    greediest goes; a well-behaved session goes on; the accounting drains to zero."""
+    before = _budgets()
+    caplog.set_level(logging.WARNING, logger="libchan")
+    config = _budget_config(max_frame_size=2 * MiB)
+    with trio.fail_after(20):
+        async with served("tcp", Handler(), tmp_path, config) as (url, _):
+            budget = _new_budget(before)
+            host, port = _host_port(url)
+            async with libchan.connect(url) as good:
+                await _round_trip(good, 1)
+                clients = []
+                for i in range(6):
+                    client = await _attacker(host, port, 0)
+                    sid = await client.request("/", b"", end=False)
+                    size = 1800 * KiB if i == 0 else 640 * KiB
+                    header = (2 * MiB - 1).to_bytes(3, "big") + b"\x00\x00" + sid.to_bytes(4, "big")
+                    await client.stream.send_all(header + b"\0" * size)  # most of one DATA frame
+                    clients.append(client)
+                assert await _goaway(clients[0]) == 11  # ENHANCE_YOUR_CALM
+                assert budget.used <= budget.total
+                await _round_trip(good, 2)
+            lines = [r.getMessage() for r in caplog.records if "ENHANCE_YOUR_CALM" in r.getMessage()]
+            assert len(lines) == 1 and "server_buffer" in lines[0], lines
+            for client in clients:
+                await client.aclose()
+            await _drained(budget)
