@@ -153,6 +153,8 @@ class Link:
                 nursery.start_soon(self._reader)
                 nursery.start_soon(self._writer)
                 nursery.start_soon(self._keepalive)
+                if not self.mux.handshake_done:
+                    nursery.start_soon(self._handshake_watchdog)
                 self.wake()
                 task_status.started()
                 await self._ended.wait()
@@ -478,6 +480,15 @@ class Link:
                 await self._drain_lot.park()
 
     # -- tasks ----------------------------------------------------------------------------
+    async def _handshake_watchdog(self) -> None:
+        """A server's connection whose client does not finish its preface (HTTP/2: the
+        24 octets and its SETTINGS) within ``handshake_timeout`` is closed."""
+        timeout = self.config.handshake_timeout
+        await trio.sleep(timeout)
+        if not self.mux.handshake_done and self.closed_reason is None:
+            peer_log(log, logging.INFO, "dropping the connection from %s: its HTTP/2 preface did not come within %g s", self.peer, timeout)
+            self._end(f"the peer did not finish its connection preface within {timeout:g} s")
+
     async def _reader(self) -> None:
         reason = "connection closed by the peer"
         io = cast(TransportIO, self.io)  # (run() sets it before it starts this task)

@@ -148,6 +148,7 @@ class H2Multiplexer:
         #: Frames are buffered that the last receive_data call left for the next one.
         self.input_pending = False
         self._preface_left = 0 if client_side else len(PREFACE)
+        self._peer_settings_seen = False
         self._in_header_block = False  # a HEADERS/PUSH_PROMISE awaits its CONTINUATION
         self._input_dead = False  # we ended the connection on a frame header
         self._block_bytes = 0  # wire bytes of the header block so far (frame headers too)
@@ -166,6 +167,12 @@ class H2Multiplexer:
         self._out: list[bytes | memoryview] = []  # output in order, before h2's own buffer
 
     # -- input ---------------------------------------------------------------
+    @property
+    def handshake_done(self) -> bool:
+        """A server has the client's whole connection preface: its 24 octets and the
+        SETTINGS frame after them (a client: always True, connect() waits for the server)."""
+        return self.client_side or (not self._preface_left and self._peer_settings_seen)
+
     @property
     def buffered_input(self) -> int:
         """Input bytes held for later (a partial frame, frames left for the next call)."""
@@ -379,6 +386,7 @@ class H2Multiplexer:
             elif isinstance(ev, h2.events.WindowUpdated):
                 out.append(WindowOpened(ev.stream_id or None))
             elif isinstance(ev, h2.events.RemoteSettingsChanged):
+                self._peer_settings_seen = True
                 out.append(WindowOpened(None))
             elif isinstance(ev, h2.events.ConnectionTerminated):
                 self._closed = True

@@ -121,6 +121,10 @@ class Multiplexer(Protocol):
     @property
     def closed(self) -> bool: ...
     @property
+    def handshake_done(self) -> bool:
+        """The peer's connection preface, if the protocol has one, arrived whole."""
+
+    @property
     def buffered_input(self) -> int:
         """Input bytes held until more arrive or the next call (a partial frame, frames
         left for the next slice): what a budget charges the connection for."""

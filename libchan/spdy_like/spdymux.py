@@ -138,6 +138,11 @@ class SpdyMultiplexer:
 
     # -- input -------------------------------------------------------------------------
     @property
+    def handshake_done(self) -> bool:
+        """SPDY has no connection preface: always True."""
+        return True
+
+    @property
     def buffered_input(self) -> int:
         """Bytes of a partial frame held until the rest arrives."""
         return self._parser.buffered_bytes

@@ -5,6 +5,7 @@ the accept loop for good."""
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 import pytest
 import trio
@@ -34,6 +35,31 @@ async def test_fault_garbage_connections_are_logged_in_rate_limited_lines(caplog
     assert len(refused) == peerlog.BURST, [r.getMessage() for r in refused]
     assert all(r.exc_info is None for r in caplog.records)
     assert "Traceback" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "first_bytes",
+    [b"PRI * HTTP/2.0\r\n", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"],
+    ids=["half-a-preface", "preface-without-settings"],
+)
+async def test_fault_unfinished_preface_is_closed_after_handshake_timeout(first_bytes):
+    """A client that starts the HTTP/2 preface and stops (before its SETTINGS) is closed
+    after handshake_timeout, not kept until peer_timeout (45 s)."""
+
+    async def handler(session):
+        pass
+
+    config = libchan.Config(handshake_timeout=0.5)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            urls = await nursery.start(partial(libchan.serve, "tcp://127.0.0.1:0", handler, config=config))
+            host, port = urls[0][len("tcp://"):].rsplit(":", 1)
+            stream = await trio.open_tcp_stream(host, int(port))
+            await stream.send_all(first_bytes)
+            while await stream.receive_some(65536):  # (the server's SETTINGS, then EOF)
+                pass
+            await stream.aclose()
+            nursery.cancel_scope.cancel()
 
 
 def test_fault_peer_log_says_how_many_lines_it_left_out(monkeypatch, caplog):
