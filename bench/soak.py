@@ -95,9 +95,13 @@ def _parse_config(pairs: list[str]):
 
 
 def serve_main(args) -> None:
+    import logging
+
     import trio
 
     import libchan
+
+    logging.basicConfig(level=args.server_log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     config = _parse_config(args.config)
     state = {"started": 0, "live": 0}
@@ -582,21 +586,22 @@ def _status_summary(c: Counter) -> str:
 
 
 async def attack_get_flood(ctx: AttackContext) -> str:
-    """10 connections x 100 concurrent GET / (405), 100,000 requests in all (h2load -n 100000 -c 10 -m 100)."""
+    """10 connections x 100 concurrent GET / (405): h2load -c 10 -m 100 -D SECONDS when h2load is
+    installed (SOAK_NO_H2LOAD=1: never), else a built-in equivalent that stops at 100,000 requests."""
     import trio
 
     total = ctx.n(100_000)
     h2load = shutil.which("h2load")
     if h2load and not os.environ.get("SOAK_NO_H2LOAD"):
-        with trio.move_on_after(max(ctx.left(), 0.1)):
-            proc = await trio.run_process(
-                [h2load, "-n", str(total), "-c", "10", "-m", "100", f"http://{ctx.host}:{ctx.port}/"],
-                capture_stdout=True, capture_stderr=True, check=False)
+        # timing-based (-D): h2load then ignores -n, so the time is the bound
+        cmd = [h2load, "-c", "10", "-m", "100", "-D", str(max(1, round(ctx.left()))), f"http://{ctx.host}:{ctx.port}/"]
+        with trio.move_on_after(ctx.left() + 10):
+            proc = await trio.run_process(cmd, capture_stdout=True, capture_stderr=True, check=False)
             for line in proc.stdout.decode(errors="replace").splitlines():
-                if line.startswith(("requests:", "status codes:")):
-                    ctx.notes.append(line.strip())
-            return "h2load: " + "; ".join(ctx.notes)
-        return f"h2load -n {total} -c 10 -m 100: cut off after {ctx.seconds:g} s"
+                if line.startswith(("requests:", "status codes:", "finished in")):
+                    ctx.notes.append(line.strip().rstrip(","))
+            return "h2load -c 10 -m 100 -D: " + "; ".join(ctx.notes)
+        return "h2load -c 10 -m 100: did not finish"
     block = request_headers("GET", "/")
     per = total // 10
 
@@ -616,7 +621,7 @@ async def attack_get_flood(ctx: AttackContext) -> str:
             await conn.wait()
 
     await _run_each(ctx, [one] * 10)
-    return f"{ctx.c['requests']} GET sent, {ctx.c['completed']} answered (built-in; h2load not installed)"
+    return f"{ctx.c['requests']} GET sent, {ctx.c['completed']} answered (built-in flood)"
 
 
 async def _run_each(ctx: AttackContext, jobs: list[Callable]) -> None:
@@ -926,7 +931,14 @@ async def attack_spdy_partial(ctx: AttackContext) -> str:
     return f"{ctx.c['message bytes'] / MIB:.0f} MiB of partial msgpack messages on 40 SPDY streams; {ctx.c['attacker errors']} connections broken"
 
 
+async def attack_idle(ctx: AttackContext) -> str:
+    """No attack: the well-behaved client alone, the baseline of this machine (first by default)."""
+    await _stall(ctx)
+    return "no attack"
+
+
 ATTACKS: dict[str, Callable] = {
+    "idle": attack_idle,
     "get-flood": attack_get_flood,
     "refused": attack_refused,
     "anonymous-posts": attack_anonymous_posts,
@@ -1005,6 +1017,7 @@ class Server:
         cmd = [sys.executable, os.path.abspath(__file__), "--serve", "--stats", self.stats_path]
         for pair in args.config:
             cmd += ["--config", pair]
+        cmd += ["--server-log-level", args.server_log_level]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL, cwd=ROOT)
         self.pid = self.proc.pid
         self.url = self._read_url(20)
@@ -1337,6 +1350,7 @@ def main() -> None:
     p.add_argument("--drain", type=float, default=12.0, help="then wait at most this long for tasks and sessions to come back (default 12)")
     p.add_argument("--rt-timeout", type=float, default=2.0, help="a well-behaved round trip not answered within this fails (default 2 s)")
     p.add_argument("--kill-rss-mib", type=int, default=4096, help="kill (and restart) the server beyond this RSS (default 4096)")
+    p.add_argument("--server-log-level", default="warning", help="the server's logging level (default warning; its lines are counted per attack)")
     p.add_argument("--fresh", action="store_true", help="a new server process for every attack")
     p.add_argument("--check", action="store_true", help="exit 1 when a goal was missed")
     p.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
