@@ -221,10 +221,16 @@ def probe_main(args) -> None:
             started = False
             with trio.CancelScope() as scope:
                 try:
-                    async with libchan.connect(args.url) as session:
-                        task_status.started((scope, await session.open_sender()))
-                        started = True
-                        await trio.sleep_forever()
+                    if args.http:
+                        async with await trio.open_tcp_stream(*_host_port(args.url)) as stream:
+                            task_status.started((scope, stream))
+                            started = True
+                            await trio.sleep_forever()
+                    else:
+                        async with libchan.connect(args.url) as session:
+                            task_status.started((scope, await session.open_sender()))
+                            started = True
+                            await trio.sleep_forever()
                 except Exception as exc:  # noqa: BLE001 -- a broken session shows in the round trips
                     if not started:
                         raise
@@ -239,9 +245,15 @@ def probe_main(args) -> None:
 
         async def round_trip(i: int) -> float:
             """Seconds of one echo round trip (TimeoutError past --rt-timeout)."""
-            reply, replies = libchan.pipe()
             t0 = time.perf_counter()
             with trio.move_on_after(args.rt_timeout):
+                if args.http:  # Docker API: GET /_ping on a kept-alive connection
+                    await sender.send_all(b"GET /_ping HTTP/1.1\r\nHost: soak\r\n\r\n")
+                    status, _ = await _http_response(sender)
+                    if status != 200:
+                        raise ValueError(f"status {status}")
+                    return time.perf_counter() - t0
+                reply, replies = libchan.pipe()
                 await sender.send({"n": i, "reply": reply, "once": True})
                 if await replies.receive() != i:
                     raise libchan.RemoteProtocolError("wrong echo")
@@ -767,12 +779,12 @@ async def attack_rapid_reset(ctx: AttackContext) -> str:
                 await conn.send(b"".join(frame(HEADERS, END_HEADERS, s, block) + frame(RST_STREAM, 0, s, rst)
                                          for s in range(sid, sid + 2 * k, 2)))
                 pairs += k
+                ctx.c["pairs"] = pairs
                 if conn.next_sid > 2**31 - 1002:
                     break
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             ctx.c["connections broken"] += 1
         await trio.aclose_forcefully(conn.stream)
-    ctx.c["pairs"] = pairs
     return f"{pairs} HEADERS+RST_STREAM pairs on {ctx.c['connections']} connection(s); {_status_summary(ctx.c)}"
 
 
@@ -935,6 +947,154 @@ async def attack_spdy_partial(ctx: AttackContext) -> str:
     return f"{ctx.c['message bytes'] / MIB:.0f} MiB of partial msgpack messages on 40 SPDY streams; {ctx.c['attacker errors']} connections broken"
 
 
+def _host_port(url: str) -> tuple[str, int]:
+    host, port = url.split("://", 1)[1].rsplit(":", 1)
+    return host, int(port)
+
+
+async def _http_response(stream, leftover: bytearray | None = None) -> tuple[int, bytes]:
+    """(status, body) of one HTTP/1.1 response with a Content-Length (or none: empty)."""
+    buf = leftover if leftover is not None else bytearray()
+    while b"\r\n\r\n" not in buf:
+        data = await stream.receive_some(65536)
+        if not data:
+            raise EOFError("connection closed")
+        buf += data
+    head, _, rest = bytes(buf).partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    length = 0
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-length":
+            length = int(value)
+    body = bytearray(rest)
+    while len(body) < length:
+        data = await stream.receive_some(65536)
+        if not data:
+            raise EOFError("connection closed in the body")
+        body += data
+    buf[:] = body[length:]
+    return status, bytes(body[:length])
+
+
+async def _docker_answer(ctx: AttackContext, stream) -> None:
+    """Count the status of the server's answer (or the connection's end)."""
+    import trio
+
+    try:
+        status, body = await _http_response(stream)
+        ctx.c[f"status {status}"] += 1
+    except (EOFError, trio.BrokenResourceError, trio.ClosedResourceError, OSError, ValueError, IndexError):
+        ctx.c["closed without answer"] += 1
+
+
+def _docker_summary(ctx: AttackContext) -> str:
+    keys = sorted(k for k in ctx.c if k.startswith(("status ", "closed")))
+    return ", ".join(f"{ctx.c[k]} {k}" for k in keys) or "no answer"
+
+
+async def attack_docker_big_body(ctx: AttackContext) -> str:
+    """dockerserver: one POST /containers/create announcing a 1 GB body, sent as fast as the
+    server takes it (at most 1 GB)."""
+    import trio
+
+    total = ctx.n(1_000_000_000)
+    stream = await ctx.tcp()
+    await stream.send_all(b"POST /v1.41/containers/create HTTP/1.1\r\nHost: soak\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: %d\r\n\r\n" % total)
+    ctx.nursery.start_soon(_docker_answer, ctx, stream)
+    chunk = b"{" + b" " * (MIB - 1)
+    sent = 0
+    try:
+        while sent < total and ctx.left() > 0:
+            piece = chunk[: total - sent]
+            await stream.send_all(piece)
+            sent += len(piece)
+            ctx.c["body bytes"] = sent
+    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        ctx.c["closed by the server"] += 1
+    await trio.sleep(min(1.0, max(ctx.left(), 0)))
+    return f"{sent / 1e6:.0f} MB of a {total / 1e9:g} GB body sent; {_docker_summary(ctx)}"
+
+
+async def attack_docker_slow_headers(ctx: AttackContext) -> str:
+    """dockerserver: 1,000 connections each sending a request head one byte every 0.5 s
+    (slowloris), for the whole run."""
+    import resource
+
+    import trio
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    head = b"GET /v1.41/containers/json HTTP/1.1\r\nHost: soak\r\nX-Slow: " + b"a" * 10000
+
+    async def one() -> None:
+        stream = await ctx.tcp()
+        ctx.nursery.start_soon(_docker_answer, ctx, stream)
+        for i in range(len(head)):
+            if ctx.left() <= 0:
+                return
+            await stream.send_all(head[i : i + 1])
+            ctx.c["bytes trickled"] += 1
+            await trio.sleep(0.5)
+
+    await _run_each(ctx, [one] * min(1000, hard - 100))
+    return f"{ctx.c['connections']} connections trickled {ctx.c['bytes trickled']} bytes; {_docker_summary(ctx)}"
+
+
+async def attack_docker_chunked(ctx: AttackContext) -> str:
+    """dockerserver: a chunked POST /containers/create body of one-byte chunks (at most 64 M
+    chunks), sent as fast as the server takes them."""
+    import trio
+
+    total = ctx.n(64 * 1024 * 1024)
+    stream = await ctx.tcp()
+    await stream.send_all(b"POST /v1.41/containers/create HTTP/1.1\r\nHost: soak\r\nContent-Type: application/json\r\n"
+                          b"Transfer-Encoding: chunked\r\n\r\n")
+    ctx.nursery.start_soon(_docker_answer, ctx, stream)
+    batch = b"1\r\n \r\n" * 65536
+    sent = 0
+    try:
+        while sent < total and ctx.left() > 0:
+            await stream.send_all(batch)
+            sent += 65536
+            ctx.c["chunks"] = sent
+    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        ctx.c["closed by the server"] += 1
+    await trio.sleep(min(1.0, max(ctx.left(), 0)))
+    return f"{sent} one-byte chunks sent; {_docker_summary(ctx)}"
+
+
+async def attack_docker_get_flood(ctx: AttackContext) -> str:
+    """dockerserver: 1,000 concurrent GET /containers/json, each on its own connection, again
+    and again for the whole run."""
+    import resource
+
+    import trio
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    request = b"GET /v1.41/containers/json HTTP/1.1\r\nHost: soak\r\nConnection: close\r\n\r\n"
+    latencies: list[float] = []
+
+    async def one() -> None:
+        while ctx.left() > 0:
+            t0 = time.monotonic()
+            stream = await ctx.tcp()
+            with trio.move_on_after(max(ctx.left(), 0.01)):
+                await stream.send_all(request)
+                await _docker_answer(ctx, stream)
+                latencies.append(time.monotonic() - t0)
+            await trio.aclose_forcefully(stream)
+            ctx.streams.remove(stream)
+
+    await _run_each(ctx, [one] * min(1000, hard - 100))
+    med = statistics.median(latencies) if latencies else float("nan")
+    return f"{len(latencies)} GET /containers/json answered (median {med:.2f} s); {_docker_summary(ctx)}"
+
+
+
 async def attack_idle(ctx: AttackContext) -> str:
     """No attack: the well-behaved client alone, the baseline of this machine (first by default)."""
     await _stall(ctx)
@@ -955,11 +1115,21 @@ ATTACKS: dict[str, Callable] = {
     "spdy-partial": attack_spdy_partial,
 }
 
+#: attacks on ``--target swarmd`` (the Docker API front end: HTTP/1.1)
+DOCKER_ATTACKS: dict[str, Callable] = {
+    "idle": attack_idle,
+    "docker-big-body": attack_docker_big_body,
+    "docker-slow-headers": attack_docker_slow_headers,
+    "docker-chunked": attack_docker_chunked,
+    "docker-get-flood": attack_docker_get_flood,
+}
+ALL_ATTACKS = {**ATTACKS, **DOCKER_ATTACKS}
+
 
 def attack_main(args) -> None:
     import trio
 
-    host, port = args.url[len("tcp://"):].rsplit(":", 1)
+    host, port = _host_port(args.url)
     result: dict[str, Any] = {}
 
     async def main() -> None:
@@ -969,7 +1139,7 @@ def attack_main(args) -> None:
             summary = ""
             try:
                 with trio.move_on_after(args.seconds + 1) as cs:
-                    summary = await ATTACKS[args.attack](ctx)
+                    summary = await ALL_ATTACKS[args.attack](ctx)
                 if cs.cancelled_caught:
                     summary = f"(cut off at {args.seconds:g} s) " + ", ".join(
                         f"{v} {k}" for k, v in ctx.c.items() if k not in ("bytes_sent", "data_rcvd"))
@@ -1015,17 +1185,33 @@ class Server:
     """The server process, its stats socket and its log."""
 
     def __init__(self, args, tmpdir: str, serial: int) -> None:
+        self.swarmd = args.target == "swarmd"
         self.stats_path = os.path.join(tmpdir, f"stats-{serial}.sock")
         self.log_path = os.path.join(tmpdir, f"server-{serial}.log")
         self.log = open(self.log_path, "wb")
-        cmd = [sys.executable, os.path.abspath(__file__), "--serve", "--stats", self.stats_path]
-        for pair in args.config:
-            cmd += ["--config", pair]
-        cmd += ["--server-log-level", args.server_log_level]
+        self.killed_for: str | None = None
+        if self.swarmd:
+            cmd = [sys.executable, "-m", "libswarm.swarmd", "dockerserver tcp://127.0.0.1:0", "simulator"]
+        else:
+            cmd = [sys.executable, os.path.abspath(__file__), "--serve", "--stats", self.stats_path]
+            for pair in args.config:
+                cmd += ["--config", pair]
+            cmd += ["--server-log-level", args.server_log_level]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL, cwd=ROOT)
         self.pid = self.proc.pid
-        self.url = self._read_url(20)
-        self.killed_for: str | None = None
+        self.url = self._swarmd_url(20) if self.swarmd else self._read_url(20)
+
+    def _swarmd_url(self, timeout: float) -> str:
+        import re
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.alive():
+            m = re.search(r"dockerserver: listening on (tcp://\S+)", self.log_since(0))
+            if m:
+                return m.group(1)
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"swarmd did not start: {self.log_tail()}")
 
     def _read_url(self, timeout: float) -> str:
         box: list[str] = []
@@ -1041,8 +1227,16 @@ class Server:
         return self.proc.poll() is None
 
     def stats(self, command: str = "stats", timeout: float = 10.0) -> dict | None:
+        """The server's answer; for swarmd (no stats socket) {} when GET /_ping is answered."""
         if not self.alive():
             return None
+        if self.swarmd:
+            try:
+                with socket.create_connection(_host_port(self.url), timeout=timeout) as s:
+                    s.sendall(b"GET /_ping HTTP/1.1\r\nHost: soak\r\nConnection: close\r\n\r\n")
+                    return {} if s.recv(100).startswith(b"HTTP/1.1 200") else None
+            except OSError:
+                return None
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
                 s.settimeout(timeout)
@@ -1148,7 +1342,7 @@ def run_attack(name: str, server: Server, args) -> dict:
 
     probe = subprocess.Popen(
         [sys.executable, os.path.abspath(__file__), "--_probe", "--url", server.url, "--seconds", str(args.seconds),
-         "--rt-timeout", str(args.rt_timeout)],
+         "--rt-timeout", str(args.rt_timeout), *(["--http"] if server.swarmd else [])],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     ready = probe.stdout.readline().decode().strip()  # the probe answers within its 5 s connect timeout
     early = None
@@ -1285,15 +1479,18 @@ def print_table_line(cells: list[str]) -> None:
 def orchestrate(args) -> int:
     import libchan
 
-    names = [a.strip() for a in args.attacks.split(",") if a.strip()] if args.attacks else list(ATTACKS)
-    unknown = [n for n in names if n not in ATTACKS]
+    table = DOCKER_ATTACKS if args.target == "swarmd" else ATTACKS
+    names = [a.strip() for a in args.attacks.split(",") if a.strip()] if args.attacks else list(table)
+    unknown = [n for n in names if n not in table]
     if unknown:
-        print(f"soak: unknown attack(s) {', '.join(unknown)}; --list shows them", file=sys.stderr)
+        print(f"soak: unknown attack(s) for --target {args.target}: {', '.join(unknown)}; --list shows them", file=sys.stderr)
         return 2
     budget_fields = [f.name for f in dataclasses.fields(libchan.Config)
                      if any(w in f.name for w in ("budget", "total", "process", "per_server", "buffered"))]
     rev = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    print(f"# libchan soak, rev {rev or '?'}, {len(names)} attack(s) x {args.seconds:g} s, scale {args.scale:g}, "
+    target = ("swarmd 'dockerserver tcp://127.0.0.1:0' simulator (no stats socket: RSS and descriptors only)"
+              if args.target == "swarmd" else "libchan.serve")
+    print(f"# libchan soak of {target}, rev {rev or '?'}, {len(names)} attack(s) x {args.seconds:g} s, scale {args.scale:g}, "
           f"budget {args.budget_mib} MiB ({'Config fields: ' + ', '.join(budget_fields) if budget_fields else 'no budget field in libchan.Config yet: the option only'}), "
           f"config {' '.join(args.config) or 'default'}, h2load {'yes' if shutil.which('h2load') and not os.environ.get('SOAK_NO_H2LOAD') else 'no (built-in flood)'}, "
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
@@ -1345,7 +1542,9 @@ def orchestrate(args) -> int:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seconds", type=float, default=10.0, help="length of each attack (default 10)")
-    p.add_argument("--attacks", default="", help="comma-separated subset (default: all; --list)")
+    p.add_argument("--attacks", default="", help="comma-separated subset (default: all of the target's; --list)")
+    p.add_argument("--target", choices=["libchan", "swarmd"], default="libchan",
+                   help="libchan: libchan.serve (the default); swarmd: swarmd 'dockerserver tcp://...' simulator, with the docker-* attacks")
     p.add_argument("--list", action="store_true", help="list the attacks and exit")
     p.add_argument("--budget-mib", type=int, default=256, help="the memory budget the peak is held to (default 256)")
     p.add_argument("--config", action="append", default=[], metavar="FIELD=VALUE", help="a libchan.Config field for the server (repeatable)")
@@ -1364,6 +1563,7 @@ def main() -> None:
     p.add_argument("--_probe", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--_attack", dest="attack", help=argparse.SUPPRESS)
     p.add_argument("--url", help=argparse.SUPPRESS)
+    p.add_argument("--http", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.serve:
         serve_main(args)
@@ -1372,8 +1572,12 @@ def main() -> None:
     elif args.attack:
         attack_main(args)
     elif args.list:
-        for name, fn in ATTACKS.items():
-            print(f"{name:18} {' '.join(fn.__doc__.split())}")
+        for name, fn in ALL_ATTACKS.items():
+            if name in DOCKER_ATTACKS and name != "idle" and args.target != "swarmd":
+                continue
+            if name not in DOCKER_ATTACKS and args.target == "swarmd":
+                continue
+            print(f"{name:20} {' '.join(fn.__doc__.split())}")
     else:
         sys.exit(orchestrate(args))
 
