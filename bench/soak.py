@@ -1053,12 +1053,13 @@ async def attack_docker_chunked(ctx: AttackContext) -> str:
     await stream.send_all(b"POST /v1.41/containers/create HTTP/1.1\r\nHost: soak\r\nContent-Type: application/json\r\n"
                           b"Transfer-Encoding: chunked\r\n\r\n")
     ctx.nursery.start_soon(_docker_answer, ctx, stream)
-    batch = b"1\r\n \r\n" * 65536
+    per_write = 4096
+    batch = b"1\r\n \r\n" * per_write
     sent = 0
     try:
         while sent < total and ctx.left() > 0:
             await stream.send_all(batch)
-            sent += 65536
+            sent += per_write
             ctx.c["chunks"] = sent
     except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
         ctx.c["closed by the server"] += 1
