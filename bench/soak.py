@@ -1566,6 +1566,8 @@ def main() -> None:
     p.add_argument("--url", help=argparse.SUPPRESS)
     p.add_argument("--http", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.keep_logs:
+        os.makedirs(args.keep_logs, exist_ok=True)
     if args.serve:
         serve_main(args)
     elif args._probe:

@@ -333,6 +333,13 @@ class SessionCore:
 
     def accept_stream(self, link: Link, ev: StreamOpened) -> None:
         """A request for this session arrived on ``link`` (server side)."""
+        self._accept_stream(link, ev)
+        if self._anonymous and not self._streams and self.closed_reason is None:
+            # Its one request is over already (refused, or failed at once because its
+            # connection ended in the same read): nothing will end it later.
+            self._close_by_peer("the request is complete", graceful=True)
+
+    def _accept_stream(self, link: Link, ev: StreamOpened) -> None:
         ns: NetStream | None
         self._links.add(link)
         headers = ev.headers
@@ -380,9 +387,9 @@ class SessionCore:
         if ns is None:
             link.reset_id(ev.stream_id, PROTOCOL_ERROR)
             return
+        self._had_stream = True  # (before bind: on a connection that just ended, the stream ends at once)
         ns.bind(link, ev.stream_id, can_send=False)
         link.answer(ns, [(":status", "200"), ("content-type", CONTENT_TYPE)])
-        self._had_stream = True
 
     def _accept_peer_stream(self, link: Link, ev: StreamOpened) -> None:
         """A stream the peer opened, in a profile where both sides open streams (Go)."""

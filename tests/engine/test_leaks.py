@@ -49,15 +49,21 @@ def _url_host_port(url: str) -> tuple[str, int]:
 
 
 class _Handlers:
-    def __init__(self) -> None:
+    """Counts handlers started and finished. With ``read=False`` a handler only takes the
+    session's channels (a child task would read them): it ends when the session ends."""
+
+    def __init__(self, read: bool = True) -> None:
         self.started = 0
         self.finished = 0
         self.errors: list[BaseException] = []
+        self.read = read
 
     async def __call__(self, session: libchan.Session) -> None:
         self.started += 1
         try:
             async for receiver in session:
+                if not self.read:
+                    continue
                 async for _ in receiver:
                     pass
         except Exception as exc:
@@ -131,3 +137,28 @@ async def test_leak_anonymous_posts_leave_no_codec_behind(tmp_path, requests):
         await client.aclose()
         await trio.sleep(0.1)
         assert _live(CborCodec) - before < 5
+
+
+async def test_leak_anonymous_request_whose_connection_ends_in_the_same_read(tmp_path):
+    """An anonymous request followed, in the same read, by something that ends the
+    connection (here a frame larger than MAX_FRAME_SIZE): its stream fails the moment it is
+    answered, and its session still ends (it did not: the session waited forever)."""
+    handlers = _Handlers(read=False)
+    async with served("tcp", handlers, tmp_path) as (url, _):
+        host, port = _url_host_port(url)
+        for _ in range(3):
+            client = RawH2Client(await trio.open_tcp_stream(host, port))
+            sid = client.conn.get_next_available_stream_id()
+            client.conn.send_headers(sid, [(":method", "POST"), (":scheme", "http"), (":authority", "x"), (":path", "/")])
+            oversized = ((1 << 24) - 1).to_bytes(3, "big") + b"\x00\x00" + sid.to_bytes(4, "big")
+            await client.stream.send_all(client.conn.data_to_send() + oversized)
+            with pytest.raises(EOFError):
+                while True:
+                    await client.pump()
+                    if not client.events:
+                        continue
+                    if any(isinstance(ev, h2.events.ConnectionTerminated) for ev in client.events):
+                        raise EOFError
+            await client.aclose()
+        await handlers.wait_finished(3, timeout=5)
+        assert (handlers.started, handlers.finished) == (3, 3)
