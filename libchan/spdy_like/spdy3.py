@@ -488,6 +488,12 @@ class FrameParser:
     an incomplete frame is buffered, but never more than one frame of at most
     ``8 + max_frame_size`` bytes. ``max_header_block_size`` bounds the
     decompressed size of one header block (zlib bombs).
+
+    With ``stream_data=True`` a DATA frame is not buffered: its payload is returned
+    as it arrives, as several :class:`Data` frames of the same stream (``fin`` only
+    on the last piece), so that a peer announcing a 16 MiB frame costs no 16 MiB
+    buffer here (only control frames, bounded by ``max_control_frame_size``, wait
+    whole).
     """
 
     def __init__(
@@ -496,7 +502,14 @@ class FrameParser:
         *,
         max_header_block_size: int = 1024 * 1024,
         max_control_frame_size: int | None = None,
+        stream_data: bool = False,
     ) -> None:
+        self.stream_data = stream_data
+        #: A DATA frame being passed on piece by piece (stream_data): bytes still to
+        #: come, its stream id, flags (FIN applies to its last piece).
+        self._data_left = 0
+        self._data_stream = 0
+        self._data_flags = 0
         if max_frame_size < 0 or max_header_block_size < 1:
             raise ValueError("limits must be positive")
         self.max_frame_size = max_frame_size
@@ -538,7 +551,19 @@ class FrameParser:
         pos = 0
         end = len(buf)
         try:
-            while end - pos >= 8:
+            while True:
+                if self._data_left:  # the rest of a DATA frame passed on piece by piece
+                    take = min(self._data_left, end - pos)
+                    if not take:
+                        break
+                    self._data_left -= take
+                    flags = self._data_flags if not self._data_left else self._data_flags & ~FLAG_FIN
+                    piece = bytes(buf[pos:pos + take])
+                    pos += take
+                    frames.append(Data(self._data_stream, piece, bool(flags & FLAG_FIN), raw_flags=flags, length=take))
+                    continue
+                if end - pos < 8:
+                    break
                 word0, word1 = _HEADER.unpack_from(buf, pos)
                 flags = word1 >> 24
                 length = word1 & 0xFFFFFF
@@ -560,7 +585,11 @@ class FrameParser:
                     name = CONTROL_FRAME_NAMES[word0 & 0xFFFF]
                     raise Spdy3ProtocolError(f"{what} {name} frame: length {length}, must be {exact}")
                 if end - pos - 8 < length:
-                    break
+                    if control or not self.stream_data:
+                        break
+                    pos += 8  # its payload follows piece by piece
+                    self._data_left, self._data_stream, self._data_flags = length, word0, flags
+                    continue
                 payload = bytes(buf[pos + 8:pos + 8 + length])
                 pos += 8 + length
                 if word0 & 0x80000000:
@@ -583,6 +612,8 @@ class FrameParser:
             raise Spdy3ProtocolError(
                 f"connection ended inside a frame ({len(self._buf)} bytes of it received)"
             )
+        if self._error is None and self._data_left:
+            raise Spdy3ProtocolError(f"connection ended inside a DATA frame ({self._data_left} bytes of it missing)")
 
     # -- control frames
 

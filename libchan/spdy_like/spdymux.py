@@ -115,6 +115,7 @@ class SpdyMultiplexer:
             min(max_data_frame_size, MAX_FRAME_LENGTH),
             max_header_block_size=max_header_list_size + HEADER_BLOCK_SLACK,
             max_control_frame_size=10 + max_header_list_size + HEADER_BLOCK_SLACK,
+            stream_data=True,  # a DATA frame's payload is passed on as it arrives
         )
         self._guard = FloodGuard(flood or FloodLimits())
         self._now = 0.0

@@ -1,0 +1,75 @@
+"""SPDY/3 DATA frames passed on as they arrive (``FrameParser(stream_data=True)``, what the
+Go-profile multiplexer uses): a peer announcing a 16 MiB frame costs no 16 MiB buffer
+(``-k limit``), and any split of the input gives the same data and control frames as
+whole-frame parsing (``-k fuzz``)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from libchan.spdy_like.spdy3 import Data, FrameParser, FrameWriter, Ping, Spdy3ProtocolError, SynStream
+
+MiB = 1024 * 1024
+
+
+def _wire() -> tuple[bytes, list]:
+    w = FrameWriter()
+    frames = [
+        SynStream(1, [("x", "y")]),
+        Data(1, b"a" * 70_000),
+        Ping(2),
+        Data(3, b""),
+        Data(1, b"b" * 5, fin=True),
+        Data(3, b"c" * 300_000, fin=True),
+    ]
+    return b"".join(w.serialize(f) for f in frames), frames
+
+
+def _summary(frames) -> tuple[dict[int, bytes], list, list]:
+    data: dict[int, bytes] = {}
+    fins = []
+    control = []
+    for f in frames:
+        if isinstance(f, Data):
+            data[f.stream_id] = data.get(f.stream_id, b"") + f.data
+            if f.fin:
+                fins.append(f.stream_id)
+        else:
+            control.append(f)
+    return data, fins, control
+
+
+def test_limit_spdy_announced_huge_data_frame_is_not_buffered():
+    parser = FrameParser(stream_data=True)
+    header = (1).to_bytes(4, "big") + (16 * MiB - 1).to_bytes(4, "big")  # stream 1, no FIN
+    out = parser.feed(header + b"z" * MiB)
+    assert [(type(f), f.stream_id, len(f.data), f.fin) for f in out] == [(Data, 1, MiB, False)]
+    assert parser.buffered_bytes == 0
+    rest = parser.feed(b"z" * (15 * MiB - 1))
+    assert sum(len(f.data) for f in rest) == 15 * MiB - 1 and parser.buffered_bytes == 0
+    whole = FrameParser()
+    assert whole.feed(header + b"z" * MiB) == [] and whole.buffered_bytes == MiB + 8  # (the old way)
+
+
+def test_limit_spdy_connection_ending_inside_a_streamed_data_frame_is_an_error():
+    parser = FrameParser(stream_data=True)
+    parser.feed((1).to_bytes(4, "big") + (1000).to_bytes(4, "big") + b"x" * 10)
+    with pytest.raises(Spdy3ProtocolError, match="inside a DATA frame"):
+        parser.feed_eof()
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_fuzz_spdy_stream_data_any_split_same_frames(seed):
+    wire, sent = _wire()
+    rng = random.Random(seed)
+    cuts = sorted(rng.sample(range(1, len(wire)), 40))
+    parser = FrameParser(stream_data=True)
+    got = []
+    for a, b in zip([0, *cuts], [*cuts, len(wire)]):
+        got += parser.feed(wire[a:b])
+    parser.feed_eof()
+    assert _summary(got) == _summary(sent)
+    # a FIN comes once per stream, on its last piece, and no piece is empty but an empty frame
+    assert all(f.data or f.fin or f.stream_id == 3 for f in got if isinstance(f, Data))
