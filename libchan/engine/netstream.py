@@ -51,6 +51,7 @@ class _SpentBody:
     error: Exception | None = None
     ended = False
     buffered = 0
+    footprint = 0
 
     def feed(self, data: bytes) -> tuple[list[tuple[Any, int]], int]:
         return [], len(data)
@@ -165,7 +166,7 @@ class NetStream:
         if account is None:
             return
         body = self.body
-        fp = self.held + (body.buffered if body is not None else len(self.prebuffer))
+        fp = self.held + (body.footprint if body is not None else len(self.prebuffer))
         d = fp - self.charged
         if d:
             self.charged = fp

@@ -53,6 +53,11 @@ class FramedChunks:
     def buffered(self) -> int:
         return self._frames.buffered
 
+    @property
+    def footprint(self) -> int:
+        """Memory the partial item takes (what a budget charges): one copy."""
+        return self._frames.buffered
+
     def at_boundary(self) -> bool:
         return self._frames.at_boundary()
 
@@ -121,6 +126,7 @@ class RawChunks:
     error: Exception | None = None
     ended = False
     buffered = 0
+    footprint = 0
 
     def feed(self, data: bytes) -> tuple[list[tuple[Any, int]], int]:
         return ([(data, len(data))] if data else []), 0
@@ -150,6 +156,12 @@ class GoMessages:
     @property
     def buffered(self) -> int:
         return self._decoder.buffered
+
+    @property
+    def footprint(self) -> int:
+        """Memory the partial message takes (what a budget charges): the decoder holds it
+        twice (its own copy, and msgpack's Unpacker's buffer that finds the boundary)."""
+        return 2 * self._decoder.buffered
 
     def at_boundary(self) -> bool:
         return self._decoder.at_boundary()

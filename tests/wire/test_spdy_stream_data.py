@@ -73,3 +73,15 @@ def test_fuzz_spdy_stream_data_any_split_same_frames(seed):
     assert _summary(got) == _summary(sent)
     # a FIN comes once per stream, on its last piece, and no piece is empty but an empty frame
     assert all(f.data or f.fin or f.stream_id == 3 for f in got if isinstance(f, Data))
+
+
+def test_limit_go_partial_message_is_charged_for_both_copies():
+    """The Go-profile message decoder holds a partial message twice (its copy and msgpack's
+    Unpacker buffer): its footprint, what the budget charges, says so."""
+    from libchan.messages.bodies import GoMessages
+    from libchan.messages.msgpack_codec import MsgpackCodec, MsgpackStreamDecoder
+
+    body = GoMessages(MsgpackStreamDecoder(MsgpackCodec(max_message_size=1 << 20, max_depth=16), lambda k, r: None))
+    items, _ = body.feed(b"\xc6" + (100_000).to_bytes(4, "big") + b"p" * 40_000)  # bin32 of 100,000, 40,000 here
+    assert items == [] and body.buffered == 40_005
+    assert body.footprint == 2 * body.buffered
