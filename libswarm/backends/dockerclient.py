@@ -39,7 +39,10 @@ A container answers:
   connection; closing the handle half-closes it (over TLS: the TCP write side, as the
   docker CLI does), and the engine closes a StdinOnce stdin.
   Without the word ``next``, an exited container replays its logs (with ``logs``) and
-  the output ends (a created one streams its first run); with ``next`` it waits for the next run (``docker start -a``);
+  the output ends (a created one streams its first run); with ``next`` it waits for the next run (``docker start -a``).
+  ``logs`` with ``nostdin`` (and no ``next``) is ``docker logs``: ``GET /logs`` with the log
+  words of spec/LIBSWARM.md 6.4 as its query (``follow`` unless ``nostream``, ``timestamps``,
+  ``tail``, ``since``, ``until``): the engine's own selection and timestamps;
 * ``Watch()`` -> ``Ack``, ``Set("state", inspect)``, then ``Set(action, inspect)`` for
   each engine event of the container (``start``, ``die``, ``destroy``...; after a
   ``destroy`` the stream ends, carrying the last known state with the exit code);
@@ -532,20 +535,30 @@ class _Container:
             await self.http.call("POST", self.path + "/stop", {"t": opts.get("time") or None}, ok=(204, 304))
 
     async def _attach(self, name: str, req: Request) -> None:
-        words = set(req.args[1:])
+        words = {a.decode() if isinstance(a, bytes) else str(a) for a in req.args[1:]}
         data = await self._inspect()
         tty = bool((data.get("Config") or {}).get("Tty"))
         status = (data.get("State") or {}).get("Status")
-        if status in ("exited", "dead") and "next" not in words:
-            # replay (with "logs") and end, like an attach to an exited simulator container
+        exited = status in ("exited", "dead")
+        if "next" not in words and (exited or {"logs", "nostdin"} <= words):
+            # logs (docker logs: GET /logs with the log words), and an attach to an exited
+            # container without "next": its replay (with "logs") and the end
+            opts = {k: v for k, _, v in (w.partition("=") for w in words)}
+            query = {"stdout": 1, "stderr": 1, "follow": None if exited or "nostream" in opts else 1,
+                     "timestamps": 1 if "timestamps" in opts else None, "tail": opts.get("tail") or None,
+                     "since": opts.get("since") or None, "until": opts.get("until") or None}
             s, r = libchan.pipe()
-            await req.ack(s)
-            await r.aclose()
-            if "logs" in words:
-                async with self.http.open("GET", self.path + "/logs", {"stdout": 1, "stderr": 1}) as (st, _, chunks):
-                    if st == 200:
-                        async for tag, chunk in demux(chunks, tty):
-                            await req.log(tag, chunk)
+            if "logs" not in words:
+                await req.ack(s)
+                await r.aclose()
+                return
+            async with self.http.open("GET", self.path + "/logs", query) as (st, _, chunks):
+                if st != 200:
+                    raise EngineError(st, _message(b"".join([c async for c in chunks]), st))
+                await req.ack(s)
+                await r.aclose()
+                async for tag, chunk in demux(chunks, tty):
+                    await req.log(tag, chunk)
             return
         use_stdin = "nostdin" not in words
         query = {"stream": 1, "stdout": 1, "stderr": 1, "stdin": 1 if use_stdin else None,

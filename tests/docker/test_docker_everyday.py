@@ -1,0 +1,129 @@
+"""Everyday docker CLI commands through dockerserver (issue 14): ``ps`` filters, ``logs``
+flags, ``pause``/``unpause``, ``rename``, ``port``, ``top``, ``stats``, ``events``,
+``network ls``, ``volume ls``; on the simulator, on a real dockerd behind dockerclient and on
+an aggregate of both (spec/DOCKER.md §5, spec/LIBSWARM.md 6.4-6.7). The real docker CLI,
+raw HTTP where the CLI hides the status."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+import trio
+
+from docker_helpers import DOCKER_CLIS, IMAGE, Docker, docker_front, need, private_dockerd, raw_http
+from libswarm.backends.aggregate import Aggregate
+from libswarm.backends.dockerclient import DockerClient
+from libswarm.backends.simulator import Simulator
+
+pytestmark = pytest.mark.slow  # the real docker CLI (and a private dockerd)
+
+STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z ")
+
+
+@pytest.fixture(scope="module")
+def dockerd():
+    with private_dockerd() as d:
+        yield d
+
+
+@pytest.fixture(params=["simulator", "dockerclient", "aggregate"])
+async def front(request, tmp_path):
+    """``(Docker, socket path, backend name)`` on ``dockerserver -> simulator``, ``-> dockerclient
+    -> dockerd`` or ``-> aggregate(simulator, dockerclient)``."""
+    need(bool(DOCKER_CLIS), "the docker CLI is not on PATH")
+    sock = str(tmp_path / "front.sock")
+    if request.param == "simulator":
+        backend = Simulator()
+    elif request.param == "aggregate":
+        backend = Aggregate("simulator", f"dockerclient unix://{request.getfixturevalue('dockerd').sock}")
+    else:
+        backend = DockerClient(f"unix://{request.getfixturevalue('dockerd').sock}")
+    async with docker_front(f"unix://{sock}", backend):
+        yield Docker(f"unix://{sock}"), sock, request.param
+
+
+def _get(path: str) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n".encode()
+
+
+async def _names(d: Docker, *args: str) -> list[str]:
+    out = await d.ok("ps", "--format", "{{.Names}}", *args)
+    return out.split()
+
+
+async def test_ps_filters(front):
+    d, sock, _ = front
+    net = ["--network", "none"]
+    await d.ok("run", "-d", "--name", "psrun", "--label", "role=web", *net, IMAGE, "sleep", "300")
+    await d.ok("create", "--name", "psmade", "--label", "role=db", "--label", "tier", *net, IMAGE, "true")
+    assert (await d("run", "--name", "psdone", *net, IMAGE, "sh", "-c", "exit 3")).returncode == 3
+    try:
+        rid = json.loads(await d.ok("inspect", "psrun"))[0]["Id"]
+        mine = ["-f", "name=^/ps"]
+        assert await _names(d, *mine) == ["psrun"]  # running only
+        assert sorted(await _names(d, "-a", *mine)) == ["psdone", "psmade", "psrun"]
+        assert (await d.ok("ps", "-q", *mine)).split() == [rid[:12]]
+        assert (await d.ok("ps", "-q", "--no-trunc", *mine)).split() == [rid]
+        assert await _names(d, "-a", "-f", "status=exited", *mine) == ["psdone"]
+        assert await _names(d, "-f", "status=created", *mine) == ["psmade"]
+        assert await _names(d, "-a", "-f", "exited=3", *mine) == ["psdone"]
+        assert await _names(d, "-a", "-f", "exited=0", *mine) == []
+        assert await _names(d, "-a", "-f", "label=role=web") == ["psrun"]
+        assert sorted(await _names(d, "-a", "-f", "label=role", *mine)) == ["psmade", "psrun"]
+        assert await _names(d, "-a", "-f", "label=role", "-f", "label=tier") == ["psmade"]
+        assert await _names(d, "-a", "-f", f"id={rid[:10]}") == ["psrun"]
+        assert await _names(d, "-a", "-f", "name=psma") == ["psmade"]
+        assert await _names(d, "-a", "-n", "1", *mine) == ["psdone"]  # the newest
+        assert await _names(d, "-l", *mine) == ["psdone"]
+        assert await _names(d, "-a", "-f", "before=psdone", *mine) == ["psmade", "psrun"]
+        assert await _names(d, "-a", "-f", "since=psmade", *mine) == ["psdone"]
+        p = await d("ps", "-f", "status=sleepy")
+        assert p.returncode == 1 and b"invalid filter 'status=sleepy'" in p.stderr, p.stderr
+        st, _, body = await raw_http(sock, _get('/v1.41/containers/json?filters={"nope":["x"]}'))
+        assert (st, json.loads(body)["message"]) == (400, "invalid filter 'nope'")
+    finally:
+        await d("rm", "-f", "psrun", "psmade", "psdone")
+
+
+async def test_logs_flags(front):
+    d, sock, _ = front
+    net = ["--network", "none"]
+    await d.ok("run", "-d", "--name", "lg", *net, IMAGE, "sh", "-c", "echo one; echo two; echo three >&2")
+    try:
+        with trio.fail_after(20):
+            while "Exited" not in await d.ok("ps", "-a", "-f", "name=^/lg$", "--format", "{{.Status}}"):
+                await trio.sleep(0.1)
+        p = await d("logs", "lg")
+        assert (p.returncode, p.stdout, p.stderr) == (0, b"one\ntwo\n", b"three\n")
+        p = await d("logs", "--tail", "1", "lg")
+        assert (p.stdout, p.stderr) == (b"", b"three\n")
+        p = await d("logs", "--tail", "2", "lg")
+        assert (p.stdout, p.stderr) == (b"two\n", b"three\n")
+        p = await d("logs", "--tail", "0", "lg")
+        assert (p.stdout, p.stderr) == (b"", b"")
+        p = await d("logs", "-t", "lg")
+        lines = p.stdout.decode().splitlines()
+        assert len(lines) == 2 and all(STAMP.match(line) for line in lines), lines
+        assert [line.split(" ", 1)[1] for line in lines] == ["one", "two"]
+        assert STAMP.match(p.stderr.decode()) and p.stderr.decode().endswith(" three\n")
+        p = await d("logs", "--since", "2099-01-01T00:00:00Z", "lg")
+        assert (p.returncode, p.stdout, p.stderr) == (0, b"", b"")
+        p = await d("logs", "--until", "2000-01-01T00:00:00Z", "lg")
+        assert (p.returncode, p.stdout, p.stderr) == (0, b"", b"")
+        p = await d("logs", "--since", "1h", "-t", "--tail", "1", "lg")
+        assert STAMP.match(p.stderr.decode()) and p.stdout == b""
+        # -f: live, and it ends when the container does
+        await d.ok("run", "-d", "--name", "lgf", *net, IMAGE, "sh", "-c", "echo a; sleep 1; echo b")
+        t0 = time.monotonic()
+        p = await d("logs", "-f", "lgf", timeout=20)
+        assert (p.returncode, p.stdout) == (0, b"a\nb\n")
+        assert time.monotonic() - t0 < 15
+        p = await d("logs", "-f", "--tail", "1", "lgf")
+        assert p.stdout == b"b\n"
+        st, _, body = await raw_http(sock, _get("/v1.41/containers/lg/logs?stdout=1&since=soon"))
+        assert st == 400, body
+    finally:
+        await d("rm", "-f", "lg", "lgf")
