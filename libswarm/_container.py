@@ -126,15 +126,17 @@ class Stdio:
         self._c.pid = pid
 
     async def write(self, tag: str, data: bytes) -> None:
-        """Write ``data`` to ``"stdout"`` or ``"stderr"``."""
-        await trio.lowlevel.checkpoint()
+        """Write ``data`` to ``"stdout"`` or ``"stderr"`` (waits while the container is paused)."""
+        await self._c.unpaused.wait()
         if data:
             self._c._emit(tag, bytes(data))
 
     async def read(self) -> bytes:
-        """The next chunk of stdin, ``b""`` at its end."""
+        """The next chunk of stdin, ``b""`` at its end (waits while the container is paused)."""
         try:
-            return await self._stdin.receive()
+            chunk = await self._stdin.receive()
+            await self._c.unpaused.wait()
+            return chunk
         except (trio.EndOfChannel, trio.ClosedResourceError):
             return b""
 
@@ -183,6 +185,9 @@ class Container:
         self._stdio: Stdio | None = None
         self._scope: trio.CancelScope | None = None
         self.exited = trio.Event()
+        self.unpaused = trio.Event()
+        """Set unless the container is paused: its process's stdio waits on it."""
+        self.unpaused.set()
         self.server = Server(f"container {name}")
         self.server.on_attach(self._attach).on_watch(self._watch)
         self.server.on_get(self._get).on_start(self.start).on_stop(self.stop)

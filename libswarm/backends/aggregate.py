@@ -39,6 +39,9 @@ Requests on the aggregate's input:
   ``Start("pull", REF)`` pulls on every child; ``Start("tag", SRC, DST)`` and
   ``Stop("rmi", REF[, "force"])`` go to the children that have ``SRC``/``REF``
   (``No such image`` when none has it), the rmi answers concatenated.
+* ``Get("networks")``/``Get("volumes")`` merge the children's lists (one entry per
+  name, the first child's); ``Get("network", REF)``/``Get("volume", NAME)`` is the first
+  child's that has it (spec/LIBSWARM.md 6.6).
 * ``Watch()`` -- ``Ack``, then the merged change streams of the children that support it.
 
 Fan-out calls run in parallel, each bounded by the timeout. Where a request needs
@@ -322,6 +325,14 @@ class Aggregate(Service):
         if len(words) == 2 and words[0] == "image":
             i, value = (await self._image_owners(words[1]))[0]
             return value
+        if words in (["networks"], ["volumes"]):
+            return await self._merged(words[0])
+        if len(words) == 2 and words[0] in ("network", "volume"):  # the first child that has it
+            results, errors = await self._gather(lambda c: c.get(*words), tolerate=True)
+            for value in results:
+                if value is not None:
+                    return value
+            raise RemoteError(errors[0][1] if errors else f"No such {words[0]}: {words[1]}")
         if args:
             raise RemoteError(f"aggregate: unknown field: {' '.join(words)!r}")
         results, errors = await self._gather(lambda c: c.get(), tolerate=True, probe=True)
@@ -383,6 +394,28 @@ class Aggregate(Service):
                 if seen is not e:
                     seen["RepoTags"] = sorted(set(seen.get("RepoTags") or []) | set(e.get("RepoTags") or []))
         return list(merged.values())
+
+    async def _merged(self, what: str) -> Any:
+        """``Get("networks")`` (a list, one entry per ``Name``) or ``Get("volumes")``
+        (``{"Volumes": [...]}``, one entry per ``Name``) of every up child, merged."""
+        results, errors = await self._gather(lambda c: c.get(what), tolerate=True)
+        if all(r is None for r in results) and errors:
+            i, text = errors[0]
+            raise RemoteError(f"{self._who(i)}: {text}")
+        key = "Name"  # "host" on two children is one row (the first child's)
+        merged: dict[str, Any] = {}
+        for raw in results:
+            try:
+                value = json.loads(raw) if raw is not None else None
+            except ValueError:
+                continue
+            entries = value if what == "networks" else (value or {}).get("Volumes") if isinstance(value, dict) else []
+            for e in entries if isinstance(entries, list) else []:
+                if isinstance(e, dict):
+                    merged.setdefault(str(e.get(key)), e)
+        if what == "networks":
+            return list(merged.values())
+        return {"Volumes": list(merged.values()), "Warnings": None}
 
     async def _image_owners(self, ref: str) -> list[tuple[int, Any]]:
         """``(child index, Get("image", ref) value)`` for each child that has ``ref``, in label

@@ -19,6 +19,8 @@ The engine (the service's input) answers:
 * ``Attach("")`` -> ``Ack(ret=engine)``; ``Attach(ref)`` -> ``Ack(ret=container)``
   (``GET /containers/ref/json``; a 404 is ``Error("No such container: ref")``);
 * ``Get()`` -> the engine's ``/info`` JSON; ``Get("version")`` -> its ``/version`` JSON;
+  ``Get("networks")``, ``Get("network", REF)``, ``Get("volumes")``, ``Get("volume", NAME)``
+  -> ``GET /networks``, ``/networks/REF``, ``/volumes``, ``/volumes/NAME`` (spec/LIBSWARM.md 6.6);
 * ``Start``/``Stop`` -> ``Ack`` (the engine itself is not started or stopped);
 * images (spec/LIBSWARM.md 6.2), the engine's answers verbatim: ``Get("images")`` ->
   ``GET /images/json``; ``Get("image", REF)`` -> ``GET /images/REF/json``;
@@ -30,6 +32,8 @@ A container answers:
 
 * ``Get()`` -> inspect JSON, verbatim; ``Get("stdout"|"stderr")`` -> that stream's logs (bytes);
 * ``Start()`` -> ``POST start`` (``Error("container <id> is already running")`` on 304);
+  ``Start("unpause")`` -> ``POST unpause``; ``Stop("pause")`` -> ``POST pause``;
+  ``Set("name", NEW)`` (a request) -> ``POST rename?name=NEW`` (spec/LIBSWARM.md 6.5);
 * ``Stop(words...)`` -> ``POST stop`` (``time=N`` gives ``?t=N``), ``signal=SIG`` ->
   ``POST kill?signal=SIG``, ``rm`` [``force``] -> ``DELETE`` (``?force=1``);
 * ``Attach("", words...)`` -> ``Ack(ret=stdin)`` then ``Log("stdout"|"stderr", chunk)``
@@ -388,10 +392,15 @@ class DockerClient(Service):
         if len(words) == 2 and words[0] == "image":
             _, data = await self.http.call("GET", f"/images/{_quote(words[1])}/json")
             return data.decode()
+        if len(words) == 2 and words[0] in ("network", "volume"):
+            _, data = await self.http.call("GET", f"/{words[0]}s/{urllib.parse.quote(words[1], safe='')}")
+            return data.decode()
         what = words[0] if len(words) == 1 else "info" if not words else " ".join(words)
-        if what not in ("info", "version", "images"):
+        paths = {"info": "/info", "version": "/version", "images": "/images/json", "networks": "/networks",
+                 "volumes": "/volumes"}
+        if what not in paths:
             raise RemoteError(f"unknown field: {what!r}")
-        _, data = await self.http.call("GET", "/images/json" if what == "images" else f"/{what}")
+        _, data = await self.http.call("GET", paths[what])
         return data.decode()
 
     async def _engine_start(self, *args: Any) -> None:
@@ -489,6 +498,7 @@ class _Container:
         self.server = Server(f"container {cid[:12]}")
         self.server.on_get(self._get).on_start(self._start).on_stop(self._stop)
         self.server.on_attach(self._attach).on_watch(self._watch).on_ls(self._ls).on_spawn(self._exec)
+        self.server.on(Verb.Set, self._set)
 
     @property
     def path(self) -> str:
@@ -519,7 +529,21 @@ class _Container:
                     out += data
         return out
 
+    async def _set(self, req: Request) -> None:
+        """``Set("name", NEW)`` as a request -> ``POST /rename?name=NEW``, answered ``Ack``."""
+        words = [a.decode() if isinstance(a, bytes) else str(a) for a in req.args]
+        if len(words) != 2 or words[0] != "name":
+            raise RemoteError(f"dockerclient: unknown Set: {' '.join(words)} (a container takes Set(\"name\", NEW))")
+        await self.http.call("POST", self.path + "/rename", {"name": words[1]})
+        await req.ack()
+
     async def _start(self, *args: Any) -> None:
+        words = [a.decode() if isinstance(a, bytes) else str(a) for a in args]
+        if words == ["unpause"]:
+            await self.http.call("POST", self.path + "/unpause")
+            return
+        if words:
+            raise RemoteError(f"dockerclient: unknown Start words: {' '.join(words)}")
         status, _ = await self.http.call("POST", self.path + "/start", ok=(204, 304))
         if status == 304:
             raise RemoteError(f"container {self.id} is already running")
@@ -527,7 +551,9 @@ class _Container:
     async def _stop(self, *args: Any) -> None:
         words = [a.decode() if isinstance(a, bytes) else str(a) for a in args]
         opts = {key: value for key, _, value in (w.partition("=") for w in words)}
-        if "rm" in opts:
+        if words == ["pause"]:
+            await self.http.call("POST", self.path + "/pause")
+        elif "rm" in opts:
             await self.http.call("DELETE", self.path, {"force": 1 if "force" in opts else None})
         elif "signal" in opts:
             await self.http.call("POST", self.path + "/kill", {"signal": opts["signal"] or None})

@@ -23,6 +23,9 @@ The engine (what the service's input serves) answers:
   -> ``Ack(<[{"Untagged": ...}, {"Deleted": ...}] JSON>)``. An unknown image is
   ``Error("No such image: REPO:TAG")``, in a create too (so the docker CLI pulls first);
   removing an image a container uses is Docker's ``conflict: ...`` unless forced;
+* ``Get("networks")``/``Get("network", REF)`` -> ``bridge``, ``host``, ``none``;
+  ``Get("volumes")``/``Get("volume", NAME)`` -> the volumes its containers named or made
+  (spec/LIBSWARM.md 6.6);
 * ``Watch()`` -> ``Ack``, then ``Set(event, inspect_json)`` for ``create``/``start``/``die`` of any container.
 
 A container answers the verbs of :mod:`libswarm._container` (Get/Start/Stop/Attach/Watch/Log),
@@ -39,6 +42,12 @@ with these additions (the Docker front end's conventions, spec/DOCKER.md):
 * ``Attach("", "next")`` on an exited container waits for its next run and streams it
   (Docker's attach to a stopped container, ``docker start -a``); without ``next`` the
   output ends at once;
+* ``Stop("pause")``/``Start("unpause")`` pause and resume it (its process's stdio waits
+  meanwhile); ``Set("name", NEW)`` as a request renames it (spec/LIBSWARM.md 6.5);
+* ``HostConfig.PortBindings``/``PublishAllPorts``/``ExposedPorts`` (``-p``, ``-P``,
+  ``--expose``) are its ``NetworkSettings.Ports`` while it runs (an empty host port is
+  given one from 49153 up); ``Binds``, ``Mounts`` and ``Volumes`` (``-v``, ``--mount``) its
+  ``Mounts``;
 * a removal sends ``Set("destroy", json)`` to watchers, then ends their Watch streams;
   the container disappears from ``Ls`` and ``Attach(name)``; ``Get()`` inspect data has
   ``HostConfig`` from the create body.
@@ -73,6 +82,7 @@ from .._server import Request, Server
 from .._service import Service
 from .._verbs import Verb
 from ._images import ImageStore
+from ._resources import Ports, Volumes, mounts_for, network_list
 
 __all__ = ["Simulator", "COMMANDS", "simulate"]
 
@@ -205,6 +215,8 @@ class Simulator(Service):
         self.server.on_get(self._info).on_start(self._engine_start).on(Verb.Stop, self._engine_stop)
         self.server.on_watch(self._watch)
         self.images = ImageStore()
+        self.ports = Ports()
+        self.volumes = Volumes()
 
     async def run(self, input: Any, output: Any) -> None:
         async with self.server:
@@ -243,6 +255,7 @@ class Simulator(Service):
         c = SimContainer(self, name=name, config=config, runner=self.runner, resolve=self.resolve,
                          driver=self.driver, on_event=self._on_event)
         c.image_id = image.id
+        c.mounts = mounts_for(config, self.volumes)
         c.scope = await self.server.nursery.start(_run_in_scope, c.server.run)
         self.containers[c.id] = c
         self._on_event("create", c)
@@ -329,6 +342,19 @@ class Simulator(Service):
         words = [a.decode() if isinstance(a, bytes) else str(a) for a in args]
         if words == ["images"]:
             return [img.summary() for img in self.images.images.values()]
+        if words == ["networks"]:
+            return network_list()
+        if len(words) == 2 and words[0] == "network":
+            found = [n for n in network_list() if words[1] in (n["Name"], n["Id"]) or n["Id"].startswith(words[1])]
+            if len(found) != 1:
+                raise RemoteError(f"No such network: {words[1]}")
+            return found[0]
+        if words == ["volumes"]:
+            return self.volumes.listing()
+        if len(words) == 2 and words[0] == "volume":
+            if words[1] not in self.volumes.volumes:
+                raise RemoteError(f"get {words[1]}: no such volume")
+            return self.volumes.volumes[words[1]]
         if len(words) == 2 and words[0] == "image":
             return self.images.get(words[1]).inspect()
         if words:
@@ -397,7 +423,12 @@ class SimContainer(Container):
 
         self._runner = runner
         self.execs: dict[str, SimExec] = {}
-        self.server.on_spawn(self._exec)
+        self.server.on_spawn(self._exec).on(Verb.Set, self._set)
+        self.paused = False
+        self.bound_ports: dict[str, Any] = {}
+        """``NetworkSettings.Ports`` while it runs (``-p``, ``-P``)."""
+        self.mounts: list[dict[str, Any]] = []
+        """Inspect's ``Mounts`` (``-v``, ``--mount``), fixed at create."""
         # PID 1 ignores SIGINT unless an init (--init) runs it
         self.interrupt_kills = bool((self.config.get("HostConfig") or {}).get("Init"))
 
@@ -413,6 +444,8 @@ class SimContainer(Container):
             raise RemoteError("No exec command specified")
         if not self.running:
             raise RemoteError(f"Container {self.id} is not running")
+        if self.paused:
+            raise RemoteError(f"Container {self.id} is paused, unpause the container before exec")
         e = SimExec(self, config)
         await self.server.nursery.start(e.server.run)
         self.execs[e.id] = e
@@ -428,7 +461,36 @@ class SimContainer(Container):
             for e in self.execs.values():
                 if e.running and e._scope is not None:
                     e._scope.cancel()
+            self.bound_ports = {}
+            self._set_paused(False)
+        elif event == "start":
+            self.bound_ports = self.engine.ports.bind(self.config)
         super()._event(event)
+
+    def _set_paused(self, paused: bool) -> None:
+        self.paused = paused
+        if paused and self.unpaused.is_set():
+            self.unpaused = trio.Event()
+        elif not paused:
+            self.unpaused.set()
+
+    async def _set(self, req: Request) -> None:
+        """``Set("name", NEW)`` as a request: rename (``docker rename``), answered ``Ack``."""
+        words = [a.decode() if isinstance(a, bytes) else str(a) for a in req.args]
+        if len(words) != 2 or words[0] != "name":
+            raise RemoteError(f"simulator: unknown Set: {' '.join(words)} (a container takes Set(\"name\", NEW))")
+        new = words[1].lstrip("/")
+        if not _NAME.match(new) or len(new) < 2:
+            raise RemoteError(f"Invalid container name ({new}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        if new == self.name:
+            raise RemoteError("Renaming a container with the same name as its current name")
+        other = self.engine.find(new)
+        if other is not None and other.name == new:
+            raise RemoteError(f'Conflict. The container name "/{new}" is already in use by container "{other.id}". '
+                              "You have to remove (or rename) that container to be able to reuse that name.")
+        self.name = new
+        self._event("rename")
+        await req.ack()
 
     image_id = ""
     """The id of the image it was created from (``Image`` in its inspect data)."""
@@ -438,6 +500,11 @@ class SimContainer(Container):
         data["HostConfig"] = dict(self.config.get("HostConfig") or {})
         if self.image_id:
             data["Image"] = self.image_id
+        data["Mounts"] = [dict(m) for m in self.mounts]
+        data["NetworkSettings"]["Ports"] = dict(self.bound_ports)
+        data["Config"]["ExposedPorts"] = {k: {} for k in self.bound_ports} or self.config.get("ExposedPorts") or None
+        if self.paused:
+            data["State"].update(Status="paused", Paused=True)
         return data
 
     async def write_stdin(self, *args: Any) -> None:
@@ -455,6 +522,16 @@ class SimContainer(Container):
         super().close_stdin()
 
     async def start(self, *args: Any) -> None:
+        words = [a.decode() if isinstance(a, bytes) else str(a) for a in args]
+        if words == ["unpause"]:  # docker unpause
+            if not self.paused:
+                raise RemoteError(f"Container {self.id} is not paused")
+            self._set_paused(False)
+            self._event("unpause")
+            await trio.lowlevel.checkpoint()
+            return
+        if words:
+            raise RemoteError(f"simulator: unknown Start words: {' '.join(words)}")
         try:
             await super().start(*args)
         except RemoteError:
@@ -488,6 +565,15 @@ class SimContainer(Container):
     async def stop(self, *args: Any) -> None:
         words = [a.decode() if isinstance(a, bytes) else str(a) for a in args]
         opts = {key: value for key, _, value in (w.partition("=") for w in words)}
+        if words == ["pause"]:  # docker pause: its process's stdio waits until unpause
+            if not self.running:
+                raise RemoteError(f"Container {self.id} is not running")
+            if self.paused:
+                raise RemoteError(f"Container {self.id} is already paused")
+            self._set_paused(True)
+            self._event("pause")
+            await trio.lowlevel.checkpoint()
+            return
         if "rm" in opts:
             if self.running:
                 if "force" not in opts:

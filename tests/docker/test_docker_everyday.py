@@ -127,3 +127,102 @@ async def test_logs_flags(front):
         assert st == 400, body
     finally:
         await d("rm", "-f", "lg", "lgf")
+
+
+async def test_pause_unpause_rename(front):
+    d, sock, _ = front
+    await d.ok("run", "-d", "--name", "pz", "--network", "none", IMAGE, "sleep", "300")
+    try:
+        assert await d.ok("pause", "pz") == "pz\n"
+        data = json.loads(await d.ok("inspect", "pz"))[0]
+        assert data["State"]["Paused"] is True and data["State"]["Status"] == "paused"
+        assert (await d.ok("ps", "-f", "name=^/pz$", "--format", "{{.Status}}")).endswith("(Paused)\n")
+        assert await _names(d, "-f", "status=paused") == ["pz"]
+        p = await d("pause", "pz")
+        assert p.returncode == 1 and b"is already paused" in p.stderr, p.stderr
+        p = await d("exec", "pz", "true")
+        assert p.returncode != 0 and b"is paused" in p.stderr, p.stderr
+        assert await d.ok("unpause", "pz") == "pz\n"
+        assert json.loads(await d.ok("inspect", "pz"))[0]["State"]["Status"] == "running"
+        st, _, body = await raw_http(sock, b"POST /v1.41/containers/pz/unpause HTTP/1.1\r\nHost: d\r\n"
+                                           b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+        assert st == 409 and "is not paused" in json.loads(body)["message"], body
+        # rename
+        await d.ok("create", "--name", "pzother", "--network", "none", IMAGE, "true")
+        assert await d.ok("rename", "pz", "pz2") == ""
+        assert json.loads(await d.ok("inspect", "pz2"))[0]["Name"] == "/pz2"
+        p = await d("inspect", "pz")
+        assert p.returncode == 1 and b"No such" in p.stderr
+        assert "pz2" in await _names(d)
+        p = await d("rename", "pz2", "pzother")
+        assert p.returncode == 1 and b"is already in use" in p.stderr, p.stderr
+        st, _, body = await raw_http(sock, b"POST /v1.41/containers/pz2/rename?name=bad%20name HTTP/1.1\r\n"
+                                           b"Host: d\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        assert st == 400 and "Invalid container name" in json.loads(body)["message"]
+        p = await d("pause", "nope")
+        assert p.returncode == 1 and b"No such container: nope" in p.stderr
+    finally:
+        await d("unpause", "pz")
+        await d("rm", "-f", "pz", "pz2", "pzother")
+
+
+async def test_simulator_ports_and_mounts(tmp_path):
+    need(bool(DOCKER_CLIS), "the docker CLI is not on PATH")
+    sock = str(tmp_path / "sim.sock")
+    async with docker_front(f"unix://{sock}", Simulator()):
+        d = Docker(f"unix://{sock}")
+        await d.ok("run", "-d", "--name", "pt", "-p", "8080:80", "-p", "127.0.0.1::443/udp", "--expose", "9000",
+                   "-v", "/srv:/data:ro", "-v", "named:/vol", "-v", "/anon", IMAGE, "sleep", "300")
+        out = await d.ok("port", "pt")
+        assert sorted(out.splitlines()) == ["443/udp -> 127.0.0.1:49153", "80/tcp -> 0.0.0.0:8080"], out
+        assert await d.ok("port", "pt", "80") == "0.0.0.0:8080\n"
+        ports = await d.ok("ps", "--format", "{{.Ports}}", "-f", "name=pt")
+        assert "0.0.0.0:8080->80/tcp" in ports and "127.0.0.1:49153->443/udp" in ports and "9000/tcp" in ports
+        mounts = json.loads(await d.ok("inspect", "pt"))[0]["Mounts"]
+        by_dst = {m["Destination"]: m for m in mounts}
+        assert by_dst["/data"]["Type"] == "bind" and by_dst["/data"]["Source"] == "/srv" and not by_dst["/data"]["RW"]
+        assert by_dst["/vol"]["Type"] == "volume" and by_dst["/vol"]["Name"] == "named"
+        assert by_dst["/anon"]["Type"] == "volume" and len(by_dst["/anon"]["Name"]) == 64
+        await d.ok("stop", "pt")
+        assert await d.ok("port", "pt") == ""  # bound while it runs, as with Docker
+
+
+async def test_dockerclient_port_passes_through(dockerd, tmp_path):
+    """``docker port`` and ps ``PORTS`` are the engine's own (inspect passed through)."""
+    need(bool(DOCKER_CLIS), "the docker CLI is not on PATH")
+    sock = str(tmp_path / "dc.sock")
+    truth = Docker(f"unix://{dockerd.sock}")
+    async with docker_front(f"unix://{sock}", DockerClient(f"unix://{dockerd.sock}")):
+        d = Docker(f"unix://{sock}")
+        await d.ok("run", "-d", "--name", "dcport", "--network", "none", "--expose", "9000", IMAGE, "sleep", "300")
+        try:
+            assert await d.ok("port", "dcport") == await truth.ok("port", "dcport")
+            fmt = ["ps", "--format", "{{.Ports}}", "-f", "name=dcport"]
+            assert await d.ok(*fmt) == await truth.ok(*fmt)
+        finally:
+            await d("rm", "-f", "dcport")
+
+
+async def test_network_and_volume_ls(front):
+    d, sock, backend = front
+    await d.ok("create", "--name", "vuser", "--network", "none", "-v", f"vol-{backend}:/data", IMAGE, "true")
+    try:
+        names = (await d.ok("network", "ls", "--format", "{{.Name}}")).split()
+        # the test dockerd runs with --bridge=none: host and none only; the simulator has bridge too
+        want = {"host", "none"} | ({"bridge"} if backend != "dockerclient" else set())
+        assert want <= set(names) and len(names) == len(set(names)), names
+        assert (await d.ok("network", "ls", "-q", "-f", "name=none")).strip() != ""
+        assert json.loads(await d.ok("network", "inspect", "none"))[0]["Name"] == "none"
+        p = await d("network", "inspect", "nonet")
+        assert p.returncode == 1 and b"nonet" in p.stderr, p.stderr
+        assert f"vol-{backend}" in (await d.ok("volume", "ls", "-q")).split()
+        assert (await d.ok("volume", "ls", "-q", "-f", f"name=vol-{backend}")).split() == [f"vol-{backend}"]
+        assert json.loads(await d.ok("volume", "inspect", f"vol-{backend}"))[0]["Name"] == f"vol-{backend}"
+        p = await d("volume", "inspect", "novol")
+        assert p.returncode == 1 and b"no such volume" in p.stderr.lower(), p.stderr
+        mounts = json.loads(await d.ok("container", "inspect", "vuser"))[0]["Mounts"]
+        assert [(m["Type"], m["Name"], m["Destination"]) for m in mounts] == [("volume", f"vol-{backend}", "/data")]
+        p = await d("inspect", "nothing-at-all")  # container, image, network, volume, plugin: all 404
+        assert p.returncode == 1 and b"No such object: nothing-at-all" in p.stderr, p.stderr
+    finally:
+        await d("rm", "-f", "vuser")

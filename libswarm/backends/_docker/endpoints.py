@@ -11,13 +11,14 @@ import re
 from typing import Any
 
 from ..._errors import RemoteError
+from ..._verbs import Verb
 from .engine import Engine
 from .formats import add_inspect_defaults, container_summary, info_data, parse_time, truthy, version_data
 from .http import APIRequest, HTTPError, Response
 
 __all__ = [
     "not_found", "not_implemented", "ping", "version", "info", "ps", "create", "inspect", "start", "stop", "restart", "kill",
-    "remove", "resize",
+    "remove", "resize", "pause", "unpause", "rename",
 ]
 
 # a container name: Docker's rule, optionally behind aggregate labels ("1/web", "0/1/web")
@@ -223,3 +224,38 @@ async def resize(engine: Engine, req: APIRequest, resp: Response) -> None:
     async with engine.container(req.ref):
         pass
     await resp.send(200, b"", "text/plain; charset=utf-8")
+
+
+async def pause(engine: Engine, req: APIRequest, resp: Response) -> None:
+    """``C.Stop("pause")`` (spec/LIBSWARM.md 6.5)."""
+    async with engine.container(req.ref) as c:
+        await c.stop("pause")
+    await resp.send(204)
+
+
+async def unpause(engine: Engine, req: APIRequest, resp: Response) -> None:
+    """``C.Start("unpause")`` (spec/LIBSWARM.md 6.5)."""
+    async with engine.container(req.ref) as c:
+        await c.start("unpause")
+    await resp.send(204)
+
+
+async def rename(engine: Engine, req: APIRequest, resp: Response) -> None:
+    """``E.Ls()`` (a name listed anywhere is taken: 409), then ``C.Set("name", NEW)`` as a
+    request, answered ``Ack`` (spec/LIBSWARM.md 6.5)."""
+    new = req.query.get("name") or ""
+    if not new:
+        raise HTTPError(400, "Neither old nor new names may be empty")
+    if not _NAME.match(new) or "/" in new.lstrip("/"):
+        raise HTTPError(400, f"Invalid container name ({new}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+    new = new.lstrip("/")
+    # the engine decides, but behind an aggregate the container's own child cannot see the
+    # others' names: a name the engine lists anywhere is taken (bare names stay unambiguous)
+    listed = [n.decode() if isinstance(n, bytes) else str(n) for n in await engine.client.ls()]
+    if any(n == new or n.endswith("/" + new) for n in listed):
+        raise HTTPError(409, f'Conflict. The container name "/{new}" is already in use. '
+                             "You have to remove (or rename) that container to be able to reuse that name.")
+    async with engine.container(req.ref) as c:
+        _, rest = await c.call(Verb.Set, "name", new)
+        await rest.aclose()
+    await resp.send(204)

@@ -27,15 +27,18 @@ _MISSING = re.compile(
     r"|secret|config|plugin)\b"
 )
 
+#: dockerd's other way of saying it: ``network X not found``, ``plugin "X" not found``
+_NOT_FOUND = re.compile(r"^(?:network|volume|plugin|secret|config|node|service|task) \S+ not found$")
+
 
 def status_for(text: str) -> int:
     """The HTTP status a Docker daemon gives for an error with this text."""
     t = text.lower()
-    if _MISSING.search(t) or t.startswith("not found"):
+    if _MISSING.search(t) or t.startswith("not found") or _NOT_FOUND.search(t):
         return 404
     if ("conflict" in t or "already in use" in t or "is not running" in t or "container is running" in t
             or "remove a running container" in t
-            or "is paused" in t or "is restarting" in t):
+            or "is paused" in t or "is restarting" in t or "already paused" in t or "is not paused" in t):
         return 409
     if t.startswith("invalid") or "invalid signal" in t or "invalid container" in t or t.startswith("bad parameter"):
         return 400
