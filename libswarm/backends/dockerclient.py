@@ -31,6 +31,8 @@ The engine (the service's input) answers:
 A container answers:
 
 * ``Get()`` -> inspect JSON, verbatim; ``Get("stdout"|"stderr")`` -> that stream's logs (bytes);
+  ``Get("top"[, PS_ARGS])`` -> ``GET /top?ps_args=``; ``Get("stats")`` -> ``GET /stats?stream=0``
+  (the engine's JSON, spec/LIBSWARM.md 6.7);
 * ``Start()`` -> ``POST start`` (``Error("container <id> is already running")`` on 304);
   ``Start("unpause")`` -> ``POST unpause``; ``Stop("pause")`` -> ``POST pause``;
   ``Set("name", NEW)`` (a request) -> ``POST rename?name=NEW`` (spec/LIBSWARM.md 6.5);
@@ -517,6 +519,13 @@ class _Container:
             _, data = await self.http.call("GET", self.path + "/json")
             return data.decode()
         tag = args[0]
+        if tag == "top":  # spec/LIBSWARM.md 6.7
+            query = {"ps_args": str(args[1])} if len(args) > 1 and args[1] else None
+            _, data = await self.http.call("GET", self.path + "/top", query)
+            return data.decode()
+        if tag == "stats":
+            _, data = await self.http.call("GET", self.path + "/stats", {"stream": 0})
+            return data.decode()
         if tag not in ("stdout", "stderr"):
             raise RemoteError(f"unknown field: {tag!r}")
         tty = bool((await self._inspect()).get("Config", {}).get("Tty"))

@@ -42,6 +42,8 @@ with these additions (the Docker front end's conventions, spec/DOCKER.md):
 * ``Attach("", "next")`` on an exited container waits for its next run and streams it
   (Docker's attach to a stopped container, ``docker start -a``); without ``next`` the
   output ends at once;
+* ``Get("top")``/``Get("stats")``: its processes and plausible resource figures
+  (spec/LIBSWARM.md 6.7);
 * ``Stop("pause")``/``Start("unpause")`` pause and resume it (its process's stdio waits
   meanwhile); ``Set("name", NEW)`` as a request renames it (spec/LIBSWARM.md 6.5);
 * ``HostConfig.PortBindings``/``PublishAllPorts``/``ExposedPorts`` (``-p``, ``-P``,
@@ -72,15 +74,18 @@ import os
 import re
 import shlex
 import signal as _signal
+import time
 from typing import Any
 
 import trio
 
+from .. import _container
 from .._container import CommandNotFound, Container, Stdio
 from .._errors import RemoteError, UsageError
 from .._server import Request, Server
 from .._service import Service
 from .._verbs import Verb
+from ._docker.formats import parse_time
 from ._images import ImageStore
 from ._resources import Ports, Volumes, mounts_for, network_list
 
@@ -455,6 +460,56 @@ class SimContainer(Container):
                 break
             del self.execs[old]
         return e.server
+
+    async def _get(self, *args: Any) -> Any:
+        """Adds ``Get("top"[, PS_ARGS])`` and ``Get("stats")`` (spec/LIBSWARM.md 6.7)."""
+        words = [a.decode() if isinstance(a, bytes) else str(a) for a in args]
+        if words[:1] == ["top"]:
+            if not self.running:
+                raise RemoteError(f"Container {self.id} is not running")
+            return self.top()
+        if words == ["stats"]:
+            return self.stats()
+        return await super()._get(*args)
+
+    def top(self) -> dict[str, Any]:
+        """Docker's ``GET /containers/ID/top`` body: the main process and the running execs."""
+        stime = self.started_at[11:16] if len(self.started_at) > 16 else "00:00"
+        rows = [["root", str(self.pid or 1), "0", "0", stime, "?", "00:00:00", " ".join(self.cmd)]]
+        for e in self.execs.values():
+            if e.running:
+                rows.append(["root", str(e.pid or 1), str(self.pid or 1), "0", stime, "?", "00:00:00", " ".join(e.cmd)])
+        return {"Titles": ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"], "Processes": rows}
+
+    def stats(self) -> dict[str, Any]:
+        """One sample of Docker's ``GET /containers/ID/stats`` (plausible figures: a little
+        CPU and memory per running process, the bytes written as network traffic)."""
+        procs = (1 + sum(e.running for e in self.execs.values())) if self.running else 0
+        t = time.time()
+        up = max(0.0, t - parse_time(self.started_at)) if self.running else 0.0
+        cpu = int(up * 1e7 * procs)  # about 1% of one CPU per process
+        system = int(t * 1e9) * (os.cpu_count() or 1)
+        written = sum(len(d) for _, d, _ in self.chunks)
+        memory = (2 << 20) * procs + written
+        cpu_stats: dict[str, Any] = {"cpu_usage": {"total_usage": cpu, "usage_in_kernelmode": cpu // 4, "usage_in_usermode": cpu - cpu // 4,
+                                   "percpu_usage": [cpu]},
+                     "system_cpu_usage": system, "online_cpus": os.cpu_count() or 1,
+                     "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0}}
+        pre = dict(cpu_stats, cpu_usage=dict(cpu_stats["cpu_usage"], total_usage=max(0, cpu - int(1e7 * procs))),
+                   system_cpu_usage=system - int(1e9) * (os.cpu_count() or 1))
+        stamp = _container.now() if self.running else _container.ZERO_TIME
+        return {
+            "read": stamp, "preread": stamp, "id": self.id, "name": "/" + self.name,
+            "pids_stats": {"current": procs}, "num_procs": 0, "storage_stats": {},
+            "blkio_stats": {"io_service_bytes_recursive": [], "io_serviced_recursive": []},
+            "cpu_stats": cpu_stats if self.running else {"cpu_usage": {"total_usage": 0}, "throttling_data": {}},
+            "precpu_stats": pre if self.running else {"cpu_usage": {"total_usage": 0}, "throttling_data": {}},
+            "memory_stats": {"usage": memory, "limit": 8 << 30, "max_usage": memory, "stats": {"cache": 0}}
+            if self.running else {},
+            "networks": {"eth0": {"rx_bytes": 0, "rx_packets": 0, "rx_errors": 0, "rx_dropped": 0,
+                                  "tx_bytes": written, "tx_packets": len(self.chunks), "tx_errors": 0,
+                                  "tx_dropped": 0}} if self.running else {},
+        }
 
     def _event(self, event: str) -> None:
         if event == "die":  # the container's processes die with it

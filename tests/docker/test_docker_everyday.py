@@ -226,3 +226,29 @@ async def test_network_and_volume_ls(front):
         assert p.returncode == 1 and b"No such object: nothing-at-all" in p.stderr, p.stderr
     finally:
         await d("rm", "-f", "vuser")
+
+
+async def test_top_and_stats(front):
+    d, sock, _ = front
+    await d.ok("run", "-d", "--name", "tp", "--network", "none", IMAGE, "sleep", "300")
+    await d.ok("create", "--name", "tpidle", "--network", "none", IMAGE, "true")
+    try:
+        out = await d.ok("top", "tp")
+        head, *rows = out.splitlines()
+        assert "PID" in head.split() and "CMD" in head.split(), out
+        assert any(row.endswith("sleep 300") for row in rows), out
+        p = await d("top", "tpidle")
+        assert p.returncode == 1 and b"is not running" in p.stderr, p.stderr
+        out = await d.ok("stats", "--no-stream", "tp", timeout=30)
+        head, row = out.splitlines()
+        assert head.split()[:4] == ["CONTAINER", "ID", "NAME", "CPU"] and row.split()[1] == "tp", out
+        out = await d.ok("stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}} {{.PIDs}}", "tp", timeout=30)
+        name, usage, slash, limit, pids = out.split()
+        assert name == "tp" and slash == "/" and usage.endswith("B") and limit.endswith("B") and int(pids) >= 1, out
+        out = await d.ok("stats", "--no-stream", "--format", "{{.Name}}", timeout=30)  # every running container
+        assert "tp" in out.split() and "tpidle" not in out.split(), out
+        st, _, body = await raw_http(sock, _get("/v1.41/containers/tp/stats?stream=0"))
+        data = json.loads(body)
+        assert st == 200 and data["memory_stats"]["usage"] > 0 and data["cpu_stats"]["cpu_usage"]["total_usage"] >= 0
+    finally:
+        await d("rm", "-f", "tp", "tpidle")

@@ -10,10 +10,13 @@ import json
 import urllib.parse
 from typing import Any
 
+import trio
+
+from ..._errors import LibswarmError
 from .engine import Engine
 from .http import APIRequest, HTTPError, Response
 
-__all__ = ["network_list", "network_inspect", "volume_list", "volume_inspect", "plugin_inspect"]
+__all__ = ["network_list", "network_inspect", "volume_list", "volume_inspect", "plugin_inspect", "top", "stats"]
 
 
 async def _get_json(engine: Engine, *words: str) -> Any:
@@ -77,3 +80,42 @@ async def plugin_inspect(engine: Engine, req: APIRequest, resp: Response) -> Non
     inspect X`` of a missing X ends with the CLI's ``No such object: X``)."""
     name = urllib.parse.unquote(req.path[len("/plugins/"):-len("/json")])
     raise HTTPError(404, f'plugin "{name}" not found')
+
+
+async def top(engine: Engine, req: APIRequest, resp: Response) -> None:
+    """``C.Get("top"[, ps_args])`` (spec/LIBSWARM.md 6.7)."""
+    words = ["top"] + ([req.query["ps_args"]] if req.query.get("ps_args") else [])
+    async with engine.container(req.ref) as c:
+        raw = await c.get(*words)
+    await resp.json(200, _json(raw, "top"))
+
+
+async def stats(engine: Engine, req: APIRequest, resp: Response) -> None:
+    """``C.Get("stats")``: once (``stream=0``, ``docker stats --no-stream``), or a sample a
+    second until the client goes or the container does (Docker's stream)."""
+    stream = req.query.get("stream", "1").lower() not in ("0", "false", "no")
+    async with engine.container(req.ref) as c:
+        first = _json(await c.get("stats"), "stats")
+        if not stream:
+            await resp.json(200, first)
+            return
+        await resp.start_stream(200, "application/json")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(resp.until_client_gone, nursery.cancel_scope)
+            sample = first
+            while True:
+                await resp.write((json.dumps(sample) + "\n").encode())
+                await trio.sleep(1)
+                try:
+                    sample = _json(await c.get("stats"), "stats")
+                except (LibswarmError, HTTPError):
+                    break
+            nursery.cancel_scope.cancel()
+        await resp.end()
+
+
+def _json(raw: Any, what: str) -> Any:
+    try:
+        return json.loads(raw)
+    except (TypeError, ValueError):
+        raise HTTPError(500, f"engine: {what} is not JSON") from None

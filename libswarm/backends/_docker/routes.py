@@ -54,6 +54,8 @@ _CONTAINER_ACTIONS: dict[tuple[str, str], Endpoint] = {
     ("POST", "pause"): endpoints.pause,
     ("POST", "unpause"): endpoints.unpause,
     ("POST", "rename"): endpoints.rename,
+    ("GET", "top"): observe.top,
+    ("GET", "stats"): observe.stats,
 }
 _EXEC = re.compile(r"^/exec/[^/]+/(json|start|resize)$")
 _EXEC_ACTIONS: dict[tuple[str, str], Endpoint] = {
