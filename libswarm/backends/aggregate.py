@@ -39,6 +39,9 @@ Requests on the aggregate's input:
   ``Start("pull", REF)`` pulls on every child; ``Start("tag", SRC, DST)`` and
   ``Stop("rmi", REF[, "force"])`` go to the children that have ``SRC``/``REF``
   (``No such image`` when none has it), the rmi answers concatenated.
+* ``Get("containers")`` merges the children's ``docker ps`` entries (newest first; a name
+  several children have is ``/LABEL/name``, as ``Ls`` lists it); a child that does not
+  know the word makes it ``not implemented`` (the caller then asks the long way).
 * ``Get("networks")``/``Get("volumes")`` merge the children's lists (one entry per
   name, the first child's); ``Get("network", REF)``/``Get("volume", NAME)`` is the first
   child's that has it (spec/LIBSWARM.md 6.6).
@@ -325,6 +328,8 @@ class Aggregate(Service):
         if len(words) == 2 and words[0] == "image":
             i, value = (await self._image_owners(words[1]))[0]
             return value
+        if words == ["containers"]:
+            return await self._containers()
         if words in (["networks"], ["volumes"]):
             return await self._merged(words[0])
         if len(words) == 2 and words[0] in ("network", "volume"):  # the first child that has it
@@ -394,6 +399,38 @@ class Aggregate(Service):
                 if seen is not e:
                     seen["RepoTags"] = sorted(set(seen.get("RepoTags") or []) | set(e.get("RepoTags") or []))
         return list(merged.values())
+
+    async def _containers(self) -> list[dict[str, Any]]:
+        """``Get("containers")``: every up child's ``docker ps`` entries, newest first, a
+        name several children have shown as ``LABEL/name`` (as ``Ls`` lists it)."""
+        results, errors = await self._gather(lambda c: c.get("containers"), tolerate=True)
+        for i, text in errors:
+            if "unknown field" in text or text.startswith("not implemented"):
+                # a child that cannot list in one request: the caller asks the long way
+                raise RemoteError(f"not implemented: Get containers ({self._who(i)}: {text})")
+        if all(r is None for r in results) and errors:
+            i, text = errors[0]
+            raise RemoteError(f"{self._who(i)}: {text}")
+        lists: list[list[dict[str, Any]]] = []
+        for raw in results:
+            try:
+                entries = json.loads(raw) if raw is not None else []
+            except ValueError:
+                entries = []
+            lists.append([e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else [])
+
+        def name(e: dict[str, Any]) -> str:
+            return str((e.get("Names") or [""])[0]).lstrip("/")
+
+        counts = Counter(name(e) for entries in lists for e in entries)
+        merged = []
+        for i, entries in enumerate(lists):
+            for e in entries:
+                if counts[name(e)] > 1:
+                    e = dict(e, Names=[f"/{self.labels[i]}/{name(e)}"] + list(e.get("Names") or [])[1:])
+                merged.append(e)
+        merged.sort(key=lambda e: int(e.get("Created") or 0), reverse=True)
+        return merged
 
     async def _merged(self, what: str) -> Any:
         """``Get("networks")`` (a list, one entry per ``Name``) or ``Get("volumes")``

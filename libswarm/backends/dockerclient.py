@@ -19,6 +19,7 @@ The engine (the service's input) answers:
 * ``Attach("")`` -> ``Ack(ret=engine)``; ``Attach(ref)`` -> ``Ack(ret=container)``
   (``GET /containers/ref/json``; a 404 is ``Error("No such container: ref")``);
 * ``Get()`` -> the engine's ``/info`` JSON; ``Get("version")`` -> its ``/version`` JSON;
+  ``Get("containers")`` -> ``GET /containers/json?all=1`` (spec/LIBSWARM.md 6.8);
   ``Get("networks")``, ``Get("network", REF)``, ``Get("volumes")``, ``Get("volume", NAME)``
   -> ``GET /networks``, ``/networks/REF``, ``/volumes``, ``/volumes/NAME`` (spec/LIBSWARM.md 6.6);
 * ``Start``/``Stop`` -> ``Ack`` (the engine itself is not started or stopped);
@@ -399,10 +400,11 @@ class DockerClient(Service):
             return data.decode()
         what = words[0] if len(words) == 1 else "info" if not words else " ".join(words)
         paths = {"info": "/info", "version": "/version", "images": "/images/json", "networks": "/networks",
-                 "volumes": "/volumes"}
+                 "volumes": "/volumes", "containers": "/containers/json?all=1"}
         if what not in paths:
             raise RemoteError(f"unknown field: {what!r}")
-        _, data = await self.http.call("GET", paths[what])
+        path, _, qs = paths[what].partition("?")
+        _, data = await self.http.call("GET", path, dict(urllib.parse.parse_qsl(qs)) or None)
         return data.decode()
 
     async def _engine_start(self, *args: Any) -> None:

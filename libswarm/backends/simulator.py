@@ -23,6 +23,7 @@ The engine (what the service's input serves) answers:
   -> ``Ack(<[{"Untagged": ...}, {"Deleted": ...}] JSON>)``. An unknown image is
   ``Error("No such image: REPO:TAG")``, in a create too (so the docker CLI pulls first);
   removing an image a container uses is Docker's ``conflict: ...`` unless forced;
+* ``Get("containers")`` -> every container's ``docker ps`` entry, newest first (spec/LIBSWARM.md 6.8);
 * ``Get("networks")``/``Get("network", REF)`` -> ``bridge``, ``host``, ``none``;
   ``Get("volumes")``/``Get("volume", NAME)`` -> the volumes its containers named or made
   (spec/LIBSWARM.md 6.6);
@@ -85,7 +86,7 @@ from .._errors import RemoteError, UsageError
 from .._server import Request, Server
 from .._service import Service
 from .._verbs import Verb
-from ._docker.formats import parse_time
+from ._docker.formats import container_summary, parse_time
 from ._images import ImageStore
 from ._resources import Ports, Volumes, mounts_for, network_list
 
@@ -347,6 +348,8 @@ class Simulator(Service):
         words = [a.decode() if isinstance(a, bytes) else str(a) for a in args]
         if words == ["images"]:
             return [img.summary() for img in self.images.images.values()]
+        if words == ["containers"]:  # docker ps, in one request (spec/LIBSWARM.md 6.8)
+            return [container_summary(c.inspect(), c.name) for c in reversed(self.containers.values())]
         if words == ["networks"]:
             return network_list()
         if len(words) == 2 and words[0] == "network":

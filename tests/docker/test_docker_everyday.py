@@ -55,10 +55,14 @@ async def _names(d: Docker, *args: str) -> list[str]:
 
 
 async def test_ps_filters(front):
-    d, sock, _ = front
+    d, sock, backend = front
     net = ["--network", "none"]
+    # across an aggregate's children the order is by Created, which Docker gives in seconds
+    pause = 1.1 if backend == "aggregate" else 0
     await d.ok("run", "-d", "--name", "psrun", "--label", "role=web", *net, IMAGE, "sleep", "300")
+    await trio.sleep(pause)
     await d.ok("create", "--name", "psmade", "--label", "role=db", "--label", "tier", *net, IMAGE, "true")
+    await trio.sleep(pause)
     assert (await d("run", "--name", "psdone", *net, IMAGE, "sh", "-c", "exit 3")).returncode == 3
     try:
         rid = json.loads(await d.ok("inspect", "psrun"))[0]["Id"]
@@ -91,7 +95,7 @@ async def test_ps_filters(front):
 async def test_logs_flags(front):
     d, sock, _ = front
     net = ["--network", "none"]
-    await d.ok("run", "-d", "--name", "lg", *net, IMAGE, "sh", "-c", "echo one; echo two; echo three >&2")
+    await d.ok("run", "-d", "--name", "lg", *net, IMAGE, "sh", "-c", "echo one; echo two; sleep 0.3; echo three >&2")
     try:
         with trio.fail_after(20):
             while "Exited" not in await d.ok("ps", "-a", "-f", "name=^/lg$", "--format", "{{.Status}}"):
@@ -252,3 +256,25 @@ async def test_top_and_stats(front):
         assert st == 200 and data["memory_stats"]["usage"] > 0 and data["cpu_stats"]["cpu_usage"]["total_usage"] >= 0
     finally:
         await d("rm", "-f", "tp", "tpidle")
+
+
+async def test_ps_in_one_request_and_the_long_way(tmp_path):
+    """``docker ps`` is one ``Get("containers")`` (spec/LIBSWARM.md 6.8); an engine that does
+    not know the word (here an aggregate with an ``exec`` child) is asked the long way."""
+    sock = str(tmp_path / "ps.sock")
+    sim = Simulator("one", "two")
+    calls: list[tuple[str, ...]] = []
+    original = sim._info
+
+    async def counting(*args):
+        calls.append(tuple(a.decode() if isinstance(a, bytes) else a for a in args))
+        return await original(*args)
+
+    sim.server.on_get(counting)
+    async with docker_front(f"unix://{sock}", sim):
+        st, _, body = await raw_http(sock, _get("/v1.41/containers/json?all=1"))
+        assert st == 200 and [c["Names"] for c in json.loads(body)] == [["/two"], ["/one"]]
+        assert calls == [("containers",)]
+    async with docker_front(f"unix://{sock}", Aggregate(Simulator("one", "two"), "exec /bin/cat")):
+        st, _, body = await raw_http(sock, _get("/v1.41/containers/json?all=1"))
+        assert st == 200 and sorted(c["Names"][0] for c in json.loads(body)) == ["/one", "/two"]

@@ -51,8 +51,8 @@ async def info(engine: Engine, req: APIRequest, resp: Response) -> None:
         await resp.json(200, data)
         return
     if not all(k in data for k in ("Containers", "ContainersRunning")):
-        cs = [inspected for _, inspected in await engine.all_containers()]
-        running = sum(bool((c.get("State") or {}).get("Running")) for c in cs)
+        cs = await engine.summaries()
+        running = sum(c.get("State") in ("running", "paused") for c in cs)
         data.update(Containers=len(cs), ContainersRunning=running, ContainersStopped=len(cs) - running)
     await resp.json(200, info_data(data))
 
@@ -81,9 +81,7 @@ async def ps(engine: Engine, req: APIRequest, resp: Response) -> None:
                 raise HTTPError(400, f"invalid filter 'status={v}'")
             if key == "exited" and not v.lstrip("-").isdigit():
                 raise HTTPError(400, f"invalid filter 'exited={v}'")
-    found = await engine.all_containers()
-    found.sort(key=lambda nd: parse_time(nd[1].get("Created", "")), reverse=True)
-    cs = every = [container_summary(d, n) for n, d in found]
+    cs = every = sorted(await engine.summaries(), key=lambda c: int(c.get("Created") or 0), reverse=True)
     limit = int(query.get("limit") or -1) if (query.get("limit") or "-1").lstrip("-").isdigit() else -1
     # without all=1: the running (and paused) ones, unless a state is asked for or a limit
     # given (docker ps -n N: the last N created, in every state)

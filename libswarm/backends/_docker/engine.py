@@ -85,6 +85,28 @@ class Engine:
         except (LibswarmError, ValueError):
             return {}
 
+    async def summaries(self) -> list[dict[str, Any]]:
+        """Every container's ``docker ps`` entry, newest first, in one request: ``E.Get("containers")``
+        (spec/LIBSWARM.md 6.8). An engine that does not know the word is asked the long
+        way: ``Ls()``, then ``Attach(name)`` + ``Get()`` per container."""
+        try:
+            raw = await self.client.get("containers")
+        except RemoteError as exc:
+            if "unknown field" not in exc.text and not exc.text.startswith("not implemented"):
+                raise
+        else:
+            try:
+                entries = json.loads(raw)
+            except ValueError:
+                raise HTTPError(500, "engine: Get(containers) is not JSON") from None
+            if not isinstance(entries, list):
+                raise HTTPError(500, "engine: Get(containers) is not a JSON list")
+            return [e for e in entries if isinstance(e, dict)]
+        from .formats import container_summary, parse_time
+        found = await self.all_containers()
+        found.sort(key=lambda nd: parse_time(nd[1].get("Created", "")), reverse=True)
+        return [container_summary(data, name) for name, data in found]
+
     async def all_containers(self) -> list[tuple[str, dict[str, Any]]]:
         """``(name as the engine lists it, inspect data)`` for every container.
 
