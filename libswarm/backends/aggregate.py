@@ -470,18 +470,26 @@ class Aggregate(Service):
         await req.ack()
         q_s, q_r = trio.open_memory_channel[Message](math.inf)
 
+        live = [out for out in results if out is not None]
+        left = len(live)
+
         async def pump(out: Any) -> None:
+            nonlocal left
             async with out:
                 try:
                     async for msg in out:
                         await q_s.send(msg)
                 except LibswarmError:
                     pass
+            left -= 1
+            if not left:  # every child's stream ended (e.g. events --until): so does this one
+                await q_s.aclose()
 
         async with trio.open_nursery() as nursery:
-            for out in results:
-                if out is not None:
-                    nursery.start_soon(pump, out)
+            for out in live:
+                nursery.start_soon(pump, out)
+            if not live:
+                await q_s.aclose()
 
             async def deliver() -> None:
                 async for msg in q_r:

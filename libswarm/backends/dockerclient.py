@@ -23,6 +23,7 @@ The engine (the service's input) answers:
   ``Get("networks")``, ``Get("network", REF)``, ``Get("volumes")``, ``Get("volume", NAME)``
   -> ``GET /networks``, ``/networks/REF``, ``/volumes``, ``/volumes/NAME`` (spec/LIBSWARM.md 6.6);
 * ``Start``/``Stop`` -> ``Ack`` (the engine itself is not started or stopped);
+* ``Watch("events", ["since=T"], ["until=T"])`` -> ``GET /events``: ``Set(json)`` per event;
 * images (spec/LIBSWARM.md 6.2), the engine's answers verbatim: ``Get("images")`` ->
   ``GET /images/json``; ``Get("image", REF)`` -> ``GET /images/REF/json``;
   ``Start("pull", REF)`` -> ``POST /images/create`` (an error in the progress stream is
@@ -385,6 +386,28 @@ class DockerClient(Service):
         self.server = Server(self.driver)
         self.server.on_ls(self._ls).on_spawn(self._spawn).on_attach(self._attach)
         self.server.on_get(self._get).on_start(self._engine_start).on(Verb.Stop, self._engine_stop)
+        self.server.on_watch(self._watch)
+
+    async def _watch(self, req: Request) -> None:
+        """``Watch("events", ["since=T"], ["until=T"])`` -> ``GET /events?since=&until=``: each
+        of the engine's events as ``Set(json)`` (spec/LIBSWARM.md 6.9); the stream ends with
+        the engine's (after ``until``)."""
+        words = [a.decode() if isinstance(a, bytes) else str(a) for a in req.args]
+        if words[:1] != ["events"]:
+            raise RemoteError(f"not implemented: Watch {' '.join(words)} (the engine takes Watch(\"events\"))")
+        opts = {k: v for k, _, v in (w.partition("=") for w in words[1:])}
+        query = {"since": opts.get("since") or None, "until": opts.get("until") or None}
+        async with self.http.open("GET", "/events", query) as (status, _, chunks):
+            if status != 200:
+                raise EngineError(status, _message(b"".join([c async for c in chunks]), status))
+            await req.ack()
+            buf = b""
+            async for c in chunks:
+                buf += c
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    if line.strip():
+                        await req.set(line.decode())
 
     async def run(self, input: Any, output: Any) -> None:
         async with self.server:

@@ -28,6 +28,8 @@ The engine (what the service's input serves) answers:
   ``Get("volumes")``/``Get("volume", NAME)`` -> the volumes its containers named or made
   (spec/LIBSWARM.md 6.6);
 * ``Watch()`` -> ``Ack``, then ``Set(event, inspect_json)`` for ``create``/``start``/``die`` of any container.
+* ``Watch("events", ["since=T"], ["until=T"])`` -> ``Ack``, then Docker's event JSON as
+  ``Set(json)`` (spec/LIBSWARM.md 6.9): the last 1,024 kept for ``since``, live ones after.
 
 A container answers the verbs of :mod:`libswarm._container` (Get/Start/Stop/Attach/Watch/Log),
 with these additions (the Docker front end's conventions, spec/DOCKER.md):
@@ -216,6 +218,9 @@ class Simulator(Service):
         self.containers: dict[str, Container] = {}  # by id, in creation order
         self._counter = 0
         self._watchers: set[trio.MemorySendChannel[tuple[str, str]]] = set()
+        self.events: list[dict[str, Any]] = []
+        """The last :data:`KEPT_EVENTS` Docker events (``docker events --since``)."""
+        self._event_watchers: set[trio.MemorySendChannel[dict[str, Any]]] = set()
         self.server = Server(self.driver)
         self.server.on_ls(self._ls).on_spawn(self._spawn).on_attach(self._attach)
         self.server.on_get(self._info).on_start(self._engine_start).on(Verb.Stop, self._engine_stop)
@@ -292,6 +297,7 @@ class Simulator(Service):
         await trio.lowlevel.checkpoint()
 
     def _on_event(self, event: str, c: Container) -> None:
+        self._docker_event(event, c)
         if event == "die" and (c.config.get("HostConfig") or {}).get("AutoRemove") and c.id in self.containers:
             self.server.nursery.start_soon(self.remove, c)
         data = json.dumps(c.inspect())
@@ -377,7 +383,58 @@ class Simulator(Service):
             "Images": len(self.images.images),
         }
 
+    def _docker_event(self, action: str, c: Container) -> None:
+        """Record and send Docker's event JSON for ``action`` on container ``c``."""
+        ns = time.time_ns()
+        image = str(c.config.get("Image") or "")
+        attrs = {str(k): str(v) for k, v in (c.config.get("Labels") or {}).items()}
+        attrs.update(image=image, name=c.name)
+        if action == "die":
+            attrs["exitCode"] = str(c.exit_code)
+        event = {"status": action, "id": c.id, "from": image, "Type": "container", "Action": action,
+                 "Actor": {"ID": c.id, "Attributes": attrs}, "scope": "local",
+                 "time": ns // 1_000_000_000, "timeNano": ns}
+        self.events.append(event)
+        del self.events[:-KEPT_EVENTS]
+        for w in list(self._event_watchers):
+            try:
+                w.send_nowait(event)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._event_watchers.discard(w)
+
+    async def _docker_events(self, req: Request, words: list[str]) -> None:
+        """``Watch("events", ["since=T"], ["until=T"])``: Docker's events as ``Set(json)``, the
+        kept ones since ``T`` first, then live; after ``until`` the stream ends."""
+        opts = {k: v for k, _, v in (w.partition("=") for w in words[1:])}
+        try:
+            since = float(opts["since"]) if opts.get("since") else None
+            until = float(opts["until"]) if opts.get("until") else None
+        except ValueError:
+            raise RemoteError(f"invalid time value in {' '.join(words)}") from None
+        q_s, q_r = trio.open_memory_channel[dict[str, Any]](math.inf)
+        past = [e for e in self.events if e["timeNano"] >= since * 1e9] if since is not None else []
+        self._event_watchers.add(q_s)  # with no checkpoint since: nothing lost, nothing twice
+        try:
+            await req.ack()
+            for e in past:
+                if until is not None and e["timeNano"] > until * 1e9:
+                    break
+                await req.set(json.dumps(e))
+            with trio.move_on_at(trio.current_time() + max(0.0, until - time.time()) if until else math.inf):
+                async for e in q_r:
+                    if until is not None and e["timeNano"] > until * 1e9:
+                        break
+                    if since is not None and e["timeNano"] < since * 1e9:
+                        continue
+                    await req.set(json.dumps(e))
+        finally:
+            self._event_watchers.discard(q_s)
+
     async def _watch(self, req: Request) -> None:
+        words = [a.decode() if isinstance(a, bytes) else str(a) for a in req.args]
+        if words[:1] == ["events"]:
+            await self._docker_events(req, words)
+            return
         import math
 
         q_s, q_r = trio.open_memory_channel[tuple[str, str]](math.inf)
@@ -388,6 +445,10 @@ class Simulator(Service):
                 await req.set(event, data)
         finally:
             self._watchers.discard(q_s)
+
+
+KEPT_EVENTS = 1024
+"""How many past events the simulator keeps for ``docker events --since``."""
 
 
 async def _run_in_scope(fn: Any, *, task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED) -> None:

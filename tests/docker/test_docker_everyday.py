@@ -278,3 +278,36 @@ async def test_ps_in_one_request_and_the_long_way(tmp_path):
     async with docker_front(f"unix://{sock}", Aggregate(Simulator("one", "two"), "exec /bin/cat")):
         st, _, body = await raw_http(sock, _get("/v1.41/containers/json?all=1"))
         assert st == 200 and sorted(c["Names"][0] for c in json.loads(body)) == ["/one", "/two"]
+
+
+async def test_events(front):
+    d, sock, _ = front
+    t0 = time.time() - 1
+    await d.ok("run", "--name", "evx", "--label", "ev=1", "--network", "none", IMAGE, "true")
+    await d.ok("rm", "evx")
+    await trio.sleep(1.1)  # until is in whole seconds here
+    fmt = ["--format", "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}"]
+    window = ["--since", str(int(t0)), "--until", str(int(time.time()))]
+    out = await d.ok("events", *window, "-f", "container=evx", *fmt, timeout=30)
+    lines = out.splitlines()
+    for action in ("create", "start", "die", "destroy"):
+        assert f"container {action} evx" in lines, out
+    out = await d.ok("events", *window, "-f", "event=die", "-f", "label=ev=1",
+                     "--format", "{{.Action}} {{.Actor.Attributes.exitCode}}", timeout=30)
+    assert out.splitlines() == ["die 0"], out
+    # live: events of what happens while the client listens; it ends when the client goes
+    p = await trio.lowlevel.open_process([d.cli, "-H", d.host, "events", "-f", "type=container", *fmt],
+                                         stdout=-1, env=d.env)
+    try:
+        await trio.sleep(1)
+        await d.ok("create", "--name", "evlive", "--network", "none", IMAGE, "true")
+        seen = b""
+        with trio.fail_after(15):
+            while b"container create evlive" not in seen:
+                seen += await p.stdout.receive_some(4096)
+    finally:
+        p.kill()
+        await p.wait()
+        await d("rm", "-f", "evlive")
+    st, _, body = await raw_http(sock, _get("/v1.41/events?since=yesterday"))
+    assert st == 400, body

@@ -13,10 +13,11 @@ from typing import Any
 import trio
 
 from ..._errors import LibswarmError
+from ..._verbs import Verb
 from .engine import Engine
 from .http import APIRequest, HTTPError, Response
 
-__all__ = ["network_list", "network_inspect", "volume_list", "volume_inspect", "plugin_inspect", "top", "stats"]
+__all__ = ["network_list", "network_inspect", "volume_list", "volume_inspect", "plugin_inspect", "top", "stats", "events"]
 
 
 async def _get_json(engine: Engine, *words: str) -> Any:
@@ -119,3 +120,69 @@ def _json(raw: Any, what: str) -> Any:
         return json.loads(raw)
     except (TypeError, ValueError):
         raise HTTPError(500, f"engine: {what} is not JSON") from None
+
+
+def _event_time(value: str, key: str) -> str:
+    try:
+        float(value)
+    except ValueError:
+        raise HTTPError(400, f"invalid value for {key}: {value!r}") from None
+    return value
+
+
+def _event_matches(event: dict[str, Any], f: dict[str, list[str]]) -> bool:
+    """Docker's event filters: ``type``, ``event``, ``container`` (id, id prefix or name),
+    ``image``, ``label`` (``KEY`` or ``KEY=VALUE``); values of one key: any; keys: all."""
+    actor = event.get("Actor") or {}
+    attrs = actor.get("Attributes") or {}
+    kind = str(event.get("Type") or "")
+    action = str(event.get("Action") or event.get("status") or "").split(":", 1)[0]
+    for key, values in f.items():
+        if not values:
+            continue
+        if key == "type":
+            ok = kind in values
+        elif key == "event":
+            ok = action in values
+        elif key == "container":
+            cid = str(actor.get("ID") or event.get("id") or "")
+            ok = kind == "container" and any(cid.startswith(v) or attrs.get("name") == v.lstrip("/") for v in values)
+        elif key == "image":
+            ok = any(attrs.get("image") == v or event.get("from") == v for v in values)
+        elif key == "label":
+            ok = all((k in attrs) if not eq else attrs.get(k) == val
+                     for k, eq, val in (v.partition("=") for v in values))
+        else:
+            ok = True
+        if not ok:
+            return False
+    return True
+
+
+async def events(engine: Engine, req: APIRequest, resp: Response) -> None:
+    """``E.Watch("events", ["since=T"], ["until=T"])`` (spec/LIBSWARM.md 6.9): Docker's events,
+    one JSON object a line, filtered here, until the engine's stream ends (after ``until``)
+    or the client goes."""
+    f = _filters(req)
+    words = ["events"] + [f"{k}={_event_time(req.query[k], k)}" for k in ("since", "until") if req.query.get(k)]
+    output = await engine.client.watch(*words)
+    try:
+        await resp.start_stream(200, "application/json")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(resp.until_client_gone, nursery.cancel_scope)
+            try:
+                async for msg in output:
+                    if msg.verb != Verb.Set or len(msg.args) != 1:
+                        continue
+                    try:
+                        event = json.loads(msg.args[0])
+                    except ValueError:
+                        continue
+                    if isinstance(event, dict) and _event_matches(event, f):
+                        await resp.write((json.dumps(event) + "\n").encode())
+            except LibswarmError:
+                pass
+            nursery.cancel_scope.cancel()
+    finally:
+        await output.aclose()
+    await resp.end()

@@ -135,6 +135,8 @@ def route(method: str, path: str) -> tuple[Endpoint, str]:
             return images.image_tag, ""
         if action is None and method == "DELETE":
             return images.image_remove, ""
+    if method == "GET" and path == "/events":
+        return observe.events, ""
     if method == "GET" and path in ("/networks", "/volumes"):
         return (observe.network_list if path == "/networks" else observe.volume_list), ""
     if method == "GET" and re.match(r"^/(networks|volumes)/[^/]+$", path):
