@@ -10,7 +10,11 @@ A :class:`Container` owns a :class:`~libswarm.Server` answering:
 * ``Attach("" , ["logs"])`` -> ``Ack(ret=stdin)`` then ``Log("stdout"|"stderr", chunk)``
   messages, live (with ``"logs"``: everything written before first), closing when the
   command exits; the stdin handle takes ``Log(chunk)``/``Log("stdin", chunk)``, and
-  closing it ends stdin (Docker's StdinOnce) when ``Config.OpenStdin`` is true;
+  closing it ends stdin (Docker's StdinOnce) when ``Config.OpenStdin`` is true. The log
+  words of spec/LIBSWARM.md 6.4 shape it as ``docker logs`` does: ``nostream`` (the
+  replay only), ``timestamps`` (each line begins with the RFC 3339 time it was written
+  and a space), ``tail=N`` (the last N lines of the replay), ``since=T``/``until=T``
+  (UNIX seconds: only what was written in that window; ``until`` ends the stream);
 * ``Log(chunk)``/``Log("stdin", chunk)`` sent to the container itself -> written to stdin;
 * ``Watch()`` -> ``Ack``, ``Set("state", <inspect JSON>)`` at once, then
   ``Set("start"|"die", <inspect JSON>)`` on each change;
@@ -23,6 +27,7 @@ import datetime
 import json
 import math
 import secrets
+import time
 from typing import Any, Awaitable, Callable
 
 import trio
@@ -34,7 +39,7 @@ from ._message import Message
 from ._server import Request, Server
 from ._verbs import Verb
 
-__all__ = ["Container", "Stdio", "CommandNotFound", "ZERO_TIME", "now"]
+__all__ = ["Container", "Stdio", "CommandNotFound", "LogOptions", "ZERO_TIME", "now", "rfc3339_nano"]
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
@@ -56,6 +61,53 @@ def now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
+def rfc3339_nano(t: float) -> str:
+    """``t`` (seconds since the epoch) as Docker's log timestamps: RFC 3339, 9 fraction digits, UTC."""
+    ns = int(round(t * 1e9))
+    base = datetime.datetime.fromtimestamp(ns // 1_000_000_000, datetime.timezone.utc)
+    return base.strftime("%Y-%m-%dT%H:%M:%S") + f".{ns % 1_000_000_000:09d}Z"
+
+
+class LogOptions:
+    """The log words of an ``Attach`` (spec/LIBSWARM.md 6.4): which captured output to
+    replay, and how (``docker logs --tail/--since/--until/--timestamps``)."""
+
+    def __init__(self, words: list[str]) -> None:
+        opts = {k: v for k, _, v in (w.partition("=") for w in words)}
+        self.timestamps = "timestamps" in opts
+        self.nostream = "nostream" in opts
+        self.tail: int | None = None
+        if opts.get("tail", "").isdigit():
+            self.tail = int(opts["tail"])
+        self.since = _seconds(opts.get("since"))
+        self.until = _seconds(opts.get("until"))
+
+    def select(self, chunks: list[tuple[str, bytes, float]]) -> list[tuple[str, bytes, float]]:
+        """The chunks to replay: the last ``tail`` lines (over both streams), then those
+        written within ``since``/``until``."""
+        if self.tail is not None:
+            lines = [(tag, line, t) for tag, data, t in chunks for line in data.splitlines(keepends=True)]
+            chunks = lines[len(lines) - self.tail:] if self.tail else []
+        return [c for c in chunks if (self.since is None or c[2] >= self.since)
+                and (self.until is None or c[2] <= self.until)]
+
+    def shape(self, data: bytes, t: float) -> bytes:
+        """``data`` as sent: with ``timestamps``, each line begins with its time."""
+        if not self.timestamps:
+            return data
+        stamp = rfc3339_nano(t).encode() + b" "
+        return b"".join(stamp + line for line in data.splitlines(keepends=True))
+
+
+def _seconds(text: str | None) -> float | None:
+    """Docker's ``since``/``until`` (``SECONDS[.NANOS]``); absent or 0: no bound."""
+    try:
+        value = float(text) if text else 0.0
+    except ValueError:
+        raise RemoteError(f"invalid time value: {text!r}") from None
+    return value or None
+
+
 class CommandNotFound(Exception):
     """Raised by a runner's resolver: the executable does not exist."""
 
@@ -74,15 +126,17 @@ class Stdio:
         self._c.pid = pid
 
     async def write(self, tag: str, data: bytes) -> None:
-        """Write ``data`` to ``"stdout"`` or ``"stderr"``."""
-        await trio.lowlevel.checkpoint()
+        """Write ``data`` to ``"stdout"`` or ``"stderr"`` (waits while the container is paused)."""
+        await self._c.unpaused.wait()
         if data:
             self._c._emit(tag, bytes(data))
 
     async def read(self) -> bytes:
-        """The next chunk of stdin, ``b""`` at its end."""
+        """The next chunk of stdin, ``b""`` at its end (waits while the container is paused)."""
         try:
-            return await self._stdin.receive()
+            chunk = await self._stdin.receive()
+            await self._c.unpaused.wait()
+            return chunk
         except (trio.EndOfChannel, trio.ClosedResourceError):
             return b""
 
@@ -123,13 +177,17 @@ class Container:
         self.error = ""
         self.started_at = ZERO_TIME
         self.finished_at = ZERO_TIME
-        self.chunks: list[tuple[str, bytes]] = []
+        self.chunks: list[tuple[str, bytes, float]] = []
+        """Everything written: ``(tag, data, time.time() when written)``."""
         self._listeners: set[trio.MemorySendChannel[tuple[str, bytes]]] = set()
         self._watchers: set[trio.MemorySendChannel[tuple[str, str]]] = set()
         self._stdin_s: trio.MemorySendChannel[bytes] | None = None
         self._stdio: Stdio | None = None
         self._scope: trio.CancelScope | None = None
         self.exited = trio.Event()
+        self.unpaused = trio.Event()
+        """Set unless the container is paused: its process's stdio waits on it."""
+        self.unpaused.set()
         self.server = Server(f"container {name}")
         self.server.on_attach(self._attach).on_watch(self._watch)
         self.server.on_get(self._get).on_start(self.start).on_stop(self.stop)
@@ -151,7 +209,7 @@ class Container:
 
     def output(self, tag: str) -> bytes:
         """Everything written so far to ``tag`` (``"stdout"`` or ``"stderr"``)."""
-        return b"".join(d for t, d in self.chunks if t == tag)
+        return b"".join(d for t, d, _ in self.chunks if t == tag)
 
     def inspect(self) -> dict[str, Any]:
         """Docker-style inspect data."""
@@ -205,7 +263,7 @@ class Container:
     def _emit(self, tag: str, data: bytes) -> None:
         if self.tty:  # a terminal: stderr and stdout are one stream, "\n" is written "\r\n"
             tag, data = "stdout", data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-        self.chunks.append((tag, data))
+        self.chunks.append((tag, data, time.time()))
         for q in list(self._listeners):
             try:
                 q.send_nowait((tag, data))
@@ -374,17 +432,19 @@ class Container:
         if name and name not in (self.name, "/" + self.name, self.id) and not self.id.startswith(name):
             raise RemoteError(f"not found: {name}")
         q_s, q_r = trio.open_memory_channel[tuple[str, bytes]](math.inf)
-        replay = list(self.chunks) if "logs" in req.args[1:] else []
-        if self.status == "exited":
+        words = [a.decode() if isinstance(a, bytes) else str(a) for a in req.args[1:]]
+        opts = LogOptions(words)
+        replay = opts.select(list(self.chunks)) if "logs" in words else []
+        if self.status == "exited" or opts.nostream or opts.until is not None:
             q_s.close()
         else:
             self._listeners.add(q_s)
         try:
             await req.ack(self._stdin_handle())
-            for tag, data in replay:
-                await req.log(tag, data)
+            for tag, data, t in replay:
+                await req.log(tag, opts.shape(data, t))
             async for tag, data in q_r:
-                await req.log(tag, data)
+                await req.log(tag, opts.shape(data, time.time()))
         finally:
             self._listeners.discard(q_s)
             q_s.close()

@@ -39,6 +39,12 @@ Requests on the aggregate's input:
   ``Start("pull", REF)`` pulls on every child; ``Start("tag", SRC, DST)`` and
   ``Stop("rmi", REF[, "force"])`` go to the children that have ``SRC``/``REF``
   (``No such image`` when none has it), the rmi answers concatenated.
+* ``Get("containers")`` merges the children's ``docker ps`` entries (newest first; a name
+  several children have is ``/LABEL/name``, as ``Ls`` lists it); a child that does not
+  know the word makes it ``not implemented`` (the caller then asks the long way).
+* ``Get("networks")``/``Get("volumes")`` merge the children's lists (one entry per
+  name, the first child's); ``Get("network", REF)``/``Get("volume", NAME)`` is the first
+  child's that has it (spec/LIBSWARM.md 6.6).
 * ``Watch()`` -- ``Ack``, then the merged change streams of the children that support it.
 
 Fan-out calls run in parallel, each bounded by the timeout. Where a request needs
@@ -322,6 +328,16 @@ class Aggregate(Service):
         if len(words) == 2 and words[0] == "image":
             i, value = (await self._image_owners(words[1]))[0]
             return value
+        if words == ["containers"]:
+            return await self._containers()
+        if words in (["networks"], ["volumes"]):
+            return await self._merged(words[0])
+        if len(words) == 2 and words[0] in ("network", "volume"):  # the first child that has it
+            results, errors = await self._gather(lambda c: c.get(*words), tolerate=True)
+            for value in results:
+                if value is not None:
+                    return value
+            raise RemoteError(errors[0][1] if errors else f"No such {words[0]}: {words[1]}")
         if args:
             raise RemoteError(f"aggregate: unknown field: {' '.join(words)!r}")
         results, errors = await self._gather(lambda c: c.get(), tolerate=True, probe=True)
@@ -384,6 +400,60 @@ class Aggregate(Service):
                     seen["RepoTags"] = sorted(set(seen.get("RepoTags") or []) | set(e.get("RepoTags") or []))
         return list(merged.values())
 
+    async def _containers(self) -> list[dict[str, Any]]:
+        """``Get("containers")``: every up child's ``docker ps`` entries, newest first, a
+        name several children have shown as ``LABEL/name`` (as ``Ls`` lists it)."""
+        results, errors = await self._gather(lambda c: c.get("containers"), tolerate=True)
+        for i, text in errors:
+            if "unknown field" in text or text.startswith("not implemented"):
+                # a child that cannot list in one request: the caller asks the long way
+                raise RemoteError(f"not implemented: Get containers ({self._who(i)}: {text})")
+        if all(r is None for r in results) and errors:
+            i, text = errors[0]
+            raise RemoteError(f"{self._who(i)}: {text}")
+        lists: list[list[dict[str, Any]]] = []
+        for raw in results:
+            try:
+                entries = json.loads(raw) if raw is not None else []
+            except ValueError:
+                entries = []
+            lists.append([e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else [])
+
+        def name(e: dict[str, Any]) -> str:
+            return str((e.get("Names") or [""])[0]).lstrip("/")
+
+        counts = Counter(name(e) for entries in lists for e in entries)
+        merged = []
+        for i, entries in enumerate(lists):
+            for e in entries:
+                if counts[name(e)] > 1:
+                    e = dict(e, Names=[f"/{self.labels[i]}/{name(e)}"] + list(e.get("Names") or [])[1:])
+                merged.append(e)
+        merged.sort(key=lambda e: int(e.get("Created") or 0), reverse=True)
+        return merged
+
+    async def _merged(self, what: str) -> Any:
+        """``Get("networks")`` (a list, one entry per ``Name``) or ``Get("volumes")``
+        (``{"Volumes": [...]}``, one entry per ``Name``) of every up child, merged."""
+        results, errors = await self._gather(lambda c: c.get(what), tolerate=True)
+        if all(r is None for r in results) and errors:
+            i, text = errors[0]
+            raise RemoteError(f"{self._who(i)}: {text}")
+        key = "Name"  # "host" on two children is one row (the first child's)
+        merged: dict[str, Any] = {}
+        for raw in results:
+            try:
+                value = json.loads(raw) if raw is not None else None
+            except ValueError:
+                continue
+            entries = value if what == "networks" else (value or {}).get("Volumes") if isinstance(value, dict) else []
+            for e in entries if isinstance(entries, list) else []:
+                if isinstance(e, dict):
+                    merged.setdefault(str(e.get(key)), e)
+        if what == "networks":
+            return list(merged.values())
+        return {"Volumes": list(merged.values()), "Warnings": None}
+
     async def _image_owners(self, ref: str) -> list[tuple[int, Any]]:
         """``(child index, Get("image", ref) value)`` for each child that has ``ref``, in label
         order; the first child's error (``No such image: ...``) if none has it."""
@@ -400,18 +470,26 @@ class Aggregate(Service):
         await req.ack()
         q_s, q_r = trio.open_memory_channel[Message](math.inf)
 
+        live = [out for out in results if out is not None]
+        left = len(live)
+
         async def pump(out: Any) -> None:
+            nonlocal left
             async with out:
                 try:
                     async for msg in out:
                         await q_s.send(msg)
                 except LibswarmError:
                     pass
+            left -= 1
+            if not left:  # every child's stream ended (e.g. events --until): so does this one
+                await q_s.aclose()
 
         async with trio.open_nursery() as nursery:
-            for out in results:
-                if out is not None:
-                    nursery.start_soon(pump, out)
+            for out in live:
+                nursery.start_soon(pump, out)
+            if not live:
+                await q_s.aclose()
 
             async def deliver() -> None:
                 async for msg in q_r:

@@ -19,7 +19,11 @@ The engine (the service's input) answers:
 * ``Attach("")`` -> ``Ack(ret=engine)``; ``Attach(ref)`` -> ``Ack(ret=container)``
   (``GET /containers/ref/json``; a 404 is ``Error("No such container: ref")``);
 * ``Get()`` -> the engine's ``/info`` JSON; ``Get("version")`` -> its ``/version`` JSON;
+  ``Get("containers")`` -> ``GET /containers/json?all=1`` (spec/LIBSWARM.md 6.8);
+  ``Get("networks")``, ``Get("network", REF)``, ``Get("volumes")``, ``Get("volume", NAME)``
+  -> ``GET /networks``, ``/networks/REF``, ``/volumes``, ``/volumes/NAME`` (spec/LIBSWARM.md 6.6);
 * ``Start``/``Stop`` -> ``Ack`` (the engine itself is not started or stopped);
+* ``Watch("events", ["since=T"], ["until=T"])`` -> ``GET /events``: ``Set(json)`` per event;
 * images (spec/LIBSWARM.md 6.2), the engine's answers verbatim: ``Get("images")`` ->
   ``GET /images/json``; ``Get("image", REF)`` -> ``GET /images/REF/json``;
   ``Start("pull", REF)`` -> ``POST /images/create`` (an error in the progress stream is
@@ -29,7 +33,11 @@ The engine (the service's input) answers:
 A container answers:
 
 * ``Get()`` -> inspect JSON, verbatim; ``Get("stdout"|"stderr")`` -> that stream's logs (bytes);
+  ``Get("top"[, PS_ARGS])`` -> ``GET /top?ps_args=``; ``Get("stats")`` -> ``GET /stats?stream=0``
+  (the engine's JSON, spec/LIBSWARM.md 6.7);
 * ``Start()`` -> ``POST start`` (``Error("container <id> is already running")`` on 304);
+  ``Start("unpause")`` -> ``POST unpause``; ``Stop("pause")`` -> ``POST pause``;
+  ``Set("name", NEW)`` (a request) -> ``POST rename?name=NEW`` (spec/LIBSWARM.md 6.5);
 * ``Stop(words...)`` -> ``POST stop`` (``time=N`` gives ``?t=N``), ``signal=SIG`` ->
   ``POST kill?signal=SIG``, ``rm`` [``force``] -> ``DELETE`` (``?force=1``);
 * ``Attach("", words...)`` -> ``Ack(ret=stdin)`` then ``Log("stdout"|"stderr", chunk)``
@@ -39,7 +47,10 @@ A container answers:
   connection; closing the handle half-closes it (over TLS: the TCP write side, as the
   docker CLI does), and the engine closes a StdinOnce stdin.
   Without the word ``next``, an exited container replays its logs (with ``logs``) and
-  the output ends (a created one streams its first run); with ``next`` it waits for the next run (``docker start -a``);
+  the output ends (a created one streams its first run); with ``next`` it waits for the next run (``docker start -a``).
+  ``logs`` with ``nostdin`` (and no ``next``) is ``docker logs``: ``GET /logs`` with the log
+  words of spec/LIBSWARM.md 6.4 as its query (``follow`` unless ``nostream``, ``timestamps``,
+  ``tail``, ``since``, ``until``): the engine's own selection and timestamps;
 * ``Watch()`` -> ``Ack``, ``Set("state", inspect)``, then ``Set(action, inspect)`` for
   each engine event of the container (``start``, ``die``, ``destroy``...; after a
   ``destroy`` the stream ends, carrying the last known state with the exit code);
@@ -375,6 +386,28 @@ class DockerClient(Service):
         self.server = Server(self.driver)
         self.server.on_ls(self._ls).on_spawn(self._spawn).on_attach(self._attach)
         self.server.on_get(self._get).on_start(self._engine_start).on(Verb.Stop, self._engine_stop)
+        self.server.on_watch(self._watch)
+
+    async def _watch(self, req: Request) -> None:
+        """``Watch("events", ["since=T"], ["until=T"])`` -> ``GET /events?since=&until=``: each
+        of the engine's events as ``Set(json)`` (spec/LIBSWARM.md 6.9); the stream ends with
+        the engine's (after ``until``)."""
+        words = [a.decode() if isinstance(a, bytes) else str(a) for a in req.args]
+        if words[:1] != ["events"]:
+            raise RemoteError(f"not implemented: Watch {' '.join(words)} (the engine takes Watch(\"events\"))")
+        opts = {k: v for k, _, v in (w.partition("=") for w in words[1:])}
+        query = {"since": opts.get("since") or None, "until": opts.get("until") or None}
+        async with self.http.open("GET", "/events", query) as (status, _, chunks):
+            if status != 200:
+                raise EngineError(status, _message(b"".join([c async for c in chunks]), status))
+            await req.ack()
+            buf = b""
+            async for c in chunks:
+                buf += c
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    if line.strip():
+                        await req.set(line.decode())
 
     async def run(self, input: Any, output: Any) -> None:
         async with self.server:
@@ -385,10 +418,16 @@ class DockerClient(Service):
         if len(words) == 2 and words[0] == "image":
             _, data = await self.http.call("GET", f"/images/{_quote(words[1])}/json")
             return data.decode()
+        if len(words) == 2 and words[0] in ("network", "volume"):
+            _, data = await self.http.call("GET", f"/{words[0]}s/{urllib.parse.quote(words[1], safe='')}")
+            return data.decode()
         what = words[0] if len(words) == 1 else "info" if not words else " ".join(words)
-        if what not in ("info", "version", "images"):
+        paths = {"info": "/info", "version": "/version", "images": "/images/json", "networks": "/networks",
+                 "volumes": "/volumes", "containers": "/containers/json?all=1"}
+        if what not in paths:
             raise RemoteError(f"unknown field: {what!r}")
-        _, data = await self.http.call("GET", "/images/json" if what == "images" else f"/{what}")
+        path, _, qs = paths[what].partition("?")
+        _, data = await self.http.call("GET", path, dict(urllib.parse.parse_qsl(qs)) or None)
         return data.decode()
 
     async def _engine_start(self, *args: Any) -> None:
@@ -486,6 +525,7 @@ class _Container:
         self.server = Server(f"container {cid[:12]}")
         self.server.on_get(self._get).on_start(self._start).on_stop(self._stop)
         self.server.on_attach(self._attach).on_watch(self._watch).on_ls(self._ls).on_spawn(self._exec)
+        self.server.on(Verb.Set, self._set)
 
     @property
     def path(self) -> str:
@@ -504,6 +544,13 @@ class _Container:
             _, data = await self.http.call("GET", self.path + "/json")
             return data.decode()
         tag = args[0]
+        if tag == "top":  # spec/LIBSWARM.md 6.7
+            query = {"ps_args": str(args[1])} if len(args) > 1 and args[1] else None
+            _, data = await self.http.call("GET", self.path + "/top", query)
+            return data.decode()
+        if tag == "stats":
+            _, data = await self.http.call("GET", self.path + "/stats", {"stream": 0})
+            return data.decode()
         if tag not in ("stdout", "stderr"):
             raise RemoteError(f"unknown field: {tag!r}")
         tty = bool((await self._inspect()).get("Config", {}).get("Tty"))
@@ -516,7 +563,21 @@ class _Container:
                     out += data
         return out
 
+    async def _set(self, req: Request) -> None:
+        """``Set("name", NEW)`` as a request -> ``POST /rename?name=NEW``, answered ``Ack``."""
+        words = [a.decode() if isinstance(a, bytes) else str(a) for a in req.args]
+        if len(words) != 2 or words[0] != "name":
+            raise RemoteError(f"dockerclient: unknown Set: {' '.join(words)} (a container takes Set(\"name\", NEW))")
+        await self.http.call("POST", self.path + "/rename", {"name": words[1]})
+        await req.ack()
+
     async def _start(self, *args: Any) -> None:
+        words = [a.decode() if isinstance(a, bytes) else str(a) for a in args]
+        if words == ["unpause"]:
+            await self.http.call("POST", self.path + "/unpause")
+            return
+        if words:
+            raise RemoteError(f"dockerclient: unknown Start words: {' '.join(words)}")
         status, _ = await self.http.call("POST", self.path + "/start", ok=(204, 304))
         if status == 304:
             raise RemoteError(f"container {self.id} is already running")
@@ -524,7 +585,9 @@ class _Container:
     async def _stop(self, *args: Any) -> None:
         words = [a.decode() if isinstance(a, bytes) else str(a) for a in args]
         opts = {key: value for key, _, value in (w.partition("=") for w in words)}
-        if "rm" in opts:
+        if words == ["pause"]:
+            await self.http.call("POST", self.path + "/pause")
+        elif "rm" in opts:
             await self.http.call("DELETE", self.path, {"force": 1 if "force" in opts else None})
         elif "signal" in opts:
             await self.http.call("POST", self.path + "/kill", {"signal": opts["signal"] or None})
@@ -532,20 +595,30 @@ class _Container:
             await self.http.call("POST", self.path + "/stop", {"t": opts.get("time") or None}, ok=(204, 304))
 
     async def _attach(self, name: str, req: Request) -> None:
-        words = set(req.args[1:])
+        words = {a.decode() if isinstance(a, bytes) else str(a) for a in req.args[1:]}
         data = await self._inspect()
         tty = bool((data.get("Config") or {}).get("Tty"))
         status = (data.get("State") or {}).get("Status")
-        if status in ("exited", "dead") and "next" not in words:
-            # replay (with "logs") and end, like an attach to an exited simulator container
+        exited = status in ("exited", "dead")
+        if "next" not in words and (exited or {"logs", "nostdin"} <= words):
+            # logs (docker logs: GET /logs with the log words), and an attach to an exited
+            # container without "next": its replay (with "logs") and the end
+            opts = {k: v for k, _, v in (w.partition("=") for w in words)}
+            query = {"stdout": 1, "stderr": 1, "follow": None if exited or "nostream" in opts else 1,
+                     "timestamps": 1 if "timestamps" in opts else None, "tail": opts.get("tail") or None,
+                     "since": opts.get("since") or None, "until": opts.get("until") or None}
             s, r = libchan.pipe()
-            await req.ack(s)
-            await r.aclose()
-            if "logs" in words:
-                async with self.http.open("GET", self.path + "/logs", {"stdout": 1, "stderr": 1}) as (st, _, chunks):
-                    if st == 200:
-                        async for tag, chunk in demux(chunks, tty):
-                            await req.log(tag, chunk)
+            if "logs" not in words:
+                await req.ack(s)
+                await r.aclose()
+                return
+            async with self.http.open("GET", self.path + "/logs", query) as (st, _, chunks):
+                if st != 200:
+                    raise EngineError(st, _message(b"".join([c async for c in chunks]), st))
+                await req.ack(s)
+                await r.aclose()
+                async for tag, chunk in demux(chunks, tty):
+                    await req.log(tag, chunk)
             return
         use_stdin = "nostdin" not in words
         query = {"stream": 1, "stdout": 1, "stderr": 1, "stdin": 1 if use_stdin else None,

@@ -23,7 +23,13 @@ The engine (what the service's input serves) answers:
   -> ``Ack(<[{"Untagged": ...}, {"Deleted": ...}] JSON>)``. An unknown image is
   ``Error("No such image: REPO:TAG")``, in a create too (so the docker CLI pulls first);
   removing an image a container uses is Docker's ``conflict: ...`` unless forced;
+* ``Get("containers")`` -> every container's ``docker ps`` entry, newest first (spec/LIBSWARM.md 6.8);
+* ``Get("networks")``/``Get("network", REF)`` -> ``bridge``, ``host``, ``none``;
+  ``Get("volumes")``/``Get("volume", NAME)`` -> the volumes its containers named or made
+  (spec/LIBSWARM.md 6.6);
 * ``Watch()`` -> ``Ack``, then ``Set(event, inspect_json)`` for ``create``/``start``/``die`` of any container.
+* ``Watch("events", ["since=T"], ["until=T"])`` -> ``Ack``, then Docker's event JSON as
+  ``Set(json)`` (spec/LIBSWARM.md 6.9): the last 1,024 kept for ``since``, live ones after.
 
 A container answers the verbs of :mod:`libswarm._container` (Get/Start/Stop/Attach/Watch/Log),
 with these additions (the Docker front end's conventions, spec/DOCKER.md):
@@ -39,6 +45,14 @@ with these additions (the Docker front end's conventions, spec/DOCKER.md):
 * ``Attach("", "next")`` on an exited container waits for its next run and streams it
   (Docker's attach to a stopped container, ``docker start -a``); without ``next`` the
   output ends at once;
+* ``Get("top")``/``Get("stats")``: its processes and plausible resource figures
+  (spec/LIBSWARM.md 6.7);
+* ``Stop("pause")``/``Start("unpause")`` pause and resume it (its process's stdio waits
+  meanwhile); ``Set("name", NEW)`` as a request renames it (spec/LIBSWARM.md 6.5);
+* ``HostConfig.PortBindings``/``PublishAllPorts``/``ExposedPorts`` (``-p``, ``-P``,
+  ``--expose``) are its ``NetworkSettings.Ports`` while it runs (an empty host port is
+  given one from 49153 up); ``Binds``, ``Mounts`` and ``Volumes`` (``-v``, ``--mount``) its
+  ``Mounts``;
 * a removal sends ``Set("destroy", json)`` to watchers, then ends their Watch streams;
   the container disappears from ``Ls`` and ``Attach(name)``; ``Get()`` inspect data has
   ``HostConfig`` from the create body.
@@ -63,16 +77,20 @@ import os
 import re
 import shlex
 import signal as _signal
+import time
 from typing import Any
 
 import trio
 
+from .. import _container
 from .._container import CommandNotFound, Container, Stdio
 from .._errors import RemoteError, UsageError
 from .._server import Request, Server
 from .._service import Service
 from .._verbs import Verb
+from ._docker.formats import container_summary, parse_time
 from ._images import ImageStore
+from ._resources import Ports, Volumes, mounts_for, network_list
 
 __all__ = ["Simulator", "COMMANDS", "simulate"]
 
@@ -200,11 +218,16 @@ class Simulator(Service):
         self.containers: dict[str, Container] = {}  # by id, in creation order
         self._counter = 0
         self._watchers: set[trio.MemorySendChannel[tuple[str, str]]] = set()
+        self.events: list[dict[str, Any]] = []
+        """The last :data:`KEPT_EVENTS` Docker events (``docker events --since``)."""
+        self._event_watchers: set[trio.MemorySendChannel[dict[str, Any]]] = set()
         self.server = Server(self.driver)
         self.server.on_ls(self._ls).on_spawn(self._spawn).on_attach(self._attach)
         self.server.on_get(self._info).on_start(self._engine_start).on(Verb.Stop, self._engine_stop)
         self.server.on_watch(self._watch)
         self.images = ImageStore()
+        self.ports = Ports()
+        self.volumes = Volumes()
 
     async def run(self, input: Any, output: Any) -> None:
         async with self.server:
@@ -243,6 +266,7 @@ class Simulator(Service):
         c = SimContainer(self, name=name, config=config, runner=self.runner, resolve=self.resolve,
                          driver=self.driver, on_event=self._on_event)
         c.image_id = image.id
+        c.mounts = mounts_for(config, self.volumes)
         c.scope = await self.server.nursery.start(_run_in_scope, c.server.run)
         self.containers[c.id] = c
         self._on_event("create", c)
@@ -273,6 +297,7 @@ class Simulator(Service):
         await trio.lowlevel.checkpoint()
 
     def _on_event(self, event: str, c: Container) -> None:
+        self._docker_event(event, c)
         if event == "die" and (c.config.get("HostConfig") or {}).get("AutoRemove") and c.id in self.containers:
             self.server.nursery.start_soon(self.remove, c)
         data = json.dumps(c.inspect())
@@ -329,6 +354,21 @@ class Simulator(Service):
         words = [a.decode() if isinstance(a, bytes) else str(a) for a in args]
         if words == ["images"]:
             return [img.summary() for img in self.images.images.values()]
+        if words == ["containers"]:  # docker ps, in one request (spec/LIBSWARM.md 6.8)
+            return [container_summary(c.inspect(), c.name) for c in reversed(self.containers.values())]
+        if words == ["networks"]:
+            return network_list()
+        if len(words) == 2 and words[0] == "network":
+            found = [n for n in network_list() if words[1] in (n["Name"], n["Id"]) or n["Id"].startswith(words[1])]
+            if len(found) != 1:
+                raise RemoteError(f"No such network: {words[1]}")
+            return found[0]
+        if words == ["volumes"]:
+            return self.volumes.listing()
+        if len(words) == 2 and words[0] == "volume":
+            if words[1] not in self.volumes.volumes:
+                raise RemoteError(f"get {words[1]}: no such volume")
+            return self.volumes.volumes[words[1]]
         if len(words) == 2 and words[0] == "image":
             return self.images.get(words[1]).inspect()
         if words:
@@ -343,7 +383,58 @@ class Simulator(Service):
             "Images": len(self.images.images),
         }
 
+    def _docker_event(self, action: str, c: Container) -> None:
+        """Record and send Docker's event JSON for ``action`` on container ``c``."""
+        ns = time.time_ns()
+        image = str(c.config.get("Image") or "")
+        attrs = {str(k): str(v) for k, v in (c.config.get("Labels") or {}).items()}
+        attrs.update(image=image, name=c.name)
+        if action == "die":
+            attrs["exitCode"] = str(c.exit_code)
+        event = {"status": action, "id": c.id, "from": image, "Type": "container", "Action": action,
+                 "Actor": {"ID": c.id, "Attributes": attrs}, "scope": "local",
+                 "time": ns // 1_000_000_000, "timeNano": ns}
+        self.events.append(event)
+        del self.events[:-KEPT_EVENTS]
+        for w in list(self._event_watchers):
+            try:
+                w.send_nowait(event)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._event_watchers.discard(w)
+
+    async def _docker_events(self, req: Request, words: list[str]) -> None:
+        """``Watch("events", ["since=T"], ["until=T"])``: Docker's events as ``Set(json)``, the
+        kept ones since ``T`` first, then live; after ``until`` the stream ends."""
+        opts = {k: v for k, _, v in (w.partition("=") for w in words[1:])}
+        try:
+            since = float(opts["since"]) if opts.get("since") else None
+            until = float(opts["until"]) if opts.get("until") else None
+        except ValueError:
+            raise RemoteError(f"invalid time value in {' '.join(words)}") from None
+        q_s, q_r = trio.open_memory_channel[dict[str, Any]](math.inf)
+        past = [e for e in self.events if e["timeNano"] >= since * 1e9] if since is not None else []
+        self._event_watchers.add(q_s)  # with no checkpoint since: nothing lost, nothing twice
+        try:
+            await req.ack()
+            for e in past:
+                if until is not None and e["timeNano"] > until * 1e9:
+                    break
+                await req.set(json.dumps(e))
+            with trio.move_on_at(trio.current_time() + max(0.0, until - time.time()) if until else math.inf):
+                async for e in q_r:
+                    if until is not None and e["timeNano"] > until * 1e9:
+                        break
+                    if since is not None and e["timeNano"] < since * 1e9:
+                        continue
+                    await req.set(json.dumps(e))
+        finally:
+            self._event_watchers.discard(q_s)
+
     async def _watch(self, req: Request) -> None:
+        words = [a.decode() if isinstance(a, bytes) else str(a) for a in req.args]
+        if words[:1] == ["events"]:
+            await self._docker_events(req, words)
+            return
         import math
 
         q_s, q_r = trio.open_memory_channel[tuple[str, str]](math.inf)
@@ -354,6 +445,10 @@ class Simulator(Service):
                 await req.set(event, data)
         finally:
             self._watchers.discard(q_s)
+
+
+KEPT_EVENTS = 1024
+"""How many past events the simulator keeps for ``docker events --since``."""
 
 
 async def _run_in_scope(fn: Any, *, task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED) -> None:
@@ -397,7 +492,12 @@ class SimContainer(Container):
 
         self._runner = runner
         self.execs: dict[str, SimExec] = {}
-        self.server.on_spawn(self._exec)
+        self.server.on_spawn(self._exec).on(Verb.Set, self._set)
+        self.paused = False
+        self.bound_ports: dict[str, Any] = {}
+        """``NetworkSettings.Ports`` while it runs (``-p``, ``-P``)."""
+        self.mounts: list[dict[str, Any]] = []
+        """Inspect's ``Mounts`` (``-v``, ``--mount``), fixed at create."""
         # PID 1 ignores SIGINT unless an init (--init) runs it
         self.interrupt_kills = bool((self.config.get("HostConfig") or {}).get("Init"))
 
@@ -413,6 +513,8 @@ class SimContainer(Container):
             raise RemoteError("No exec command specified")
         if not self.running:
             raise RemoteError(f"Container {self.id} is not running")
+        if self.paused:
+            raise RemoteError(f"Container {self.id} is paused, unpause the container before exec")
         e = SimExec(self, config)
         await self.server.nursery.start(e.server.run)
         self.execs[e.id] = e
@@ -423,12 +525,91 @@ class SimContainer(Container):
             del self.execs[old]
         return e.server
 
+    async def _get(self, *args: Any) -> Any:
+        """Adds ``Get("top"[, PS_ARGS])`` and ``Get("stats")`` (spec/LIBSWARM.md 6.7)."""
+        words = [a.decode() if isinstance(a, bytes) else str(a) for a in args]
+        if words[:1] == ["top"]:
+            if not self.running:
+                raise RemoteError(f"Container {self.id} is not running")
+            return self.top()
+        if words == ["stats"]:
+            return self.stats()
+        return await super()._get(*args)
+
+    def top(self) -> dict[str, Any]:
+        """Docker's ``GET /containers/ID/top`` body: the main process and the running execs."""
+        stime = self.started_at[11:16] if len(self.started_at) > 16 else "00:00"
+        rows = [["root", str(self.pid or 1), "0", "0", stime, "?", "00:00:00", " ".join(self.cmd)]]
+        for e in self.execs.values():
+            if e.running:
+                rows.append(["root", str(e.pid or 1), str(self.pid or 1), "0", stime, "?", "00:00:00", " ".join(e.cmd)])
+        return {"Titles": ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"], "Processes": rows}
+
+    def stats(self) -> dict[str, Any]:
+        """One sample of Docker's ``GET /containers/ID/stats`` (plausible figures: a little
+        CPU and memory per running process, the bytes written as network traffic)."""
+        procs = (1 + sum(e.running for e in self.execs.values())) if self.running else 0
+        t = time.time()
+        up = max(0.0, t - parse_time(self.started_at)) if self.running else 0.0
+        cpu = int(up * 1e7 * procs)  # about 1% of one CPU per process
+        system = int(t * 1e9) * (os.cpu_count() or 1)
+        written = sum(len(d) for _, d, _ in self.chunks)
+        memory = (2 << 20) * procs + written
+        cpu_stats: dict[str, Any] = {"cpu_usage": {"total_usage": cpu, "usage_in_kernelmode": cpu // 4, "usage_in_usermode": cpu - cpu // 4,
+                                   "percpu_usage": [cpu]},
+                     "system_cpu_usage": system, "online_cpus": os.cpu_count() or 1,
+                     "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0}}
+        pre = dict(cpu_stats, cpu_usage=dict(cpu_stats["cpu_usage"], total_usage=max(0, cpu - int(1e7 * procs))),
+                   system_cpu_usage=system - int(1e9) * (os.cpu_count() or 1))
+        stamp = _container.now() if self.running else _container.ZERO_TIME
+        return {
+            "read": stamp, "preread": stamp, "id": self.id, "name": "/" + self.name,
+            "pids_stats": {"current": procs}, "num_procs": 0, "storage_stats": {},
+            "blkio_stats": {"io_service_bytes_recursive": [], "io_serviced_recursive": []},
+            "cpu_stats": cpu_stats if self.running else {"cpu_usage": {"total_usage": 0}, "throttling_data": {}},
+            "precpu_stats": pre if self.running else {"cpu_usage": {"total_usage": 0}, "throttling_data": {}},
+            "memory_stats": {"usage": memory, "limit": 8 << 30, "max_usage": memory, "stats": {"cache": 0}}
+            if self.running else {},
+            "networks": {"eth0": {"rx_bytes": 0, "rx_packets": 0, "rx_errors": 0, "rx_dropped": 0,
+                                  "tx_bytes": written, "tx_packets": len(self.chunks), "tx_errors": 0,
+                                  "tx_dropped": 0}} if self.running else {},
+        }
+
     def _event(self, event: str) -> None:
         if event == "die":  # the container's processes die with it
             for e in self.execs.values():
                 if e.running and e._scope is not None:
                     e._scope.cancel()
+            self.bound_ports = {}
+            self._set_paused(False)
+        elif event == "start":
+            self.bound_ports = self.engine.ports.bind(self.config)
         super()._event(event)
+
+    def _set_paused(self, paused: bool) -> None:
+        self.paused = paused
+        if paused and self.unpaused.is_set():
+            self.unpaused = trio.Event()
+        elif not paused:
+            self.unpaused.set()
+
+    async def _set(self, req: Request) -> None:
+        """``Set("name", NEW)`` as a request: rename (``docker rename``), answered ``Ack``."""
+        words = [a.decode() if isinstance(a, bytes) else str(a) for a in req.args]
+        if len(words) != 2 or words[0] != "name":
+            raise RemoteError(f"simulator: unknown Set: {' '.join(words)} (a container takes Set(\"name\", NEW))")
+        new = words[1].lstrip("/")
+        if not _NAME.match(new) or len(new) < 2:
+            raise RemoteError(f"Invalid container name ({new}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        if new == self.name:
+            raise RemoteError("Renaming a container with the same name as its current name")
+        other = self.engine.find(new)
+        if other is not None and other.name == new:
+            raise RemoteError(f'Conflict. The container name "/{new}" is already in use by container "{other.id}". '
+                              "You have to remove (or rename) that container to be able to reuse that name.")
+        self.name = new
+        self._event("rename")
+        await req.ack()
 
     image_id = ""
     """The id of the image it was created from (``Image`` in its inspect data)."""
@@ -438,6 +619,11 @@ class SimContainer(Container):
         data["HostConfig"] = dict(self.config.get("HostConfig") or {})
         if self.image_id:
             data["Image"] = self.image_id
+        data["Mounts"] = [dict(m) for m in self.mounts]
+        data["NetworkSettings"]["Ports"] = dict(self.bound_ports)
+        data["Config"]["ExposedPorts"] = {k: {} for k in self.bound_ports} or self.config.get("ExposedPorts") or None
+        if self.paused:
+            data["State"].update(Status="paused", Paused=True)
         return data
 
     async def write_stdin(self, *args: Any) -> None:
@@ -455,6 +641,16 @@ class SimContainer(Container):
         super().close_stdin()
 
     async def start(self, *args: Any) -> None:
+        words = [a.decode() if isinstance(a, bytes) else str(a) for a in args]
+        if words == ["unpause"]:  # docker unpause
+            if not self.paused:
+                raise RemoteError(f"Container {self.id} is not paused")
+            self._set_paused(False)
+            self._event("unpause")
+            await trio.lowlevel.checkpoint()
+            return
+        if words:
+            raise RemoteError(f"simulator: unknown Start words: {' '.join(words)}")
         try:
             await super().start(*args)
         except RemoteError:
@@ -488,6 +684,15 @@ class SimContainer(Container):
     async def stop(self, *args: Any) -> None:
         words = [a.decode() if isinstance(a, bytes) else str(a) for a in args]
         opts = {key: value for key, _, value in (w.partition("=") for w in words)}
+        if words == ["pause"]:  # docker pause: its process's stdio waits until unpause
+            if not self.running:
+                raise RemoteError(f"Container {self.id} is not running")
+            if self.paused:
+                raise RemoteError(f"Container {self.id} is already paused")
+            self._set_paused(True)
+            self._event("pause")
+            await trio.lowlevel.checkpoint()
+            return
         if "rm" in opts:
             if self.running:
                 if "force" not in opts:

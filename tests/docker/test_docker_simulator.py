@@ -167,16 +167,16 @@ async def test_errors(docker):
         (b"GET /v1.99/version", 400, "client version 1.99 is too new"),
         (b"GET /v1.41/nothing/here", 404, "page not found"),
         (b"POST /v1.41/build", 501, "libswarm dockerserver does not implement POST /build"),
-        (b"POST /v1.41/containers/dup/pause", 501, "does not implement POST /containers/dup/pause"),
-        (b"GET /v1.41/networks", 501, "does not implement GET /networks"),
+        (b"POST /v1.41/containers/dup/update", 501, "does not implement POST /containers/dup/update"),
+        (b"GET /v1.41/system/df", 501, "does not implement GET /system/df"),
         (b"PUT /v1.41/containers/create", 501, "does not implement PUT /containers/create"),
     ]:
         st, headers, body = await raw_http(docker.sock, request + b" HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n")
         assert st == status and headers["content-type"] == "application/json", (request, st)
         assert text in json.loads(body)["message"]
     # the CLI says it plainly too
-    p = await docker("pause", "dup")
-    assert p.returncode == 1 and b"libswarm dockerserver does not implement POST /containers/dup/pause" in p.stderr
+    p = await docker("diff", "dup")
+    assert p.returncode == 1 and b"libswarm dockerserver does not implement GET /containers/dup/changes" in p.stderr
     st, _, body = await raw_http(docker.sock, b"POST /containers/create HTTP/1.1\r\nHost: d\r\nContent-Length: 8\r\n"
                                               b"Connection: close\r\n\r\n{broken}")
     assert st == 400 and "invalid JSON" in json.loads(body)["message"]

@@ -11,13 +11,14 @@ import re
 from typing import Any
 
 from ..._errors import RemoteError
+from ..._verbs import Verb
 from .engine import Engine
 from .formats import add_inspect_defaults, container_summary, info_data, parse_time, truthy, version_data
 from .http import APIRequest, HTTPError, Response
 
 __all__ = [
     "not_found", "not_implemented", "ping", "version", "info", "ps", "create", "inspect", "start", "stop", "restart", "kill",
-    "remove", "resize",
+    "remove", "resize", "pause", "unpause", "rename",
 ]
 
 # a container name: Docker's rule, optionally behind aggregate labels ("1/web", "0/1/web")
@@ -50,40 +51,92 @@ async def info(engine: Engine, req: APIRequest, resp: Response) -> None:
         await resp.json(200, data)
         return
     if not all(k in data for k in ("Containers", "ContainersRunning")):
-        cs = [inspected for _, inspected in await engine.all_containers()]
-        running = sum(bool((c.get("State") or {}).get("Running")) for c in cs)
+        cs = await engine.summaries()
+        running = sum(c.get("State") in ("running", "paused") for c in cs)
         data.update(Containers=len(cs), ContainersRunning=running, ContainersStopped=len(cs) - running)
     await resp.json(200, info_data(data))
 
 
+_PS_FILTERS = ("status", "name", "id", "label", "exited", "ancestor", "before", "since")
+_STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
+
+
 async def ps(engine: Engine, req: APIRequest, resp: Response) -> None:
     query = req.query
-    found = await engine.all_containers()
-    found.sort(key=lambda nd: parse_time(nd[1].get("Created", "")), reverse=True)
-    cs = [container_summary(d, n) for n, d in found]
-    if not truthy(query.get("all")):
-        cs = [c for c in cs if c["State"] == "running"]
-    filters: dict[str, Any] = {}
+    filters: dict[str, list[str]] = {}
     if query.get("filters"):
         try:
-            filters = json.loads(query["filters"])
+            raw = json.loads(query["filters"])
+            if not isinstance(raw, dict):
+                raise ValueError
+            for key, v in raw.items():  # {"k": ["v"]} or the newer {"k": {"v": true}}
+                filters[str(key)] = [str(x) for x in (v if isinstance(v, (list, dict)) else [v])]
         except ValueError:
             raise HTTPError(400, "invalid filter") from None
-
-    def values(key: str) -> list[Any]:
-        v = filters.get(key) or []
-        return list(v) if isinstance(v, (list, dict)) else [v]
-
-    if values("status"):
-        cs = [c for c in cs if c["State"] in values("status")]
-    if values("name"):
-        cs = [c for c in cs if any(re.search(n, c["Names"][0].lstrip("/")) for n in values("name"))]
-    if values("id"):
-        cs = [c for c in cs if any(c["Id"].startswith(i) for i in values("id"))]
+    for key, values in filters.items():
+        if key not in _PS_FILTERS:
+            raise HTTPError(400, f"invalid filter '{key}'")
+        for v in values:
+            if key == "status" and v not in _STATUSES:
+                raise HTTPError(400, f"invalid filter 'status={v}'")
+            if key == "exited" and not v.lstrip("-").isdigit():
+                raise HTTPError(400, f"invalid filter 'exited={v}'")
+    cs = every = sorted(await engine.summaries(), key=lambda c: int(c.get("Created") or 0), reverse=True)
     limit = int(query.get("limit") or -1) if (query.get("limit") or "-1").lstrip("-").isdigit() else -1
+    # without all=1: the running (and paused) ones, unless a state is asked for or a limit
+    # given (docker ps -n N: the last N created, in every state)
+    if not truthy(query.get("all")) and not filters.get("status") and not filters.get("exited") and limit <= 0:
+        cs = [c for c in cs if c["State"] in ("running", "paused", "restarting")]
+    cs = [c for c in cs if _matches(c, filters)]
+    for key in ("before", "since"):  # created before/after that container (which is not listed)
+        for ref in filters.get(key, []):
+            at = next((i for i, c in enumerate(every) if c["Id"].startswith(ref) or ref.lstrip("/") in
+                       [n.lstrip("/") for n in c["Names"]]), None)
+            if at is None:
+                raise HTTPError(404, f"No such container: {ref}")
+            keep = {c["Id"] for c in (every[at + 1:] if key == "before" else every[:at])}
+            cs = [c for c in cs if c["Id"] in keep]
     if limit > 0:
         cs = cs[:limit]
     await resp.json(200, cs)
+
+
+def _matches(c: dict[str, Any], filters: dict[str, list[str]]) -> bool:
+    """Whether ``docker ps`` entry ``c`` passes ``filters`` (values of one key: any; keys: all)."""
+    names = [n.lstrip("/") for n in c["Names"]]
+    labels = c.get("Labels") or {}
+    for key, values in filters.items():
+        if not values:
+            continue
+        if key == "status":
+            ok = c["State"] in values
+        elif key == "name":  # a regular expression on the name, with or without its "/"
+            ok = any(re.search(v, "/" + n) or re.search(v, n) for v in values for n in names)
+        elif key == "id":
+            ok = any(c["Id"].startswith(v) for v in values)
+        elif key == "label":  # "key" or "key=value"
+            ok = all((k in labels) if not eq else labels.get(k) == val
+                     for k, eq, val in (v.partition("=") for v in values))
+        elif key == "exited":
+            ok = c["State"] == "exited" and str(_exit_code(c)) in values
+        elif key == "ancestor":
+            image, image_id = _untagged(str(c.get("Image") or "")), str(c.get("ImageID") or "")
+            ok = any(_untagged(v) == image or (image_id and image_id.removeprefix("sha256:").startswith(
+                v.removeprefix("sha256:"))) for v in values)
+        else:
+            ok = True
+        if not ok:
+            return False
+    return True
+
+
+def _untagged(image: str) -> str:
+    return image.removesuffix(":latest").removeprefix("docker.io/").removeprefix("library/")
+
+
+def _exit_code(c: dict[str, Any]) -> int:
+    m = re.match(r"^Exited \((-?\d+)\)", str(c.get("Status") or ""))
+    return int(m.group(1)) if m else 0
 
 
 async def create(engine: Engine, req: APIRequest, resp: Response) -> None:
@@ -169,3 +222,38 @@ async def resize(engine: Engine, req: APIRequest, resp: Response) -> None:
     async with engine.container(req.ref):
         pass
     await resp.send(200, b"", "text/plain; charset=utf-8")
+
+
+async def pause(engine: Engine, req: APIRequest, resp: Response) -> None:
+    """``C.Stop("pause")`` (spec/LIBSWARM.md 6.5)."""
+    async with engine.container(req.ref) as c:
+        await c.stop("pause")
+    await resp.send(204)
+
+
+async def unpause(engine: Engine, req: APIRequest, resp: Response) -> None:
+    """``C.Start("unpause")`` (spec/LIBSWARM.md 6.5)."""
+    async with engine.container(req.ref) as c:
+        await c.start("unpause")
+    await resp.send(204)
+
+
+async def rename(engine: Engine, req: APIRequest, resp: Response) -> None:
+    """``E.Ls()`` (a name listed anywhere is taken: 409), then ``C.Set("name", NEW)`` as a
+    request, answered ``Ack`` (spec/LIBSWARM.md 6.5)."""
+    new = req.query.get("name") or ""
+    if not new:
+        raise HTTPError(400, "Neither old nor new names may be empty")
+    if not _NAME.match(new) or "/" in new.lstrip("/"):
+        raise HTTPError(400, f"Invalid container name ({new}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+    new = new.lstrip("/")
+    # the engine decides, but behind an aggregate the container's own child cannot see the
+    # others' names: a name the engine lists anywhere is taken (bare names stay unambiguous)
+    listed = [n.decode() if isinstance(n, bytes) else str(n) for n in await engine.client.ls()]
+    if any(n == new or n.endswith("/" + new) for n in listed):
+        raise HTTPError(409, f'Conflict. The container name "/{new}" is already in use. '
+                             "You have to remove (or rename) that container to be able to reuse that name.")
+    async with engine.container(req.ref) as c:
+        _, rest = await c.call(Verb.Set, "name", new)
+        await rest.aclose()
+    await resp.send(204)

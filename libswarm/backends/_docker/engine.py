@@ -27,15 +27,18 @@ _MISSING = re.compile(
     r"|secret|config|plugin)\b"
 )
 
+#: dockerd's other way of saying it: ``network X not found``, ``plugin "X" not found``
+_NOT_FOUND = re.compile(r"^(?:network|volume|plugin|secret|config|node|service|task) \S+ not found$")
+
 
 def status_for(text: str) -> int:
     """The HTTP status a Docker daemon gives for an error with this text."""
     t = text.lower()
-    if _MISSING.search(t) or t.startswith("not found"):
+    if _MISSING.search(t) or t.startswith("not found") or _NOT_FOUND.search(t):
         return 404
     if ("conflict" in t or "already in use" in t or "is not running" in t or "container is running" in t
             or "remove a running container" in t
-            or "is paused" in t or "is restarting" in t):
+            or "is paused" in t or "is restarting" in t or "already paused" in t or "is not paused" in t):
         return 409
     if t.startswith("invalid") or "invalid signal" in t or "invalid container" in t or t.startswith("bad parameter"):
         return 400
@@ -81,6 +84,28 @@ class Engine:
             return data if isinstance(data, dict) else {}
         except (LibswarmError, ValueError):
             return {}
+
+    async def summaries(self) -> list[dict[str, Any]]:
+        """Every container's ``docker ps`` entry, newest first, in one request: ``E.Get("containers")``
+        (spec/LIBSWARM.md 6.8). An engine that does not know the word is asked the long
+        way: ``Ls()``, then ``Attach(name)`` + ``Get()`` per container."""
+        try:
+            raw = await self.client.get("containers")
+        except RemoteError as exc:
+            if "unknown field" not in exc.text and not exc.text.startswith("not implemented"):
+                raise
+        else:
+            try:
+                entries = json.loads(raw)
+            except ValueError:
+                raise HTTPError(500, "engine: Get(containers) is not JSON") from None
+            if not isinstance(entries, list):
+                raise HTTPError(500, "engine: Get(containers) is not a JSON list")
+            return [e for e in entries if isinstance(e, dict)]
+        from .formats import container_summary, parse_time
+        found = await self.all_containers()
+        found.sort(key=lambda nd: parse_time(nd[1].get("Created", "")), reverse=True)
+        return [container_summary(data, name) for name, data in found]
 
     async def all_containers(self) -> list[tuple[str, dict[str, Any]]]:
         """``(name as the engine lists it, inspect data)`` for every container.

@@ -18,7 +18,7 @@ from .versions import API_VERSION, MIN_API_VERSION, VERSION
 
 __all__ = [
     "parse_time", "human_duration", "truthy", "go_arch", "container_summary", "version_data", "info_data",
-    "add_inspect_defaults",
+    "add_inspect_defaults", "port_summary",
 ]
 
 
@@ -79,8 +79,9 @@ def container_summary(data: dict[str, Any], name: str | None = None) -> dict[str
     config = data.get("Config") or {}
     status = state.get("Status") or ("running" if state.get("Running") else "exited")
     now = time.time()
-    if status == "running":
+    if status in ("running", "paused"):
         text = "Up " + human_duration(now - parse_time(state.get("StartedAt", "")))
+        text += " (Paused)" if status == "paused" else ""
     elif status == "exited" and parse_time(state.get("FinishedAt", "")):
         text = f"Exited ({state.get('ExitCode', 0)}) {human_duration(now - parse_time(state['FinishedAt']))} ago"
     elif status == "exited":
@@ -95,7 +96,7 @@ def container_summary(data: dict[str, Any], name: str | None = None) -> dict[str
         "ImageID": data.get("Image", ""),
         "Command": command,
         "Created": int(parse_time(data.get("Created", ""))),
-        "Ports": [],
+        "Ports": port_summary((data.get("NetworkSettings") or {}).get("Ports") or {}),
         "Labels": config.get("Labels") or {},
         "State": status,
         "Status": text,
@@ -103,6 +104,22 @@ def container_summary(data: dict[str, Any], name: str | None = None) -> dict[str
         "NetworkSettings": {"Networks": (data.get("NetworkSettings") or {}).get("Networks") or {}},
         "Mounts": data.get("Mounts") or [],
     }
+
+
+def port_summary(ports: dict[str, Any]) -> list[dict[str, Any]]:
+    """Inspect's ``NetworkSettings.Ports`` -> the ``Ports`` of a ``docker ps`` entry."""
+    out: list[dict[str, Any]] = []
+    for key, bindings in ports.items() if isinstance(ports, dict) else ():
+        number, _, kind = str(key).partition("/")
+        if not number.isdigit():
+            continue
+        if not bindings:
+            out.append({"PrivatePort": int(number), "Type": kind or "tcp"})
+        for b in bindings or ():
+            host_port = str(b.get("HostPort") or "0")
+            out.append({"IP": b.get("HostIp") or "0.0.0.0", "PrivatePort": int(number),
+                        "PublicPort": int(host_port) if host_port.isdigit() else 0, "Type": kind or "tcp"})
+    return out
 
 
 def add_inspect_defaults(data: dict[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import h11
 import trio
 
 from ..._errors import LibswarmError, RemoteError
-from . import endpoints, execs, images, streams
+from . import endpoints, execs, images, observe, streams
 from .engine import Engine, status_for
 from .http import APIRequest, HTTPError, Response
 from .versions import API_VERSION, MIN_API_VERSION, version_tuple
@@ -51,6 +51,11 @@ _CONTAINER_ACTIONS: dict[tuple[str, str], Endpoint] = {
     ("GET", "logs"): streams.logs,
     ("POST", "resize"): endpoints.resize,
     ("POST", "exec"): execs.exec_create,
+    ("POST", "pause"): endpoints.pause,
+    ("POST", "unpause"): endpoints.unpause,
+    ("POST", "rename"): endpoints.rename,
+    ("GET", "top"): observe.top,
+    ("GET", "stats"): observe.stats,
 }
 _EXEC = re.compile(r"^/exec/[^/]+/(json|start|resize)$")
 _EXEC_ACTIONS: dict[tuple[str, str], Endpoint] = {
@@ -130,6 +135,14 @@ def route(method: str, path: str) -> tuple[Endpoint, str]:
             return images.image_tag, ""
         if action is None and method == "DELETE":
             return images.image_remove, ""
+    if method == "GET" and path == "/events":
+        return observe.events, ""
+    if method == "GET" and path in ("/networks", "/volumes"):
+        return (observe.network_list if path == "/networks" else observe.volume_list), ""
+    if method == "GET" and re.match(r"^/(networks|volumes)/[^/]+$", path):
+        return (observe.network_inspect if path.startswith("/networks/") else observe.volume_inspect), ""
+    if method == "GET" and re.match(r"^/plugins/.+/json$", path):
+        return observe.plugin_inspect, ""
     if _DOCKER_API.match(path):
         return endpoints.not_implemented, ""
     return endpoints.not_found, ""

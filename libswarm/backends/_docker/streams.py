@@ -95,43 +95,49 @@ async def wait(engine: Engine, req: APIRequest, resp: Response) -> None:
 
 
 async def logs(engine: Engine, req: APIRequest, resp: Response) -> None:
+    """``C.Attach("", "logs", "nostdin", <log words>)`` (spec/LIBSWARM.md 6.4): the engine
+    selects and shapes the output (tail, since, until, timestamps); ``follow`` streams it
+    live until the container's output ends or the client goes."""
     query = req.query
     want = {t for t in ("stdout", "stderr") if truthy(query.get(t))}
     if not want:
         raise HTTPError(400, "Bad parameters: you must choose at least one stream")
+    follow = truthy(query.get("follow"))
+    words = ["logs", "nostdin"] + ([] if follow else ["nostream"])
     tail = query.get("tail", "all")
-    lines = int(tail) if tail.isdigit() else None
+    if tail.isdigit():
+        words.append(f"tail={int(tail)}")
+    if truthy(query.get("timestamps")):
+        words.append("timestamps")
+    for key in ("since", "until"):
+        value = query.get(key) or ""
+        if value and value not in ("0", "0.000000000"):
+            try:
+                float(value)
+            except ValueError:
+                raise HTTPError(400, f"invalid value for {key}: {value!r}") from None
+            words.append(f"{key}={value}")
     async with engine.container(req.ref) as c:
         data = await engine.inspect(c)
         tty = bool((data.get("Config") or {}).get("Tty"))
         pack: Callable[[str, bytes], bytes] = _raw if tty else frame
-        status = (data.get("State") or {}).get("Status")
-        current: dict[str, bytes] = {}
-        for tag in ("stdout", "stderr"):
-            current[tag] = _as_bytes(await c.get(tag))
-        if status == "exited":  # the whole output, in order: Attach with logs ends at once
-            chunks = await _replay(c)
-        else:
-            chunks = [(t, current[t]) for t in ("stdout", "stderr")]
-        if not truthy(query.get("follow")) or status != "running":
-            out = b"".join(pack(t, d) for t, d in _tail_chunks(chunks, lines) if t in want and d)
-            await resp.send(200, out, RAW_STREAM)
-            return
-        # follow: replay + live through Attach("", "logs"); skip what tail drops
-        skip = {t: len(current[t]) - len(_tail(current[t], lines)) for t in current}
-        handle, output = await c.attach("", "logs", "nostdin")
-        await resp.start_stream(200, RAW_STREAM)
+        handle, output = await c.attach("", *words)
         try:
+            if not follow:  # the replay ends at once: one body
+                out = bytearray()
+                with trio.move_on_after(10):
+                    async for msg in output:
+                        if msg.verb == Verb.Log and len(msg.args) == 2 and str(msg.args[0]) in want:
+                            out += pack(str(msg.args[0]), _as_bytes(msg.args[1]))
+                await resp.send(200, bytes(out), RAW_STREAM)
+                return
+            await resp.start_stream(200, RAW_STREAM)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(resp.until_client_gone, nursery.cancel_scope)
                 async for msg in output:
                     if msg.verb != Verb.Log or len(msg.args) != 2:
                         continue
                     tag, chunk = str(msg.args[0]), _as_bytes(msg.args[1])
-                    if skip.get(tag, 0):
-                        n = min(skip[tag], len(chunk))
-                        skip[tag] -= n
-                        chunk = chunk[n:]
                     if tag in want and chunk:
                         await resp.write(pack(tag, chunk))
                 nursery.cancel_scope.cancel()
@@ -140,22 +146,6 @@ async def logs(engine: Engine, req: APIRequest, resp: Response) -> None:
             if handle is not None:
                 await handle.aclose()
         await resp.end()
-
-
-async def _replay(c: Client) -> list[tuple[str, bytes]]:
-    """The whole output of an exited container, in order (``Attach("", "logs")`` ends at once)."""
-    handle, output = await c.attach("", "logs", "nostdin")
-    chunks = []
-    try:
-        with trio.move_on_after(10):
-            async for msg in output:
-                if msg.verb == Verb.Log and len(msg.args) == 2:
-                    chunks.append((str(msg.args[0]), _as_bytes(msg.args[1])))
-    finally:
-        await output.aclose()
-        if handle is not None:
-            await handle.aclose()
-    return chunks
 
 
 async def attach(engine: Engine, req: APIRequest, resp: Response) -> None:
@@ -228,20 +218,3 @@ async def relay(resp: Response, handle: Client | None, output: Output, want: set
         await output.aclose()
         if handle is not None and (not use_stdin or not client_done.is_set()):
             await handle.aclose()
-
-
-def _tail_chunks(chunks: list[tuple[str, bytes]], lines: int | None) -> list[tuple[str, bytes]]:
-    """The last ``lines`` lines over both streams (None: everything)."""
-    if lines is None:
-        return chunks
-    split = [(t, line) for t, d in chunks for line in d.splitlines(keepends=True)]
-    return split[len(split) - lines:] if lines else []
-
-
-def _tail(data: bytes, lines: int | None) -> bytes:
-    if lines is None:
-        return data
-    if lines == 0:
-        return b""
-    parts = data.splitlines(keepends=True)
-    return b"".join(parts[-lines:])
