@@ -60,6 +60,10 @@ __all__ = ["H2Multiplexer", "PREFACE"]
 #: is processed in slices of this many, and the link lets other connections and tasks
 #: run between them (about 10 ms of work per slice for requests answered at once).
 _H2_FRAMES_PER_CALL = 100
+#: Most new streams (requests) one call lets open: each may start a session and its
+#: handler, far more work than any other frame, so a connection that floods requests
+#: gets this many per turn while the other connections get theirs.
+_NEW_STREAMS_PER_CALL = 16
 
 #: Bytes a header block may hold beyond ``max_header_list_size`` (see max_header_block).
 HEADER_BLOCK_SLACK = 4096
@@ -220,6 +224,7 @@ class H2Multiplexer:
         fast = self._fast
         max_size = self._conn.max_inbound_frame_size
         budget = _H2_FRAMES_PER_CALL
+        new_streams = _NEW_STREAMS_PER_CALL
         while end - pos >= HEADER_LEN:
             length = (buf[pos] << 16) | (buf[pos + 1] << 8) | buf[pos + 2]
             ftype = buf[pos + 3]
@@ -248,11 +253,18 @@ class H2Multiplexer:
                     events.append(DataReceived(stream_id, bytes(buf[pos + HEADER_LEN : stop]), length))
                     pos = stop
                     continue
-            if budget <= 0:
+            if budget <= 0 or (
+                not new_streams
+                and ftype == TYPE_HEADERS
+                and stream_id > self._last_peer_stream
+                and stream_id % 2 == self._peer_parity
+            ):
                 self.input_pending = True  # the rest on the next call
                 break
             budget -= 1
             kind = self._flood_kind(ftype, flags, length, stream_id)
+            if kind is STREAM:
+                new_streams -= 1
             if kind is not None:
                 if kind is EMPTY and self._data_frames_sent != self._data_frames_credited:
                     self._guard.data_sent(self._data_frames_sent - self._data_frames_credited)

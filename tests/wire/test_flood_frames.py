@@ -264,3 +264,28 @@ def test_limit_streams_of_one_connection_cost_linear_work():
     (issue 11: 10,000 streams took 16 s; bench/stream_scaling.py shows the time)."""
     checks = _stream_checks(2000)
     assert checks <= 4 * 2000, checks  # (before: about 2000**2 / 2)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_limit_new_streams_per_call_are_bounded(fast):
+    """A read holding 100 requests opens at most _NEW_STREAMS_PER_CALL of them per call
+    (each may start a session: the link lets other connections run in between), and the
+    rest follow on the next calls, in order, none lost."""
+    mux = H2Multiplexer(client_side=False, fast_paths=fast)
+    mux.data_to_send()
+    mux.receive_data(start(), now=0.0)
+    enc = hpack.Encoder()
+    read = b"".join(_open(i, enc, end_stream=True) for i in range(100))
+    opened: list[int] = []
+    calls = 0
+    events = mux.receive_data(read, now=0.0)
+    while True:
+        calls += 1
+        got = [ev.stream_id for ev in events if isinstance(ev, StreamOpened)]
+        assert len(got) <= h2mux._NEW_STREAMS_PER_CALL
+        opened += got
+        if not mux.input_pending:
+            break
+        events = mux.receive_data(b"", now=0.0)
+    assert opened == [2 * i + 1 for i in range(100)]
+    assert calls == -(-100 // h2mux._NEW_STREAMS_PER_CALL)
