@@ -131,7 +131,8 @@ def identity_from_peercert(cert: dict[str, Any], **extra: Any) -> Identity:
             parts.append(f"{_RDN_NAMES.get(key, key)}={_escape_rdn(value)}")
         rdns.append("+".join(parts))
     san = tuple(f"{_SAN_NAMES.get(kind, kind)}:{value}" for kind, value in cert.get("subjectAltName", ()))
-    return Identity(transport="tls", subject=",".join(rdns) or None, cn=cn, san=san, **extra)
+    # RFC 4514: the last RDN of the certificate's sequence first (CN=alice,O=Example)
+    return Identity(transport="tls", subject=",".join(reversed(rdns)) or None, cn=cn, san=san, **extra)
 
 
 def _socket_of(stream: Any) -> Any:
