@@ -197,3 +197,32 @@ async def test_libswarm_callers_get_an_error_with_the_same_text(rules_file, tmp_
             await anon.child("alice-web")
         assert await engine.ls() == ["alice-web"]
         nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("forwarded", [False, True])
+async def test_a_remote_caller_through_listen_cannot_state_an_identity(rules_file, tmp_path, forwarded):
+    """``listen -> policy -> simulator``: an Identity sent by a remote libswarm caller is
+    replaced by an anonymous one, unless ``listen --forwarded-identity`` (trusted front ends)."""
+    from libswarm.backends.listen import Listen
+
+    audit = tmp_path / "audit.jsonl"
+    url = f"unix://{tmp_path / 'listen.sock'}"
+    listen = Listen(*(["--forwarded-identity"] if forwarded else []), url, quiet=True)
+    out_s, out_r = libchan.pipe()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(libswarm.chain, [listen, Policy(str(rules_file), "--audit", str(audit)), Simulator()],
+                           None, out_s)
+        with trio.fail_after(10):
+            await listen.ready.wait()
+        async with libchan.connect(url) as session:
+            forged = libswarm.Client(await session.open_sender(), identity=Identity(transport="tls", cn="alice"))
+            web = await forged.spawn(json.dumps({"Image": "busybox", "Cmd": ["true"], "name": "web"}))
+            name = json.loads(await web.get())["Name"]
+            await web.aclose()
+            await forged.aclose()
+        nursery.cancel_scope.cancel()
+    first = audit_lines(audit)[0]
+    if forwarded:
+        assert name == "/alice-web" and first["identity"] == {"transport": "tls", "cn": "alice"}
+    else:
+        assert name == "/anonymous-web" and first["identity"] == {"transport": "unix"}

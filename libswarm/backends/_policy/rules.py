@@ -391,7 +391,7 @@ def _never(rule: Rule) -> str | None:
     if rule.action == "hide" and not any(_concerns_container(v, o) for v, o in rule.pairs()):
         return "a hide rule applies only to container lookups (Attach on the engine) and requests on a container"
     certs = [k for k in ("cn", "subject", "san") if k in m]
-    if m.get("anonymous") is True and (certs or "uid" in m or "gid" in m or m.get("transport") == frozenset({"tls"})):
+    if m.get("anonymous") is True and (certs or "uid" in m or "gid" in m):
         return "anonymous = true contradicts its other identity conditions"
     if certs and "transport" in m and "tls" not in m["transport"]:
         return f"{certs[0]} is only known for tls callers, and transport excludes tls"
