@@ -229,8 +229,11 @@ class Policy(Service):
         proxy = _Object(self, child, ident, "container", q.target, None)
         await req.ack(self._hand_out(proxy.handle, child, f"policy container {q.target}"))
 
-    async def _facts(self, child: Client) -> Facts:
-        data = json.loads(await child.get())
+    async def _facts(self, child: Client, keep: "_Object | None" = None) -> Facts:
+        raw = await child.get()
+        data = json.loads(raw)
+        if keep is not None:
+            keep.fresh_inspect = raw
         return facts_of_inspect(data if isinstance(data, dict) else {})
 
     async def _lookup(self, req: Request, rules: RuleSet, ident: Identity, args: tuple[str, ...]) -> None:
@@ -238,10 +241,11 @@ class Policy(Service):
         q = Query(Verb.Attach, "engine", args, ident, target=name)
         down = self._downstream(ident)
         child: Client | None = None
+        keep = _Object(self, down, ident, "container", name, None)
         try:
             if rules.needs_facts(Verb.Attach, "engine"):
                 child = await down.child(name)
-                q.facts = await self._facts(child)
+                q.facts = await self._facts(child, keep)
             d = self._decide(rules, ident, q)
             if d.action != "allow":
                 raise self._refuse(d, name)
@@ -252,6 +256,7 @@ class Policy(Service):
                 await child.aclose()
             raise
         proxy = _Object(self, child, ident, "container", name, q.facts)
+        proxy.fresh_inspect = keep.fresh_inspect
         await req.ack(self._hand_out(proxy.handle, child, f"policy container {name}"))
 
     async def _visible(self, rules: RuleSet, ident: Identity, names: list[Any]) -> list[bool]:
@@ -288,6 +293,9 @@ class _Object:
                  facts: Facts | None) -> None:
         self.policy, self.child, self.ident, self.kind, self.name = policy, child, ident, kind, name
         self._facts = facts
+        self.fresh_inspect: Any = None
+        """The inspect JSON the lookup just fetched on this handle: it answers the first
+        ``Get()`` when no other request came first (saves the engine a second inspect)."""
 
     async def facts(self) -> Facts:
         if self._facts is None:
@@ -317,6 +325,10 @@ class _Object:
         d = policy._decide(rules, ident, q)
         if d.action != "allow":
             raise policy._refuse(d, self.name if self.kind == "container" else "")
+        fresh, self.fresh_inspect = self.fresh_inspect, None
+        if fresh is not None and msg.verb == Verb.Get and not msg.args:
+            await req.set(fresh)
+            return
         if msg.verb == Verb.Spawn:
             new_args = (json.dumps(q.body),) if d.rewrites and q.body is not None else msg.args
             handle = await self.child.spawn(*new_args)
