@@ -4,7 +4,8 @@ An *object* is any libchan Sender that accepts libswarm messages
 ``{verb, args, ret, att}``; it answers requests on the message's ``ret`` Sender.
 The whole surface:
 
-* :class:`Verb` (the 13 verbs, numbered 0-12), :class:`Message` (``to_wire``/``from_wire``);
+* :class:`Verb` (the 13 verbs, numbered 0-12), :class:`Message` (``to_wire``/``from_wire``),
+  :class:`Identity` (who is asking, set where a request enters a chain);
 * :class:`Client` -- call verbs on an object: ``ls``, ``spawn``, ``attach``, ``child``,
   ``start``, ``stop``, ``get``, ``set``, ``watch``, ``log``, ``error``, ``connect``, ``call``;
   :class:`Output` (a stream of reply messages), :class:`Attached`;
@@ -45,6 +46,7 @@ from ._errors import (
     UnreachableError,
     UsageError,
 )
+from ._identity import ANONYMOUS, Identity
 from ._message import Arg, Message
 from ._server import DEFAULT_MAX_CONCURRENCY, Handler, Request, Server, Tree, not_implemented
 from ._service import Service, Task, chain, open_service, run_service, serve_session
@@ -54,6 +56,8 @@ __all__ = [
     "Verb",
     "Message",
     "Arg",
+    "Identity",
+    "ANONYMOUS",
     "Client",
     "Output",
     "Attached",

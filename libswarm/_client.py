@@ -10,6 +10,7 @@ import trio
 import libchan
 
 from ._errors import NoReplyError, RemoteError, ReplyTimeoutError, UnexpectedReplyError, UnreachableError
+from ._identity import Identity
 from ._message import Arg, Message
 from ._verbs import Verb
 
@@ -80,12 +81,17 @@ class Client:
     hangs on a closed or broken channel.
 
     ``timeout`` bounds the wait for the *first* answer of each call (None: no bound).
+    ``identity``: stamped on every message sent that carries none (an entry point such as
+    ``dockerserver`` calls the chain on behalf of its client); handles from ``spawn`` and
+    ``attach`` inherit it.
     ``aclose()`` closes the wrapped sender (a handle from an Ack is owned by its Client).
     """
 
-    def __init__(self, sender: "trio.abc.SendChannel[Any] | Client", *, timeout: float | None = None) -> None:
+    def __init__(self, sender: "trio.abc.SendChannel[Any] | Client", *, timeout: float | None = None,
+                 identity: Identity | None = None) -> None:
         self.sender: trio.abc.SendChannel[Any] = sender.sender if isinstance(sender, Client) else sender
         self.timeout = timeout
+        self.identity = identity
 
     def __repr__(self) -> str:
         return f"<libswarm.Client {self.sender!r}>"
@@ -107,6 +113,8 @@ class Client:
 
     async def send(self, msg: Message) -> None:
         """Send one message as is (one-way unless it carries a ``ret``)."""
+        if self.identity is not None and msg.identity is None:
+            msg = msg.replace(identity=self.identity)
         try:
             await self.sender.send(msg.to_wire())
         except _GONE as exc:
@@ -166,7 +174,7 @@ class Client:
         ack = await self._expect(Verb.Spawn, Verb.Ack, *args)
         if ack.ret is None:
             raise UnexpectedReplyError("Spawn: the Ack carries no object")
-        return Client(ack.ret, timeout=self.timeout)
+        return Client(ack.ret, timeout=self.timeout, identity=self.identity)
 
     async def attach(self, name: str = "", *args: Arg) -> Attached:
         """``Attach(name, args)`` -> :class:`Attached` ``(handle, output)``.
@@ -179,7 +187,7 @@ class Client:
         if first.verb != Verb.Ack:
             await rest.aclose()
             raise UnexpectedReplyError(f"Attach: unexpected answer {first.verb.name}")
-        handle = Client(first.ret, timeout=self.timeout) if first.ret is not None else None
+        handle = Client(first.ret, timeout=self.timeout, identity=self.identity) if first.ret is not None else None
         return Attached(handle, rest)
 
     async def child(self, name: str) -> "Client":

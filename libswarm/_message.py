@@ -17,6 +17,7 @@ from typing import Any
 import trio
 
 from ._errors import MessageError
+from ._identity import Identity
 from ._verbs import Verb
 
 __all__ = ["Message", "Arg"]
@@ -33,7 +34,9 @@ class Message:
     * ``verb`` -- a :class:`Verb`;
     * ``args`` -- a tuple of ``str`` or ``bytes`` (bytes carry binary stdio chunks);
     * ``ret`` -- a libchan Sender for replies, or None for a one-way message;
-    * ``att`` -- an attached byte stream (a ``trio`` stream), or None.
+    * ``att`` -- an attached byte stream (a ``trio`` stream), or None;
+    * ``identity`` -- who is asking (:class:`~libswarm.Identity`), set by the stage where the
+      request entered the chain (spec/LIBSWARM.md 9.6), or None.
 
     ``Message(Verb.Ls)``, ``Message(Verb.Log, ("stdout", b"hi\\n"))``. Construction
     validates the fields (:class:`MessageError`). :meth:`to_wire` and
@@ -44,6 +47,7 @@ class Message:
     args: tuple[Arg, ...] = ()
     ret: Any = None
     att: Any = None
+    identity: Identity | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -63,6 +67,11 @@ class Message:
             raise MessageError(f"ret must be a Sender or None, not {type(self.ret).__name__}")
         if self.att is not None and not isinstance(self.att, _STREAM_TYPES):
             raise MessageError(f"att must be a byte stream or None, not {type(self.att).__name__}")
+        if self.identity is not None and not isinstance(self.identity, Identity):
+            try:
+                object.__setattr__(self, "identity", Identity.from_wire(self.identity))
+            except ValueError as exc:
+                raise MessageError(f"bad identity: {exc}") from None
 
     @property
     def text(self) -> str:
@@ -77,15 +86,18 @@ class Message:
         return dataclasses.replace(self, **changes)
 
     def to_wire(self) -> dict[str, Any]:
-        """The map sent on a libchan channel."""
-        return {"Verb": int(self.verb), "Args": list(self.args), "Ret": self.ret, "Att": self.att}
+        """The map sent on a libchan channel (``Identity`` only when there is one)."""
+        wire = {"Verb": int(self.verb), "Args": list(self.args), "Ret": self.ret, "Att": self.att}
+        if self.identity is not None:
+            wire["Identity"] = self.identity.to_wire()
+        return wire
 
     @classmethod
     def from_wire(cls, value: Any) -> "Message":
         """Decode a received map (a :class:`Message` passes through unchanged).
 
         Accepts ``Verb`` as a number or a verb name in any case, a missing or null
-        ``Args``/``Ret``/``Att``, and ignores other keys. Raises :class:`MessageError`.
+        ``Args``/``Ret``/``Att``/``Identity``, and ignores other keys. Raises :class:`MessageError`.
         """
         if isinstance(value, Message):
             return value
@@ -95,7 +107,7 @@ class Message:
             raise MessageError("message has no 'Verb'")
         args: Any = value.get("Args")  # wire data, checked by __post_init__ (MessageError)
         return cls(value["Verb"], tuple(args) if isinstance(args, (list, tuple)) else (args if args is not None else ()),
-                   value.get("Ret"), value.get("Att"))
+                   value.get("Ret"), value.get("Att"), value.get("Identity"))
 
     def __repr__(self) -> str:
         extra = ""
@@ -103,6 +115,8 @@ class Message:
             extra += ", ret=..."
         if self.att is not None:
             extra += ", att=..."
+        if self.identity is not None:
+            extra += f", identity={self.identity.name}"
         return f"Message({self.verb.name}, {list(self.args)!r}{extra})"
 
 

@@ -63,6 +63,8 @@ class Request:
     args = property(lambda self: self.message.args)
     ret = property(lambda self: self.message.ret)
     att = property(lambda self: self.message.att)
+    identity = property(lambda self: self.message.identity)
+    """Who is asking (:class:`~libswarm.Identity`), or None when the request carries none."""
 
     @property
     def name(self) -> str:

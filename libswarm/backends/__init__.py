@@ -36,6 +36,7 @@ _BUILTIN = {
     "exec": ("exec", "Exec"),
     "fakeclient": ("fakeclient", "FakeClient"),
     "listen": ("listen", "Listen"),
+    "policy": ("policy", "Policy"),
     "simulator": ("simulator", "Simulator"),
 }
 _EXTRA: dict[str, Factory] = {}

@@ -13,7 +13,11 @@ status, kill signals, removal, wait) is spec/DOCKER.md. HTTP is h11 over trio; t
 attach endpoint upgrades the connection (``101 UPGRADED``) and speaks Docker's raw
 stream: stdin from the client, stdout/stderr multiplexed in 8-byte-header frames.
 Failures are Docker errors: ``{"message": ...}`` with 404 (no such container), 409
-(conflicts, not running), 400 (bad input) or 500.
+(conflicts, not running), 400 (bad input), 403 (refused by a ``policy`` stage) or 500.
+
+Each request carries the identity of its connection (spec/LIBSWARM.md 9.6): the subject and
+SANs of a verified TLS client certificate, the uid/gid/pid of a unix-socket peer
+(``SO_PEERCRED``), or the TCP peer's address.
 
 The input of the service is served by a :class:`libswarm.Server` with no handlers
 (requests arriving from upstream are answered ``not implemented``).
@@ -35,6 +39,7 @@ import trio
 
 from .._client import Client
 from .._errors import UsageError
+from .._identity import identity_of_stream
 from .._server import Server
 from .._service import Service
 from ._docker.address import TLSOptions, parse_tls_options, parse_url
@@ -93,7 +98,7 @@ class DockerServer(Service):
 
     async def run(self, input: trio.abc.ReceiveChannel[Any], output: trio.abc.SendChannel[Any]) -> None:
         self.engine = Client(output)
-        answer = functools.partial(dispatch, Engine(self.engine))
+        execs: dict[str, Client] = {}
         listeners = await self._listen()
 
         limits = self.limits
@@ -106,7 +111,14 @@ class DockerServer(Service):
                 return
             open_connections += 1
             try:
-                await serve_connection(stream, answer, limits)
+                try:
+                    with trio.fail_after(limits.head_timeout):
+                        identity = await identity_of_stream(stream)
+                except (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError):
+                    await trio.aclose_forcefully(stream)
+                    return
+                engine = Engine(Client(output, identity=identity), execs)
+                await serve_connection(stream, functools.partial(dispatch, engine), limits)
             finally:
                 open_connections -= 1
 

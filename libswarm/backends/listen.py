@@ -1,6 +1,6 @@
 """``listen``: serve the rest of the chain to remote callers over libchan.
 
-Args: ``[--cert FILE --key FILE --ca FILE] URL`` with URL ``tcp://HOST:PORT``,
+Args: ``[--cert FILE --key FILE --ca FILE] [--forwarded-identity] URL`` with URL ``tcp://HOST:PORT``,
 ``tls://HOST:PORT`` (mutual TLS: all three options required, client certificates
 signed by ``--ca`` are demanded) or ``unix:///PATH`` (the socket file is removed on
 exit). Port 0 picks a free port; the bound addresses are printed to stderr as
@@ -12,6 +12,13 @@ service's output, i.e. to the next stage, with its ``Ret`` (a network Sender) in
 so the next stage answers the remote caller directly. Messages arriving on this
 service's own input are passed on too. It runs until cancelled. A request that cannot
 be passed on (the next stage is gone) is answered ``Error("listen URL: ...")``.
+
+Identity (spec/LIBSWARM.md 9.6): a remote caller cannot say who it is. Every message taken
+from a remote session goes on with the ``Identity`` of an anonymous peer of this URL's kind
+(``{"transport": "tcp"|"tls"|"unix"}``), whatever it carried. With ``--forwarded-identity``
+the ``Identity`` a remote message carries is kept: for a listen whose peers are trusted front
+ends (e.g. a ``dockerserver`` on another host reaching this one through ``connect`` over
+mutual TLS) that state their own callers' identities.
 """
 
 from __future__ import annotations
@@ -39,7 +46,8 @@ class Listen(Service):
     """Accept libchan sessions on a URL and feed their channels to the next stage."""
 
     def __init__(self, *args: str, quiet: bool = False) -> None:
-        self.options = parse_remote_args("listen", args)
+        self.forwarded_identity = "--forwarded-identity" in args
+        self.options = parse_remote_args("listen", tuple(a for a in args if a != "--forwarded-identity"))
         self.url = self.options.url
         self.ssl = server_context(self.options) if self.options.scheme == "tls" else None
         self.quiet = quiet
@@ -58,7 +66,7 @@ class Listen(Service):
             if not self.quiet:
                 print(f"listen: serving on {' '.join(self.bound)}", file=sys.stderr, flush=True)
             self.ready.set()
-            await self._pump(input, output)
+            await self._pump(input, output, local=True)
             await trio.sleep_forever()
 
     async def _session(self, output: Any, session: libchan.Session) -> None:
@@ -70,7 +78,8 @@ class Listen(Service):
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
 
-    async def _pump(self, receiver: Any, output: Any) -> None:
+    async def _pump(self, receiver: Any, output: Any, local: bool = False) -> None:
+        stamp = None if local or self.forwarded_identity else {"transport": self.options.scheme}
         try:
             while True:
                 try:
@@ -79,6 +88,8 @@ class Listen(Service):
                     return
                 except libchan.ProtocolError:
                     return  # a bad message from the peer: that channel is reset
+                if stamp is not None and isinstance(raw, dict):
+                    raw = {**raw, "Identity": stamp}  # a remote caller cannot state an identity
                 try:
                     await output.send(raw)
                 except _GONE as exc:

@@ -17,7 +17,7 @@ from swarm_helpers import stdio
 
 def test_registry():
     assert backends.available() == [
-        "aggregate", "connect", "debug", "dockerclient", "dockerserver", "exec", "fakeclient", "listen", "simulator"
+        "aggregate", "connect", "debug", "dockerclient", "dockerserver", "exec", "fakeclient", "listen", "policy", "simulator"
     ]
     with pytest.raises(backends.UnknownBackendError):
         backends.get("nope")

@@ -34,6 +34,8 @@ _NOT_FOUND = re.compile(r"^(?:network|volume|plugin|secret|config|node|service|t
 def status_for(text: str) -> int:
     """The HTTP status a Docker daemon gives for an error with this text."""
     t = text.lower()
+    if t.startswith("policy: "):  # refused by a policy stage (backends/policy.py)
+        return 403
     if _MISSING.search(t) or t.startswith("not found") or _NOT_FOUND.search(t):
         return 404
     if ("conflict" in t or "already in use" in t or "is not running" in t or "container is running" in t
@@ -48,9 +50,9 @@ def status_for(text: str) -> int:
 class Engine:
     """The engine behind the Docker API: ``client`` calls its verbs."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, execs: dict[str, Client] | None = None) -> None:
         self.client = client
-        self.execs: dict[str, Client] = {}
+        self.execs: dict[str, Client] = execs if execs is not None else {}
         """The exec objects the engine gave (``docker exec``), by exec id, oldest first."""
 
     @asynccontextmanager
