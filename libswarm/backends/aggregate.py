@@ -1,8 +1,10 @@
 """``aggregate``: one engine made of several child services.
 
-Args: ``[--timeout=SECONDS] [--retry=SECONDS] SPEC...``: each SPEC is a full service
-spec such as ``"simulator web db"`` or ``"exec /bin/cat"`` (split again with ``shlex``,
-so aggregates nest). Children are labelled by position: ``0``, ``1``, ...
+Args: ``[--timeout=SECONDS] [--retry=SECONDS] [--strategy=spread|binpack|random] SPEC...``:
+each SPEC is a full service spec such as ``"simulator web db"`` or ``"exec /bin/cat"``
+(split again with go-shlex's rules, so aggregates nest), optionally preceded by the child's
+labels as ``KEY=VALUE`` words (``"zone=a node=hostA dockerclient tcp://a:2376"``; a value
+has no spaces or quotes). Children are labelled by position: ``0``, ``1``, ...
 (default timeout 10 s). Each child runs as a service with its own input; the
 children's outputs are merged into the aggregate's output.
 
@@ -18,13 +20,40 @@ Requests on the aggregate's input:
   request answered ``Error``). A name that only one child has is kept as is; a name that several
   children have is listed once per child as ``LABEL/name`` (``0/web``, ``1/web``),
   so names never collide. Nested aggregates give ``1/0/web``.
-* ``Spawn(args)`` -- placement policy: a config whose ``"name"`` is ``LABEL/name``
-  goes to child ``LABEL`` (as ``name``), which alone decides whether the name is
-  free (so the same name can be created on several children, which ``Ls`` then
-  lists as ``LABEL/name``); otherwise to the child with the fewest containers (by
-  ``Ls``), ties to the lowest label; down children are skipped; a child answering
-  ``not implemented`` (e.g. an ``exec``) or failing to answer is skipped for the next one. A bare name already listed by any child
-  is refused with Docker's ``Conflict.`` error (bare names stay unambiguous).
+* ``Spawn(args)`` -- placement, as classic Docker Swarm's scheduler (``_placement.py``).
+  A config whose ``"name"`` is ``LABEL/name`` goes to child ``LABEL`` (as ``name``),
+  which alone decides whether the name is free (so the same name can be created on
+  several children, which ``Ls`` then lists as ``LABEL/name``); it must still satisfy the
+  filters. Otherwise every child that is up is looked at (its ``docker ps`` entries by
+  ``Get("containers")``, else its ``Ls``; its ``Get()`` info) and:
+
+  - **filters** leave out the children that do not satisfy them, in order; when one leaves
+    none, the spawn fails ``unable to find a node that satisfies the following conditions
+    [constraint:zone==c]`` (classic Swarm's words, naming that filter):
+    ``constraint:KEY==VALUE`` / ``KEY!=VALUE`` on the child's labels (the ``KEY=VALUE`` words
+    before its spec, then the ``Labels`` of its own ``Get()``: ``dockerd --label``), ``node``
+    (its position label or its ``node=`` label), ``storagedriver``, ``operatingsystem``,
+    ``kernelversion``; ``affinity:container==NAME_OR_ID`` (the child holding that container;
+    an id prefix of 4+ characters), ``affinity:image==REF`` (a child with that image, by
+    ``Get("images")``), ``affinity:LABEL==VALUE`` (a child holding a container with that
+    label); ``!=`` is the opposite. VALUE is a glob or ``/REGEX/``, case ignored; ``==~`` and
+    ``!=~`` are soft (dropped when no child satisfies them). They are read from the ``Env``
+    entries ``constraint:...``/``affinity:...`` (``docker run -e constraint:zone==a``: removed
+    from the environment) and from the labels ``com.docker.swarm.constraints`` and
+    ``com.docker.swarm.affinities`` (JSON lists, ``["zone==a"]``), into which all of them are
+    written on the container, as classic Swarm did. Then **resources**: a child whose
+    ``Get()`` reports ``NCPU`` and ``MemTotal`` is left out when the new container's
+    ``HostConfig.NanoCpus`` (``--cpus``) or ``Memory``/``MemoryReservation`` do not fit beside
+    what its running containers reserve (read from their inspects);
+  - the **strategy** orders the rest: ``spread`` (default) the least loaded first -- the
+    mean of its reserved CPU and memory fractions (where it reports a capacity), then its
+    running containers, then all its containers, ties to the lowest label; ``binpack`` the
+    most loaded first (same keys, reversed; ties to the lowest label); ``random`` any order.
+
+  The first in that order that spawns it gets it; a child answering ``not implemented``
+  (e.g. an ``exec``) or failing to answer is skipped for the next one. A bare name already
+  listed by any child is refused with Docker's ``Conflict.`` error (bare names stay
+  unambiguous).
 * ``Attach(name, ...)`` -- ``""``: ``Ack`` with the aggregate itself. ``LABEL/name``
   or a name one child lists: the request is handed to that child, which answers
   directly (its errors arrive verbatim). A name two children list: ``Error``
@@ -57,6 +86,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import Counter
 from typing import Any, Awaitable, Callable
 
@@ -70,6 +100,7 @@ from .._message import Message
 from .._server import Request, Server, _close_quietly
 from .._service import Service, run_service
 from .._verbs import Verb
+from . import _placement
 
 __all__ = ["Aggregate"]
 
@@ -79,6 +110,22 @@ DEFAULT_RETRY = 30.0
 
 async def _nothing() -> None:
     await trio.lowlevel.checkpoint()
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    try:
+        return json.loads(value)
+    except (TypeError, ValueError):
+        return value
+
+
+def _entry_name(e: dict[str, Any]) -> str:
+    return str((e.get("Names") or [""])[0]).lstrip("/")
+
+
+_LABEL_WORD = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9_.\-/]*)=([^\s'\"]*)(\s+|$)")
 
 
 class _Health:
@@ -108,7 +155,14 @@ class Aggregate(Service):
         self.retry = DEFAULT_RETRY if retry is None else retry
         self.children: list[Service] = []
         self.specs: list[str] = []
+        self.child_labels: list[dict[str, str]] = []
+        self.strategy = "spread"
         for a in args:
+            if isinstance(a, str) and a.startswith("--strategy="):
+                self.strategy = a.split("=", 1)[1]
+                if self.strategy not in _placement.STRATEGIES:
+                    raise UsageError(f"aggregate: bad {a} (spread, binpack or random)")
+                continue
             if isinstance(a, str) and a.startswith(("--timeout=", "--retry=")):
                 try:
                     value = float(a.split("=", 1)[1])
@@ -124,15 +178,24 @@ class Aggregate(Service):
             if isinstance(a, Service):
                 self.children.append(a)
                 self.specs.append(type(a).__name__.lower())
+                self.child_labels.append({})
             elif isinstance(a, str):
-                if not a.strip():
-                    raise UsageError("aggregate: empty backend string")
-                self.children.append(from_spec(a))
+                labels: dict[str, str] = {}
+                spec = a
+                while m := _LABEL_WORD.match(spec):  # "zone=a dockerclient ...": the child's labels
+                    labels[m.group(1)] = m.group(2)
+                    spec = spec[m.end():]
+                if not spec.strip():
+                    raise UsageError("aggregate: empty backend string" if not labels else
+                                     f"aggregate: labels without a backend: {a!r}")
+                self.children.append(from_spec(spec))
                 self.specs.append(a)
+                self.child_labels.append(labels)
             else:
                 raise UsageError(f"aggregate: not a spec: {a!r}")
         if not self.children:
-            raise UsageError("aggregate: usage: aggregate [--timeout=S] [--retry=S] 'SERVICE ARG...' ...")
+            raise UsageError("aggregate: usage: aggregate [--timeout=S] [--retry=S] [--strategy=spread|binpack|random] "
+                             "'[KEY=VALUE ...] SERVICE ARG...' ...")
         self.labels = [str(i) for i in range(len(self.children))]
         self.health = [_Health() for _ in self.children]
         self.clients: list[Client] = []
@@ -245,30 +308,40 @@ class Aggregate(Service):
     async def _spawn(self, *args: Any) -> Any:
         target: int | None = None
         name: str | None = None
+        config: dict[str, Any] | None = None
+        exprs: list[_placement.Expr] = []
         if len(args) == 1 and isinstance(args[0], str) and args[0].lstrip().startswith("{"):
             try:
                 config = json.loads(args[0])
             except ValueError as exc:
                 raise RemoteError(f"invalid container config: {exc}") from None
-            if isinstance(config, dict) and isinstance(config.get("name"), str):
-                name = config["name"]
-                split = self._split(name)
-                if split is not None:
-                    target, name = split
-                    config["name"] = name
-                    args = (json.dumps(config),)
-        if target is not None:
+            if isinstance(config, dict):
+                exprs = _placement.take_expressions(config)
+                if isinstance(config.get("name"), str):
+                    name = config["name"]
+                    split = self._split(name)
+                    if split is not None:
+                        target, name = split
+                        config["name"] = name
+                args = (json.dumps(config),)
+        if target is not None and not exprs:
             order = [target]  # that child alone decides (its own Conflict error comes back verbatim)
         else:
-            lists, errors = await self._lists(tolerate=True)
-            if name is not None:
-                for i, names in enumerate(lists):
-                    if names and name.lstrip("/") in names:
-                        raise RemoteError(f'Conflict. The name "/{name.lstrip("/")}" is already in use (in {self._who(i)})')
-            order = [i for _, i in sorted((len(names), i) for i, names in enumerate(lists) if names is not None)]
-            if not order:
+            nodes, errors = await self._nodes(need_images=any(e.key == "image" for e in exprs if e.kind == "affinity"))
+            if name is not None and target is None:
+                for node in nodes:
+                    if any(_entry_name(e) == name.lstrip("/") for e in node.containers):
+                        raise RemoteError(f'Conflict. The name "/{name.lstrip("/")}" is already in use '
+                                          f'(in {self._who(node.index)})')
+            if not nodes:
                 i, text = errors[0]
                 raise RemoteError(f"{self._who(i)}: {text}")
+            order = _placement.place(nodes, exprs, self.strategy, config if isinstance(config, dict) else {})
+            if target is not None:
+                if target not in order:
+                    _placement.place([n for n in nodes if n.index == target], exprs, self.strategy, config or {})
+                    raise RemoteError(f"{self._who(target)} is down")
+                order = [target]
         last = ""
         for i in order:
             try:
@@ -293,6 +366,55 @@ class Aggregate(Service):
                 raise RemoteError(last) from None
             return handle.sender
         raise RemoteError(f"no child can spawn ({last})")
+
+    async def _nodes(self, need_images: bool = False) -> tuple[list[_placement.Node], list[tuple[int, str]]]:
+        """A snapshot of every child that is up, for placement: its containers (``docker ps``
+        entries, or just the names of its ``Ls``), its info, its labels, its capacity and what
+        its running containers reserve (their inspects, only where it reports a capacity)."""
+
+        async def snapshot(c: Client) -> _placement.Node:
+            i = self.clients.index(c)
+            names = [n.decode() if isinstance(n, bytes) else n for n in await c.ls()]
+            node = _placement.Node(i, self.labels[i], dict(self.child_labels[i]))
+            try:
+                entries = _json(await c.get("containers"))
+                node.containers = [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+            except RemoteError:
+                node.containers = [{"Names": ["/" + n]} for n in names]
+            try:
+                info = _json(await c.get())
+                node.info = info if isinstance(info, dict) else {}
+            except RemoteError:
+                pass
+            engine_labels = node.info.get("Labels")
+            for item in engine_labels if isinstance(engine_labels, list) else []:
+                if isinstance(item, str) and "=" in item:
+                    k, v = item.split("=", 1)
+                    node.labels.setdefault(k, v)
+            if need_images:
+                try:
+                    images = _json(await c.get("images"))
+                    node.images = images if isinstance(images, list) else []
+                except RemoteError:
+                    node.images = []
+            ncpu, mem = node.info.get("NCPU"), node.info.get("MemTotal")
+            if isinstance(ncpu, (int, float)) and ncpu > 0 and isinstance(mem, int) and mem > 0:
+                node.cpus, node.memory = float(ncpu), mem
+                for e in node.containers:
+                    if str(e.get("State", "")).lower() in ("running", "paused", "restarting"):
+                        try:
+                            h = await c.child(str(e.get("Id") or _entry_name(e)))
+                            inspect = _json(await h.get())
+                            await h.aclose()
+                        except RemoteError:
+                            continue
+                        cpus, memory = _placement.requested(inspect if isinstance(inspect, dict) else {})
+                        node.reserved_cpus += cpus
+                        node.reserved_memory += memory
+            return node
+
+        results, errors = await self._gather(snapshot, tolerate=True, probe=True)
+        return [n for n in results if n is not None], errors
 
     async def _attach(self, name: str, req: Request) -> None:
         if not name:

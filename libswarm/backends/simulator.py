@@ -1,6 +1,9 @@
 """``simulator``: a complete fake container engine, in memory.
 
-Args: names of containers to pre-create (command ``true``, not started).
+Args: ``[--ncpu=N] [--memory=BYTES] [--label=KEY=VALUE...] [NAME...]``: names of containers
+to pre-create (command ``true``, not started); the options only make ``Get()`` report a
+capacity (``NCPU``, ``MemTotal``) and engine ``Labels``, as dockerd's info does, for a
+scheduler in front (``aggregate``'s strategies and constraints) to read.
 
 The engine (what the service's input serves) answers:
 
@@ -210,11 +213,30 @@ class Simulator(Service):
 
     driver = "simulator"
 
-    def __init__(self, *names: str) -> None:
+    def __init__(self, *args: str) -> None:
+        names = []
+        self.capacity: dict[str, Any] = {}  # NCPU, MemTotal, Labels: what Get() reports (for schedulers)
+        for n in args:
+            if n.startswith(("--ncpu=", "--memory=")):
+                key, value = n[2:].split("=", 1)
+                try:
+                    number = float(value) if key == "ncpu" else int(value)
+                except ValueError:
+                    raise UsageError(f"simulator: bad {n}") from None
+                if not number > 0:
+                    raise UsageError(f"simulator: bad {n} (a positive number)")
+                self.capacity["NCPU" if key == "ncpu" else "MemTotal"] = number
+                continue
+            if n.startswith("--label="):
+                if "=" not in n[len("--label="):]:
+                    raise UsageError(f"simulator: bad {n} (--label=KEY=VALUE)")
+                self.capacity.setdefault("Labels", []).append(n[len("--label="):])
+                continue
+            names.append(n)
         for n in names:
             if not _NAME.match(n):
                 raise UsageError(f"simulator: invalid container name {n!r}")
-        self._initial = names
+        self._initial = tuple(names)
         self.containers: dict[str, Container] = {}  # by id, in creation order
         self._counter = 0
         self._watchers: set[trio.MemorySendChannel[tuple[str, str]]] = set()
@@ -381,6 +403,7 @@ class Simulator(Service):
             "ContainersStopped": len(self.containers) - running,
             "Commands": list(COMMANDS),
             "Images": len(self.images.images),
+            **self.capacity,
         }
 
     def _docker_event(self, action: str, c: Container) -> None:
