@@ -38,6 +38,7 @@ _BUILTIN = {
     "listen": ("listen", "Listen"),
     "policy": ("policy", "Policy"),
     "simulator": ("simulator", "Simulator"),
+    "swarmmode": ("swarmmode", "SwarmMode"),
 }
 _EXTRA: dict[str, Factory] = {}
 

@@ -17,7 +17,7 @@ from swarm_helpers import stdio
 
 def test_registry():
     assert backends.available() == [
-        "aggregate", "connect", "debug", "dockerclient", "dockerserver", "exec", "fakeclient", "listen", "policy", "simulator"
+        "aggregate", "connect", "debug", "dockerclient", "dockerserver", "exec", "fakeclient", "listen", "policy", "simulator", "swarmmode"
     ]
     with pytest.raises(backends.UnknownBackendError):
         backends.get("nope")

@@ -36,6 +36,8 @@ def status_for(text: str) -> int:
     t = text.lower()
     if t.startswith("policy: "):  # refused by a policy stage (backends/policy.py)
         return 403
+    if "not a swarm manager" in t or "swarm is not initialized" in t or "node is not part of a swarm" in t:
+        return 503  # dockerd's status for swarm requests to a node that cannot answer them
     if _MISSING.search(t) or t.startswith("not found") or _NOT_FOUND.search(t):
         return 404
     if ("conflict" in t or "already in use" in t or "is not running" in t or "container is running" in t
