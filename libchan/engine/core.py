@@ -500,8 +500,9 @@ class SessionCore:
         self._streams.discard(ns)
         if ns.role == "park":
             self._parks.pop(ns, None)  # its connection went away before it was used
-        if ns.ref is not None and not ns.role == "park":
-            self.refs.forget_stream(ns.ref)
+        # (a stream that ended before any message named it stays in the reference table,
+        # complete, until its reference arrives or reference_timeout: through a proxy it
+        # may arrive whole before the message, spec 10.4)
         if self._anonymous and self._had_stream and not self._streams:
             self._close_by_peer("the request is complete", graceful=True)
 

@@ -115,10 +115,6 @@ class RefTable(Generic[H]):
         self.unclaimed[ref] = _Entry(kind, handle, now + self.timeout)
         return None
 
-    def forget_stream(self, ref: int) -> None:
-        """An unclaimed stream went away before a message named it."""
-        self.unclaimed.pop(ref, None)
-
     def next_deadline(self) -> float | None:
         deadlines = [e.deadline for e in self.pending.values()]
         deadlines += [e.deadline for e in self.unclaimed.values()]

@@ -662,3 +662,27 @@ async def test_limit_link_keeps_unread_counts_without_scanning_its_streams(tmp_p
             await trio.sleep(0.2)
             check(link)
             assert link.unread == 0 and link.streams_over == 0
+
+
+async def test_limit_unclaimed_stream_that_completed_waits_for_its_reference(tmp_path):
+    """Through a proxy a nested stream may arrive whole (data and END_STREAM) before the message
+    that names it (spec 10.4): it waits, complete, for its reference (up to
+    reference_timeout) instead of being forgotten when it ended (the message's reference
+    then never resolved: a flaky hang through haproxy)."""
+    config = libchan.Config(reference_timeout=3)
+    with trio.fail_after(10):
+        async with raw_served(tmp_path, config) as srv:
+            client = await srv.client()
+            path, h = _hdrs(1)
+            top = await client.request(path, b"", h, end=False)
+            session, receiver = await srv.recv.receive()
+            path, h = _hdrs(3, kind="receiver", parent=1)
+            await client.request(path, encode_frame(cbor2.dumps("deep")) + encode_frame(cbor2.dumps("er")), h, end=True)
+            for _ in range(20):  # the server has the whole stream, and no message named it yet
+                await trio.sleep(0.01)
+            client.conn.send_data(top, encode_frame(cbor2.dumps({"more": cbor2.CBORTag(41401, 3)})))
+            await client.flush()
+            msg = await receiver.receive()
+            assert isinstance(msg["more"], libchan.Receiver)
+            assert [m async for m in msg["more"]] == ["deep", "er"]
+            await client.aclose()
