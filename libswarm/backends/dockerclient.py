@@ -392,22 +392,7 @@ class DockerClient(Service):
         """``Watch("events", ["since=T"], ["until=T"])`` -> ``GET /events?since=&until=``: each
         of the engine's events as ``Set(json)`` (spec/LIBSWARM.md 6.9); the stream ends with
         the engine's (after ``until``)."""
-        words = [a.decode() if isinstance(a, bytes) else str(a) for a in req.args]
-        if words[:1] != ["events"]:
-            raise RemoteError(f"not implemented: Watch {' '.join(words)} (the engine takes Watch(\"events\"))")
-        opts = {k: v for k, _, v in (w.partition("=") for w in words[1:])}
-        query = {"since": opts.get("since") or None, "until": opts.get("until") or None}
-        async with self.http.open("GET", "/events", query) as (status, _, chunks):
-            if status != 200:
-                raise EngineError(status, _message(b"".join([c async for c in chunks]), status))
-            await req.ack()
-            buf = b""
-            async for c in chunks:
-                buf += c
-                while b"\n" in buf:
-                    line, buf = buf.split(b"\n", 1)
-                    if line.strip():
-                        await req.set(line.decode())
+        await relay_events(self.http, req)
 
     async def run(self, input: Any, output: Any) -> None:
         async with self.server:
@@ -750,3 +735,25 @@ class _Exec:
         stream, leftover, _ = await self.http.hijack(f"/exec/{self.id}/start", {},
                                                      body={"Detach": False, "Tty": self.tty})
         await _relay_hijacked(req, stream, leftover, self.tty, use_stdin, stdin_s, stdin_r, ack=False)
+
+
+async def relay_events(http: _HTTP, req: Request) -> None:
+    """``Watch("events", ["since=T"], ["until=T"])`` -> ``GET /events?since=&until=``: each of
+    the engine's events as ``Set(json)`` (spec/LIBSWARM.md 6.9), until the engine's stream ends
+    (after ``until``). Shared by every backend over an Engine API (dockerclient, swarmmode)."""
+    words = [a.decode() if isinstance(a, bytes) else str(a) for a in req.args]
+    if words[:1] != ["events"]:
+        raise RemoteError(f"not implemented: Watch {' '.join(words)} (the engine takes Watch(\"events\"))")
+    opts = {k: v for k, _, v in (w.partition("=") for w in words[1:])}
+    query = {"since": opts.get("since") or None, "until": opts.get("until") or None}
+    async with http.open("GET", "/events", query) as (status, _, chunks):
+        if status != 200:
+            raise EngineError(status, _message(b"".join([c async for c in chunks]), status))
+        await req.ack()
+        buf = b""
+        async for c in chunks:
+            buf += c
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                if line.strip():
+                    await req.set(line.decode())

@@ -64,7 +64,7 @@ from .._service import Service
 from .._verbs import Verb
 from ._docker.address import parse_tls_options
 from ._placement import take_expressions
-from .dockerclient import _HTTP, EngineError, _client_ssl_context, _message, _quote, demux
+from .dockerclient import _HTTP, EngineError, _client_ssl_context, _message, _quote, demux, relay_events
 
 __all__ = ["SwarmMode"]
 
@@ -203,22 +203,7 @@ class SwarmMode(Service):
             return {}
 
     async def _watch(self, req: Request) -> None:
-        words = _words(req.args)
-        if words[:1] != ["events"]:
-            raise RemoteError("not implemented: Watch (the engine takes Watch(\"events\"))")
-        opts = {k: v for k, _, v in (w.partition("=") for w in words[1:])}
-        async with self.http.open("GET", "/events", {"since": opts.get("since"), "until": opts.get("until")}) \
-                as (status, _, chunks):
-            if status != 200:
-                raise EngineError(status, _message(b"".join([c async for c in chunks]), status))
-            await req.ack()
-            buf = b""
-            async for c in chunks:
-                buf += c
-                while b"\n" in buf:
-                    line, buf = buf.split(b"\n", 1)
-                    if line.strip():
-                        await req.set(line.decode())
+        await relay_events(self.http, req)
 
     async def _spawn(self, *args: Any) -> Server:
         if len(args) != 1 or not _words(args)[0].lstrip().startswith("{"):
