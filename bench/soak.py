@@ -1486,13 +1486,16 @@ def orchestrate(args) -> int:
     if unknown:
         print(f"soak: unknown attack(s) for --target {args.target}: {', '.join(unknown)}; --list shows them", file=sys.stderr)
         return 2
-    budget_fields = [f.name for f in dataclasses.fields(libchan.Config)
-                     if any(w in f.name for w in ("budget", "total", "process", "per_server", "buffered"))]
+    if args.budget_mib is None:
+        args.budget_mib = _parse_config(args.config).server_buffer // (1024 * 1024)
+        budget_source = "Config.server_buffer"
+    else:
+        budget_source = "--budget-mib"
     rev = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     target = ("swarmd 'dockerserver tcp://127.0.0.1:0' simulator (no stats socket: RSS and descriptors only)"
               if args.target == "swarmd" else "libchan.serve")
     print(f"# libchan soak of {target}, rev {rev or '?'}, {len(names)} attack(s) x {args.seconds:g} s, scale {args.scale:g}, "
-          f"budget {args.budget_mib} MiB ({'Config fields: ' + ', '.join(budget_fields) if budget_fields else 'no budget field in libchan.Config yet: the option only'}), "
+          f"budget {args.budget_mib} MiB ({budget_source}), "
           f"config {' '.join(args.config) or 'default'}, h2load {'yes' if shutil.which('h2load') and not os.environ.get('SOAK_NO_H2LOAD') else 'no (built-in flood)'}, "
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
     print_table_line(COLUMNS)
@@ -1547,7 +1550,8 @@ def main() -> None:
     p.add_argument("--target", choices=["libchan", "swarmd"], default="libchan",
                    help="libchan: libchan.serve (the default); swarmd: swarmd 'dockerserver tcp://...' simulator, with the docker-* attacks")
     p.add_argument("--list", action="store_true", help="list the attacks and exit")
-    p.add_argument("--budget-mib", type=int, default=256, help="the memory budget the peak is held to (default 256)")
+    p.add_argument("--budget-mib", type=int, default=None,
+                   help="the memory budget the peak RSS is held to (default: the server's Config.server_buffer)")
     p.add_argument("--config", action="append", default=[], metavar="FIELD=VALUE", help="a libchan.Config field for the server (repeatable)")
     p.add_argument("--scale", type=float, default=1.0, help="multiply every attack's work cap (default 1)")
     p.add_argument("--settle", type=float, default=2.0, help="seconds after an attack before 'after' (default 2)")
