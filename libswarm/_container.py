@@ -422,7 +422,9 @@ class Container:
                             )
                 except trio.BrokenResourceError:
                     return  # the holder went away (e.g. its libchan session ended): stdin stays open
-            if self.config.get("StdinOnce", True):
+            # Docker's StdinOnce ends stdin with the attach, but not through a terminal: there
+            # Ctrl-D ends it, and a client that goes (its detach keys) leaves it open
+            if self.config.get("StdinOnce", True) and not self.tty:
                 self.close_stdin()
 
         self.server.nursery.start_soon(pump)
