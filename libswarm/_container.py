@@ -122,6 +122,16 @@ class Stdio:
         self.killed_code: int | None = None
         """A runner that is stopped may set the exit code to report (default 137)."""
 
+    @property
+    def tty(self) -> bool:
+        """Whether its stdio is a terminal (``Config.Tty``)."""
+        return self._c.tty
+
+    @property
+    def tty_size(self) -> tuple[int, int]:
+        """The terminal's size (rows, columns); ``(0, 0)`` until one is set."""
+        return self._c.tty_size
+
     def set_pid(self, pid: int) -> None:
         self._c.pid = pid
 
@@ -198,6 +208,9 @@ class Container:
     @property
     def running(self) -> bool:
         return self.status == "running"
+
+    tty_size: tuple[int, int] = (0, 0)
+    """Its terminal's size (rows, columns), as ``Set("size", ROWS, COLS)`` gave it (spec/LIBSWARM.md 6.11)."""
 
     interrupt_kills = True
     """Whether Ctrl-C on its terminal kills it (a container's PID 1 without ``--init`` ignores SIGINT)."""

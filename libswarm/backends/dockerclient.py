@@ -38,6 +38,7 @@ A container answers:
 * ``Start()`` -> ``POST start`` (``Error("container <id> is already running")`` on 304);
   ``Start("unpause")`` -> ``POST unpause``; ``Stop("pause")`` -> ``POST pause``;
   ``Set("name", NEW)`` (a request) -> ``POST rename?name=NEW`` (spec/LIBSWARM.md 6.5);
+  ``Set("size", ROWS, COLS)`` (a request; an exec's too) -> ``POST resize?h=ROWS&w=COLS`` (6.11);
 * ``Stop(words...)`` -> ``POST stop`` (``time=N`` gives ``?t=N``), ``signal=SIG`` ->
   ``POST kill?signal=SIG``, ``rm`` [``force``] -> ``DELETE`` (``?force=1``);
 * ``Attach("", words...)`` -> ``Ack(ret=stdin)`` then ``Log("stdout"|"stderr", chunk)``
@@ -551,6 +552,10 @@ class _Container:
     async def _set(self, req: Request) -> None:
         """``Set("name", NEW)`` as a request -> ``POST /rename?name=NEW``, answered ``Ack``."""
         words = [a.decode() if isinstance(a, bytes) else str(a) for a in req.args]
+        if words[:1] == ["size"] and len(words) == 3:  # spec/LIBSWARM.md 6.11
+            await self.http.call("POST", self.path + "/resize", {"h": words[1], "w": words[2]})
+            await req.ack()
+            return
         if len(words) != 2 or words[0] != "name":
             raise RemoteError(f"dockerclient: unknown Set: {' '.join(words)} (a container takes Set(\"name\", NEW))")
         await self.http.call("POST", self.path + "/rename", {"name": words[1]})
@@ -710,9 +715,18 @@ class _Exec:
         self._attached: trio.MemorySendChannel[None] | None = None
         self.server = Server(f"exec {eid[:12]}")
         self.server.on_get(self._get).on_start(self._start).on_attach(self._attach).on_ls(self._ls)
+        self.server.on(Verb.Set, self._set)
 
     async def _ls(self, *args: Any) -> list[str]:
         return []
+
+    async def _set(self, req: Request) -> None:
+        """``Set("size", ROWS, COLS)`` as a request -> ``POST /exec/ID/resize?h=&w=`` (spec/LIBSWARM.md 6.11)."""
+        words = [a.decode() if isinstance(a, bytes) else str(a) for a in req.args]
+        if words[:1] != ["size"] or len(words) != 3:
+            raise RemoteError(f"dockerclient: unknown Set: {' '.join(words)} (an exec takes Set(\"size\", ROWS, COLS))")
+        await self.http.call("POST", f"/exec/{self.id}/resize", {"h": words[1], "w": words[2]})
+        await req.ack()
 
     async def _get(self, *args: Any) -> Any:
         _, data = await self.http.call("GET", f"/exec/{self.id}/json")

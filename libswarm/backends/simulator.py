@@ -52,6 +52,7 @@ with these additions (the Docker front end's conventions, spec/DOCKER.md):
   (spec/LIBSWARM.md 6.7);
 * ``Stop("pause")``/``Start("unpause")`` pause and resume it (its process's stdio waits
   meanwhile); ``Set("name", NEW)`` as a request renames it (spec/LIBSWARM.md 6.5);
+  ``Set("size", ROWS, COLS)`` as a request sizes its terminal, or an exec's (6.11: ``stty size``);
 * ``HostConfig.PortBindings``/``PublishAllPorts``/``ExposedPorts`` (``-p``, ``-P``,
   ``--expose``) are its ``NetworkSettings.Ports`` while it runs (an empty host port is
   given one from 49153 up); ``Binds``, ``Mounts`` and ``Volumes`` (``-v``, ``--mount``) its
@@ -66,6 +67,8 @@ Simulated commands (argv[0] may be a path; its basename is used):
 * ``cat`` -- copies stdin to stdout until its end; ``cat FILE`` fails (exit 1, no files)
 * ``sleep SECONDS`` -- waits (a float); stopped -> exit 137
 * ``true`` / ``false`` -- exit 0 / 1
+* ``stty size`` -- its terminal's size, ``ROWS COLS`` (``0 0`` until a ``Set("size")``;
+  ``stty: standard input: Inappropriate ioctl for device``, exit 1, without a TTY)
 * ``sh -c SCRIPT`` -- runs ``;``-separated simulated commands; ``exit [N]`` ends it
   with status N; the status is the last command's
 * anything else: Start fails with Docker's ``exec: "x": executable file not found in $PATH``
@@ -97,7 +100,7 @@ from ._resources import Ports, Volumes, mounts_for, network_list
 
 __all__ = ["Simulator", "COMMANDS", "simulate"]
 
-COMMANDS = ("cat", "echo", "false", "sh", "sleep", "true")
+COMMANDS = ("cat", "echo", "false", "sh", "sleep", "stty", "true")
 _NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 
 
@@ -150,6 +153,16 @@ async def _run(argv: list[str], stdio: Stdio) -> int:
             await stdio.write("stderr", f"sleep: invalid number '{' '.join(args)}'\n".encode())
             return 1
         await trio.sleep(seconds)
+        return 0
+    if prog == "stty":
+        if args != ["size"]:
+            await stdio.write("stderr", b"stty: only 'stty size' is simulated\n")
+            return 1
+        if not stdio.tty:
+            await stdio.write("stderr", b"stty: standard input: Inappropriate ioctl for device\n")
+            return 1
+        rows, cols = stdio.tty_size
+        await stdio.write("stdout", f"{rows} {cols}\n".encode())
         return 0
     if prog == "sh":
         if len(args) < 2 or args[0] != "-c":
@@ -496,6 +509,20 @@ _HARMLESS = {int(getattr(_signal, n)) for n in ("SIGCHLD", "SIGCONT", "SIGURG", 
                                                 "SIGTTIN", "SIGTTOU") if hasattr(_signal, n)}
 
 
+async def set_size(c: Container, req: Request, words: list[str]) -> None:
+    """``Set("size", ROWS, COLS)`` as a request: its terminal's size (spec/LIBSWARM.md 6.11)."""
+    try:
+        rows, cols = (int(w) for w in words[1:])
+        if rows < 0 or cols < 0:
+            raise ValueError
+    except ValueError:
+        raise RemoteError(f"invalid terminal size: {' '.join(words[1:])} (Set(\"size\", ROWS, COLS))") from None
+    if isinstance(c, SimContainer) and not c.running:
+        raise RemoteError(f"Container {c.id} is not running")
+    c.tty_size = (rows, cols)
+    await req.ack()
+
+
 class SimContainer(Container):
     """A simulator container: stdin buffered before start, Stop words (kill, rm)."""
 
@@ -619,6 +646,9 @@ class SimContainer(Container):
     async def _set(self, req: Request) -> None:
         """``Set("name", NEW)`` as a request: rename (``docker rename``), answered ``Ack``."""
         words = [a.decode() if isinstance(a, bytes) else str(a) for a in req.args]
+        if words[:1] == ["size"]:
+            await set_size(self, req, words)
+            return
         if len(words) != 2 or words[0] != "name":
             raise RemoteError(f"simulator: unknown Set: {' '.join(words)} (a container takes Set(\"name\", NEW))")
         new = words[1].lstrip("/")
@@ -766,6 +796,13 @@ class SimExec(Container):
 
         super().__init__(name=f"exec in {container.name}", config=cfg, runner=runner, driver=container.driver)
         self.started = False
+        self.server.on(Verb.Set, self._set)
+
+    async def _set(self, req: Request) -> None:
+        words = [a.decode() if isinstance(a, bytes) else str(a) for a in req.args]
+        if words[:1] != ["size"]:
+            raise RemoteError(f"simulator: unknown Set: {' '.join(words)} (an exec takes Set(\"size\", ROWS, COLS))")
+        await set_size(self, req, words)
 
     def inspect(self) -> dict[str, Any]:
         return {

@@ -4,10 +4,14 @@ raw (no stream headers), ``run -it``/``exec -it`` echo input, Ctrl-D ends stdin,
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pty
 import select
+import signal
+import struct
 import subprocess
+import termios
 import time
 
 import pytest
@@ -38,11 +42,18 @@ async def docker(request, tmp_path):
         yield Docker(f"unix://{sock}")
 
 
-def _in_pty(d: Docker, args: list[str], steps: list[tuple[bytes, bytes]], timeout: float = 20) -> tuple[int, bytes]:
-    """Run the docker CLI with a pseudo-terminal as stdin/stdout/stderr; for each step, wait
-    until the output has ``expect`` (after the previous step's), then write ``send``.
-    Return (exit status, all output)."""
+def _winsize(fd: int, rows: int, cols: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+def _in_pty(d: Docker, args: list[str], steps: list[tuple[bytes, bytes | tuple[int, int]]], timeout: float = 20,
+            size: tuple[int, int] = (24, 80)) -> tuple[int, bytes]:
+    """Run the docker CLI with a pseudo-terminal (``size``: rows, columns) as
+    stdin/stdout/stderr; for each step, wait until the output has ``expect`` (after the
+    previous step's), then write ``send`` (a ``(rows, cols)`` resizes the terminal instead,
+    and SIGWINCH tells the CLI). Return (exit status, all output)."""
     master, slave = pty.openpty()
+    _winsize(slave, *size)
     p = subprocess.Popen([d.cli, "-H", d.host, *args], stdin=slave, stdout=slave, stderr=slave, env=d.env,
                          start_new_session=True)
     os.close(slave)
@@ -68,7 +79,11 @@ def _in_pty(d: Docker, args: list[str], steps: list[tuple[bytes, bytes]], timeou
             while expect not in out[seen:]:
                 assert time.monotonic() < deadline and read_some(), (args, expect, out)
             seen = out.index(expect, seen) + len(expect)
-            if send:
+            if isinstance(send, tuple):
+                _winsize(master, *send)
+                p.send_signal(signal.SIGWINCH)  # the pty is not its controlling terminal
+                time.sleep(0.3)  # let the resize reach the container
+            elif send:
                 time.sleep(0.3)  # let the container start reading
                 os.write(master, send)
         while p.poll() is None:
@@ -84,8 +99,9 @@ def _in_pty(d: Docker, args: list[str], steps: list[tuple[bytes, bytes]], timeou
         os.close(master)
 
 
-async def _pty(d: Docker, args: list[str], steps: list[tuple[bytes, bytes]]) -> tuple[int, bytes]:
-    return await trio.to_thread.run_sync(_in_pty, d, args, steps)
+async def _pty(d: Docker, args: list[str], steps: list[tuple[bytes, bytes | tuple[int, int]]],
+               size: tuple[int, int] = (24, 80)) -> tuple[int, bytes]:
+    return await trio.to_thread.run_sync(lambda: _in_pty(d, args, steps, size=size))
 
 
 async def test_run_t_output_is_raw(docker):

@@ -61,3 +61,25 @@ async def test_detach_keys_run_it(docker):
         assert await _running(docker, "tty5") == "true"
     finally:
         await docker("rm", "-f", "tty5")
+
+
+async def test_resize_run_it(docker):
+    """The CLI's terminal size reaches the container (``stty size``), and a resize later too."""
+    code, out = await _pty(docker, ["run", "-it", "--rm", "--network", "none", IMAGE, "sh", "-c", "cat; stty size; sleep 2; stty size"],
+                           [(b"", b"a\r"), (b"a\r\na\r\n", b"\x04"), (b"33 101\r\n", (40, 120)), (b"40 120\r\n", b"")],
+                           size=(33, 101))
+    assert code == 0, out
+
+
+async def test_resize_exec_it(docker):
+    await docker.ok("run", "-d", "--name", "tty6", "--network", "none", IMAGE, "sleep", "300")
+    try:
+        code, out = await _pty(docker, ["exec", "-it", "tty6", "sh", "-c", "cat; stty size; sleep 2; stty size"],
+                               [(b"", b"a\r"), (b"a\r\na\r\n", b"\x04"), (b"30 90\r\n", (31, 91)), (b"31 91\r\n", b"")],
+                               size=(30, 90))
+        assert code == 0, out
+        # without a TTY there is no terminal to size
+        p = await docker("exec", "tty6", "stty", "size")
+        assert p.returncode == 1 and p.stderr == b"stty: standard input: Inappropriate ioctl for device\n", p
+    finally:
+        await docker("rm", "-f", "tty6")

@@ -10,6 +10,7 @@ import json
 import re
 from typing import Any
 
+from ..._client import Client
 from ..._errors import RemoteError
 from ..._verbs import Verb
 from .engine import Engine
@@ -218,9 +219,31 @@ async def remove(engine: Engine, req: APIRequest, resp: Response) -> None:
     await resp.send(204)
 
 
+def terminal_size(req: APIRequest) -> tuple[int, int]:
+    """``?h=ROWS&w=COLS`` of a resize request (Docker: 400 unless both are numbers)."""
+    try:
+        return int(req.query.get("h", "")), int(req.query.get("w", ""))
+    except ValueError:
+        raise HTTPError(400, "invalid terminal size: h and w must be integers") from None
+
+
+async def set_size(handle: Client, rows: int, cols: int) -> None:
+    """``Set("size", ROWS, COLS)`` as a request (spec/LIBSWARM.md 6.11). An object that does not
+    take it (``not implemented``, an unknown Set) keeps its size: a resize is never fatal."""
+    try:
+        _, rest = await handle.call(Verb.Set, "size", str(rows), str(cols))
+    except RemoteError as exc:
+        if "not implemented" in exc.text or "unknown Set" in exc.text:
+            return
+        raise
+    await rest.aclose()
+
+
 async def resize(engine: Engine, req: APIRequest, resp: Response) -> None:
-    async with engine.container(req.ref):
-        pass
+    """``C.Set("size", ROWS, COLS)`` (spec/LIBSWARM.md 6.11)."""
+    rows, cols = terminal_size(req)
+    async with engine.container(req.ref) as c:
+        await set_size(c, rows, cols)
     await resp.send(200, b"", "text/plain; charset=utf-8")
 
 

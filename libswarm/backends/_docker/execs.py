@@ -16,6 +16,7 @@ from ..._client import Client
 from .engine import Engine
 from .formats import truthy
 from .http import APIRequest, HTTPError, Response
+from .endpoints import set_size, terminal_size
 from .streams import relay
 
 __all__ = ["exec_create", "exec_start", "exec_inspect", "exec_resize", "MAX_EXECS"]
@@ -97,5 +98,8 @@ async def exec_inspect(engine: Engine, req: APIRequest, resp: Response) -> None:
 
 
 async def exec_resize(engine: Engine, req: APIRequest, resp: Response) -> None:
-    _lookup(engine, _exec_id(req))
+    """``X.Set("size", ROWS, COLS)`` (spec/LIBSWARM.md 6.11)."""
+    handle = _lookup(engine, _exec_id(req))
+    rows, cols = terminal_size(req)
+    await set_size(handle, rows, cols)
     await resp.send(201, b"", "text/plain; charset=utf-8")
