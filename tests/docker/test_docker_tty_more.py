@@ -4,6 +4,7 @@ the detach keys (Ctrl-P Ctrl-Q), terminal resize passed on to the backend."""
 from __future__ import annotations
 
 import pytest
+import trio
 
 from docker_helpers import IMAGE
 from test_docker_tty import _pty, docker, dockerd  # noqa: F401  (fixtures)
@@ -83,3 +84,56 @@ async def test_resize_exec_it(docker):
         assert p.returncode == 1 and p.stderr == b"stty: standard input: Inappropriate ioctl for device\n", p
     finally:
         await docker("rm", "-f", "tty6")
+
+
+async def _raw_attach_detach(docker, name: str, query: str, keys: bytes) -> bytes:
+    """Attach over the raw API (no docker CLI to catch the keys), type, then send the detach
+    keys: the engine (dockerserver for the simulator, dockerd) must end the connection."""
+    stream = await trio.open_unix_socket(docker.host[len("unix://"):])
+    async with stream:
+        await stream.send_all(f"POST /v1.41/containers/{name}/attach?stream=1&stdin=1&stdout=1&stderr=1{query} "
+                              "HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
+                              "Content-Length: 0\r\n\r\n".encode())
+        data = b""
+        with trio.fail_after(10):
+            while b"\r\n\r\n" not in data:
+                data += await stream.receive_some(65536)
+            assert data.startswith(b"HTTP/1.1 101"), data
+            data = data.partition(b"\r\n\r\n")[2]
+            await trio.sleep(0.3)
+            await stream.send_all(b"hi\r")
+            while b"hi\r\nhi\r\n" not in data:
+                chunk = await stream.receive_some(65536)
+                assert chunk, data
+                data += chunk
+            await stream.send_all(keys)
+            while chunk := await stream.receive_some(65536):  # the engine ends the connection
+                data += chunk
+        return data
+
+
+async def test_detach_keys_raw_api(docker):
+    await docker.ok("run", "-dit", "--name", "tty7", "--network", "none", IMAGE, "cat")
+    try:
+        await _raw_attach_detach(docker, "tty7", "", b"\x10\x11")
+        assert await _running(docker, "tty7") == "true"
+        # custom keys: Ctrl-P Ctrl-Q is then input like any other
+        await _raw_attach_detach(docker, "tty7", "&detachKeys=ctrl-x,x", b"\x10\x11\x18x")
+        assert await _running(docker, "tty7") == "true"
+    finally:
+        await docker("rm", "-f", "tty7")
+
+
+def test_detach_keys_parse_and_proxy():
+    from libswarm.backends._docker.http import HTTPError
+    from libswarm.backends._docker.streams import EscapeProxy, detach_keys
+
+    assert detach_keys(None) == b"\x10\x11"
+    assert detach_keys("ctrl-x,x") == b"\x18x"
+    assert detach_keys("ctrl-@,ctrl-[") == b"\x00\x1b"
+    with pytest.raises(HTTPError):
+        detach_keys("ctrl-xx")
+    p = EscapeProxy(b"\x10\x11")
+    assert p.feed(b"a\x10") == b"a" and p.held == b"\x10"
+    assert p.feed(b"b") == b"\x10b" and not p.detached  # broken: passed on
+    assert p.feed(b"c\x10") == b"c" and p.feed(b"\x11rest") == b"" and p.detached

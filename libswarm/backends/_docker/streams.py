@@ -148,6 +148,51 @@ async def logs(engine: Engine, req: APIRequest, resp: Response) -> None:
         await resp.end()
 
 
+DEFAULT_DETACH_KEYS = b"\x10\x11"
+"""Ctrl-P Ctrl-Q, Docker's default detach keys."""
+
+
+def detach_keys(spec: str | None) -> bytes:
+    """Docker's ``detachKeys`` (``ctrl-p,ctrl-q``, ``a``, ``ctrl-@``...) as bytes; 400 when invalid."""
+    if not spec:
+        return DEFAULT_DETACH_KEYS
+    out = bytearray()
+    for key in spec.split(","):
+        k = key.strip().lower()
+        if len(k) == 1:
+            out.append(ord(key.strip()))
+        elif k.startswith("ctrl-") and len(k) == 6 and (k[5].isalpha() or k[5] in "@[\\]^_"):
+            out.append(ord(k[5].upper()) - 64)
+        else:
+            raise HTTPError(400, f"Invalid detach keys ({spec}) provided")
+    return bytes(out)
+
+
+class EscapeProxy:
+    """dockerd's escape proxy: bytes that may begin the detach keys are held back until
+    the keys are complete (:attr:`detached`) or broken (then passed on)."""
+
+    def __init__(self, keys: bytes) -> None:
+        self.keys = keys
+        self.held = b""
+        self.detached = False
+
+    def feed(self, chunk: bytes) -> bytes:
+        out = bytearray()
+        for byte in chunk:
+            candidate = self.held + bytes([byte])
+            if self.keys.startswith(candidate):
+                self.held = candidate
+                if candidate == self.keys:
+                    self.detached = True
+                    self.held = b""
+                    return bytes(out)
+            else:
+                out += candidate
+                self.held = b""
+        return bytes(out)
+
+
 async def attach(engine: Engine, req: APIRequest, resp: Response) -> None:
     query = req.query
     want = {t for t in ("stdout", "stderr") if truthy(query.get(t))}
@@ -156,16 +201,21 @@ async def attach(engine: Engine, req: APIRequest, resp: Response) -> None:
         data = await engine.inspect(c)
         tty = bool((data.get("Config") or {}).get("Tty"))
         words = (["logs"] if truthy(query.get("logs")) else []) + ([] if use_stdin else ["nostdin"]) + ["next"]
+        keys = detach_keys(query.get("detachKeys"))
         handle, output = await c.attach("", *words)
-        await relay(resp, handle, output, want, tty, use_stdin)
+        await relay(resp, handle, output, want, tty, use_stdin, keys)
 
 
 async def relay(resp: Response, handle: Client | None, output: Output, want: set[str], tty: bool,
-                use_stdin: bool) -> None:
+                use_stdin: bool, keys: bytes = DEFAULT_DETACH_KEYS) -> None:
     """Upgrade the connection to Docker's raw stream and relay: the client's bytes to ``handle``
     as ``Log("stdin", chunk)`` (its half-close closes the handle), ``output``'s ``Log(tag, chunk)``
-    to the client (framed, raw for a TTY), until the output ends. Used by attach and exec start."""
+    to the client (framed, raw for a TTY), until the output ends. Used by attach and exec start.
+    With a TTY, the detach ``keys`` in the client's stdin end the relay as dockerd does
+    (its ``copyEscapable``): the handle is closed (a TTY container's stdin stays open, spec/LIBSWARM.md 6.1) and so is the connection."""
     stream, leftover = await resp.upgrade()
+    escape = EscapeProxy(keys)
+    detach = trio.CancelScope()
     # an engine that gave no input handle has no stdin: the client's bytes are read and dropped
     stdin = handle if use_stdin else None
     client_done = trio.Event()
@@ -174,47 +224,60 @@ async def relay(resp: Response, handle: Client | None, output: Output, want: set
         # stdin, or (without stdin=1) whatever the client sends, such as its TLS
         # close_notify: read it all so closing never resets the connection
         try:
-            if stdin is not None and leftover:
-                await stdin.log("stdin", leftover)
+            chunk = leftover
             while True:
+                if stdin is not None and chunk:
+                    data = escape.feed(bytes(chunk)) if tty else bytes(chunk)
+                    if data:
+                        await stdin.log("stdin", data)
+                    if escape.detached:
+                        detach.cancel()
+                        return
                 try:
-                    chunk = await stream.receive_some(65536)
+                    chunk = bytes(await stream.receive_some(65536))
                 except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError):
                     chunk = b""
                 if not chunk:
+                    if stdin is not None and escape.held:  # the keys' beginning, never completed
+                        await stdin.log("stdin", escape.held)
                     break
-                if stdin is not None:
-                    await stdin.log("stdin", bytes(chunk))
         except LibswarmError:
             pass
         finally:
             client_done.set()
-            if stdin is not None:
-                await stdin.aclose()  # end of the client's stdin: the container's stdin ends
+            if stdin is not None:  # end of the client's stdin: the container's stdin ends
+                with trio.CancelScope(shield=True), trio.move_on_after(5):
+                    await stdin.aclose()
 
     try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(read_client)
-            try:
-                async for msg in output:
-                    if msg.verb != Verb.Log or len(msg.args) != 2:
-                        continue
-                    tag, chunk = str(msg.args[0]), _as_bytes(msg.args[1])
-                    if tag in want and chunk:
-                        await stream.send_all(chunk if tty else frame(tag, chunk))
-            except LibswarmError:
-                pass
-            # the output ended: half-close where the transport can, then give the
-            # client a moment to finish (a full close with unread input is a reset)
-            if isinstance(stream, trio.SocketStream):
-                try:
-                    await stream.send_eof()
-                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                    pass
-            with trio.move_on_after(2):
-                await client_done.wait()
-            nursery.cancel_scope.cancel()
+        with detach:
+            await _relay_output(stream, output, want, tty, read_client, client_done)
     finally:
         await output.aclose()
         if handle is not None and (not use_stdin or not client_done.is_set()):
             await handle.aclose()
+
+
+async def _relay_output(stream: Any, output: Output, want: set[str], tty: bool,
+                        read_client: Callable[[], Any], client_done: trio.Event) -> None:
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(read_client)
+        try:
+            async for msg in output:
+                if msg.verb != Verb.Log or len(msg.args) != 2:
+                    continue
+                tag, chunk = str(msg.args[0]), _as_bytes(msg.args[1])
+                if tag in want and chunk:
+                    await stream.send_all(chunk if tty else frame(tag, chunk))
+        except LibswarmError:
+            pass
+        # the output ended: half-close where the transport can, then give the
+        # client a moment to finish (a full close with unread input is a reset)
+        if isinstance(stream, trio.SocketStream):
+            try:
+                await stream.send_eof()
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                pass
+        with trio.move_on_after(2):
+            await client_done.wait()
+        nursery.cancel_scope.cancel()
