@@ -63,7 +63,7 @@ _H2_FRAMES_PER_CALL = 100
 #: Most new streams (requests) one call lets open: each may start a session and its
 #: handler, far more work than any other frame, so a connection that floods requests
 #: gets this many per turn while the other connections get theirs.
-_NEW_STREAMS_PER_CALL = 16
+_NEW_STREAMS_PER_CALL = 4
 
 #: Bytes a header block may hold beyond ``max_header_list_size`` (see max_header_block).
 HEADER_BLOCK_SLACK = 4096
