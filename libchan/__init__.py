@@ -22,23 +22,32 @@ profile) that may carry, anywhere inside them, further channels (a
             print(await replies.receive())
 """
 
-from .channel import Receiver, Sender
-from .config import Config
-from .errors import (
-    ConnectError,
-    LibchanError,
-    LocalProtocolError,
-    MessageTooLargeError,
-    ProtocolError,
-    RemoteProtocolError,
-    SessionClosedError,
-    UnresolvedReferenceError,
-)
-from .forward import copy_channel, copy_stream
-from .pipe import PipeReceiver, PipeSender, pipe
-from .session import Session
-from .stream import ByteStream, PipeStream, ReadOnly, WriteOnly, stream_pipe
-from .transport import connect, parse_url, serve
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
+
+# The names are imported when first used (PEP 562), so that a program that only needs
+# part of the package (a command's --help, libswarm's message types) does not pay for
+# importing trio, h2 and the engine. mypy and other type checkers see the imports below.
+if TYPE_CHECKING:
+    from .channel import Receiver, Sender
+    from .config import Config
+    from .errors import (
+        ConnectError,
+        LibchanError,
+        LocalProtocolError,
+        MessageTooLargeError,
+        ProtocolError,
+        RemoteProtocolError,
+        SessionClosedError,
+        UnresolvedReferenceError,
+    )
+    from .forward import copy_channel, copy_stream
+    from .pipe import PipeReceiver, PipeSender, pipe
+    from .session import Session
+    from .stream import ByteStream, PipeStream, ReadOnly, WriteOnly, stream_pipe
+    from .transport import connect, parse_url, serve
 
 __version__ = "0.1.0"
 
@@ -69,3 +78,64 @@ __all__ = [
     "UnresolvedReferenceError",
     "SessionClosedError",
 ]
+
+#: exported name -> the module that defines it
+_EXPORTS = {
+    "Sender": "channel",
+    "Receiver": "channel",
+    "Config": "config",
+    "ConnectError": "errors",
+    "LibchanError": "errors",
+    "LocalProtocolError": "errors",
+    "MessageTooLargeError": "errors",
+    "ProtocolError": "errors",
+    "RemoteProtocolError": "errors",
+    "SessionClosedError": "errors",
+    "UnresolvedReferenceError": "errors",
+    "copy_channel": "forward",
+    "copy_stream": "forward",
+    "PipeReceiver": "pipe",
+    "PipeSender": "pipe",
+    "pipe": "pipe",
+    "Session": "session",
+    "ByteStream": "stream",
+    "PipeStream": "stream",
+    "ReadOnly": "stream",
+    "WriteOnly": "stream",
+    "stream_pipe": "stream",
+    "connect": "transport",
+    "parse_url": "transport",
+    "serve": "transport",
+}
+
+
+if not TYPE_CHECKING:  # hidden from type checkers, so that a misspelt name stays an error
+
+    def __getattr__(name: str) -> Any:
+        module = _EXPORTS.get(name)
+        if module is None:
+            # a submodule, as ``import libchan`` used to make them all attributes
+            try:
+                return importlib.import_module(f"{__name__}.{name}")
+            except ModuleNotFoundError as exc:
+                if exc.name != f"{__name__}.{name}":
+                    raise
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+        globals()[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(set(globals()) | set(__all__))
+
+    class _Package(type(sys.modules[__name__])):
+        """This package's module type: importing the submodule ``libchan.pipe`` must not
+        hide the function ``libchan.pipe`` (the import system sets the submodule as an
+        attribute of its package)."""
+
+        def __setattr__(self, name: str, value: Any) -> None:
+            if name in _EXPORTS and isinstance(value, types.ModuleType):
+                return
+            super().__setattr__(name, value)
+
+    sys.modules[__name__].__class__ = _Package

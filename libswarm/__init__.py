@@ -35,22 +35,28 @@ The whole surface:
 The wire encoding and every convention are in spec/LIBSWARM.md.
 """
 
-from ._client import Attached, Client, Output
-from ._errors import (
-    LibswarmError,
-    MessageError,
-    NoReplyError,
-    RemoteError,
-    ReplyTimeoutError,
-    UnexpectedReplyError,
-    UnreachableError,
-    UsageError,
-)
-from ._identity import ANONYMOUS, Identity
-from ._message import Arg, Message
-from ._server import DEFAULT_MAX_CONCURRENCY, Handler, Request, Server, Tree, not_implemented
-from ._service import Service, Task, chain, open_service, run_service, serve_session
-from ._verbs import Verb
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# The names are imported when first used (PEP 562): swarmd --help, swarmctl --help and
+# --version do not import trio and libchan's engine. Type checkers see the imports below.
+if TYPE_CHECKING:
+    from ._client import Attached, Client, Output
+    from ._errors import (
+        LibswarmError,
+        MessageError,
+        NoReplyError,
+        RemoteError,
+        ReplyTimeoutError,
+        UnexpectedReplyError,
+        UnreachableError,
+        UsageError,
+    )
+    from ._identity import ANONYMOUS, Identity
+    from ._message import Arg, Message
+    from ._server import DEFAULT_MAX_CONCURRENCY, Handler, Request, Server, Tree, not_implemented
+    from ._service import Service, Task, chain, open_service, run_service, serve_session
+    from ._verbs import Verb
 
 __all__ = [
     "Verb",
@@ -82,3 +88,55 @@ __all__ = [
     "MessageError",
     "UsageError",
 ]
+
+#: exported name -> the module that defines it
+_EXPORTS = {
+    "Attached": "_client",
+    "Client": "_client",
+    "Output": "_client",
+    "LibswarmError": "_errors",
+    "MessageError": "_errors",
+    "NoReplyError": "_errors",
+    "RemoteError": "_errors",
+    "ReplyTimeoutError": "_errors",
+    "UnexpectedReplyError": "_errors",
+    "UnreachableError": "_errors",
+    "UsageError": "_errors",
+    "ANONYMOUS": "_identity",
+    "Identity": "_identity",
+    "Arg": "_message",
+    "Message": "_message",
+    "DEFAULT_MAX_CONCURRENCY": "_server",
+    "Handler": "_server",
+    "Request": "_server",
+    "Server": "_server",
+    "Tree": "_server",
+    "not_implemented": "_server",
+    "Service": "_service",
+    "Task": "_service",
+    "chain": "_service",
+    "open_service": "_service",
+    "run_service": "_service",
+    "serve_session": "_service",
+    "Verb": "_verbs",
+}
+
+
+if not TYPE_CHECKING:  # hidden from type checkers, so that a misspelt name stays an error
+
+    def __getattr__(name: str) -> Any:
+        module = _EXPORTS.get(name)
+        if module is None:
+            # a submodule (``libswarm.backends``), as an attribute of the package
+            try:
+                return importlib.import_module(f"{__name__}.{name}")
+            except ModuleNotFoundError as exc:
+                if exc.name != f"{__name__}.{name}":
+                    raise
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+        globals()[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(set(globals()) | set(__all__))

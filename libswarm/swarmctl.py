@@ -25,17 +25,15 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-import trio
-
-import libchan
-
-from ._client import Client
 from ._errors import LibswarmError, RemoteError, UsageError
-from ._message import Message
-from ._verbs import Verb
-from .backends._remote import RemoteOptions, client_context, describe, parse_options
+
+# trio, libchan and the client are imported once there is a verb to send, so that
+# --help starts in a few tens of milliseconds (bench/startup.py).
+if TYPE_CHECKING:
+    from ._client import Client
+    from .backends._remote import RemoteOptions
 
 __all__ = ["main"]
 
@@ -66,6 +64,11 @@ async def _target(root: Client, args: list[str]) -> tuple[Client, list[str], boo
 
 
 async def run(url: str, ssl: Any, timeout: float, verb: str, args: list[str]) -> int:
+    import libchan
+
+    from ._client import Client
+    from ._verbs import Verb
+
     async with libchan.connect(url, ssl=ssl) as session:
         root = Client(await session.open_sender(), timeout=timeout)
         out = sys.stdout
@@ -167,6 +170,10 @@ def parse_args(args: list[str]) -> tuple[RemoteOptions, float, str, list[str]]:
     if len(rest) < 2:
         raise CtlError("usage: swarmctl [--cert F --key F --ca F] [--timeout S] URL VERB [ARGS...] (see --help)")
     url, verb, verb_args = rest[0], rest[1].lower(), rest[2:]
+    import libchan
+
+    from .backends._remote import RemoteOptions, parse_options
+
     try:
         opts, _ = parse_options(head, "see swarmctl --help")
         address = libchan.parse_url(url)
@@ -187,6 +194,8 @@ def _leaves(exc: BaseException) -> list[BaseException]:
 
 
 def _one_line(exc: BaseException) -> str:
+    from .backends._remote import describe
+
     return " ".join(exc.text.split()) if isinstance(exc, RemoteError) else describe(exc)
 
 
@@ -202,6 +211,10 @@ def _main(args: list[str]) -> int:
     if args and args[0] in ("-h", "--help"):
         sys.stdout.write(USAGE)
         return 0
+    import trio
+
+    from .backends._remote import client_context
+
     try:
         o, timeout, verb, verb_args = parse_args(args)
         ssl = client_context(o, "swarmctl") if o.scheme == "tls" else None

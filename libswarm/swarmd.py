@@ -37,18 +37,17 @@ import os
 import re
 import signal
 import sys
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-import trio
-
-import libchan
-
-from . import backends
-from ._message import Message
-from ._server import _close_quietly
-from ._service import Service, chain
-from ._verbs import Verb
 from .goshlex import ShlexError, split
+
+# trio, libchan and the backends are imported where a chain is built or run, so that
+# --help and --version start in a few tens of milliseconds (bench/startup.py).
+if TYPE_CHECKING:
+    import trio
+
+    from ._message import Message
+    from ._service import Service
 
 __all__ = ["main", "parse_spec", "describe_backends", "VERSION"]
 
@@ -75,10 +74,25 @@ def _version() -> str:
 
         return version("libchan-trio")
     except Exception:
+        import libchan
+
         return libchan.__version__
 
 
-VERSION = _version()
+def _the_version() -> str:
+    value = globals().get("VERSION")
+    if not isinstance(value, str):
+        value = globals()["VERSION"] = _version()
+    return value
+
+
+def __getattr__(name: str) -> Any:
+    if name == "VERSION":  # looked up in the package metadata when first asked for (PEP 562)
+        return _the_version()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+VERSION: str
 
 
 class SwarmdError(Exception):
@@ -97,6 +111,8 @@ def parse_spec(spec: str) -> tuple[str, list[str]]:
 
 
 def instantiate(spec: str) -> Service:
+    from . import backends
+
     name, args = parse_spec(spec)
     try:
         factory = backends.get(name)
@@ -110,6 +126,8 @@ def instantiate(spec: str) -> Service:
 
 def describe_backends() -> list[tuple[str, str]]:
     """``[(name, one-line description)]`` of every registered backend."""
+    from . import backends
+
     out = []
     for name in backends.available():
         try:
@@ -146,6 +164,12 @@ class Daemon:
         self.signal: int | None = None
 
     async def run(self) -> int:
+        import trio
+
+        import libchan
+
+        from ._service import chain
+
         sink_s, sink_r = libchan.pipe()
         work = trio.CancelScope()
         async with trio.open_nursery() as nursery:
@@ -163,6 +187,8 @@ class Daemon:
         return 0
 
     async def _signals(self, work: trio.CancelScope) -> None:
+        import trio
+
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for signum in signals:
                 if self.signal is not None:
@@ -172,6 +198,12 @@ class Daemon:
                 work.cancel()
 
     async def _sink(self, receiver: Any, scope: trio.CancelScope) -> None:
+        import trio
+
+        from ._message import Message
+        from ._server import _close_quietly
+        from ._verbs import Verb
+
         async with receiver:
             while True:
                 try:
@@ -239,7 +271,7 @@ def _main(args: list[str]) -> int:
             sys.stdout.write(USAGE)
             return 0
         if not options_done and a in ("-v", "--version"):
-            print(f"swarmd version {VERSION}")
+            print(f"swarmd version {_the_version()}")
             return 0
         if not options_done and a == "--":
             options_done = True
@@ -257,6 +289,8 @@ def _main(args: list[str]) -> int:
         except SwarmdError:
             continue  # (reported below)
         if spec_args[:1] in (["--help"], ["-h"]):
+            from . import backends
+
             try:
                 sys.stdout.write(backends.help_text(name))
             except backends.UnknownBackendError as exc:
@@ -268,6 +302,8 @@ def _main(args: list[str]) -> int:
     except SwarmdError as exc:
         print(f"swarmd: {exc}", file=sys.stderr)
         return 1
+    import trio
+
     daemon = Daemon(services)
     try:
         return trio.run(daemon.run)
