@@ -22,7 +22,6 @@ profile) that may carry, anywhere inside them, further channels (a
             print(await replies.receive())
 """
 
-import importlib
 import sys
 import types
 from typing import TYPE_CHECKING, Any
@@ -111,22 +110,10 @@ _EXPORTS = {
 
 if not TYPE_CHECKING:  # hidden from type checkers, so that a misspelt name stays an error
 
-    def __getattr__(name: str) -> Any:
-        module = _EXPORTS.get(name)
-        if module is None:
-            # a submodule, as ``import libchan`` used to make them all attributes
-            try:
-                return importlib.import_module(f"{__name__}.{name}")
-            except ModuleNotFoundError as exc:
-                if exc.name != f"{__name__}.{name}":
-                    raise
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-        globals()[name] = value
-        return value
+    from ._lazy import lazy_exports
 
-    def __dir__() -> list[str]:
-        return sorted(set(globals()) | set(__all__))
+    __getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
+    del lazy_exports
 
     class _Package(type(sys.modules[__name__])):
         """This package's module type: importing the submodule ``libchan.pipe`` must not

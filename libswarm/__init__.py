@@ -35,8 +35,7 @@ The whole surface:
 The wire encoding and every convention are in spec/LIBSWARM.md.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 # The names are imported when first used (PEP 562): swarmd --help, swarmctl --help and
 # --version do not import trio and libchan's engine. Type checkers see the imports below.
@@ -124,19 +123,7 @@ _EXPORTS = {
 
 if not TYPE_CHECKING:  # hidden from type checkers, so that a misspelt name stays an error
 
-    def __getattr__(name: str) -> Any:
-        module = _EXPORTS.get(name)
-        if module is None:
-            # a submodule (``libswarm.backends``), as an attribute of the package
-            try:
-                return importlib.import_module(f"{__name__}.{name}")
-            except ModuleNotFoundError as exc:
-                if exc.name != f"{__name__}.{name}":
-                    raise
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-        globals()[name] = value
-        return value
+    from libchan._lazy import lazy_exports
 
-    def __dir__() -> list[str]:
-        return sorted(set(globals()) | set(__all__))
+    __getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
+    del lazy_exports
