@@ -31,7 +31,7 @@ from .peerlog import peer_log
 from .engine.budget import Account, Budget
 from .engine.profiles import H2Profile, get_profile
 from .engine.link import Link
-from .spdy_like.mux import StreamOpened
+from .spdy_like.mux import ENHANCE_YOUR_CALM, StreamOpened
 from .compat.trio_ssl import pending_output
 from .engine.core import REFUSED_STREAM, SessionCore, refusal_without_session
 from .session import Session
@@ -40,7 +40,6 @@ __all__ = ["connect", "serve", "parse_url", "Address"]
 
 log = logging.getLogger("libchan")
 
-ENHANCE_YOUR_CALM = 11
 
 ALPN_H2 = "h2"
 ALPN_SPDY = "spdy/3.1"

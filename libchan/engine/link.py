@@ -22,6 +22,7 @@ from ..errors import SessionClosedError
 from ..peerlog import peer_log
 from ..messages.framing import END_MARKER, KEEPALIVE
 from ..spdy_like.mux import (
+    ENHANCE_YOUR_CALM,
     ConnectionEnded,
     DataReceived,
     Multiplexer,
@@ -41,7 +42,6 @@ __all__ = ["Link"]
 
 log = logging.getLogger("libchan")
 
-ENHANCE_YOUR_CALM = 11
 
 _READ_SIZE = 256 * 1024
 _WRITE_BUDGET = 4 * 1024 * 1024
@@ -584,7 +584,7 @@ class Link:
         resets, response headers...) piled up unsent beyond _MAX_PENDING_ANSWERS while
         our writes wait for the peer to read: it sends and does not read (spec 14.2).
         Without this limit our output would grow with its input."""
-        self.mux.close(11, "answers not read")  # ENHANCE_YOUR_CALM (best effort: it does not read)
+        self.mux.close(ENHANCE_YOUR_CALM, "answers not read")  # (best effort: it does not read)
         self._end(
             f"the peer does not read: more than {_MAX_PENDING_ANSWERS} bytes of answers to "
             "its frames wait unsent (ENHANCE_YOUR_CALM)"

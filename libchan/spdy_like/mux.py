@@ -25,9 +25,15 @@ __all__ = [
     "Multiplexer",
     "FastLane",
     "Headers",
+    "ENHANCE_YOUR_CALM",
 ]
 
 Headers = dict[str, str]
+
+#: HTTP/2's ENHANCE_YOUR_CALM (RFC 9113 7), the code the multiplexers' callers pass to
+#: ``close``/``reset_stream`` and find in ConnectionEnded for a peer that asks too much
+#: (the SPDY multiplexer maps it to a SPDY status).
+ENHANCE_YOUR_CALM = 11
 
 
 class MuxEvent:

@@ -25,6 +25,7 @@ Stream error codes cross the interface as HTTP/2 codes and are translated.
 from __future__ import annotations
 
 from .mux import (
+    ENHANCE_YOUR_CALM,
     ConnectionEnded,
     DataReceived,
     FastLane,
@@ -66,9 +67,8 @@ _FROM_SPDY = {1: 1, 2: 5, 3: 7, 4: 1, 5: 8, 6: 2, 7: 3, 8: 1, 9: 5, 10: 1, 11: 6
 #: the block's own length fields, which the list size does not count).
 HEADER_BLOCK_SLACK = 1024
 
-#: The GOAWAY status of a flood is 1 (PROTOCOL_ERROR: SPDY/3 has no other); the
-#: ConnectionEnded event carries HTTP/2's ENHANCE_YOUR_CALM for the session's reason.
-ENHANCE_YOUR_CALM = 11
+# The GOAWAY status of a flood is 1 (PROTOCOL_ERROR: SPDY/3 has no other); the
+# ConnectionEnded event carries HTTP/2's ENHANCE_YOUR_CALM (mux.py) for the session's reason.
 
 #: Largest DATA payload we write (Go accepts up to 16 MiB - 1).
 MAX_DATA = 16 * 1024 * 1024 - 1
