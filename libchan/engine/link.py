@@ -252,17 +252,18 @@ class Link:
         return self.closed_reason is None
 
     # -- the budget (a server's connection) ----------------------------------------------
-    def _holds_unread(self) -> bool:
-        """Some stream here holds complete items its reader has not taken: reading
-        them lowers what the connection holds (partial items alone do not)."""
-        return self.unread > 0
+    def _near_limit(self, coming: int = 0) -> bool:
+        """The connection holds (with ``coming`` bytes more) at least its account's soft
+        limit, and some of it is complete items the application has not read: reading
+        them is what lowers it (partial items alone do not), so the peer waits."""
+        account = self.account
+        return account is not None and account.used + coming >= account.soft and self.unread > 0
 
     def _withhold_input(self) -> bool:
         """Go profile (no flow control): stop reading while the connection holds more
         than its account's soft limit, unread by the application."""
-        account = self.account
-        if account is not None and account.used >= account.soft and self._holds_unread():
-            account.withholding = True
+        if self._near_limit():
+            cast("Account", self.account).withholding = True
             return True
         return False
 
@@ -272,7 +273,7 @@ class Link:
         account = self.account
         if account is None or not account.withholding:
             return
-        if account.used + self._conn_unacked >= account.soft and self._holds_unread():
+        if self._near_limit(self._conn_unacked):
             return  # still too much, and reading it is what will help
         account.withholding = False
         if self._conn_unacked and self.closed_reason is None:
@@ -682,10 +683,9 @@ class Link:
         """A DATA frame's payload (``flow_length`` counts its padding too)."""
         self._conn_unacked += flow_length
         if self._conn_unacked >= self._conn_ack_at:
-            account = self.account
             # (the bytes just acknowledged may be charged yet: counted once more here)
-            if account is not None and account.used + self._conn_unacked >= account.soft and self._holds_unread():
-                account.withholding = True  # (spec 12.2: until the application reads)
+            if self._near_limit(self._conn_unacked):
+                cast("Account", self.account).withholding = True  # (spec 12.2: until the application reads)
             else:
                 self.mux.acknowledge(None, self._conn_unacked)
                 self._conn_unacked = 0
