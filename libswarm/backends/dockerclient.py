@@ -86,6 +86,7 @@ from .._service import Service
 from .._verbs import Verb
 from ._remote import describe
 from ._docker.address import TLSOptions, parse_tls_options, parse_url
+from ._docker.formats import exec_config
 
 __all__ = ["DockerClient", "EngineError"]
 
@@ -619,12 +620,7 @@ class _Container:
 
     async def _exec(self, *args: Any) -> Server:
         """``Spawn(exec_config_json)`` -> ``POST /containers/ID/exec``: an exec object."""
-        if len(args) != 1:
-            raise RemoteError("exec: Spawn takes exactly 1 argument (Docker's exec create body)")
-        try:
-            config = json.loads(args[0])
-        except (TypeError, ValueError) as exc:
-            raise RemoteError(f"invalid exec config: {exc}") from None
+        config = exec_config(args)
         _, data = await self.http.call("POST", self.path + "/exec", body=config)
         e = _Exec(self.http, json.loads(data)["Id"], bool(config.get("Tty")))
         await self.server.nursery.start(e.server.run)

@@ -94,7 +94,7 @@ from .._errors import RemoteError, UsageError
 from .._server import Request, Server
 from .._service import Service
 from .._verbs import Verb
-from ._docker.formats import container_summary, parse_time
+from ._docker.formats import container_summary, exec_config, parse_time
 from ._images import ImageStore
 from ._resources import Ports, Volumes, mounts_for, network_list
 
@@ -553,12 +553,7 @@ class SimContainer(Container):
 
     async def _exec(self, *args: Any) -> Server:
         """``Spawn(exec_config_json)``: a process in this running container (``docker exec``)."""
-        if len(args) != 1:
-            raise RemoteError("exec: Spawn takes exactly 1 argument (Docker's exec create body)")
-        try:
-            config = json.loads(args[0])
-        except (TypeError, ValueError) as exc:
-            raise RemoteError(f"invalid exec config: {exc}") from None
+        config = exec_config(args)
         if not isinstance(config, dict) or not isinstance(config.get("Cmd"), list) or not config["Cmd"]:
             raise RemoteError("No exec command specified")
         if not self.running:

@@ -8,12 +8,14 @@ durations.
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
 import re
 import time
 from typing import Any
 
+from ..._errors import RemoteError
 from .versions import API_VERSION, MIN_API_VERSION, VERSION
 
 __all__ = [
@@ -187,3 +189,14 @@ def info_data(engine: dict[str, Any]) -> dict[str, Any]:
         "ContainerdCommit": {"ID": "", "Expected": ""}, "RuncCommit": {"ID": "", "Expected": ""},
         "InitCommit": {"ID": "", "Expected": ""}, "SecurityOptions": [], "Warnings": None,
     }
+
+
+def exec_config(args: tuple[Any, ...]) -> Any:
+    """The exec create body of a container's ``Spawn(exec_config_json)`` (spec/LIBSWARM.md
+    6.3), parsed; ``RemoteError`` for another number of arguments or JSON that does not parse."""
+    if len(args) != 1:
+        raise RemoteError("exec: Spawn takes exactly 1 argument (Docker's exec create body)")
+    try:
+        return json.loads(args[0])
+    except (TypeError, ValueError) as exc:
+        raise RemoteError(f"invalid exec config: {exc}") from None
