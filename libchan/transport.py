@@ -268,7 +268,7 @@ class _Server:
         #: The peer address of each HTTP/2 connection (for the log of its sessions).
         self.peers: dict[Link, str] = {}
         self.budget = Budget(
-            total=config.server_buffer,
+            server_buffer=config.server_buffer,
             per_connection=config.connection_buffer,
             connection_window=config.connection_window,
             max_connections=config.max_connections,

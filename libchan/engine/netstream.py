@@ -196,7 +196,7 @@ class NetStream:
         """No more data will come: free a partial item (it cannot complete)."""
         if self.prebuffer:
             self.prebuffer = bytearray()
-        if self.body is not None and self.body.buffered:
+        if self.body is not None and self.body.footprint:
             self.body = _SPENT
         self._recharge()
 

@@ -101,7 +101,7 @@ class FramedMessages(FramedChunks):
         :attr:`error`, and given as a :class:`DecodeFailure`). Else None, and
         nothing was consumed: use :meth:`feed`."""
         frames = self._frames
-        if self._error is not None or frames._buf or frames.ended or frames.error is not None or type(data) is not bytes:
+        if self._error is not None or frames.pending or frames.ended or frames.error is not None or type(data) is not bytes:
             return None
         payload = sole_bstr(data)
         if payload is None or len(payload) > frames.max_size:
@@ -159,9 +159,9 @@ class GoMessages:
 
     @property
     def footprint(self) -> int:
-        """Memory the partial message takes (what a budget charges): the decoder holds it
-        twice (its own copy, and msgpack's Unpacker's buffer that finds the boundary)."""
-        return 2 * self._decoder.buffered
+        """Memory the decoder holds (what a budget charges): the partial message, and
+        the buffer of msgpack's Unpacker that finds where it ends."""
+        return self._decoder.footprint
 
     def at_boundary(self) -> bool:
         return self._decoder.at_boundary()

@@ -62,6 +62,12 @@ def sole_bstr(data: bytes) -> bytes | None:
     return data[head:] if head + length == n else None
 
 
+#: A piece of a pending item at least this long is kept as it came (not copied).
+_KEEP_WHOLE = 16 * 1024
+#: Smaller pieces are gathered into blocks of this many bytes.
+_BLOCK = 64 * 1024
+
+
 def encode_frame(payload: bytes) -> bytes:
     """One framed payload: header followed by the payload."""
     return frame_header(len(payload)) + payload
@@ -76,11 +82,24 @@ class FrameDecoder:
     A framing error raises; if complete payloads preceded the bad bytes in the
     same call, they are returned first and the error is kept in ``error``
     (and raised by every later ``feed``).
+
+    An item that is not complete yet is held as the pieces it arrived in
+    (pieces of :data:`_KEEP_WHOLE` bytes or more are kept as they are, smaller
+    ones gathered into blocks of :data:`_BLOCK`), and joined once, when its last
+    byte arrives: it takes what it holds, with no spare capacity left by a
+    growing buffer and no copy of its beginning at every read.
     """
 
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
-        self._buf = bytearray()
+        #: An item is pending: its header (``_head``, all or part) was read.
+        self.pending = False
+        self._head = bytearray()
+        self._hlen = 0  # the pending item's header size (0 until its first byte is in)
+        self._length = -1  # its payload size (-1 until its whole header is in)
+        self._parts: list[bytes] = []  # payload pieces so far, in order ...
+        self._tail = bytearray()  # ... then small pieces gathered here
+        self._have = 0  # payload bytes in _parts and _tail
         self.error: Exception | None = None
         #: True once the end marker (0xf6) was read.
         self.ended = False
@@ -88,12 +107,12 @@ class FrameDecoder:
     @property
     def buffered(self) -> int:
         """Bytes held for an item that is not complete yet."""
-        return len(self._buf)
+        return len(self._head) + self._have
 
     def feed(self, data: bytes) -> tuple[list[tuple[bytes, int]], int]:
         if self.error is not None:
             raise self.error
-        if not self._buf and not self.ended and type(data) is bytes:
+        if not self.pending and not self.ended and type(data) is bytes:
             # the common case of a latency-bound exchange: exactly one whole item
             body = sole_bstr(data)
             if body is not None and len(body) <= self.max_size:
@@ -103,68 +122,98 @@ class FrameDecoder:
             free = self._parse(data, out)
         except (RemoteProtocolError, MessageTooLargeError) as exc:
             self.error = exc
-            self._buf.clear()
+            self._reset()
             if not out:
                 raise
             return out, 0
         return out, free
 
     def _parse(self, data: bytes | memoryview, out: list[tuple[bytes, int]]) -> int:
-        # Parse straight from ``data`` when nothing is pending (no copy into the
-        # buffer); only an incomplete trailing item is kept. An item left pending
-        # by the last read is completed first with just the bytes it lacks.
-        if self._buf and len(data) > 64:
+        # Parse straight from ``data`` (no copy into a buffer); only an incomplete
+        # trailing item is kept. A pending item is completed first with just the
+        # bytes it lacks.
+        if self.pending:
             data = self._complete_pending(data, out)
-            if not data:
+            if not len(data):
                 return 0
-        direct = not self._buf
-        buf: bytes | bytearray | memoryview
-        if direct:
-            buf = data
+        if type(data) is bytes:
+            free, pos = self._scan(data, data, out)  # slicing bytes copies once, like bytes(view[...])
         else:
-            buf = self._buf
-            buf += data
-        if direct and type(data) is bytes:
-            free, pos = self._scan(data, data, out)  # (buf is data) slicing bytes copies once, like bytes(view[...])
-        else:
-            view = memoryview(buf)
+            view = memoryview(data)
             try:
-                free, pos = self._scan(buf, view, out)
+                free, pos = self._scan(view, view, out)
             finally:
                 view.release()
-        if direct:
-            if pos < len(data):
-                self._buf = bytearray(data[pos:])
-        elif pos:
-            del self._buf[:pos]
+        if pos < len(data):
+            # (an incomplete item always begins with a byte-string head: _scan stops
+            # at nothing else)
+            self.pending = True
+            self._complete_pending(data if not pos else memoryview(data)[pos:], out)
         return free
 
     def _complete_pending(self, data: bytes | memoryview, out: list[tuple[bytes, int]]) -> bytes | memoryview:
-        """Add to the pending incomplete item only what it lacks from ``data``; if
-        that completes it, output it and return the rest of ``data`` (a view, not
-        a copy), else keep everything and return ``b""``. (The pending bytes always
-        begin with a byte-string head: nothing else is left incomplete.)"""
-        buf = self._buf
-        info = buf[0] & 0x1F
-        hlen = 1 if info < 24 else 1 + (1 << (info - 24))
+        """Add to the pending item what it lacks from ``data``; if that completes it,
+        output it and return the rest of ``data`` (a view, not a copy), else keep
+        all of ``data`` and return ``b""``."""
         view = memoryview(data)
-        if len(buf) < hlen:
-            take = hlen - len(buf)
-            buf += view[:take]
+        length = self._length
+        if length < 0:
+            head = self._head
+            if not head:
+                info = view[0] & 0x1F
+                self._hlen = 1 if info < 24 else 1 + (1 << (info - 24))
+            take = self._hlen - len(head)
+            head += view[:take]
             view = view[take:]
-            if len(buf) < hlen:
+            if len(head) < self._hlen:
                 return b""
-        length = info if info < 24 else int.from_bytes(buf[1:hlen], "big")
-        if length > self.max_size:
-            raise MessageTooLargeError(length, self.max_size, local=False)
-        need = hlen + length - len(buf)
+            length = head[0] & 0x1F if self._hlen == 1 else int.from_bytes(head[1:], "big")
+            if length > self.max_size:
+                raise MessageTooLargeError(length, self.max_size, local=False)
+            self._length = length
+        need = length - self._have
         if len(view) < need:
-            buf += view
+            self._keep(view, data)
             return b""
-        buf += view[:need]
-        out.append((bytes(buf[hlen:]), hlen + length))
-        buf.clear()
+        piece = view[:need]
+        if self._have:
+            if self._tail:
+                self._parts.append(bytes(self._tail))
+            self._parts.append(piece)  # type: ignore[arg-type]  # (join takes any buffer)
+            payload = b"".join(self._parts)
+        else:
+            payload = bytes(piece)
+        out.append((payload, self._hlen + length))
+        self._reset()
         return view[need:]
+
+    def _keep(self, view: memoryview, data: bytes | memoryview) -> None:
+        """Hold ``view`` (all that is left of ``data``) as part of the pending payload."""
+        n = len(view)
+        if not n:
+            return
+        self._have += n
+        if n >= _KEEP_WHOLE:
+            if self._tail:
+                self._parts.append(bytes(self._tail))
+                self._tail = bytearray()
+            # a piece that is all of a bytes object is kept as it is (no copy)
+            self._parts.append(data if n == len(data) and type(data) is bytes else bytes(view))
+            return
+        tail = self._tail
+        tail += view
+        if len(tail) >= _BLOCK:
+            self._parts.append(bytes(tail))
+            self._tail = bytearray()
+
+    def _reset(self) -> None:
+        self.pending = False
+        self._head = bytearray()
+        self._hlen = 0
+        self._length = -1
+        self._parts = []
+        self._tail = bytearray()
+        self._have = 0
 
     def _scan(self, buf: bytes | bytearray | memoryview, view: bytes | memoryview, out: list[tuple[bytes, int]]) -> tuple[int, int]:
         free = 0
@@ -235,4 +284,4 @@ class FrameDecoder:
 
     def at_boundary(self) -> bool:
         """True when no partial item is buffered (a clean place for the body to end)."""
-        return not self._buf
+        return not self.pending

@@ -248,6 +248,12 @@ _ANNOUNCED = {
 }
 
 
+#: The Go decoder gives msgpack's Unpacker at most this many bytes at a time.
+_PIECE = 64 * 1024
+#: An Unpacker whose buffer grew past this is replaced at the next message boundary.
+_UNPACKER_KEPT = 64 * 1024
+
+
 class MsgpackStreamDecoder:
     """Incremental decoder of one channel stream of concatenated msgpack messages.
 
@@ -265,33 +271,67 @@ class MsgpackStreamDecoder:
         self._max_size = codec.max_message_size
         self._max_depth = codec.max_depth
         self._on_reference = on_reference
-        # skip() only finds message boundaries; values are built from the exact slice.
-        self._unpacker = msgpack.Unpacker(max_buffer_size=0)
-        self._buf = bytearray()  # bytes from the start of the pending message on
-        self._base = 0  # stream offset of self._buf[0]
+        # skip() only finds message boundaries; values are built from the exact bytes.
+        self._unpacker = self._new_unpacker()
+        #: The unpacker's buffer, as far as we can tell (see :attr:`footprint`).
+        self._unpacker_size = 0
+        self._parts: list[bytes] = []  # the pending message's bytes so far, as they came
+        self._pending = 0  # bytes in _parts
+        self._base = 0  # stream offset of the pending message's first byte
+        self._fed = 0  # stream offset after the last byte given to the unpacker
         self.error: Exception | None = None
+
+    def _new_unpacker(self) -> msgpack.Unpacker:
+        # It is given at most _PIECE bytes at a time, after every message that
+        # completed has been skipped and one too large has failed: so it never holds
+        # more than max_message_size + _PIECE bytes (its buffer doubles as it grows:
+        # the cap keeps that within the same bound).
+        return msgpack.Unpacker(max_buffer_size=self._max_size + _PIECE)
 
     @property
     def buffered(self) -> int:
-        return len(self._buf)
+        """Bytes held of a message that is not complete yet."""
+        return self._pending
+
+    @property
+    def footprint(self) -> int:
+        """Memory the decoder takes beyond its own small size (what a budget charges):
+        the pending message's bytes, and the buffer msgpack's Unpacker grew to while
+        finding where a message ends (up to twice what it held unparsed at once; a
+        decoder whose buffer grew past :data:`_UNPACKER_KEPT` gets a new one at the next
+        message boundary)."""
+        return self._pending + self._unpacker_size
 
     def at_boundary(self) -> bool:
-        return not self._buf
+        return not self._pending
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[tuple[Any, int]]:
         if self.error is not None:
             raise self.error
         out: list[tuple[Any, int]] = []
-        if not data:
+        n = len(data)
+        if not n:
             return out
-        self._unpacker.feed(data)
-        self._buf += data
-        start = 0
+        unpacker = self._unpacker
+        view = memoryview(data)
+        offset = self._fed  # stream offset of data[0]
+        start = 0  # data[start:] is not part of a message output yet
+        pos = 0
         try:
-            with memoryview(self._buf) as view:
+            while pos < n:
+                piece = view[pos : pos + _PIECE] if n > _PIECE else data
+                try:
+                    unpacker.feed(piece)
+                except msgpack.BufferFull:  # (cannot happen: see _new_unpacker)
+                    raise _Fatal(MessageTooLargeError(self._pending + pos - start, self._max_size, local=False)) from None
+                pos += len(piece)
+                self._fed = offset + pos
+                unparsed = self._fed - unpacker.tell()
+                if 2 * unparsed > self._unpacker_size:
+                    self._unpacker_size = min(2 * unparsed, self._max_size + _PIECE)
                 while True:
                     try:
-                        self._unpacker.skip()
+                        unpacker.skip()
                     except msgpack.OutOfData:
                         break
                     except msgpack.StackError:
@@ -299,45 +339,73 @@ class MsgpackStreamDecoder:
                             RemoteProtocolError("malformed msgpack message: nested more than 1024 levels deep")
                         ) from None
                     except (msgpack.UnpackException, ValueError) as exc:
-                        raise _Fatal(self._format_error(exc)) from None
-                    end = self._unpacker.tell() - self._base
-                    size = end - start
+                        raise _Fatal(self._format_error(exc, view, offset)) from None
+                    end = unpacker.tell()
+                    size = end - self._base
                     if size > self._max_size:
                         raise _Fatal(MessageTooLargeError(size, self._max_size, local=False))
-                    out.append((self._decode_one(bytes(view[start:end])), size))
-                    start = end
+                    stop = end - offset
+                    if self._parts:
+                        self._parts.append(view[start:stop])  # type: ignore[arg-type]  # (join takes any buffer)
+                        payload = b"".join(self._parts)
+                        self._parts = []
+                        self._pending = 0
+                    elif not start and stop == n and type(data) is bytes:
+                        payload = data  # (the usual read: exactly one message)
+                    else:
+                        payload = bytes(view[start:stop])
+                    out.append((self._decode_one(payload), size))
+                    start = stop
+                    self._base = end
+                held = self._pending + pos - start
+                if held > self._max_size or self._announced_size(view, start, pos) > self._max_size:
+                    raise _Fatal(MessageTooLargeError(max(held, self._announced_size(view, start, pos)), self._max_size, local=False))
         except _Fatal as fatal:
             self.error = fatal.args[0]
-            self._buf = bytearray()
+            self._parts = []
+            self._pending = 0
+            self._unpacker_size = 0
             return out
-        if start:
-            del self._buf[:start]
-            self._base += start
-        announced = self._announced_size()
-        if announced > self._max_size:
-            self.error = MessageTooLargeError(announced, self._max_size, local=False)
-            self._buf = bytearray()
+        if start < n:
+            # the pending message's bytes: ``data`` itself when all of it is (no copy)
+            self._parts.append(data if not start and type(data) is bytes else bytes(view[start:]))
+            self._pending += n - start
+        elif not self._parts and self._unpacker_size > _UNPACKER_KEPT:
+            self._unpacker = self._new_unpacker()  # let go of a buffer grown for a big message
+            self._unpacker_size = 0
+            self._fed = self._base = 0  # (stream offsets are the new unpacker's)
         return out
 
-    def _format_error(self, exc: Exception) -> RemoteProtocolError:
-        pos = self._unpacker.tell() - self._base
-        if isinstance(exc, msgpack.FormatError) and 0 <= pos < len(self._buf) and self._buf[pos] == 0xC1:
+    def _prefix(self, view: memoryview, start: int, stop: int, n: int) -> bytes:
+        """The first ``n`` bytes (or fewer, if not there yet) of the pending message:
+        the held parts, then ``view[start:stop]``."""
+        head = b""
+        for part in self._parts:
+            head += part[: n - len(head)]
+            if len(head) >= n:
+                return head
+        return head + bytes(view[start : min(stop, start + n - len(head))])
+
+    def _format_error(self, exc: Exception, view: memoryview, offset: int) -> RemoteProtocolError:
+        at = self._unpacker.tell()  # stream offset of the bad byte
+        if isinstance(exc, msgpack.FormatError) and offset <= at < offset + len(view) and view[at - offset] == 0xC1:
             return RemoteProtocolError("malformed msgpack message: invalid code c1")
         return RemoteProtocolError(f"malformed msgpack message: {exc or type(exc).__name__}")
 
-    def _announced_size(self) -> int:
+    def _announced_size(self, view: memoryview, start: int, stop: int) -> int:
         """Cheap lower bound of the pending message's size (its top-level header, or what is held)."""
-        buf = self._buf
-        if not buf:
+        held = self._pending + stop - start
+        if not held:
             return 0
-        spec = _ANNOUNCED.get(buf[0])
+        head = self._prefix(view, start, stop, 5)
+        spec = _ANNOUNCED.get(head[0])
         if spec is None:
-            return len(buf)
+            return held
         nbytes, header, unit = spec
-        if len(buf) < 1 + nbytes:
-            return len(buf)
-        count = int.from_bytes(buf[1 : 1 + nbytes], "big")
-        return max(len(buf), header + unit * count)
+        if len(head) < 1 + nbytes:
+            return held
+        count = int.from_bytes(head[1 : 1 + nbytes], "big")
+        return max(held, header + unit * count)
 
     # -- one message ------------------------------------------------------------
 
