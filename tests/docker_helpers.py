@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -20,6 +21,7 @@ import libswarm
 from libswarm.backends.dockerserver import DockerServer
 
 from ci import require as need  # skip unless the condition holds; under CI, fail instead
+from swarmd_support import children_of
 
 DOCKER_CLI = shutil.which("docker")
 
@@ -125,10 +127,17 @@ class Dockerd:
     with ``--tlsverify``, when started with ``tls``), ``root`` (data-root, exec-root, pidfile and
     log all live under it)."""
 
-    def __init__(self, root: str, sock: str, tcp: str | None) -> None:
+    def __init__(self, root: str, sock: str, tcp: str | None, proc: subprocess.Popen) -> None:
         self.root = root
         self.sock = sock
         self.tcp = tcp
+        self.proc = proc
+
+    def kill(self) -> None:
+        """SIGKILL the daemon, as a host that dies: its containers keep running (their shims
+        outlive it) until the cleanup of :func:`private_dockerd`."""
+        self.proc.kill()
+        self.proc.wait(10)
 
     @property
     def cli(self) -> list[str]:
@@ -143,11 +152,35 @@ class Dockerd:
             return ""
 
 
+def _kill_shims(root: str) -> None:
+    """SIGKILL the containers (and their shims) of the dockerd under ``root`` that outlived it
+    (a daemon killed with SIGKILL leaves them running): a shim names its containerd socket,
+    ``ROOT/exec/containerd/containerd.sock``, on its command line; a container's init is its child."""
+    marker = f"{root}/exec/containerd/".encode()
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes() if entry.name.isdigit() else b""
+        except OSError:
+            continue
+        if b"containerd-shim" in cmdline and marker in cmdline:
+            shim = int(entry.name)
+            for pid in children_of(shim) + [shim]:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+
 @contextmanager
-def private_dockerd(tls: Path | None = None) -> Iterator[Dockerd]:
+def private_dockerd(tls: Path | None = None, netns: str | None = None, hostname: str | None = None) -> Iterator[Dockerd]:
     """Start a dockerd that shares nothing with any other (own socket, data-root, exec-root,
     pidfile; no iptables, no bridge, vfs storage), import ``local/busybox``, yield it; stop it
     and clean up after (including the nsfs mount it leaves behind).
+
+    ``netns``: the daemon runs in that network namespace (``ip netns add``; entered with
+    ``nsenter --net``, not ``ip netns exec``, whose fresh /sys hides the cgroup mounts dockerd
+    needs); its socket and files stay reachable from here. ``hostname``: the daemon runs in
+    a UTS namespace of its own with that hostname (a Swarm mode node's name).
 
     ``tls``: a directory with ``ca.pem``, ``server.pem``, ``server.key`` (tests/swarmd_support.py
     ``Pki``): the daemon then also listens on ``tcp://127.0.0.1:PORT`` with ``--tlsverify``
@@ -160,6 +193,8 @@ def private_dockerd(tls: Path | None = None) -> Iterator[Dockerd]:
     need(os.path.exists("/bin/busybox"), "/bin/busybox is missing (apt-get install busybox-static)")
     need(DOCKER_CLI is not None, "the docker CLI is not on PATH")
     need(os.geteuid() == 0, "dockerd needs root")
+    need(netns is None or shutil.which("nsenter") is not None, "nsenter is not installed (util-linux)")
+    need(hostname is None or shutil.which("unshare") is not None, "unshare is not installed (util-linux)")
     root = tempfile.mkdtemp(prefix="swarm-dockerd-")
     sock = os.path.join(root, "docker.sock")
     argv = ["dockerd", "--iptables=false", "--ip6tables=false", "--bridge=none", "--storage-driver=vfs",
@@ -171,8 +206,12 @@ def private_dockerd(tls: Path | None = None) -> Iterator[Dockerd]:
         argv += ["--host", tcp, "--tlsverify", f"--tlscacert={tls / 'ca.pem'}",
                  f"--tlscert={tls / 'server.pem'}", f"--tlskey={tls / 'server.key'}"]
     log = open(os.path.join(root, "dockerd.log"), "wb")
+    if hostname is not None:
+        argv = ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', hostname, *argv]
+    if netns is not None:
+        argv = ["nsenter", f"--net=/var/run/netns/{netns}", *argv]
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    d = Dockerd(root, sock, tcp)
+    d = Dockerd(root, sock, tcp, proc)
     try:
         deadline = time.monotonic() + 30
         while subprocess.run(d.cli + ["version"], capture_output=True, timeout=10).returncode != 0:
@@ -201,5 +240,6 @@ def private_dockerd(tls: Path | None = None) -> Iterator[Dockerd]:
             proc.kill()
             proc.wait(10)
         log.close()
+        _kill_shims(root)
         _unmount_under(root)  # the nsfs mount dockerd leaves at exec/netns/default
         shutil.rmtree(root, ignore_errors=True)

@@ -259,3 +259,61 @@ class Hosts:
         for ns in self.created:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
         self.created = []
+
+
+class Lan:
+    """Hosts as network namespaces on one Ethernet segment: a ``switch`` namespace holds a
+    bridge, each host a veth into it with address ``SUBNET.0.i`` (i = 1, 2, ...), so every
+    host reaches every other (unlike :class:`Hosts`' star). No loopback fallback: what needs a
+    LAN (a Swarm mode cluster: fixed ports 7946 and 4789 on each node) cannot share one
+    address; without root or ``ip`` the test is skipped, and under CI (tests/ci.py) fails.
+    ``teardown()`` deletes the namespaces (which removes the veths and the bridge).
+    """
+
+    def __init__(self, hosts: tuple[str, ...] = ("A", "B", "C"), *, tag: str = "lan", subnet: str = "10.236") -> None:
+        self.hosts, self.subnet = tuple(hosts), subnet
+        self.tag = f"{tag}{os.getpid() % 100000}"
+        self.names = {h: f"{self.tag}{h}" for h in self.hosts}
+        self.switch = f"{self.tag}sw"
+        self.created: list[str] = []
+
+    def setup(self) -> None:
+        import shutil
+
+        from ci import require
+
+        forced_off = os.environ.get("SWARMD_TEST_NO_NETNS", "").strip().lower() not in ("", "0", "false", "no", "off")
+        require(not forced_off, "SWARMD_TEST_NO_NETNS is set (a LAN has no loopback fallback)")
+        require(os.geteuid() == 0, "network namespaces need root")
+        require(shutil.which("ip") is not None, "iproute2 (ip) is not installed")
+        try:
+            _ip("netns", "add", self.switch)
+            self.created.append(self.switch)
+            _ip("-n", self.switch, "link", "add", "br0", "type", "bridge")
+            _ip("-n", self.switch, "link", "set", "br0", "up")
+            for host, ns in self.names.items():
+                _ip("netns", "add", ns)
+                self.created.append(ns)
+                ours, port = f"{self.tag}{host.lower()}", f"{self.tag}{host.lower()}p"
+                _ip("link", "add", ours, "type", "veth", "peer", "name", port)
+                _ip("link", "set", ours, "netns", ns)
+                _ip("link", "set", port, "netns", self.switch)
+                _ip("-n", self.switch, "link", "set", port, "master", "br0")
+                _ip("-n", self.switch, "link", "set", port, "up")
+                _ip("-n", ns, "addr", "add", f"{self.address(host)}/24", "dev", ours)
+                _ip("-n", ns, "link", "set", ours, "up")
+                _ip("-n", ns, "link", "set", "lo", "up")
+        except BaseException:
+            self.teardown()
+            raise
+
+    def address(self, host: str) -> str:
+        return f"{self.subnet}.0.{self.hosts.index(host) + 1}"
+
+    def prefix(self, host: str) -> list[str]:
+        return ["ip", "netns", "exec", self.names[host]]
+
+    def teardown(self) -> None:
+        for ns in reversed(self.created):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
+        self.created = []

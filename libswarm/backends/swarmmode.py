@@ -13,7 +13,11 @@ The engine answers:
   ``MemoryReservation`` -> ``Resources.Reservations``; placement constraints from ``Env``
   ``constraint:EXPR`` (removed from the env) and the label ``com.docker.swarm.constraints``
   (classic Swarm's; ``node==X`` becomes ``node.hostname==X``, a key without a dot
-  ``node.labels.KEY``, ``node.*``/``engine.labels.*`` are kept); ``RestartPolicy`` ``none``.
+  ``node.labels.KEY``, ``node.*``/``engine.labels.*`` are kept); ``HostConfig.RestartPolicy``
+  (``docker run --restart``) -> the task's ``RestartPolicy``: none by default (``no``),
+  ``any`` for ``always``/``unless-stopped``, ``on-failure`` (``MaxAttempts`` from ``:N``).
+  Only a task with a restart condition is rescheduled when its node goes down: the swarm
+  shuts a ``none`` task down with its node and starts no other.
   A detached run (no ``AttachStdout``/``AttachStderr``) is a replicated service with one
   replica; a foreground one a replicated job (one completion). ``OpenStdin`` or ``Tty``
   (``-i``/``-t``) is refused: services have no stdin nor terminal. The name is the
@@ -92,6 +96,20 @@ def swarm_constraint(expr: str) -> str:
     raise RemoteError(f"invalid constraint expression: {expr!r}")
 
 
+def restart_policy(host_config: dict[str, Any]) -> dict[str, Any]:
+    """``docker run --restart`` (``HostConfig.RestartPolicy``) as a Swarm mode task restart policy."""
+    policy = host_config.get("RestartPolicy") if isinstance(host_config.get("RestartPolicy"), dict) else {}
+    name = str((policy or {}).get("Name") or "no")
+    if name in ("always", "unless-stopped"):
+        return {"Condition": "any"}
+    if name == "on-failure":
+        retries = int((policy or {}).get("MaximumRetryCount") or 0)
+        return {"Condition": "on-failure", **({"MaxAttempts": retries} if retries > 0 else {})}
+    if name == "no":
+        return {"Condition": "none"}
+    raise RemoteError(f"invalid restart policy: {name!r}")
+
+
 def service_spec(config: dict[str, Any]) -> dict[str, Any]:
     """Docker's create body -> a ``POST /services/create`` body."""
     if config.get("OpenStdin") or config.get("Tty"):
@@ -123,7 +141,7 @@ def service_spec(config: dict[str, Any]) -> dict[str, Any]:
         "TaskTemplate": {
             "ContainerSpec": cs,
             "Resources": {"Limits": limits, "Reservations": reserve},
-            "RestartPolicy": {"Condition": "none"},
+            "RestartPolicy": restart_policy(hc),
             "Placement": {"Constraints": [swarm_constraint(e.text) for e in exprs if e.kind == "constraint"]},
         },
         "Mode": {"Replicated": {"Replicas": 1}} if detached else

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from docker_helpers import DOCKER_CLIS, IMAGE, Docker, docker_front, free_port, need, private_dockerd
-from libswarm.backends.swarmmode import SwarmMode, service_spec, swarm_constraint
+from libswarm.backends.swarmmode import SwarmMode, restart_policy, service_spec, swarm_constraint
 
 pytestmark = pytest.mark.slow  # a private dockerd in swarm mode
 
@@ -32,6 +32,16 @@ def test_service_spec_mapping():
                                                  "Reservations": {"MemoryBytes": 1 << 20}}
     assert service_spec({"Image": "b", "AttachStdout": True})["Mode"]["ReplicatedJob"]["TotalCompletions"] == 1
     assert swarm_constraint("node.role==manager") == "node.role==manager"
+    # docker run --restart: none by default; only a task with a condition survives its node
+    assert spec["TaskTemplate"]["RestartPolicy"] == {"Condition": "none"}
+    assert restart_policy({"RestartPolicy": {"Name": "always"}}) == {"Condition": "any"}
+    assert restart_policy({"RestartPolicy": {"Name": "unless-stopped"}}) == {"Condition": "any"}
+    assert restart_policy({"RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 2}}) == \
+        {"Condition": "on-failure", "MaxAttempts": 2}
+    assert restart_policy({"RestartPolicy": {"Name": "on-failure"}}) == {"Condition": "on-failure"}
+    assert restart_policy({"RestartPolicy": {"Name": "", "MaximumRetryCount": 0}}) == {"Condition": "none"}
+    with pytest.raises(Exception, match="invalid restart policy"):
+        restart_policy({"RestartPolicy": {"Name": "sometimes"}})
     with pytest.raises(Exception, match="no stdin and no terminal"):
         service_spec({"Image": "b", "OpenStdin": True})
 
