@@ -93,13 +93,14 @@ class Config:
     #: window while the connection holds more than ``connection_buffer`` minus that
     #: window, so a well-behaved peer slows down before it gets there (spec 12.2).
     connection_buffer: int = 128 * 1024 * 1024
-    #: The memory a server may take for all its connections together: the bytes they
-    #: make it hold are kept under three quarters of it (a connection's own limit is at
-    #: most that much too); above that, the connection holding the most is ended with
-    #: GOAWAY(ENHANCE_YOUR_CALM) (and logged). The last quarter is for what holding
+    #: The memory a server may take for all its connections together. The bytes they
+    #: make it hold are kept under this less a reserve of 64 MiB and an eighth of it
+    #: (at most half of it; 160 MiB of the default 256 MiB), and a connection's own
+    #: limit is at most that much too; above it, the connection holding the most is
+    #: ended with GOAWAY(ENHANCE_YOUR_CALM) (and logged). The reserve is for what holding
     #: the bytes costs beyond the bytes (the allocator's slack, copies made while a
-    #: message is decoded or encoded, the process's own memory): a server whose peers
-    #: all misbehave stays under this much resident memory (spec 14.1).
+    #: message is decoded or encoded) and the process's own memory: a server whose
+    #: peers all misbehave stays under this much resident memory (spec 14.1).
     server_buffer: int = 256 * 1024 * 1024
     #: Connections a server serves at once; one more is ended at once with
     #: GOAWAY(ENHANCE_YOUR_CALM).

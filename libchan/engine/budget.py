@@ -9,12 +9,12 @@ decides what to do when a limit is crossed; the accountant only says which
 connection has to go:
 
 * a connection holding more than its limit (``Config.connection_buffer``) goes;
-* when the server as a whole holds more than three quarters of
-  ``Config.server_buffer``, the live connection holding the most goes (spec 14.1).
-  The last quarter is for what holding those bytes costs beyond the bytes: the
-  allocator's slack around them, the copies made while a message is decoded or
-  encoded, and the process's own memory, so that the process as a whole stays
-  under ``server_buffer``.
+* when the server as a whole holds more than ``Config.server_buffer`` less a
+  reserve (:func:`held_limit`), the live connection holding the most goes (spec
+  14.1). The reserve is for what holding those bytes costs beyond the bytes (the
+  allocator's slack around them, copies made while a message is decoded or
+  encoded) and for the process's own memory, so that the process as a whole
+  stays under ``server_buffer``.
 
 Ending a connection is its link's business (``Account.on_over``, a GOAWAY with
 ENHANCE_YOUR_CALM); its bytes are released as its streams let go of them. A
@@ -26,7 +26,16 @@ from __future__ import annotations
 
 from typing import Callable
 
-__all__ = ["Budget", "Account"]
+__all__ = ["Budget", "Account", "held_limit"]
+
+_MIB = 1024 * 1024
+
+
+def held_limit(server_buffer: int) -> int:
+    """The bytes a server's connections may make it hold together: ``server_buffer``
+    less a reserve of 64 MiB and an eighth of it (at most half of it). With the
+    default 256 MiB: 160 MiB (spec 14.1)."""
+    return server_buffer - min(server_buffer // 2, 64 * _MIB + server_buffer // 8)
 
 
 def _nothing(reason: str) -> None:
@@ -81,13 +90,13 @@ class Budget:
     """The bytes, connections and sessions of one server together.
 
     ``server_buffer`` is what the server's memory for its peers is to stay under:
-    ``total``, three quarters of it, bounds the bytes of all accounts;
+    ``total`` (:func:`held_limit` of it) bounds the bytes of all accounts;
     ``per_connection`` those of each one (at most ``total``); ``max_connections``
     the accounts open at once."""
 
     def __init__(self, *, server_buffer: int, per_connection: int, connection_window: int, max_connections: int) -> None:
         self.server_buffer = server_buffer
-        self.total = total = server_buffer - server_buffer // 4
+        self.total = total = held_limit(server_buffer)
         self.per_connection = min(per_connection, total)
         #: The connection window a connection is granted: at most half its limit, so
         #: that the window it still has when we stop acknowledging cannot take it over.
@@ -142,7 +151,7 @@ class Budget:
             if greediest.used > 0:
                 self._end(
                     greediest,
-                    f"the server holds {self.used} bytes, over 3/4 of server_buffer ({self.total}), and this"
+                    f"the server holds {self.used} bytes, over what server_buffer leaves for connections ({self.total}), and this"
                     f" connection holds the most: {greediest.used} bytes",
                 )
                 return

@@ -114,8 +114,8 @@ async def _alive(client: RawH2Client) -> None:
 
 
 def _budget_config(**kw) -> libchan.Config:
-    # (the connections may hold 3/4 of server_buffer together: 4 MiB)
-    return libchan.Config(server_buffer=16 * MiB // 3, connection_buffer=4 * MiB, **kw)
+    # (the connections may hold half of a small server_buffer together: 4 MiB)
+    return libchan.Config(server_buffer=8 * MiB, connection_buffer=4 * MiB, **kw)
 
 
 async def _greediest_goes(tmp_path, caplog, attack) -> None:
@@ -417,3 +417,15 @@ async def test_limit_server_buffer_partial_frames_count(tmp_path, caplog):
             for client in clients:
                 await client.aclose()
             await _drained(budget)
+
+
+def test_limit_server_buffer_reserve():
+    """What a server's connections may hold together: server_buffer less 64 MiB and an
+    eighth (at most half), as Config and spec 14.1 document it."""
+    from libchan.engine.budget import Budget, held_limit
+
+    assert held_limit(256 * MiB) == 160 * MiB  # the default
+    assert held_limit(8 * MiB) == 4 * MiB
+    assert held_limit(1024 * MiB) == 832 * MiB
+    b = Budget(server_buffer=8 * MiB, per_connection=128 * MiB, connection_window=1 * MiB, max_connections=4)
+    assert b.total == 4 * MiB and b.per_connection == 4 * MiB
