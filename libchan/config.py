@@ -94,13 +94,12 @@ class Config:
     #: window, so a well-behaved peer slows down before it gets there (spec 12.2).
     connection_buffer: int = 128 * 1024 * 1024
     #: The memory a server may take for all its connections together. The bytes they
-    #: make it hold are kept under this less a reserve of 64 MiB and an eighth of it
-    #: (at most half of it; 160 MiB of the default 256 MiB), and a connection's own
-    #: limit is at most that much too; above it, the connection holding the most is
-    #: ended with GOAWAY(ENHANCE_YOUR_CALM) (and logged). The reserve is for what holding
-    #: the bytes costs beyond the bytes (the allocator's slack, copies made while a
-    #: message is decoded or encoded) and the process's own memory: a server whose
-    #: peers all misbehave stays under this much resident memory (spec 14.1).
+    #: make it hold are kept under half of it, and a connection's own limit is at most
+    #: that much too; above it, the connection holding the most is ended with
+    #: GOAWAY(ENHANCE_YOUR_CALM) (and logged). The other half is for what holding the
+    #: bytes costs beyond the bytes (the allocator's slack, copies made while a message
+    #: is decoded or encoded) and the process's own memory: a server whose peers all
+    #: misbehave stays under this much resident memory (spec 14.1, bench/soak.py).
     server_buffer: int = 256 * 1024 * 1024
     #: Connections a server serves at once; one more is ended at once with
     #: GOAWAY(ENHANCE_YOUR_CALM).
