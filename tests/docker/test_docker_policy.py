@@ -202,7 +202,8 @@ async def test_libswarm_callers_get_an_error_with_the_same_text(rules_file, tmp_
 @pytest.mark.parametrize("forwarded", [False, True])
 async def test_a_remote_caller_through_listen_cannot_state_an_identity(rules_file, tmp_path, forwarded):
     """``listen -> policy -> simulator``: an Identity sent by a remote libswarm caller is
-    replaced by an anonymous one, unless ``listen --forwarded-identity`` (trusted front ends)."""
+    replaced by its connection's (here its unix uid), unless ``listen --forwarded-identity``
+    (trusted front ends)."""
     from libswarm.backends.listen import Listen
 
     audit = tmp_path / "audit.jsonl"
@@ -225,4 +226,6 @@ async def test_a_remote_caller_through_listen_cannot_state_an_identity(rules_fil
     if forwarded:
         assert name == "/alice-web" and first["identity"] == {"transport": "tls", "cn": "alice"}
     else:
-        assert name == "/anonymous-web" and first["identity"] == {"transport": "unix"}
+        uid = os.getuid()
+        assert name == f"/uid-{uid}-web"
+        assert first["identity"] == {"transport": "unix", "uid": uid, "gid": os.getgid(), "pid": os.getpid()}
