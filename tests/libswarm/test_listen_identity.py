@@ -143,3 +143,24 @@ async def test_the_identity_does_not_depend_on_the_profile(tmp_path, profile):
                 name, _ = await _spawn_web(session)
             nursery.cancel_scope.cancel()
     assert name == f"/uid-{os.getuid()}-web"
+
+
+@pytest.mark.parametrize("forwarded", [False, True])
+async def test_connect_carries_the_identity_to_a_trusting_listen(tmp_path, forwarded):
+    """``connect`` passes each request's ``Identity`` on: a ``listen --forwarded-identity`` (its
+    peers are trusted front ends) keeps it, a plain ``listen`` puts the connection's instead."""
+    from libswarm.backends.connect import Connect
+
+    sock = tmp_path / "listen.sock"
+    chain = _Chain(tmp_path, *(["--forwarded-identity"] if forwarded else []), f"unix://{sock}")
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            url = await chain.start(nursery)
+            in_s, in_r = libchan.pipe()
+            out_s, _ = libchan.pipe()
+            nursery.start_soon(libswarm.chain, [Connect(url)], in_r, out_s)
+            front = libswarm.Client(in_s, identity=Identity(transport="tls", cn="alice"))
+            web = await front.spawn(WEB)
+            name = json.loads(await web.get())["Name"]
+            nursery.cancel_scope.cancel()
+    assert name == ("/alice-web" if forwarded else f"/uid-{os.getuid()}-web")
