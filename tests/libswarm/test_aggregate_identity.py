@@ -62,6 +62,9 @@ async def test_a_policy_behind_aggregate_sees_the_caller(engine):
         await web.aclose()
         assert _names(await alice.ls()) == ["alice-web"]
         assert _names(await bob.ls()) == [] and _names(await anon.ls()) == []
+        ps = json.loads(await alice.get("containers"))
+        assert [e["Names"] for e in ps] == [["/alice-web"]]
+        assert json.loads(await bob.get("containers")) == []
         with pytest.raises(libswarm.RemoteError, match="(?i)no such container: alice-web"):
             await bob.child("alice-web")
         assert json.loads(await (await alice.child("alice-web")).get())["Name"] == "/alice-web"
