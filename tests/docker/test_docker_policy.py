@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 
 import pytest
 import trio
@@ -151,6 +152,12 @@ async def test_two_tls_clients_see_and_control_only_their_own(cli, pki, tmp_path
         await bob.ok("run", "-d", "--name", "web", "busybox", "sleep", "60")
         assert (await alice.ok("ps", "-a", "--format", "{{.Names}}")).split() == ["alice-web"]
         assert (await bob.ok("ps", "-a", "--format", "{{.Names}}")).split() == ["bob-web"]
+        # docker events: each sees its own containers' events only
+        until = f"{time.time():.3f}"
+        for who, name in ((alice, "alice-web"), (bob, "bob-web")):
+            seen = (await who.ok("events", "--since", "1", "--until", until, "--format",
+                                 "{{.Actor.Attributes.name}}")).split()
+            assert seen and set(seen) == {name}, seen
         for cmd in (["stop", "alice-web"], ["logs", "alice-web"], ["rm", "-f", "alice-web"], ["container", "inspect", "alice-web"],
                     ["exec", "alice-web", "true"]):
             p = await bob(*cmd)

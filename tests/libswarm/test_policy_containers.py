@@ -123,3 +123,39 @@ async def test_a_broken_answer_downstream_is_an_error(tmp_path, nursery, rules):
     nursery.start_soon(server.serve, out_r)
     with trio.fail_after(20), pytest.raises(libswarm.RemoteError, match="not a JSON list"):
         await libswarm.Client(in_s, identity=ALICE).get("containers")
+
+
+# -- docker events ---------------------------------------------------------------------------
+
+
+async def _events(engine, who: Identity | None) -> list[tuple[str, str]]:
+    """``(name, action)`` of the kept container events up to now, as ``who`` may see them."""
+    import time
+
+    out = await libswarm.Client(engine, identity=who).watch("events", "since=0", f"until={time.time():.6f}")
+    return [(json.loads(m.args[0])["Actor"]["Attributes"]["name"], json.loads(m.args[0])["Action"])
+            async for m in out if m.verb == Verb.Set]
+
+
+@pytest.mark.parametrize("rules", [OWNER, NO_PRIVILEGED_SEEN], ids=["labels", "lookups"])
+async def test_events_show_only_visible_containers(tmp_path, nursery, rules):
+    engine, _ = await _engine(nursery, tmp_path, rules)
+    with trio.fail_after(20):
+        await _spawn(engine, BOB, "web")
+        await _spawn(engine, ALICE, "web")
+        await _spawn(engine, ALICE, "root", Privileged=True)
+        mine = {"alice-web"} | ({"alice-root"} if rules == OWNER else set())
+        assert {name for name, _ in await _events(engine, ALICE)} == mine
+        assert {name for name, _ in await _events(engine, BOB)} == {"bob-web"}
+        assert await _events(engine, None) == []
+
+
+async def test_live_events_of_hidden_containers_are_left_out(tmp_path, nursery):
+    engine, _ = await _engine(nursery, tmp_path, OWNER)
+    with trio.fail_after(20):
+        out = await libswarm.Client(engine, identity=ALICE).watch("events")
+        await _spawn(engine, BOB, "web")  # before alice's: had it been let through, it would come first
+        await _spawn(engine, ALICE, "web")
+        first = json.loads((await out.receive()).args[0])
+        assert (first["Actor"]["Attributes"]["name"], first["Action"]) == ("alice-web", "create")
+        await out.aclose()
