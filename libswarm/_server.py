@@ -91,7 +91,8 @@ class Request:
         """Send one reply (a :class:`Message`, or a verb and its args) on ``ret``.
 
         A ``ret`` value that is a :class:`Server` is replaced by a fresh handle
-        (:meth:`Server.sender`). Raises trio's Broken/ClosedResourceError if the
+        (:meth:`Server.sender`) bound to this request's identity: every request on it is
+        handled as that identity, whatever its message states. Raises trio's Broken/ClosedResourceError if the
         caller went away (let it propagate: the server handles it).
         """
         if self.ret is None:
