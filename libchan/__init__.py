@@ -43,6 +43,7 @@ if TYPE_CHECKING:
         UnresolvedReferenceError,
     )
     from .forward import copy_channel, copy_stream
+    from .peer import Peer
     from .pipe import PipeReceiver, PipeSender, pipe
     from .session import Session
     from .stream import ByteStream, PipeStream, ReadOnly, WriteOnly, stream_pipe
@@ -62,6 +63,7 @@ __all__ = [
     "WriteOnly",
     "stream_pipe",
     "Session",
+    "Peer",
     "connect",
     "serve",
     "parse_url",
@@ -97,6 +99,7 @@ _EXPORTS = {
     "PipeSender": "pipe",
     "pipe": "pipe",
     "Session": "session",
+    "Peer": "peer",
     "ByteStream": "stream",
     "PipeStream": "stream",
     "ReadOnly": "stream",

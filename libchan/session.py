@@ -13,6 +13,7 @@ import trio
 from .channel import Receiver, Sender
 from .config import Config
 from .engine.core import SessionCore
+from .peer import Peer
 
 __all__ = ["Session"]
 
@@ -42,7 +43,7 @@ class Session:
     sessions from URLs.
     """
 
-    __slots__ = ("_core",)
+    __slots__ = ("_core", "_peer")
 
     def __init__(
         self,
@@ -64,12 +65,14 @@ class Session:
             session_id=session_id,
             profile=profile,
         )
+        self._peer: Peer | None = None
 
     @classmethod
-    def _over(cls, core: SessionCore) -> Session:
+    def _over(cls, core: SessionCore, peer: Peer | None = None) -> Session:
         """The public face of a core built by a server (:mod:`libchan.transport`)."""
         session = cls.__new__(cls)
         session._core = core
+        session._peer = peer
         return session
 
     async def __aenter__(self) -> Session:
@@ -128,6 +131,16 @@ class Session:
         """The wire profile: ``"h2"`` or ``"spdy"``."""
         name: str = self._core.profile.name
         return name
+
+    @property
+    def peer(self) -> Peer | None:
+        """Who the client of a session that ``libchan.serve()`` runs is, from its connection:
+        its verified TLS client certificate, its unix credentials, its address
+        (:class:`~libchan.Peer`). An HTTP/2 session may span several connections: they must
+        all be the same principal (a stream from a connection with another certificate or
+        unix user is refused). None on the client side and for a session built on your own
+        stream (you have the stream: :func:`libchan.peer.peer_of`)."""
+        return self._peer
 
     @property
     def server_side(self) -> bool:

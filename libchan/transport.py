@@ -27,6 +27,7 @@ from .diagnosis import describe as _describe
 from .diagnosis import closed_verdict, first_bytes_verdict, looks_like_tls, silence_verdict, tls_client_verdict, tls_server_verdict
 from .errors import ConnectError, LocalProtocolError, ProtocolError, SessionClosedError
 from .accept import serve_listeners
+from .peer import Peer, peer_of
 from .peerlog import peer_log
 from .engine.budget import Account, Budget
 from .engine.profiles import H2Profile, get_profile
@@ -279,6 +280,9 @@ class _Server:
         self.link_sessions: dict[Link, dict[SessionCore, None]] = {}
         #: Every running session (named, anonymous, Go profile) and the connections it used.
         self.session_links: dict[SessionCore, set[Link]] = {}
+        #: Who is at the far end of each HTTP/2 connection, and of each session (its first one's).
+        self.link_principals: dict[Link, Peer] = {}
+        self.session_principals: dict[SessionCore, Peer] = {}
 
     async def handle_connection(self, transport: trio.abc.Stream) -> None:
         peer = peer_name(transport)
@@ -322,13 +326,14 @@ class _Server:
                 await self._refuse_connection(transport, profile, peer, f"max_connections ({self.config.max_connections}) reached")
                 return
             try:
-                await self._run_connection(transport, profile, peer, account)
+                await self._run_connection(transport, profile, peer, account, peer_of(transport))
             finally:
                 self.budget.close_account(account)
         except Exception:
             log.exception("libchan connection handler failed")
 
-    async def _run_connection(self, transport: trio.abc.Stream, profile: str, peer: str, account: Account) -> None:
+    async def _run_connection(self, transport: trio.abc.Stream, profile: str, peer: str, account: Account,
+                              principal: Peer) -> None:
         if profile == "spdy":
             # SPDY: one connection is one session.
             if len(self.session_links) >= self.config.max_sessions:
@@ -339,17 +344,20 @@ class _Server:
             account.soft = account.limit // 2
             session = SessionCore(transport, server_side=True, config=self.config, profile="spdy", account=account, peer=peer)
             self.session_links[session] = set()
+            self.session_principals[session] = principal
             await self._run_session(session, None, peer)
             return
         c = self.link_config
         mux = H2Profile().make_mux(client_side=False, config=c)
         link = Link(transport, mux, c, on_stream_opened=self._route, on_closed=self._link_closed, account=account, peer=peer)
         self.peers[link] = peer
+        self.link_principals[link] = principal
         self.link_sessions[link] = {}
         try:
             await link.run()
         finally:
             self.peers.pop(link, None)
+            self.link_principals.pop(link, None)
             self.link_sessions.pop(link, None)
 
     async def _refuse_connection(self, transport: trio.abc.Stream, profile: str, peer: str, why: str) -> None:
@@ -380,8 +388,15 @@ class _Server:
                 return
         found = None if sid is None else self.sessions.get(sid)
         on_link = self.link_sessions.get(link)
-        if on_link is None:
+        principal = self.link_principals.get(link)
+        if on_link is None or principal is None:
             link.reset_id(ev.stream_id, REFUSED_STREAM)  # (the connection is ending)
+            return
+        if found is not None and not principal.same_principal(self.session_principals.get(found)):
+            # Another certificate or unix user naming this session: it cannot join it (the
+            # session's handler trusts Session.peer for every channel of the session).
+            peer_log(log, logging.WARNING, "refused a stream from %s: session %s belongs to another peer", peer, sid)
+            link.reset_id(ev.stream_id, REFUSED_STREAM)
             return
         if found is None and len(self.session_links) >= self.config.max_sessions:
             link.reset_id(ev.stream_id, REFUSED_STREAM)  # no new session: max_sessions (14.1)
@@ -396,6 +411,7 @@ class _Server:
                 session = SessionCore(server_side=True, config=self.config, session_id=sid)
                 self.sessions[sid] = session
             self.session_links[session] = set()
+            self.session_principals[session] = principal
             self.nursery.start_soon(self._run_session, session, sid, peer)
         else:
             session = found
@@ -415,7 +431,7 @@ class _Server:
     async def _run_session(self, session: SessionCore, sid: str | None, peer: str) -> None:
         try:
             async with session:
-                await self.handler(Session._over(session))
+                await self.handler(Session._over(session, self.session_principals.get(session)))
         except Exception as exc:
             reason = _client_left(exc, session)
             if reason is None:
@@ -424,6 +440,7 @@ class _Server:
                 # the client went away while the handler was using the session: not a bug
                 log.info("libchan session from %s ended while its handler ran: %s", peer, reason)
         finally:
+            self.session_principals.pop(session, None)
             if sid is not None and self.sessions.get(sid) is session:
                 del self.sessions[sid]
             for link in self.session_links.pop(session, ()):

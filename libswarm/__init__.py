@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     )
     from ._identity import ANONYMOUS, Identity
     from ._message import Arg, Message
-    from ._server import DEFAULT_MAX_CONCURRENCY, Handler, Request, Server, Tree, not_implemented
+    from ._server import DEFAULT_MAX_CONCURRENCY, Handler, Request, Server, Tree, current_identity, not_implemented
     from ._service import Service, Task, chain, open_service, run_service, serve_session
     from ._verbs import Verb
 
@@ -67,6 +67,7 @@ __all__ = [
     "Output",
     "Attached",
     "Server",
+    "current_identity",
     "Request",
     "Handler",
     "Tree",
@@ -109,6 +110,7 @@ _EXPORTS = {
     "Handler": "_server",
     "Request": "_server",
     "Server": "_server",
+    "current_identity": "_server",
     "Tree": "_server",
     "not_implemented": "_server",
     "Service": "_service",

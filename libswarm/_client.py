@@ -12,6 +12,7 @@ import libchan
 from ._errors import NoReplyError, RemoteError, ReplyTimeoutError, UnexpectedReplyError, UnreachableError
 from ._identity import Identity
 from ._message import Arg, Message
+from ._server import current_identity
 from ._verbs import Verb
 
 __all__ = ["Client", "Output", "Attached"]
@@ -83,7 +84,8 @@ class Client:
     ``timeout`` bounds the wait for the *first* answer of each call (None: no bound).
     ``identity``: stamped on every message sent that carries none (an entry point such as
     ``dockerserver`` calls the chain on behalf of its client); handles from ``spawn`` and
-    ``attach`` inherit it.
+    ``attach`` inherit it. Without one, a message that carries none gets the identity of the
+    request the calling task is handling (:func:`libswarm.current_identity`), if any.
     ``aclose()`` closes the wrapped sender (a handle from an Ack is owned by its Client).
     """
 
@@ -113,8 +115,10 @@ class Client:
 
     async def send(self, msg: Message) -> None:
         """Send one message as is (one-way unless it carries a ``ret``)."""
-        if self.identity is not None and msg.identity is None:
-            msg = msg.replace(identity=self.identity)
+        if msg.identity is None:
+            identity = self.identity if self.identity is not None else current_identity()
+            if identity is not None:
+                msg = msg.replace(identity=identity)
         try:
             await self.sender.send(msg.to_wire())
         except _GONE as exc:

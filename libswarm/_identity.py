@@ -11,13 +11,14 @@ downstream sees it.
 from __future__ import annotations
 
 import dataclasses
-import socket
-import struct
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
-__all__ = ["Identity", "ANONYMOUS", "identity_of_stream", "identity_from_peercert"]
+if TYPE_CHECKING:
+    from libchan import Peer
+
+__all__ = ["Identity", "ANONYMOUS", "identity_of_stream", "identity_of_peer", "identity_from_peercert"]
 
 _TRANSPORTS = ("tls", "unix", "tcp", "none")
 
@@ -135,32 +136,18 @@ def identity_from_peercert(cert: dict[str, Any], **extra: Any) -> Identity:
     return Identity(transport="tls", subject=",".join(reversed(rdns)) or None, cn=cn, san=san, **extra)
 
 
-def _socket_of(stream: Any) -> Any:
-    seen = 0
-    while stream is not None and seen < 8:
-        sock = getattr(stream, "socket", None)
-        if sock is not None:
-            return sock
-        stream = getattr(stream, "transport_stream", None)
-        seen += 1
-    return None
-
-
-def _peer_facts(sock: Any) -> dict[str, Any]:
-    facts: dict[str, Any] = {}
-    if sock is None:
-        return facts
-    try:
-        if sock.family == socket.AF_UNIX:
-            raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-            pid, uid, gid = struct.unpack("3i", raw)
-            facts.update(uid=uid, gid=gid, pid=pid)
-        elif sock.family in (socket.AF_INET, socket.AF_INET6):
-            host, port = sock.getpeername()[:2]
-            facts["address"] = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    except OSError:
-        pass
-    return facts
+def identity_of_peer(peer: "Peer | None", *, transport: str | None = None) -> Identity:
+    """The identity of a connection's :class:`libchan.Peer`: its verified client certificate
+    gives ``tls`` (with the unix credentials or address under it), else ``unix`` or ``tcp``.
+    No peer (a session not served by ``libchan.serve``) is ``transport`` (default ``none``)."""
+    if peer is None:
+        return Identity(transport=transport or "none")
+    facts: dict[str, Any] = {k: getattr(peer, k) for k in ("uid", "gid", "pid", "address")
+                             if getattr(peer, k) is not None}
+    if peer.certificate:
+        return identity_from_peercert(peer.certificate, **facts)
+    return Identity(transport="unix" if peer.unix else "tcp" if peer.address is not None else transport or "none",
+                    **facts)
 
 
 async def identity_of_stream(stream: trio.abc.Stream) -> Identity:
@@ -170,14 +157,8 @@ async def identity_of_stream(stream: trio.abc.Stream) -> Identity:
     certificate, if any, gives ``tls``. The socket under it gives ``SO_PEERCRED`` (unix) or
     the peer address (TCP). A TLS connection without a client certificate is its socket's.
     """
-    facts: dict[str, Any] = {}
-    cert = None
+    from libchan.peer import peer_of
+
     if isinstance(stream, trio.SSLStream):
         await stream.do_handshake()
-        cert = stream.getpeercert()
-    sock = _socket_of(stream)
-    facts = _peer_facts(sock)
-    if cert:
-        return identity_from_peercert(cert, **facts)
-    unix = sock is not None and getattr(sock, "family", None) == socket.AF_UNIX
-    return Identity(transport="unix" if unix else "tcp" if sock is not None else "none", **facts)
+    return identity_of_peer(peer_of(stream))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Awaitable, Callable, Iterable, Union
@@ -11,10 +12,22 @@ import trio
 import libchan
 
 from ._errors import MessageError, RemoteError
+from ._identity import Identity
 from ._message import Arg, Message, reply_sender_of
 from ._verbs import Verb
 
-__all__ = ["Server", "Request", "Handler", "Tree", "DEFAULT_MAX_CONCURRENCY"]
+__all__ = ["Server", "Request", "Handler", "Tree", "DEFAULT_MAX_CONCURRENCY", "current_identity"]
+
+_CALLER: contextvars.ContextVar[Identity | None] = contextvars.ContextVar("libswarm_caller", default=None)
+_UNBOUND: object = object()
+
+
+def current_identity() -> Identity | None:
+    """The identity of the request this task is handling (a :class:`Server` handler, and the
+    tasks it starts), or None. A :class:`~libswarm.Client` stamps it on what it sends when
+    neither the message nor the client has one: the requests a stage makes on behalf of a
+    request carry its caller (spec/LIBSWARM.md 9.6)."""
+    return _CALLER.get()
 
 DEFAULT_MAX_CONCURRENCY = 256
 """Requests one :class:`Server` handles at once (streaming Attach/Watch included)."""
@@ -78,13 +91,14 @@ class Request:
         """Send one reply (a :class:`Message`, or a verb and its args) on ``ret``.
 
         A ``ret`` value that is a :class:`Server` is replaced by a fresh handle
-        (:meth:`Server.sender`). Raises trio's Broken/ClosedResourceError if the
+        (:meth:`Server.sender`) bound to this request's identity: every request on it is
+        handled as that identity, whatever its message states. Raises trio's Broken/ClosedResourceError if the
         caller went away (let it propagate: the server handles it).
         """
         if self.ret is None:
             await trio.lowlevel.checkpoint()
             return
-        msg = verb if isinstance(verb, Message) else Message(verb, args, _handle(ret), att)
+        msg = verb if isinstance(verb, Message) else Message(verb, args, _handle(ret, self.identity), att)
         self.answered = True
         await self.ret.send(msg.to_wire())
 
@@ -123,8 +137,9 @@ class Request:
         self.handed_over = True
 
 
-def _handle(obj: ObjectHandle | None) -> trio.abc.SendChannel[Any] | None:
-    return obj.sender() if isinstance(obj, Server) else obj
+def _handle(obj: ObjectHandle | None, identity: Identity | None) -> trio.abc.SendChannel[Any] | None:
+    """What goes in an answer's ``Ret``: a Server's fresh handle is bound to ``identity``."""
+    return obj._bound_sender(identity) if isinstance(obj, Server) else obj
 
 
 def _text(exc: BaseException) -> str:
@@ -296,9 +311,20 @@ class Server:
         self.nursery.start_soon(self.serve, r)
         return s
 
+    def _bound_sender(self, identity: Identity | None) -> libchan.PipeSender:
+        """A fresh handle given out in an answer to a request of ``identity``: every request
+        on it is that identity's, whatever its message states (a handle is a capability of
+        whoever obtained it, spec/LIBSWARM.md 9.6)."""
+        s, r = libchan.pipe()
+        self.nursery.start_soon(self._serve, r, identity)
+        return s
+
     async def serve(self, receiver: trio.abc.ReceiveChannel[Any]) -> None:
         """Handle every message of ``receiver`` until it ends or breaks, then wait for the
         requests still in progress. Closes ``receiver`` when done."""
+        await self._serve(receiver, _UNBOUND)
+
+    async def _serve(self, receiver: trio.abc.ReceiveChannel[Any], bound: object) -> None:
         try:
             async with trio.open_nursery() as nursery:
                 while True:
@@ -312,18 +338,21 @@ class Server:
                         break
                     token = object()
                     await self._limiter.acquire_on_behalf_of(token)
-                    nursery.start_soon(self._run_one, raw, token)
+                    nursery.start_soon(self._run_one, raw, token, bound)
         finally:
             await _close_quietly(receiver)
 
-    async def _run_one(self, raw: Any, token: object) -> None:
+    async def _run_one(self, raw: Any, token: object, bound: object) -> None:
         try:
-            await self.dispatch(raw)
+            await self._dispatch(raw, bound)
         finally:
             self._limiter.release_on_behalf_of(token)
 
     async def dispatch(self, raw: Any) -> None:
         """Handle one message (a wire map or a :class:`Message`) in the calling task."""
+        await self._dispatch(raw, _UNBOUND)
+
+    async def _dispatch(self, raw: Any, bound: object) -> None:
         try:
             msg = Message.from_wire(raw)
         except MessageError as exc:
@@ -336,8 +365,12 @@ class Server:
                         pass
                 await _close_quietly(ret)
             return
+        if bound is not _UNBOUND and msg.identity != bound:
+            assert bound is None or isinstance(bound, Identity)
+            msg = msg.replace(identity=bound)
         req = Request(msg, self)
         handler = self._handlers.get(msg.verb) or self._catchall or not_implemented
+        caller = _CALLER.set(msg.identity)
         try:
             await handler(req)
         except trio.Cancelled:
@@ -356,6 +389,7 @@ class Server:
                     except Exception:
                         pass
         finally:
+            _CALLER.reset(caller)
             if msg.ret is not None and not req.handed_over:
                 await _close_quietly(msg.ret)
 

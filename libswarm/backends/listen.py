@@ -13,12 +13,14 @@ so the next stage answers the remote caller directly. Messages arriving on this
 service's own input are passed on too. It runs until cancelled. A request that cannot
 be passed on (the next stage is gone) is answered ``Error("listen URL: ...")``.
 
-Identity (spec/LIBSWARM.md 9.6): a remote caller cannot say who it is. Every message taken
-from a remote session goes on with the ``Identity`` of an anonymous peer of this URL's kind
-(``{"transport": "tcp"|"tls"|"unix"}``), whatever it carried. With ``--forwarded-identity``
-the ``Identity`` a remote message carries is kept: for a listen whose peers are trusted front
-ends (e.g. a ``dockerserver`` on another host reaching this one through ``connect`` over
-mutual TLS) that state their own callers' identities.
+Identity (spec/LIBSWARM.md 9.6): a remote caller cannot say who it is; its connection does.
+Every message taken from a remote session goes on with the ``Identity`` of that session's
+peer (``libchan.Session.peer``), whatever it carried: over ``tls://`` the subject and SANs of
+its verified client certificate, over ``unix://`` its ``SO_PEERCRED`` uid, gid and pid, over
+``tcp://`` its address (anonymous). With ``--forwarded-identity`` the ``Identity`` a remote
+message carries is kept: for a listen whose peers are trusted front ends (e.g. a
+``dockerserver`` on another host reaching this one through ``connect`` over mutual TLS) that
+state their own callers' identities.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import trio
 
 import libchan
 
+from .._identity import identity_of_peer
 from .._message import Message, reply_sender_of
 from .._server import _close_quietly
 from .._service import Service
@@ -66,20 +69,22 @@ class Listen(Service):
             if not self.quiet:
                 print(f"listen: serving on {' '.join(self.bound)}", file=sys.stderr, flush=True)
             self.ready.set()
-            await self._pump(input, output, local=True)
+            await self._pump(input, output, None)
             await trio.sleep_forever()
 
     async def _session(self, output: Any, session: libchan.Session) -> None:
         self.sessions += 1
+        stamp = None if self.forwarded_identity else identity_of_peer(
+            session.peer, transport=self.options.scheme).to_wire()
         async with trio.open_nursery() as nursery:
             try:
                 async for receiver in session:
-                    nursery.start_soon(self._pump, receiver, output)
+                    nursery.start_soon(self._pump, receiver, output, stamp)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
 
-    async def _pump(self, receiver: Any, output: Any, local: bool = False) -> None:
-        stamp = None if local or self.forwarded_identity else {"transport": self.options.scheme}
+    async def _pump(self, receiver: Any, output: Any, stamp: dict[str, Any] | None) -> None:
+        """Pass ``receiver``'s messages on, each with the ``Identity`` ``stamp`` (None: as they are)."""
         try:
             while True:
                 try:

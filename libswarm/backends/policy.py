@@ -19,8 +19,11 @@ path, namespaces, user, read-only root, security options, image, labels, name):
   user set, the name pinned to a prefix);
 * denied: answered ``Error("policy: REASON (rule NAME)")``, which ``dockerserver`` gives the
   docker CLI as a 403 (``Error response from daemon: policy: ...``);
-* hidden: a container that a ``hide`` rule matches is left out of ``Ls`` and its lookup
-  answers ``No such container: NAME`` (404), so each caller sees only its own containers.
+* hidden: a container that a ``hide`` rule matches is left out of ``Ls`` and of the
+  one-request ``Get("containers")`` list (asked downstream once, each entry judged by its
+  name and labels when the rules need no more), and from ``docker events``
+  (``Watch("events")``), and its lookup answers ``No such container: NAME`` (404), so each
+  caller sees only its own containers.
 
 The container and exec objects it hands out (``Spawn``, ``Attach(name)``, exec ``Spawn`` on a
 container) are its own: every later request on them (start, stop, kill, rm, logs, attach,
@@ -56,11 +59,26 @@ from ._policy.rules import Decision, RulesError, RuleSet, load_rules
 __all__ = ["Policy", "RulesError"]
 
 _ONE_WAY = (Verb.Log, Verb.Error, Verb.Set, Verb.Ack)
+_PS_FACTS = frozenset({"name", "labels"})
+_EVENT_ATTRIBUTES = frozenset({"name", "image", "exitCode", "signal", "execID", "execDuration", "container",
+                               "type", "driver", "destination", "read/write", "propagation"})
+"""The attributes of a Docker container event that are not the container's labels."""
+"""The container keys a ``docker ps`` entry tells as its inspect does (``Names[0]``, ``Labels``)."""
 _RELOADERS: list[Callable[[], bool]] = []
 
 
 def _text(a: Any) -> str:
     return a.decode("utf-8", "replace") if isinstance(a, bytes) else str(a)
+
+
+def _entry_name(e: dict[str, Any]) -> str:
+    names = e.get("Names")
+    first = names[0] if isinstance(names, list) and names else e.get("Id") or ""
+    return str(first).lstrip("/")
+
+
+def _map(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _usage() -> UsageError:
@@ -206,10 +224,11 @@ class Policy(Service):
                 names = await self._downstream(ident).ls(*msg.args)
                 await req.set(*[n for n, ok in zip(names, await self._visible(rules, ident, names)) if ok])
             elif msg.verb == Verb.Get and args[:1] == ("containers",) and self._filters_lookups(rules):
-                # Every container's ps entry in one answer (spec/LIBSWARM.md 6.8) would show
-                # containers this caller may not see: the front end asks the long way
-                # instead (Ls, then a lookup per container), which is filtered above.
-                raise RemoteError("not implemented: Get(containers) through a policy that hides containers")
+                # Every container's ps entry in one answer (spec/LIBSWARM.md 6.8): the list
+                # downstream once, less the containers this caller may not look up.
+                await req.set(json.dumps(await self._containers(rules, ident, msg.args)))
+            elif msg.verb == Verb.Watch and args[:1] in (("events",), ()) and self._filters_lookups(rules):
+                await self._watch(req, rules, ident)
             elif msg.verb == Verb.Attach:  # the engine itself: a handle on this policy, as this caller
                 await req.ack(self._hand_out(self._engine_handler(ident), None, "policy engine"))
             else:
@@ -269,6 +288,90 @@ class Policy(Service):
         """Some container may be hidden from (or refused to) some caller."""
         return rules.default != "allow" or any(
             r.action in ("deny", "hide") and (Verb.Attach, "engine") in r.pairs() for r in rules.rules)
+
+    async def _containers(self, rules: RuleSet, ident: Identity, args: tuple[Any, ...]) -> list[Any]:
+        """``Get("containers")`` downstream, filtered as ``Ls`` is: an entry is kept when this
+        caller may look its container up. Judged from the entry itself (its name and labels)
+        when the rules look at nothing else, else by a lookup per entry as ``Ls`` does."""
+        raw = await self._downstream(ident).get(*args)
+        try:
+            entries = json.loads(raw)
+        except ValueError:
+            entries = None
+        if not isinstance(entries, list):
+            raise RemoteError("policy: Get(containers): the engine's answer is not a JSON list")
+        entries = [e for e in entries if isinstance(e, dict)]
+        names = [_entry_name(e) for e in entries]
+        if rules.fact_keys(Verb.Attach, "engine") <= _PS_FACTS:
+            keep = []
+            for e, name in zip(entries, names):
+                labels = e.get("Labels")
+                facts = Facts(name=name, labels={str(k): str(v) for k, v in labels.items()}
+                              if isinstance(labels, dict) else {})
+                q = Query(Verb.Attach, "engine", (name,), ident, target=name, facts=facts)
+                keep.append(rules.decide(q).action == "allow")
+        else:
+            keep = await self._visible(rules, ident, names)
+        return [e for e, ok in zip(entries, keep) if ok]
+
+    async def _watch(self, req: Request, rules: RuleSet, ident: Identity) -> None:
+        """``Watch("events", ...)`` (Docker's events) or ``Watch()`` (changes with the container's
+        inspect) downstream, passing on only what concerns containers this caller may look up."""
+        out = await self._downstream(ident).watch(*req.message.args)
+        await req.ack()
+        seen: dict[str, bool] = {}
+        async with out:
+            async for m in out:
+                if m.verb == Verb.Set and m.args:
+                    ok = await (self._event_visible(rules, ident, m.args[0], seen) if req.message.args
+                                else self._change_visible(rules, ident, m.args))
+                    if not ok:
+                        continue
+                await req.send(m.replace(ret=None, att=None))
+
+    def _judge(self, rules: RuleSet, ident: Identity, name: str, facts: Facts | None) -> bool:
+        q = Query(Verb.Attach, "engine", (name,), ident, target=name, facts=facts)
+        return rules.decide(q).action == "allow"
+
+    async def _change_visible(self, rules: RuleSet, ident: Identity, args: tuple[Any, ...]) -> bool:
+        """A ``Watch()`` change ``Set(event, inspect_json)``: judged by the inspect it carries."""
+        try:
+            data = json.loads(args[1]) if len(args) > 1 else None
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            return False
+        facts = facts_of_inspect(data)
+        return self._judge(rules, ident, facts.name, facts)
+
+    async def _event_visible(self, rules: RuleSet, ident: Identity, raw: Any, seen: dict[str, bool]) -> bool:
+        """A Docker event: one about a container (``Type`` container, or a network event naming
+        a ``container``) is shown when this caller may look that container up, judged from the
+        event's attributes (its name and labels) when the rules need no more, else by a lookup
+        of the container's id (remembered for the stream: a container already gone when its
+        first event is judged is not shown). Other events (images, networks, volumes) are shown."""
+        try:
+            ev = json.loads(raw)
+        except ValueError:
+            return False
+        if not isinstance(ev, dict):
+            return False
+        actor = _map(ev.get("Actor"))
+        attrs = _map(actor.get("Attributes"))
+        kind = str(ev.get("Type") or ("container" if ev.get("id") else ""))
+        if kind == "container":
+            cid = str(actor.get("ID") or ev.get("id") or "")
+        elif attrs.get("container"):
+            cid = str(attrs["container"])
+        else:
+            return True
+        if kind == "container" and rules.fact_keys(Verb.Attach, "engine") <= _PS_FACTS:
+            name = str(attrs.get("name") or cid)
+            labels = {str(k): str(v) for k, v in attrs.items() if k not in _EVENT_ATTRIBUTES}
+            return self._judge(rules, ident, name, Facts(name=name, labels=labels))
+        if cid not in seen:
+            seen[cid] = (await self._visible(rules, ident, [cid]))[0]
+        return seen[cid]
 
     async def _visible(self, rules: RuleSet, ident: Identity, names: list[Any]) -> list[bool]:
         """For each listed name, whether ``ident`` may look it up."""

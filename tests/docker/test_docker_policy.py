@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 
 import pytest
 import trio
@@ -151,6 +152,12 @@ async def test_two_tls_clients_see_and_control_only_their_own(cli, pki, tmp_path
         await bob.ok("run", "-d", "--name", "web", "busybox", "sleep", "60")
         assert (await alice.ok("ps", "-a", "--format", "{{.Names}}")).split() == ["alice-web"]
         assert (await bob.ok("ps", "-a", "--format", "{{.Names}}")).split() == ["bob-web"]
+        # docker events: each sees its own containers' events only
+        until = f"{time.time():.3f}"
+        for who, name in ((alice, "alice-web"), (bob, "bob-web")):
+            seen = (await who.ok("events", "--since", "1", "--until", until, "--format",
+                                 "{{.Actor.Attributes.name}}")).split()
+            assert seen and set(seen) == {name}, seen
         for cmd in (["stop", "alice-web"], ["logs", "alice-web"], ["rm", "-f", "alice-web"], ["container", "inspect", "alice-web"],
                     ["exec", "alice-web", "true"]):
             p = await bob(*cmd)
@@ -202,7 +209,8 @@ async def test_libswarm_callers_get_an_error_with_the_same_text(rules_file, tmp_
 @pytest.mark.parametrize("forwarded", [False, True])
 async def test_a_remote_caller_through_listen_cannot_state_an_identity(rules_file, tmp_path, forwarded):
     """``listen -> policy -> simulator``: an Identity sent by a remote libswarm caller is
-    replaced by an anonymous one, unless ``listen --forwarded-identity`` (trusted front ends)."""
+    replaced by its connection's (here its unix uid), unless ``listen --forwarded-identity``
+    (trusted front ends)."""
     from libswarm.backends.listen import Listen
 
     audit = tmp_path / "audit.jsonl"
@@ -225,4 +233,6 @@ async def test_a_remote_caller_through_listen_cannot_state_an_identity(rules_fil
     if forwarded:
         assert name == "/alice-web" and first["identity"] == {"transport": "tls", "cn": "alice"}
     else:
-        assert name == "/anonymous-web" and first["identity"] == {"transport": "unix"}
+        uid = os.getuid()
+        assert name == f"/uid-{uid}-web"
+        assert first["identity"] == {"transport": "unix", "uid": uid, "gid": os.getgid(), "pid": os.getpid()}

@@ -115,6 +115,13 @@ class RuleSet:
                 for r in self.rules)
         return self._facts_needed[key]
 
+    def fact_keys(self, verb: Verb, on: str) -> frozenset[str]:
+        """The container keys (``labels``, ``name``, ``privileged``...) that some rule may look
+        at for this kind of request (empty: the container's settings never matter)."""
+        key = (verb, on)
+        return frozenset(k for r in self.rules if key in r.pairs()
+                         for k in (*r.match, *(r.unless or {})) if KEYS[k].group == "container")
+
     def decide(self, q: Query) -> Decision:
         rewrites: list[str] = []
         for rule in self.rules:
