@@ -141,7 +141,9 @@ async def test_constraints_pin_to_a_host(clean):
     await run_d(spread, "lab", "--label", 'com.docker.swarm.constraints=["zone==c"]')
     await run_d(spread, "ssd", "-e", "constraint:disk==ssd")  # C's dockerd --label
     await run_d(spread, "glob", "-e", "constraint:zone==[ab]", "-e", "constraint:zone!=a")
-    assert clean.truth() == {"A": set(), "B": {"zb1", "zb2", "glob"}, "C": {"lab", "ssd"}}
+    await run_d(spread, "named", "-e", "constraint:node==C")  # the engine's name: its dockerd's hostname
+    await run_d(spread, "label1", "-e", "constraint:node==1")  # the child's position label
+    assert clean.truth() == {"A": set(), "B": {"zb1", "zb2", "glob", "label1"}, "C": {"lab", "ssd", "named"}}
     # the expression left the environment for the label, as classic Swarm wrote it
     config = clean.inspect("B", "zb1")["Config"]
     assert "KEPT=1" in config["Env"] and not any(e.startswith("constraint:") for e in config["Env"])
@@ -187,3 +189,24 @@ async def test_affinity_to_an_image_lands_where_the_image_is(clean):
             if left:
                 clean.node(h, "rm", "-f", *left)
         clean.node("C", "rmi", "local/only-on-c:1")
+
+
+async def test_a_host_port_in_use_sends_the_container_to_another_host(clean):
+    """The port filter: ``-p 8080:80`` again goes where 8080 is free, even under binpack. (These
+    dockerds have no bridge, so the engines would not refuse it themselves: the filter reads
+    the running containers' port bindings.)"""
+    binpack = clean.fronts["binpack"]
+    await run_d(binpack, "web1", "-p", "8080:80")
+    await run_d(binpack, "web2", "-p", "8080:80")
+    await run_d(binpack, "alt", "-p", "8081:80")
+    await run_d(binpack, "web3", "-p", "8080:80/tcp")
+    await run_d(binpack, "udp", "-p", "8080:80/udp")
+    assert clean.truth() == {"A": {"web1", "alt", "udp"}, "B": {"web2"}, "C": {"web3"}}
+    bindings = clean.inspect("B", "web2")["HostConfig"]["PortBindings"]
+    assert bindings == {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}, bindings
+    p = await binpack("run", "-d", "--name", "web4", "-p", "127.0.0.1:8080:80", IMAGE, *SLEEP, timeout=TIMEOUT)
+    assert p.returncode == 125, p
+    assert b"unable to find a node that satisfies the following conditions [port: 127.0.0.1:8080/tcp]" in p.stderr, p
+    clean.node("B", "stop", "-t", "0", "web2")  # a stopped container holds no port
+    await run_d(binpack, "web5", "-p", "8080:80")
+    assert clean.where("web5") == ["B"]
