@@ -172,7 +172,8 @@ def _kill_shims(root: str) -> None:
 
 
 @contextmanager
-def private_dockerd(tls: Path | None = None, netns: str | None = None, hostname: str | None = None) -> Iterator[Dockerd]:
+def private_dockerd(tls: Path | None = None, netns: str | None = None, hostname: str | None = None,
+                    args: Sequence[str] = ()) -> Iterator[Dockerd]:
     """Start a dockerd that shares nothing with any other (own socket, data-root, exec-root,
     pidfile; no iptables, no bridge, vfs storage), import ``local/busybox``, yield it; stop it
     and clean up after (including the nsfs mount it leaves behind).
@@ -199,7 +200,7 @@ def private_dockerd(tls: Path | None = None, netns: str | None = None, hostname:
     sock = os.path.join(root, "docker.sock")
     argv = ["dockerd", "--iptables=false", "--ip6tables=false", "--bridge=none", "--storage-driver=vfs",
             "--host", f"unix://{sock}", "--data-root", f"{root}/root", "--exec-root", f"{root}/exec",
-            "--pidfile", f"{root}/pid"]
+            "--pidfile", f"{root}/pid", *args]
     tcp = None
     if tls is not None:
         tcp = f"tcp://127.0.0.1:{free_port()}"

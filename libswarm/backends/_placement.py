@@ -5,8 +5,8 @@ Pure functions over :class:`Node` snapshots (what each child reported just befor
 
 Filters (classic Swarm's words), read from a create body:
 
-* ``constraint:KEY==VALUE`` / ``KEY!=VALUE`` on the child: ``node`` (its position label or
-  its ``node=`` label), its labels (``zone=a`` before the spec, and the engine's own
+* ``constraint:KEY==VALUE`` / ``KEY!=VALUE`` on the child: ``node`` (its position label, its
+  ``node=`` label or its engine's ``Name``: dockerd's hostname), its labels (``zone=a`` before the spec, and the engine's own
   ``Labels`` from its ``Get()``: ``dockerd --label``), ``storagedriver``,
   ``operatingsystem``, ``kernelversion`` from its info;
 * ``affinity:container==NAME_OR_ID`` (a child that holds that container), ``affinity:image==REF``
@@ -19,6 +19,11 @@ satisfies it. They come from the ``Env`` entries ``constraint:...`` and ``affini
 (``docker run -e constraint:zone==a``; removed from the environment) and from the labels
 ``com.docker.swarm.constraints`` and ``com.docker.swarm.affinities`` (JSON lists of
 expressions, ``["zone==a"]``), where they are all written back, as classic Swarm did.
+
+The ``port`` filter: a container asking for fixed host ports (``-p 8080:80``:
+``HostConfig.PortBindings`` with a ``HostPort``) leaves out a child where a running container
+holds one of them (its ``docker ps`` ``Ports``, or the ``PortBindings`` of its inspect), for the
+same protocol and an overlapping address (``0.0.0.0``/``::``/none overlaps every address).
 
 The ``resources`` filter: a child that reports its capacity (``NCPU`` and ``MemTotal`` in its
 ``Get()``) is left out when the new container's ``--cpus`` (``HostConfig.NanoCpus``) or
@@ -128,6 +133,7 @@ class Node:
     memory: int | None = None  # capacity (MemTotal), when reported
     reserved_cpus: float = 0.0
     reserved_memory: int = 0
+    ports: set[tuple[str, int, str]] = field(default_factory=set)  # host ports held: (address, port, protocol)
 
     @property
     def running(self) -> int:
@@ -135,8 +141,8 @@ class Node:
 
     def attribute(self, key: str) -> list[str]:
         """The values a constraint's KEY can match on this child."""
-        if key == "node":
-            return [self.label] + ([self.labels["node"]] if "node" in self.labels else [])
+        if key == "node":  # its position label, its node= label, its engine's name (dockerd's hostname)
+            return [self.label] + [str(v) for v in (self.labels.get("node"), self.info.get("Name")) if v]
         if key in self.labels:
             return [self.labels[key]]
         field_of = {"storagedriver": "Driver", "operatingsystem": "OperatingSystem",
@@ -178,6 +184,20 @@ class Node:
             hit = self.has_labelled(e)
         return hit if e.equal else not hit
 
+    def hold_ports(self, entry: dict[str, Any] | None = None, inspect: dict[str, Any] | None = None) -> None:
+        """Count the host ports a running container holds: a ``docker ps`` entry's ``Ports``
+        or an inspect's ``HostConfig.PortBindings``."""
+        for p in (entry or {}).get("Ports") or []:
+            if isinstance(p, dict) and isinstance(p.get("PublicPort"), int) and p["PublicPort"]:
+                self.ports.add((str(p.get("IP") or ""), p["PublicPort"], str(p.get("Type") or "tcp")))
+        if inspect is not None:
+            self.ports |= set(host_ports(inspect))
+
+    def port_taken(self, want: tuple[str, int, str]) -> bool:
+        ip, port, proto = want
+        return any(port == p and proto == pr and (_any_address(ip) or _any_address(i) or ip == i)
+                   for i, p, pr in self.ports)
+
     def fits(self, cpus: float, memory: int) -> bool:
         if self.cpus is not None and cpus and self.reserved_cpus + cpus > self.cpus + 1e-9:
             return False
@@ -204,6 +224,26 @@ def requested(config: dict[str, Any]) -> tuple[float, int]:
     return cpus, memory
 
 
+def _any_address(ip: str) -> bool:
+    return ip in ("", "0.0.0.0", "::", "[::]")
+
+
+def host_ports(config: dict[str, Any]) -> list[tuple[str, int, str]]:
+    """The fixed host ports a create body (or an inspect) binds: ``(address, port, protocol)``
+    from ``HostConfig.PortBindings`` entries with a single ``HostPort`` (``-p 8080:80``; a
+    range or an empty one is the engine's choice, left alone)."""
+    hc = config.get("HostConfig") if isinstance(config.get("HostConfig"), dict) else {}
+    bindings = (hc or {}).get("PortBindings")
+    out = []
+    for key, wanted in bindings.items() if isinstance(bindings, dict) else ():
+        proto = str(key).partition("/")[2] or "tcp"
+        for b in wanted if isinstance(wanted, list) else []:
+            port = str((b or {}).get("HostPort") or "") if isinstance(b, dict) else ""
+            if port.isdigit() and int(port):
+                out.append((str(b.get("HostIp") or ""), int(port), proto))
+    return out
+
+
 def unsatisfied(conditions: list[str]) -> RemoteError:
     return RemoteError("unable to find a node that satisfies the following conditions "
                        + " ".join(f"[{c}]" for c in conditions))
@@ -219,6 +259,12 @@ def place(nodes: list[Node], exprs: list[Expr], strategy: str, config: dict[str,
             continue
         if not kept:
             raise unsatisfied([str(e)])
+        candidates = kept
+    for binding in host_ports(config):
+        kept = [n for n in candidates if not n.port_taken(binding)]
+        if not kept:
+            ip, port, proto = binding
+            raise unsatisfied([f"port: {ip + ':' if ip else ''}{port}/{proto}"])
         candidates = kept
     if cpus or memory:
         kept = [n for n in candidates if n.fits(cpus, memory)]

@@ -32,7 +32,7 @@ Requests on the aggregate's input:
     [constraint:zone==c]`` (classic Swarm's words, naming that filter):
     ``constraint:KEY==VALUE`` / ``KEY!=VALUE`` on the child's labels (the ``KEY=VALUE`` words
     before its spec, then the ``Labels`` of its own ``Get()``: ``dockerd --label``), ``node``
-    (its position label or its ``node=`` label), ``storagedriver``, ``operatingsystem``,
+    (its position label, its ``node=`` label or its engine's ``Name``: dockerd's hostname), ``storagedriver``, ``operatingsystem``,
     ``kernelversion``; ``affinity:container==NAME_OR_ID`` (the child holding that container;
     an id prefix of 4+ characters), ``affinity:image==REF`` (a child with that image, by
     ``Get("images")``), ``affinity:LABEL==VALUE`` (a child holding a container with that
@@ -41,7 +41,10 @@ Requests on the aggregate's input:
     entries ``constraint:...``/``affinity:...`` (``docker run -e constraint:zone==a``: removed
     from the environment) and from the labels ``com.docker.swarm.constraints`` and
     ``com.docker.swarm.affinities`` (JSON lists, ``["zone==a"]``), into which all of them are
-    written on the container, as classic Swarm did. Then **resources**: a child whose
+    written on the container, as classic Swarm did. Then **ports**: a container asking for a
+    fixed host port (``-p 8080:80``) leaves out a child where a running container holds it
+    (its ``docker ps`` ``Ports`` or its inspect's ``PortBindings``; same protocol, overlapping
+    address): ``[port: 8080/tcp]`` when none is left. Then **resources**: a child whose
     ``Get()`` reports ``NCPU`` and ``MemTotal`` is left out when the new container's
     ``HostConfig.NanoCpus`` (``--cpus``) or ``Memory``/``MemoryReservation`` do not fit beside
     what its running containers reserve (read from their inspects);
@@ -327,7 +330,8 @@ class Aggregate(Service):
         if target is not None and not exprs:
             order = [target]  # that child alone decides (its own Conflict error comes back verbatim)
         else:
-            nodes, errors = await self._nodes(need_images=any(e.key == "image" for e in exprs if e.kind == "affinity"))
+            nodes, errors = await self._nodes(need_images=any(e.key == "image" for e in exprs if e.kind == "affinity"),
+                                              need_ports=bool(_placement.host_ports(config or {})))
             if name is not None and target is None:
                 for node in nodes:
                     if any(_entry_name(e) == name.lstrip("/") for e in node.containers):
@@ -367,10 +371,12 @@ class Aggregate(Service):
             return handle.sender
         raise RemoteError(f"no child can spawn ({last})")
 
-    async def _nodes(self, need_images: bool = False) -> tuple[list[_placement.Node], list[tuple[int, str]]]:
+    async def _nodes(self, need_images: bool = False, need_ports: bool = False,
+                     ) -> tuple[list[_placement.Node], list[tuple[int, str]]]:
         """A snapshot of every child that is up, for placement: its containers (``docker ps``
         entries, or just the names of its ``Ls``), its info, its labels, its capacity and what
-        its running containers reserve (their inspects, only where it reports a capacity)."""
+        its running containers reserve and the host ports they hold (their inspects, only where
+        it reports a capacity or the new container asks for fixed host ports)."""
 
         async def snapshot(c: Client) -> _placement.Node:
             i = self.clients.index(c)
@@ -400,17 +406,23 @@ class Aggregate(Service):
             ncpu, mem = node.info.get("NCPU"), node.info.get("MemTotal")
             if isinstance(ncpu, (int, float)) and ncpu > 0 and isinstance(mem, int) and mem > 0:
                 node.cpus, node.memory = float(ncpu), mem
-                for e in node.containers:
-                    if str(e.get("State", "")).lower() in ("running", "paused", "restarting"):
-                        try:
-                            h = await c.child(str(e.get("Id") or _entry_name(e)))
-                            inspect = _json(await h.get())
-                            await h.aclose()
-                        except RemoteError:
-                            continue
-                        cpus, memory = _placement.requested(inspect if isinstance(inspect, dict) else {})
-                        node.reserved_cpus += cpus
-                        node.reserved_memory += memory
+            if node.cpus is None and not need_ports:
+                return node
+            for e in node.containers:
+                if str(e.get("State", "")).lower() not in ("running", "paused", "restarting"):
+                    continue
+                node.hold_ports(entry=e)
+                try:
+                    h = await c.child(str(e.get("Id") or _entry_name(e)))
+                    inspect = _json(await h.get())
+                    await h.aclose()
+                except RemoteError:
+                    continue
+                inspect = inspect if isinstance(inspect, dict) else {}
+                cpus, memory = _placement.requested(inspect)
+                node.reserved_cpus += cpus
+                node.reserved_memory += memory
+                node.hold_ports(inspect=inspect)
             return node
 
         results, errors = await self._gather(snapshot, tolerate=True, probe=True)

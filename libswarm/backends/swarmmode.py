@@ -34,8 +34,12 @@ A container (one service) answers:
 
 * ``Get()`` -> an inspect made from the service and its task: ``Id`` (the service id),
   ``Name``, ``Config``, ``State`` (from the task: ``running``, ``exited`` with the task's
-  container exit code...), ``HostConfig``, ``Node`` (``ID``, ``Name``: hostname, ``Addr``),
-  ``Swarm`` (``ServiceID``, ``TaskID``, ``ContainerID``, ``State``, ``Err``);
+  container exit code...), ``HostConfig``, ``Node`` (``ID``, ``Name``: hostname, ``Addr``,
+  ``State``: ``ready``, ``down``...), ``Swarm`` (``ServiceID``, ``TaskID``, ``ContainerID``,
+  ``State``, ``Err``). A task last known running on a node the swarm has lost (node state
+  ``down`` or ``disconnected``) keeps ``running`` (nothing newer is known: its container may
+  still run) with ``State.Error`` ``Host Down: node B is down``, and its ``docker ps`` status
+  is ``Host Down``, as classic Swarm showed it, until the swarm replaces the task;
 * ``Start()`` -> ``Ack`` (a service runs from its creation; a finished one is
   ``Error("swarmmode: ... cannot be started again")``);
 * ``Stop(words)`` -> a replicated service is scaled to 0 (its task shuts down: a
@@ -76,6 +80,7 @@ POLL = 0.25
 SPAWN_WAIT = 10.0
 _ENDED = ("complete", "failed", "shutdown", "rejected", "orphaned", "remove")
 _BEFORE = ("new", "allocated", "pending", "assigned", "accepted", "preparing", "ready", "starting")
+_NODE_GONE = ("down", "disconnected")  # a node's Status.State when the manager has lost it
 
 
 def _words(args: tuple[Any, ...]) -> list[str]:
@@ -346,6 +351,10 @@ class _Container:
         cmd = list(cs.get("Command") or []) + list(cs.get("Args") or [])
         stamp = str(st.get("Timestamp") or "0001-01-01T00:00:00Z")
         hostname = str(((node or {}).get("Description") or {}).get("Hostname") or "")
+        node_state = str(((node or {}).get("Status") or {}).get("State") or "")
+        host_down = running and node_state in _NODE_GONE  # last known running, on a node the swarm lost
+        error = f"Host Down: node {hostname or (task or {}).get('NodeID', '')} is {node_state}" if host_down \
+            else str(st.get("Err") or "")
         return {
             "Id": self.sid, "Name": "/" + str(spec.get("Name") or self.sid), "Created": service.get("CreatedAt"),
             "Path": cmd[0] if cmd else "", "Args": cmd[1:], "Image": cs.get("Image"),
@@ -355,14 +364,14 @@ class _Container:
                        "AttachStdout": False, "AttachStderr": False},
             "State": {"Status": status, "Running": running, "Paused": False, "Restarting": False,
                       "OOMKilled": False, "Dead": False, "Pid": cst.get("PID") or 0, "ExitCode": code or 0,
-                      "Error": str(st.get("Err") or ""),
+                      "Error": error,
                       "StartedAt": stamp if running else "0001-01-01T00:00:00Z",
                       "FinishedAt": stamp if status == "exited" else "0001-01-01T00:00:00Z"},
             "HostConfig": {"AutoRemove": labels.get("com.docker.libswarm.autoremove") == "1",
                            "NanoCpus": limits.get("NanoCPUs", 0), "Memory": limits.get("MemoryBytes", 0),
                            "MemoryReservation": reserve.get("MemoryBytes", 0), "NetworkMode": "default"},
             "Node": {"ID": (task or {}).get("NodeID", ""), "Name": hostname,
-                     "Addr": str(((node or {}).get("Status") or {}).get("Addr") or "")},
+                     "Addr": str(((node or {}).get("Status") or {}).get("Addr") or ""), "State": node_state},
             "Swarm": {"ServiceID": self.sid, "TaskID": (task or {}).get("ID", ""),
                       "ContainerID": cst.get("ContainerID", ""), "State": state, "Err": str(st.get("Err") or ""),
                       "Job": "ReplicatedJob" in (spec.get("Mode") or {})},
@@ -374,7 +383,9 @@ class _Container:
         node = nodes.get(str((task or {}).get("NodeID")))
         i = self.inspect_of(service, task, node)
         state = i["State"]
-        if state["Status"] == "running":
+        if state["Status"] == "running" and i["Node"]["State"] in _NODE_GONE:
+            text = "Host Down"  # as classic Swarm showed a container of an engine it had lost
+        elif state["Status"] == "running":
             text = "Up"
         elif state["Status"] == "exited":
             text = f"Exited ({state['ExitCode']})"

@@ -173,8 +173,9 @@ async def test_a_foreground_run_prints_and_exits_with_the_task(cluster, docker):
 async def test_killing_a_node_moves_its_tasks(cluster, docker):
     """Node B's dockerd is SIGKILLed: the swarm marks B down and starts each ``--restart
     always`` task of B on A or C, which ``docker ps`` through swarmd shows; a task without
-    ``--restart`` (the task restart policy ``none``) is not started again. The failover time is
-    printed (measured, not asserted)."""
+    ``--restart`` (the task restart policy ``none``) is not started again, and is shown
+    ``Host Down`` on B (classic Swarm's words), not Up. The failover time is printed
+    (measured, not asserted)."""
     survivors = [f"always{i}" for i in range(3)]
     plain = [f"plain{i}" for i in range(3)]
     for name in survivors:
@@ -213,3 +214,10 @@ async def test_killing_a_node_moves_its_tasks(cluster, docker):
     assert all(now[n] == ("Up", where[n]) for n in survivors + plain if n not in on_b), now
     tasks = cluster.node("A", "service", "ps", staying, "--format", "{{.Node}} {{.DesiredState}}").splitlines()
     assert tasks == ["B Shutdown"], tasks
+    # B is down (the replacement above happened after that): its task is not shown Up
+    assert now[staying] == ("Host", "B"), now
+    ps = await docker.ok("ps", "--filter", f"name={staying}", "--format", "{{.Names}}|{{.Status}}", timeout=TIMEOUT)
+    assert ps == f"{staying}|Host Down\n", ps  # listed without -a: last known running
+    info = json.loads(await docker.ok("inspect", staying, timeout=TIMEOUT))[0]
+    assert info["State"]["Error"] == "Host Down: node B is down", info["State"]
+    assert (info["Node"]["Name"], info["Node"]["State"]) == ("B", "down"), info["Node"]

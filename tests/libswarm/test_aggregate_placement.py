@@ -136,3 +136,29 @@ def test_bad_options():
     help_text = backends.help_text("aggregate")
     for word in ("--strategy=spread|binpack|random", "constraint:", "affinity:", "com.docker.swarm.constraints"):
         assert word in help_text
+
+
+def bind(port: str, host_ip: str = "", proto: str = "tcp") -> dict:
+    return {"HostConfig": {"PortBindings": {f"80/{proto}": [{"HostIp": host_ip, "HostPort": port}]}}}
+
+
+async def test_the_port_filter_leaves_out_children_holding_the_host_port():
+    agg = backends.from_spec("aggregate --strategy=binpack simulator simulator")
+    with trio.fail_after(10):
+        async with libswarm.open_service(agg) as (a, _):
+            await run(a, "web1", ("sleep", "100"), start=True, **bind("8080"))
+            assert where(agg, "web1") == [0]
+            await run(a, "web2", ("sleep", "100"), start=True, **bind("8080"))
+            assert where(agg, "web2") == [1]  # binpack would fill child 0
+            await run(a, "other", ("sleep", "100"), start=True, **bind("8081"))
+            await run(a, "udp", ("sleep", "100"), start=True, **bind("8080", proto="udp"))
+            await run(a, "free", **bind(""))  # the engine's choice: no filter
+            assert [where(agg, n) for n in ("other", "udp", "free")] == [[0], [0], [0]]
+            with pytest.raises(RemoteError, match=r"unable to find a node that satisfies the following "
+                                                  r"conditions \[port: 127.0.0.1:8080/tcp\]"):
+                await run(a, "web3", **bind("8080", host_ip="127.0.0.1"))  # 0.0.0.0 holds every address
+            # a stopped container holds no port
+            h = await a.child("web1")
+            await h.stop()
+            await run(a, "web4", ("sleep", "100"), start=True, **bind("8080"))
+            assert where(agg, "web4") == [0]
