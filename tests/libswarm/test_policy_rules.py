@@ -159,6 +159,12 @@ reason = "privileged containers are not allowed"
 match = { verb = "Spawn", on = "engine", privileged = true }
 
 [[rule]]
+name = "no-docker-socket"
+action = "deny"
+reason = "the Docker socket is not for containers"
+match = { verb = "Spawn", on = "engine", host_path = ["/var/run/docker.sock"] }
+
+[[rule]]
 name = "no-host-root"
 action = "deny"
 reason = "bind mounts outside /srv are not allowed"
@@ -218,6 +224,10 @@ def rules():
     ({"Image": "busybox", "HostConfig": {"Privileged": True}}, "no-privileged"),
     ({"Image": "busybox", "HostConfig": {"Binds": ["/:/host"]}}, "no-host-root"),
     ({"Image": "busybox", "HostConfig": {"Binds": ["/srv/../etc:/x"]}}, "no-host-root"),
+    ({"Image": "busybox", "HostConfig": {"Binds": ["//srv/../etc:/x"]}}, "no-host-root"),
+    ({"Image": "busybox", "HostConfig": {"Binds": ["//var/run/docker.sock:/s"]}}, "no-docker-socket"),
+    ({"Image": "busybox", "HostConfig": {"Mounts": [{"Type": "bind", "Source": "///var/run/./docker.sock", "Target": "/s"}]}},
+     "no-docker-socket"),
     ({"Image": "busybox", "HostConfig": {"Mounts": [{"Type": "bind", "Source": "/", "Target": "/h"}]}}, "no-host-root"),
     ({"Image": "busybox", "HostConfig": {"Mounts": [{"Type": "volume", "Target": "/h", "VolumeOptions": {
         "DriverConfig": {"Name": "local", "Options": {"type": "none", "o": "bind", "device": "/etc"}}}}]}},

@@ -84,7 +84,7 @@ def _mounts(host: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     for bind in _strs(host.get("Binds")):
         src = bind.split(":", 1)[0]
         if src.startswith("/"):
-            paths.append(posixpath.normpath(src))
+            paths.append(_host_path(src))
         elif src:
             vols.append(src)
     for m in host.get("Mounts") or ():
@@ -93,15 +93,22 @@ def _mounts(host: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
         kind = str(m.get("Type") or "volume").lower()
         src = str(m.get("Source") or "")
         if kind == "bind":
-            paths.append(posixpath.normpath(src) if src.startswith("/") else src or "/")
+            paths.append(_host_path(src) if src.startswith("/") else src or "/")
         elif kind == "volume":
             if src:
                 vols.append(src)
             opts = ((m.get("VolumeOptions") or {}).get("DriverConfig") or {}).get("Options") or {}
             device = opts.get("device") if isinstance(opts, dict) else None
             if isinstance(device, str) and device:
-                paths.append(posixpath.normpath(device) if device.startswith("/") else device)
+                paths.append(_host_path(device) if device.startswith("/") else device)
     return tuple(paths), tuple(vols)
+
+
+def _host_path(path: str) -> str:
+    """An absolute host path in the one form the engine resolves it to: ``..`` and
+    ``.`` taken out, and one leading slash (``//etc`` is ``/etc`` to the engine, while
+    ``posixpath.normpath`` keeps POSIX's two)."""
+    return "/" + posixpath.normpath(path).lstrip("/")
 
 
 def _facts(config: dict[str, Any], host: dict[str, Any], name: str) -> Facts:
