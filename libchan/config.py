@@ -101,8 +101,10 @@ class Config:
     #: is decoded or encoded) and the process's own memory: a server whose peers all
     #: misbehave stays under this much resident memory (spec 14.1, bench/soak.py).
     server_buffer: int = 256 * 1024 * 1024
-    #: Connections a server serves at once; one more is ended at once with
-    #: GOAWAY(ENHANCE_YOUR_CALM).
+    #: Connections a server serves at once, counted from their acceptance (those still
+    #: in their TLS handshake included); one more is ended at once with
+    #: GOAWAY(ENHANCE_YOUR_CALM), or closed before its handshake when the connections
+    #: still in theirs make up the number.
     max_connections: int = 512
     #: Sessions a server runs at once (named and anonymous, HTTP/2 and Go profile);
     #: the request that would start one more is refused with RST_STREAM(REFUSED_STREAM)

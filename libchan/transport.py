@@ -283,44 +283,30 @@ class _Server:
         #: Who is at the far end of each HTTP/2 connection, and of each session (its first one's).
         self.link_principals: dict[Link, Peer] = {}
         self.session_principals: dict[SessionCore, Peer] = {}
+        #: Connections still in their TLS handshake or first bytes: they count against
+        #: max_connections too (each holds a socket, and TLS state), so that peers that
+        #: never finish a handshake cannot hold more than that many.
+        self.handshaking = 0
 
     async def handle_connection(self, transport: trio.abc.Stream) -> None:
         peer = peer_name(transport)
+        if self.handshaking + self.budget.connections >= self.config.max_connections:
+            peer_log(log, logging.WARNING, "refused a connection from %s: max_connections (%d) reached, %d of them in their handshake",
+                     peer, self.config.max_connections, self.handshaking)
+            await trio.aclose_forcefully(transport)
+            return
+        self.handshaking += 1
         try:
-            if isinstance(transport, trio.SSLStream):
-                try:
-                    with trio.fail_after(self.config.handshake_timeout):
-                        await transport.do_handshake()
-                except (trio.BrokenResourceError, _ssl.SSLError, OSError, trio.TooSlowError) as exc:
-                    peer_log(log, logging.WARNING, "refused a TLS connection from %s: %s", peer, tls_server_verdict(exc))
-                    await _send_alert(transport)
-                    await trio.aclose_forcefully(transport)
-                    return
-                selected = transport.selected_alpn_protocol()
-                if selected not in (None, ALPN_H2, ALPN_SPDY):
-                    peer_log(log, logging.WARNING, "refused a connection from %s: ALPN %r is neither h2 nor spdy/3.1", peer, selected)
-                    await trio.aclose_forcefully(transport)
-                    return
-            else:
-                selected = None
-            if selected == ALPN_SPDY:
-                profile = "spdy"
-            elif selected == ALPN_H2:
-                profile = "h2"
-            else:
-                # No ALPN (cleartext, or a TLS client such as Go libchan's that offers none):
-                # one port serves both profiles, told apart by the first bytes.
-                try:
-                    with trio.fail_after(self.config.handshake_timeout):
-                        profile, transport = await sniff_profile(transport)
-                except ProtocolError as exc:
-                    peer_log(log, logging.WARNING, "refused a connection from %s: %s", peer, exc)
-                    await trio.aclose_forcefully(transport)
-                    return
-                except (trio.TooSlowError, trio.BrokenResourceError, _ssl.SSLError, OSError) as exc:
-                    peer_log(log, logging.INFO, "dropping the connection from %s: %s", peer, _describe(exc) if str(exc) else "it said nothing in time")
-                    await trio.aclose_forcefully(transport)
-                    return
+            handshaken = await self._handshake(transport, peer)
+        except Exception:
+            log.exception("libchan connection handler failed")
+            return
+        finally:
+            self.handshaking -= 1
+        if handshaken is None:
+            return
+        transport, profile = handshaken
+        try:
             account = self.budget.open_account(peer)
             if account is None:
                 await self._refuse_connection(transport, profile, peer, f"max_connections ({self.config.max_connections}) reached")
@@ -331,6 +317,46 @@ class _Server:
                 self.budget.close_account(account)
         except Exception:
             log.exception("libchan connection handler failed")
+
+    async def _handshake(self, transport: trio.abc.Stream, peer: str) -> tuple[trio.abc.Stream, str] | None:
+        """The TLS handshake, then the profile (ALPN, or the first bytes): the transport
+        to go on with and its profile, or None when the connection was refused (and
+        closed), each within ``handshake_timeout``."""
+        if isinstance(transport, trio.SSLStream):
+            try:
+                with trio.fail_after(self.config.handshake_timeout):
+                    await transport.do_handshake()
+            except (trio.BrokenResourceError, _ssl.SSLError, OSError, trio.TooSlowError) as exc:
+                peer_log(log, logging.WARNING, "refused a TLS connection from %s: %s", peer, tls_server_verdict(exc))
+                await _send_alert(transport)
+                await trio.aclose_forcefully(transport)
+                return None
+            selected = transport.selected_alpn_protocol()
+            if selected not in (None, ALPN_H2, ALPN_SPDY):
+                peer_log(log, logging.WARNING, "refused a connection from %s: ALPN %r is neither h2 nor spdy/3.1", peer, selected)
+                await trio.aclose_forcefully(transport)
+                return None
+        else:
+            selected = None
+        if selected == ALPN_SPDY:
+            profile = "spdy"
+        elif selected == ALPN_H2:
+            profile = "h2"
+        else:
+            # No ALPN (cleartext, or a TLS client such as Go libchan's that offers none):
+            # one port serves both profiles, told apart by the first bytes.
+            try:
+                with trio.fail_after(self.config.handshake_timeout):
+                    profile, transport = await sniff_profile(transport)
+            except ProtocolError as exc:
+                peer_log(log, logging.WARNING, "refused a connection from %s: %s", peer, exc)
+                await trio.aclose_forcefully(transport)
+                return None
+            except (trio.TooSlowError, trio.BrokenResourceError, _ssl.SSLError, OSError) as exc:
+                peer_log(log, logging.INFO, "dropping the connection from %s: %s", peer, _describe(exc) if str(exc) else "it said nothing in time")
+                await trio.aclose_forcefully(transport)
+                return None
+        return transport, profile
 
     async def _run_connection(self, transport: trio.abc.Stream, profile: str, peer: str, account: Account,
                               principal: Peer) -> None:

@@ -13,6 +13,7 @@ import logging
 
 import cbor2
 import h2.events
+import pytest
 import trio
 
 import libchan
@@ -318,6 +319,37 @@ async def test_limit_max_connections_goaway_then_room_again(tmp_path):
             await again.aclose()
             await second.aclose()
             await _drained(budget)
+
+
+@pytest.mark.parametrize("transport", ["tcp", "tls"])
+async def test_limit_max_connections_counts_handshakes(tmp_path, caplog, transport):
+    """Connections that never finish their TLS handshake (or never send their first
+    bytes) count against max_connections: past it a new one is closed at once, not
+    after its own handshake; once they go, there is room again."""
+    caplog.set_level(logging.WARNING, logger="libchan")
+    config = libchan.Config(max_connections=2, handshake_timeout=60)
+    with trio.fail_after(20):  # (far below handshake_timeout: the stalled ones stay)
+        async with served(transport, Handler(), tmp_path, config) as (url, client_ssl):
+            host, port = _host_port(url)
+            stalled = [await trio.open_tcp_stream(host, port) for _ in range(2)]
+            while True:  # the server has seen both (a connection it refused reads EOF)
+                third = await trio.open_tcp_stream(host, port)
+                if await third.receive_some(100) == b"":
+                    break
+                await third.aclose()  # (cannot happen: a stalled server sends nothing first)
+            await third.aclose()
+            lines = [r.getMessage() for r in caplog.records if "in their handshake" in r.getMessage()]
+            assert lines and "max_connections (2) reached, 2 of them in their handshake" in lines[0]
+            for s in stalled:
+                await s.aclose()
+            while True:  # once the server saw them go, a real client is served
+                try:
+                    async with libchan.connect(url, ssl=client_ssl) as session:
+                        sender = await session.open_sender()
+                        await sender.send("hello")
+                        break
+                except libchan.ConnectError:
+                    await trio.sleep(0.05)
 
 
 async def _answer(client: RawH2Client, sid: int) -> tuple[str, int]:
