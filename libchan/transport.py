@@ -290,7 +290,7 @@ class _Server:
 
     async def handle_connection(self, transport: trio.abc.Stream) -> None:
         peer = peer_name(transport)
-        if self.handshaking + self.budget.connections >= self.config.max_connections:
+        if self.handshaking and self.handshaking + self.budget.connections >= self.config.max_connections:
             peer_log(log, logging.WARNING, "refused a connection from %s: max_connections (%d) reached, %d of them in their handshake",
                      peer, self.config.max_connections, self.handshaking)
             await trio.aclose_forcefully(transport)

@@ -49,7 +49,7 @@ def _no_relief() -> None:
 class Account:
     """The bytes one connection makes the process hold."""
 
-    __slots__ = ("budget", "name", "used", "limit", "soft", "over", "closed", "withholding", "on_over", "on_relief")
+    __slots__ = ("budget", "name", "used", "limit", "soft", "over", "closed", "withholding", "on_over", "on_relief", "drop")
 
     def __init__(self, budget: Budget, name: str, limit: int, soft: int) -> None:
         self.budget = budget
@@ -67,6 +67,9 @@ class Account:
         self.withholding = False
         self.on_over: Callable[[str], None] = _nothing
         self.on_relief: Callable[[], None] = _no_relief
+        #: Set by the connection as it ends: let go of what its streams still hold
+        #: (received items the application has not read yet).
+        self.drop: Callable[[str], None] = _nothing
 
     def charge(self, n: int) -> None:
         """``n`` more bytes held (negative: released)."""
@@ -79,6 +82,8 @@ class Account:
         else:
             if self.withholding and self.used < self.soft:
                 self.on_relief()  # (which clears ``withholding`` once it granted window)
+            if self.closed and self.used <= 0:
+                budget.closed_holding.pop(self, None)
             if budget.check_above != budget.total and budget.used <= budget.total:
                 budget.check_above = budget.total
 
@@ -107,6 +112,8 @@ class Budget:
         #: for a while after a look that ended none, so the look stays rare).
         self.check_above = total
         self.accounts: dict[Account, None] = {}
+        #: Ended connections whose streams still hold unread items.
+        self.closed_holding: dict[Account, None] = {}
         #: Connections ended for the budget so far, and why (for logs and tests).
         self.ended: list[str] = []
 
@@ -130,6 +137,10 @@ class Budget:
         account.on_over = _nothing
         account.on_relief = _no_relief
         self.accounts.pop(account, None)
+        if account.used > 0:
+            self.closed_holding[account] = None
+        else:
+            account.drop = _nothing
 
     @property
     def connections(self) -> int:
@@ -146,12 +157,23 @@ class Budget:
         # only the rest may call for another connection to go.
         live = [a for a in self.accounts if not a.over]
         pending = self.used - sum(a.used for a in live)
+        while self.used > self.total and self.closed_holding:
+            # ... except what ended connections hold because the application has not
+            # read it: its peer is gone, and it would stay as long as the application
+            # does not read. Over the limit, the largest of those is let go of first.
+            held = max(self.closed_holding, key=lambda a: a.used)
+            drop, held.drop = held.drop, _nothing
+            self.closed_holding.pop(held, None)
+            self.ended.append(f"{held.name} (ended): {held.used} unread bytes dropped, the server holding {self.used}")
+            drop(f"the server holds {self.used} bytes, over half of server_buffer ({self.total}),"
+                 f" and these {held.used} were of a connection that ended")
+            pending = self.used - sum(a.used for a in live)
         if live and self.used - pending > self.total:
             greediest = max(live, key=lambda a: a.used)
             if greediest.used > 0:
                 self._end(
                     greediest,
-                    f"the server holds {self.used} bytes, over what server_buffer leaves for connections ({self.total}), and this"
+                    f"the server holds {self.used} bytes, over half of server_buffer ({self.total}), and this"
                     f" connection holds the most: {greediest.used} bytes",
                 )
                 return

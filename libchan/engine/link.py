@@ -11,6 +11,8 @@ to ``on_stream_opened``.
 from __future__ import annotations
 
 import logging
+import weakref
+from functools import partial
 import ssl
 from typing import TYPE_CHECKING, Callable, cast
 
@@ -75,6 +77,9 @@ class Link:
         #: Go-profile connection stops reading then): kept by the streams (seams.LinkPort).
         self.unread = 0
         self.streams_over = 0
+        #: Streams that finished (left ``streams``) still holding items the application
+        #: has not read: the budget may need those bytes back too.
+        self.done_holding: weakref.WeakSet[NetStream] | None = None
         self.hold_limit = config.stream_window
         self._input_charged = 0  # the multiplexer's buffered input, as charged to the account
         self.peer = peer
@@ -237,13 +242,21 @@ class Link:
             self._input_charged = 0
         streams = list(self.streams.values())
         self.streams.clear()
-        over = self.account is not None and self.account.over
+        account = self.account
+        over = account is not None and account.over
         for ns in streams:
             ns.link = None
             if not ns.done:
                 ns.fail(SessionClosedError(reason) if ns.session.closed_reason else trio.BrokenResourceError(f"connection lost: {reason}"))
             if over:
                 ns.drop_inbox()  # ended for what it held: let go of it now
+        if account is not None and not over:
+            # What its streams still hold (unread items) stays for the application to
+            # read, unless the server's budget needs it back (Budget.check).
+            holding = weakref.WeakSet(ns for ns in streams if ns.charged)
+            holding.update(self.done_holding or ())
+            if holding:
+                account.drop = partial(_drop_unread, holding)
         self._capacity_lot.unpark_all()
         self._drain_lot.unpark_all()
 
@@ -295,6 +308,8 @@ class Link:
         for ns in list(self.streams.values()):
             ns.drop_inbox()
             ns.outbox.clear()
+        for ns in list(self.done_holding or ()):
+            ns.drop_inbox()
 
     # -- stream bookkeeping ------------------------------------------------------------
     def register(self, ns: NetStream) -> None:
@@ -308,6 +323,10 @@ class Link:
             self.unread -= ns.held
             if ns.held > self.hold_limit:
                 self.streams_over -= 1
+            if ns.charged and self.account is not None:
+                if self.done_holding is None:
+                    self.done_holding = weakref.WeakSet()
+                self.done_holding.add(ns)
         self.ready.pop(ns, None)
         self._capacity_lot.unpark_all()
 
@@ -812,3 +831,11 @@ class Link:
                     self.schedule(ns)
             self.mux.ping()
             self.wake()
+
+
+def _drop_unread(streams: weakref.WeakSet[NetStream], why: str) -> None:
+    """The budget takes back what the streams of an ended connection still hold: their
+    readers get the error instead of the items they had not read."""
+    peer_log(log, logging.WARNING, "dropping the unread items of an ended connection: %s", why)
+    for ns in list(streams):
+        ns.drop_inbox(trio.BrokenResourceError(f"connection lost; its {ns.held} unread bytes were dropped: {why}"))

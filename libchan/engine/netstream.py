@@ -200,8 +200,13 @@ class NetStream:
             self.body = _SPENT
         self._recharge()
 
-    def drop_inbox(self) -> None:
-        """The application closed its end: what it did not read goes."""
+    def drop_inbox(self, error: BaseException | None = None) -> None:
+        """The application closed its end, or the budget needs the bytes back: what it
+        did not read goes (if there was some, a later receive raises ``error`` when
+        given, instead of the stream's own)."""
+        if error is not None and self.held:
+            self.error = error
+            self.clean_end = False  # (what the peer sent did not all reach the reader)
         self.inbox.clear()
         self._hold(-self.held)
         self._drop_partial()

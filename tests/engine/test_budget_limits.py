@@ -459,3 +459,45 @@ def test_limit_server_buffer_reserve():
     assert held_limit(256 * MiB) == 128 * MiB  # the default
     b = Budget(server_buffer=8 * MiB, per_connection=128 * MiB, connection_window=1 * MiB, max_connections=4)
     assert b.total == 4 * MiB and b.per_connection == 4 * MiB
+
+
+async def test_limit_server_buffer_unread_items_of_ended_connections_go_first(tmp_path, caplog):
+    """Clients that send and go away, to a handler that keeps its receivers without
+    reading them: what the ended connections hold stays readable, until the server holds
+    over its limit; then the largest of those goes (its reader gets an error saying so)
+    rather than a live connection, and the budget stays bounded."""
+    caplog.set_level(logging.WARNING, logger="libchan")
+    before = _budgets()
+    kept: list = []
+
+    async def handler(session: libchan.Session) -> None:
+        try:
+            async for receiver in session:
+                kept.append(receiver)  # (not read: kept beyond the session)
+        except (libchan.SessionClosedError, trio.BrokenResourceError):
+            pass
+
+    chunk, count = b"x" * (64 * KiB), 24  # 1.5 MiB per client; three of them: over 4 MiB
+    with trio.fail_after(30):
+        async with served("tcp", handler, tmp_path, _budget_config(stream_window=4 * MiB)) as (url, _):
+            budget = _new_budget(before)
+            for i in range(3):
+                async with libchan.connect(url) as session:
+                    sender = await session.open_sender()
+                    for _ in range(count):
+                        await sender.send(chunk)
+                    await sender.aclose()
+                while len(kept) < i + 1 or budget.connections:  # the server saw it all, and the end
+                    await trio.sleep(0.01)
+                assert budget.used <= budget.total
+            first, second, third = kept
+            with pytest.raises(trio.BrokenResourceError, match="unread bytes were dropped"):
+                async for _ in first:
+                    pass
+            for receiver in (second, third):
+                assert [len(m) async for m in receiver] == [len(chunk)] * count
+            lines = [r.getMessage() for r in caplog.records if "dropping the unread items" in r.getMessage()]
+            assert len(lines) == 1, lines
+            kept.clear()
+            del first, second, third, receiver
+            await _drained(budget)
