@@ -149,9 +149,9 @@ class Link:
         self.io = TransportIO(self.transport, fast_paths=self.config.fast_paths)
         # A task waiting for its stream may read the connection itself (one task
         # switch less per message); only on a socket read here (plain or TLS: see
-        # sockio), whose reads are cancel-safe, and with flow control (without it
-        # the reader task pauses reading instead).
-        self._consumers_read = self.io.direct and self._flow_controlled
+        # sockio), whose reads are cancel-safe. Without flow control (Go profile) not
+        # while reading is paused for what the streams hold (see can_read_for).
+        self._consumers_read = self.io.direct
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -530,8 +530,10 @@ class Link:
                         if self.closed_reason is not None:
                             return
                     continue
-                while self.input_owner is not None:
-                    await self._reader_park()
+                if self.input_owner is not None:
+                    while self.input_owner is not None:
+                        await self._reader_park()
+                    continue  # (what the consumer read may call for a pause: look again)
                 self.input_owner = self
                 try:
                     data = await io.receive_some(_READ_SIZE)
@@ -612,8 +614,15 @@ class Link:
 
     # -- reading in a consumer's task ------------------------------------------------
     def can_read_for(self, ns: NetStream) -> bool:
-        """True if the task waiting for ``ns`` may read the connection itself now."""
-        return self._consumers_read and self.input_owner is None and self.closed_reason is None
+        """True if the task waiting for ``ns`` may read the connection itself now.
+        Without flow control, not while the connection's streams hold too much unread
+        (the rule the reader task pauses by: then the reader reads, once relieved)."""
+        return (
+            self._consumers_read
+            and self.input_owner is None
+            and self.closed_reason is None
+            and (self._flow_controlled or not (self.streams_over or self._near_limit()))
+        )
 
     async def read_for(self, ns: NetStream) -> None:
         """Read the connection once in the calling task (``ns``'s consumer) and

@@ -20,7 +20,7 @@ import trio
 from ..channel import Receiver, Sender
 from ..errors import SessionClosedError
 from ..stream import ByteStream, Direction, checked_max_bytes, immutable_view
-from ..messages.bodies import DecodeFailure, FramedMessages
+from ..messages.bodies import DecodeFailure, FramedMessages, GoMessages
 from .outbox import Outbox
 
 if TYPE_CHECKING:
@@ -42,6 +42,9 @@ _KIND_FLAGS: dict[str, tuple[bool, bool, bool]] = {
     "read-stream": (False, False, True),
     "write-stream": (False, True, False),
 }
+
+#: The bodies with a one-message lane (feed_one).
+_ONE_ITEM_BODIES = (FramedMessages, GoMessages)
 
 
 class _SpentBody:
@@ -133,7 +136,7 @@ class NetStream:
         self.messages = True
         self.we_write = role != "park"
         self.we_read = True
-        #: on_data may take the one-message lane (FramedMessages.feed_one): a
+        #: on_data may take the one-message lane (FramedMessages/GoMessages.feed_one): a
         #: message channel we read (set by set_kind).
         self._one_item_lane = False
         if kind is not None:
@@ -153,7 +156,7 @@ class NetStream:
         profile = self.session.profile
         self.body = profile.message_body(self.session) if messages else profile.bytes_body(self.session)
         self._one_item_lane = (
-            self.role == "stream" and self.we_read and type(self.body) is FramedMessages and self.session.config.fast_paths
+            self.role == "stream" and self.we_read and type(self.body) in _ONE_ITEM_BODIES and self.session.config.fast_paths
         )
         if self.prebuffer:
             data = bytes(self.prebuffer)
@@ -236,7 +239,7 @@ class NetStream:
         if self._one_item_lane and (self.splice is None or self.pipe_reading):
             item = self.body.feed_one(data)
             if item is not None:
-                if type(item[0]) is DecodeFailure:  # what feed would have reported
+                if type(item[0]) is DecodeFailure and self.body.error is not None:  # fatal, as feed says
                     self.settle()
                     self.protocol_failure(item[0].error)
                     return

@@ -103,6 +103,9 @@ class H2Profile:
         return max(0, min(250, max_message_size - 8)), _SHORT_HEADS
 
 
+_BIN8_HEADS = [bytes((0xC4, n)) for n in range(256)]
+
+
 class SpdyProfile:
     name = "spdy"
     parks = False
@@ -122,6 +125,7 @@ class SpdyProfile:
             max_data_frame_size=max(config.max_message_size, config.max_frame_size),
             max_header_list_size=config.max_header_list_size,
             flood=flood_limits(config),
+            fast_paths=config.fast_paths,
         )
 
     def make_codec(self, config: Config) -> Any:
@@ -144,7 +148,9 @@ class SpdyProfile:
         return payload
 
     def short_bytes_framing(self, max_message_size: int) -> tuple[int, list[bytes]]:
-        return 0, []  # (msgpack: every message goes through the codec)
+        """A ``bytes`` of n < 256 bytes is msgpack's bin 8: ``c4 n`` then the bytes (a
+        message is its own payload here: no framing around it)."""
+        return max(0, min(256, max_message_size - 1)), _BIN8_HEADS
 
     def chunk_header(self, length: int) -> bytes:
         return b""

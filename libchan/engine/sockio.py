@@ -46,6 +46,15 @@ from ..compat.trio_ssl import TlsState, take_over
 __all__ = ["TransportIO"]
 
 _MAX_IOV = 512  # buffers per sendmsg (the kernel's limit is 1024)
+#: One buffer for the reads of every connection while they bring little (their bytes are
+#: copied out at once: no await comes between a read and its copy, and trio runs one
+#: task at a time). Reading into a new object of ``max_bytes`` instead allocates 256 KiB
+#: per read, which glibc serves with mmap, mremap and munmap (three more syscalls and
+#: page faults) until its mmap threshold rises, if ever.
+_SHARED_READ = memoryview(bytearray(256 * 1024))
+#: A read that brings at least this much: the next one reads into its own new object
+#: (a bulk transfer: no copy), until one brings less.
+_BIG_READ = 64 * 1024
 _TLS_READ = 256 * 1024  # plaintext taken from the SSL object per call
 _TLS_JOIN = 16 * 1024  # smaller pieces of one write are joined (a TLS record holds 16 KiB)
 
@@ -79,6 +88,7 @@ class TransportIO:
         self._tls_error: BaseException | None = None  # raised by the next read
         self._tls_ended = False  # close_notify was read: every later read is b""
         self._tsock: Any = None
+        self._big_reads = False  # (see _BIG_READ)
         tls = take_over(inner) if fast_paths else None
         if tls is not None:
             self._tls, socket_stream = tls
@@ -210,9 +220,14 @@ class TransportIO:
                     raise trio.ClosedResourceError("the connection's socket was closed") from None
                 return None  # interrupted
             try:
-                data = os.read(self._tsock.fileno(), max_bytes)
+                if self._big_reads or max_bytes > len(_SHARED_READ):
+                    data = os.read(self._tsock.fileno(), max_bytes)
+                else:
+                    n = os.readv(self._tsock.fileno(), (_SHARED_READ[:max_bytes],))
+                    data = bytes(_SHARED_READ[:n])
             except BlockingIOError:
                 continue
+            self._big_reads = len(data) >= _BIG_READ
             if tls is None:
                 return data
             if data:

@@ -149,6 +149,20 @@ class GoMessages:
             ((DecodeFailure(v) if isinstance(v, RemoteProtocolError) else v), w) for v, w in items
         ], 0
 
+    def feed_one(self, data: bytes) -> tuple[Any, int] | None:
+        """:meth:`feed` for a read that is exactly one whole message (see
+        MsgpackStreamDecoder.decode_sole), quicker; else None, nothing consumed. A message
+        that fails is given as a :class:`DecodeFailure`, and the stream goes on, as with
+        :meth:`feed` (:attr:`error` stays None)."""
+        if type(data) is not bytes:
+            return None
+        item = self._decoder.decode_sole(data)
+        if item is None:
+            return None
+        if isinstance(item[0], RemoteProtocolError):
+            return DecodeFailure(item[0]), item[1]
+        return item
+
     @property
     def error(self) -> Exception | None:
         return self._decoder.error

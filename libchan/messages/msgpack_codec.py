@@ -227,6 +227,15 @@ class _Fatal(Exception):
     pass
 
 
+class _NotSole(Exception):
+    """decode_sole: the bytes are not one message that decodes (feed will tell)."""
+
+
+#: decode_sole tries reads of at most this many bytes (a larger one is left to feed:
+#: it may well be part of a message, parsed again there).
+_SOLE_MAX = 64 * 1024
+
+
 class _Ref:
     """Placeholder for a reference until the whole message is validated."""
 
@@ -409,7 +418,23 @@ class MsgpackStreamDecoder:
 
     # -- one message ------------------------------------------------------------
 
-    def _decode_one(self, payload: bytes) -> Any:
+    def decode_sole(self, data: bytes) -> tuple[Any, int] | None:
+        """:meth:`feed` for the usual read of a latency-bound exchange, quicker: if no
+        message is pending and ``data`` is exactly one whole message that decodes, its
+        value (a :class:`RemoteProtocolError` if one of its references is refused, as
+        :meth:`feed` gives it) and size, without the Unpacker. Else None, and nothing was
+        consumed: use :meth:`feed`."""
+        if self._parts or self.error is not None or len(data) > _SOLE_MAX or len(data) > self._max_size:
+            return None
+        try:
+            return self._decode_one(data, sole=True), len(data)
+        except (_NotSole, _Fatal):
+            return None
+
+    def _decode_one(self, payload: bytes, sole: bool = False) -> Any:
+        """The message in ``payload``, or the :class:`RemoteProtocolError` that says why it
+        cannot be had. ``sole``: ``payload`` is not known to be exactly one message, and
+        any error while parsing it raises :class:`_NotSole` instead (it may not be one)."""
         refs: list[_Ref] = []
 
         def ext_hook(code: int, data: bytes) -> Any:
@@ -433,6 +458,8 @@ class MsgpackStreamDecoder:
                 value = msgpack.unpackb(payload, ext_hook=ext_hook, strict_map_key=False, timestamp=0)
                 tuples = False
             except TypeError:
+                if sole:
+                    raise _NotSole from None
                 # An array (or a reference) used as a map key: decode arrays as tuples,
                 # then turn every array that is not a key back into a list.
                 refs.clear()
@@ -441,10 +468,16 @@ class MsgpackStreamDecoder:
                 )
                 tuples = True
         except _ExtError as exc:
+            if sole:
+                raise _NotSole from None
             return RemoteProtocolError(str(exc))
         except UnicodeDecodeError as exc:
+            if sole:
+                raise _NotSole from None
             return RemoteProtocolError(f"malformed msgpack message: invalid UTF-8 in a str: {exc}")
         except (msgpack.UnpackException, ValueError, TypeError, OverflowError) as exc:
+            if sole:  # (ExtraData: more than one message; "incomplete input": less)
+                raise _NotSole from None
             return RemoteProtocolError(f"cannot decode msgpack message: {exc}")
 
         if tuples or len(payload) > self._max_depth or b"\xff" in payload:

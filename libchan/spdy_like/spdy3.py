@@ -542,6 +542,11 @@ class FrameParser:
     def failed(self) -> bool:
         return self._error is not None
 
+    @property
+    def at_boundary(self) -> bool:
+        """Nothing of a frame is pending: the next byte fed begins a frame."""
+        return not self._buf and not self._data_left and self._error is None
+
     def feed(self, data: bytes) -> list[Frame]:
         if self._error is not None:
             raise Spdy3ProtocolError(f"SPDY/3 parser already failed: {self._error}")

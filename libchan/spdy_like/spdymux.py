@@ -24,6 +24,8 @@ Stream error codes cross the interface as HTTP/2 codes and are translated.
 
 from __future__ import annotations
 
+import struct
+
 from .mux import (
     ENHANCE_YOUR_CALM,
     ConnectionEnded,
@@ -74,6 +76,10 @@ HEADER_BLOCK_SLACK = 1024
 MAX_DATA = 16 * 1024 * 1024 - 1
 
 
+#: A DATA frame's header: stream id, then flags (none) and length.
+_DATA_HEADER = struct.Struct(">II")
+
+
 def to_spdy_status(h2_code: int) -> int:
     return _TO_SPDY.get(h2_code, 1)
 
@@ -94,7 +100,8 @@ class _Stream:
 class SpdyMultiplexer:
     flow_controlled = False
     needs_end_marker = False
-    lane: FastLane | None = None  # (no single-frame lanes: every read goes through receive_data, data is queued)
+    #: The single-frame lanes (None when the fast paths are off).
+    lane: FastLane | None = None
     input_pending = False  # (receive_data processes all it is given)
 
     def __init__(
@@ -105,8 +112,11 @@ class SpdyMultiplexer:
         max_data_frame_size: int = MAX_FRAME_LENGTH,
         max_header_list_size: int = 64 * 1024,
         flood: FloodLimits | None = None,
+        fast_paths: bool = True,
     ) -> None:
         self.client_side = client_side
+        if fast_paths:
+            self.lane = FastLane(self._receive_sole_data, self._data_header_now)
         # Every length is checked on the 8-byte frame header (spec 19.3): DATA up to
         # max_data_frame_size (Go writes a message in one frame: the session passes
         # max(max_message_size, max_frame_size)), control frames up to a header block's
@@ -190,6 +200,36 @@ class SpdyMultiplexer:
             self._send(GoAway(self._last_peer_id, 1))
             out.append(ConnectionEnded(1, f"SPDY protocol error from peer: {error}", False))
         return out
+
+    def _receive_sole_data(self, data: bytes) -> tuple[int, bytes] | None:
+        """If ``data`` is exactly one DATA frame without flags, carrying something, on a
+        stream whose peer direction is open, with no frame pending before it (a
+        latency-bound exchange's usual read): ``(stream_id, payload)``, what
+        :meth:`receive_data` would report as its one DataReceived. Else None, and
+        nothing was consumed (use :meth:`receive_data`)."""
+        n = len(data)
+        if n <= 8 or data[0] & 0x80 or data[4] or self._closed or not self._parser.at_boundary:
+            return None
+        length = (data[5] << 16) | (data[6] << 8) | data[7]
+        if length != n - 8 or length > self._parser.max_frame_size:
+            return None
+        sid = (data[0] << 24) | (data[1] << 16) | (data[2] << 8) | data[3]
+        st = self._streams.get(sid)
+        if st is None or st.remote_fin:
+            return None
+        return sid, data[8:]
+
+    def _data_header_now(self, stream_id: int, length: int) -> bytes | None:
+        """For a task that writes one DATA frame of ``length`` bytes itself, at once:
+        its 8-byte header -- only if no other output is queued to go first (a SYN_REPLY
+        must precede the first DATA: Go drops DATA before it) and the stream may send.
+        Else None, and nothing changed (queue the data instead)."""
+        if self._out or not 0 < length <= self._max_data or self._closed:
+            return None
+        st = self._streams.get(stream_id)
+        if st is None or st.local_fin:
+            return None
+        return _DATA_HEADER.pack(stream_id, length)
 
     def _flood_kind(self, f: Frame) -> str | None:
         """Which flood limit a frame counts against (flood.py; None: none)."""

@@ -582,5 +582,13 @@ def test_short_bytes_shortcut_gives_the_codecs_bytes(max_message_size):
             assert heads[n] + value == profile.wire_message(codec.encode(value, None)), n
         else:
             assert n >= 250 or n >= max_message_size - 8, n
-    assert SpdyProfile().short_bytes_framing(max_message_size)[0] == 0  # the Go profile declines all
     assert taken == min(250, max(0, max_message_size - 8))
+    # the Go profile: msgpack's bin 8, the message its own payload
+    go = SpdyProfile()
+    go_codec = _MsgpackCodec(max_message_size=max_message_size, max_depth=64, kind_of=kind_of)
+    below, heads = go.short_bytes_framing(max_message_size)
+    assert below == min(256, max_message_size - 1)
+    for n in range(below):
+        value = bytes((i * 7) % 256 for i in range(n))
+        wire = heads[n] + value
+        assert wire == go.wire_message(go_codec.encode(value, None)) and len(wire) <= max_message_size, n
