@@ -338,9 +338,10 @@ class MsgpackStreamDecoder:
                 unparsed = self._fed - unpacker.tell()
                 if 2 * unparsed > self._unpacker_size:
                     self._unpacker_size = min(2 * unparsed, self._max_size + _PIECE)
+                skip, tell = unpacker.skip, unpacker.tell
                 while True:
                     try:
-                        unpacker.skip()
+                        skip()
                     except msgpack.OutOfData:
                         break
                     except msgpack.StackError:
@@ -349,11 +350,17 @@ class MsgpackStreamDecoder:
                         ) from None
                     except (msgpack.UnpackException, ValueError) as exc:
                         raise _Fatal(self._format_error(exc, view, offset)) from None
-                    end = unpacker.tell()
+                    end = tell()
                     size = end - self._base
                     if size > self._max_size:
                         raise _Fatal(MessageTooLargeError(size, self._max_size, local=False))
                     stop = end - offset
+                    if not self._parts and view[start] == 0xC4 and size == 2 + view[start + 1]:
+                        # the commonest message: a short ``bytes`` (bin 8), no decoder needed
+                        out.append((bytes(view[start + 2 : stop]), size))
+                        start = stop
+                        self._base = end
+                        continue
                     if self._parts:
                         self._parts.append(view[start:stop])  # type: ignore[arg-type]  # (join takes any buffer)
                         payload = b"".join(self._parts)
@@ -424,8 +431,11 @@ class MsgpackStreamDecoder:
         value (a :class:`RemoteProtocolError` if one of its references is refused, as
         :meth:`feed` gives it) and size, without the Unpacker. Else None, and nothing was
         consumed: use :meth:`feed`."""
-        if self._parts or self.error is not None or len(data) > _SOLE_MAX or len(data) > self._max_size:
+        n = len(data)
+        if self._parts or self.error is not None or n > _SOLE_MAX or n > self._max_size:
             return None
+        if n > 1 and data[0] == 0xC4 and n == 2 + data[1]:
+            return data[2:], n  # a short ``bytes`` (bin 8)
         try:
             return self._decode_one(data, sole=True), len(data)
         except (_NotSole, _Fatal):
