@@ -22,6 +22,7 @@ from docker_helpers import DOCKER_CLI, Docker, docker_front, need
 from libswarm import Identity
 from libswarm.backends.policy import Policy
 from libswarm.backends.simulator import Simulator
+from policy_helpers import OWNER_RULES
 
 pytestmark = pytest.mark.slow  # the docker CLI as a process, many times
 
@@ -39,18 +40,7 @@ name = "no-host-root"
 action = "deny"
 reason = "bind mounts outside /srv are not allowed"
 match = { verb = "Spawn", on = "engine", host_path_outside = ["/srv"] }
-
-[[rule]]
-name = "owner"
-action = "rewrite"
-match = { verb = "Spawn", on = "engine" }
-rewrite = { add_labels = { owner = "{name}" }, name_prefix = "{name}-" }
-
-[[rule]]
-name = "own-only"
-action = "hide"
-unless = { labels = { owner = "{name}" } }
-"""
+""" + OWNER_RULES
 
 
 @pytest.fixture

@@ -18,21 +18,11 @@ from libswarm import Identity
 from libswarm.backends.listen import Listen
 from libswarm.backends.policy import Policy
 from libswarm.backends.simulator import Simulator
+from policy_helpers import OWNER_RULES
 
 RULES = """
 default = "allow"
-
-[[rule]]
-name = "owner"
-action = "rewrite"
-match = { verb = "Spawn", on = "engine" }
-rewrite = { add_labels = { owner = "{name}" }, name_prefix = "{name}-" }
-
-[[rule]]
-name = "own-only"
-action = "hide"
-unless = { labels = { owner = "{name}" } }
-"""
+""" + OWNER_RULES
 
 WEB = json.dumps({"Image": "busybox", "Cmd": ["true"], "name": "web"})
 

@@ -16,21 +16,11 @@ import libswarm
 from libswarm import Identity, Message, Service, Verb
 from libswarm.backends.policy import Policy
 from libswarm.backends.simulator import Simulator
+from policy_helpers import OWNER_RULES
 
 OWNER = """
 default = "allow"
-
-[[rule]]
-name = "owner"
-action = "rewrite"
-match = { verb = "Spawn", on = "engine" }
-rewrite = { add_labels = { owner = "{name}" }, name_prefix = "{name}-" }
-
-[[rule]]
-name = "own-only"
-action = "hide"
-unless = { labels = { owner = "{name}" } }
-"""
+""" + OWNER_RULES
 
 # a hide rule on a setting a ps entry does not tell: the policy must inspect each container
 NO_PRIVILEGED_SEEN = OWNER + """
