@@ -686,3 +686,38 @@ async def test_limit_unclaimed_stream_that_completed_waits_for_its_reference(tmp
             assert isinstance(msg["more"], libchan.Receiver)
             assert [m async for m in msg["more"]] == ["deep", "er"]
             await client.aclose()
+
+
+async def test_limit_go_profile_waiting_reader_does_not_read_past_the_pause(tmp_path):
+    """Go profile (no flow control): while one stream holds more than its window unread,
+    the connection is not read -- neither by its reader task nor by an application task
+    waiting for another stream (which otherwise reads the connection itself): what the
+    unread stream holds stays within its window and one read, however much its peer
+    sends (TCP's buffers hold the rest)."""
+    config = libchan.Config(stream_window=65535)
+    with trio.fail_after(20):
+        async with session_pair("tcp", tmp_path, config=config, profile="spdy") as (cli, srv):
+            flood, other = await cli.open_sender(), await cli.open_sender()
+            await flood.send("first")
+            await other.send("first")
+            unread = await srv.accept_receiver()  # (never read past here)
+            waiting = await srv.accept_receiver()
+            assert await unread.receive() == "first" and await waiting.receive() == "first"
+            got = []
+
+            async def wait_for_other() -> None:
+                got.append(await waiting.receive())
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(wait_for_other)
+                sent = 0
+                with trio.move_on_after(1):  # until TCP's buffers are full
+                    while True:
+                        await flood.send(b"x" * 1000)
+                        sent += 1
+                bound = 65535 + 256 * 1024 + 2000  # the window, one read, one message
+                assert sent * 1000 > 2 * bound, "the sender never got far"
+                held = unread._ns.held
+                assert held <= bound, held
+                assert got == []  # (its message, if sent now, would wait behind the flood)
+                nursery.cancel_scope.cancel()
