@@ -688,6 +688,7 @@ async def test_limit_unclaimed_stream_that_completed_waits_for_its_reference(tmp
             await client.aclose()
 
 
+@pytest.mark.fast_paths  # (a waiting task reads the connection itself only on the fast paths)
 async def test_limit_go_profile_waiting_reader_does_not_read_past_the_pause(tmp_path):
     """Go profile (no flow control): while one stream holds more than its window unread,
     the connection is not read -- neither by its reader task nor by an application task
