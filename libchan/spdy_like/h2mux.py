@@ -20,7 +20,14 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
-from ..compat.h2 import DataFastPath, PeerCountedH2Connection, StreamCounter, limit_closed_streams, raise_stream_limit
+from ..compat.h2 import (
+    DataFastPath,
+    make_settings,
+    PeerCountedH2Connection,
+    StreamCounter,
+    limit_closed_streams,
+    raise_stream_limit,
+)
 from ..compat.hyperframe import install_cheap_repr
 from .flood import EMPTY, PING, RESET, STREAM, FloodGuard, FloodLimits
 from .h2frames import (
@@ -108,8 +115,10 @@ class H2Multiplexer:
         self.counter = StreamCounter(self._conn)
         if isinstance(self._conn, PeerCountedH2Connection):
             self._conn.counter = self.counter
-        self._conn.local_settings = h2.settings.Settings(
-            client=client_side,
+        # (settings in lists, not deques: 9 KB less per connection; see compat/h2.py)
+        self._conn.remote_settings = make_settings(not client_side)
+        self._conn.local_settings = make_settings(
+            client_side,
             initial_values={
                 h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: stream_window,
                 h2.settings.SettingCodes.MAX_FRAME_SIZE: max_frame_size,
