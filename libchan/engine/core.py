@@ -253,9 +253,9 @@ class SessionCore:
                 # halves ended nothing is in flight.
                 with trio.move_on_after(self.config.close_timeout):
                     while not control.in_ended and not control.done and control.link is not None:
-                        await control.recv_lot.park()
+                        await control.recv_waiters().park()
                     while not control.out_ended and not control.done and control.link is not None:
-                        await control.send_lot.park()
+                        await control.send_waiters().park()
             if self._own_link is not None:
                 linger = control is None or not control.in_ended
                 await self._own_link.aclose(reason, linger=linger)

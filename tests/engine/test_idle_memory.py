@@ -1,0 +1,84 @@
+"""What an idle session and an idle channel keep (issue 17: memory per idle session).
+
+Thousands of idle sessions and channels are the case to keep small; these pin down the
+structure that keeps them small (shared empty inboxes, outboxes and parking lots), not
+byte counts, which ``bench/scale.py`` measures.
+"""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+import trio
+
+from libchan.engine import netstream, outbox
+from libchan.engine.netstream import NetStream
+from libchan.engine.outbox import Outbox
+from helpers import session_pair
+
+
+def _streams(session) -> list[NetStream]:
+    return list(session._core._streams)
+
+
+def _shares_empty_state(ns: NetStream) -> bool:
+    return (
+        ns.inbox is netstream._NO_ITEMS
+        and ns.outbox._chunks is outbox._NO_CHUNKS
+        and ns.recv_lot is netstream._NO_WAITERS
+    )
+
+
+def test_the_shared_empty_containers_refuse_items():
+    with pytest.raises(RuntimeError):
+        netstream._NO_ITEMS.append(("x", 1))
+    with pytest.raises(RuntimeError):
+        outbox._NO_CHUNKS.append(b"x")
+    assert not netstream._NO_ITEMS and not outbox._NO_CHUNKS
+
+
+def test_an_outbox_has_its_own_chunks_only_while_it_holds_bytes():
+    box = Outbox()
+    assert box._chunks is outbox._NO_CHUNKS
+    box.append(b"abc")
+    box.append(b"defg")
+    assert box._chunks is not outbox._NO_CHUNKS and len(box) == 7
+    assert bytes(box.take(2)) == b"ab"
+    assert bytes(box.take(5)) == b"cdefg"
+    assert box._chunks is outbox._NO_CHUNKS and len(box) == 0
+    box.append(b"x" * 100_000)
+    box.append(b"y" * 100_000)
+    assert b"".join(bytes(p) for p in box.take_parts(200_000)) == b"x" * 100_000 + b"y" * 100_000
+    assert box._chunks is outbox._NO_CHUNKS
+    box.append(b"z")
+    box.clear()
+    assert box._chunks is outbox._NO_CHUNKS and not box
+    assert outbox._NO_CHUNKS == outbox.deque()
+
+
+async def test_an_idle_sessions_streams_share_their_empty_state(tmp_path):
+    async with session_pair("tcp", tmp_path) as (cli, srv):
+        await trio.sleep(0.2)  # the parked requests are up
+        for session in (cli, srv):
+            streams = _streams(session)
+            assert len(streams) >= 2  # the control stream and the parked requests
+            assert all(_shares_empty_state(ns) for ns in streams), streams
+
+
+async def test_a_channel_that_carried_messages_goes_back_to_the_shared_state(tmp_path):
+    async with session_pair("tcp", tmp_path) as (cli, srv):
+        sender = await cli.open_sender()
+        receiver = await srv.accept_receiver()
+        for i in range(50):
+            await sender.send({"n": i, "pad": b"x" * 3000})
+        for i in range(50):
+            assert (await receiver.receive())["n"] == i
+        await sender.send(b"last")
+        assert await receiver.receive() == b"last"
+        await trio.sleep(0.05)
+        gc.collect()
+        ns_out = sender._ns
+        ns_in = receiver._ns
+        assert ns_in.inbox is netstream._NO_ITEMS
+        assert ns_out.outbox._chunks is outbox._NO_CHUNKS
