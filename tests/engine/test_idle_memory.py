@@ -82,3 +82,26 @@ async def test_a_channel_that_carried_messages_goes_back_to_the_shared_state(tmp
         ns_in = receiver._ns
         assert ns_in.inbox is netstream._NO_ITEMS
         assert ns_out.outbox._chunks is outbox._NO_CHUNKS
+
+
+def _task_names(nursery) -> list[str]:
+    return sorted(t.name.rsplit(".", 1)[-1] for t in nursery.child_tasks)
+
+
+async def test_an_idle_session_runs_only_its_links_tasks(tmp_path):
+    # The expiry task runs only while a reference or a stream waits for its pair, the
+    # client's park manager only while its pool is short, and a server session made by
+    # its control request has no control watchdog: an idle session has none of them.
+    async with session_pair("tcp", tmp_path) as (cli, srv):
+        await trio.sleep(0.2)
+        assert _task_names(cli._core._nursery) == ["run"]  # its link
+        assert _task_names(srv._core._nursery) == []
+        # the pool refills after the server used parked requests
+        receivers = []
+        for _ in range(6):
+            sender = await srv.open_sender()
+            await sender.send(b"x")
+            receivers.append(await cli.accept_receiver())
+        await trio.sleep(0.2)
+        assert cli._core._parks_outstanding == cli._core.config.park_pool_size
+        assert _task_names(cli._core._nursery) == ["run"]
