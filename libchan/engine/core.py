@@ -65,6 +65,14 @@ class SessionCore:
     ``open_and_forward``.
     """
 
+    # (slots: one per session, thousands of idle ones; its __dict__ was 1.6 KB)
+    __slots__ = ("_accept_lot", "_accept_queue", "_account", "_anonymous", "_authority",
+        "closed_reason", "closing", "codec", "config", "_control", "_encoded_objects", "_entered",
+        "_expiring", "_had_stream", "_links", "_nursery", "_nursery_cm", "_own_link",
+        "_park_failures", "_park_lot", "_park_managing", "_parks", "_parks_outstanding", "_peer",
+        "_peer_closed_gracefully", "profile", "refs", "_scheme", "server_side", "session_id",
+        "short_bytes_below", "short_bytes_heads", "_streams", "_transport")
+
     def __init__(
         self,
         stream: trio.abc.Stream | None = None,

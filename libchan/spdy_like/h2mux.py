@@ -90,6 +90,14 @@ REFUSED_STREAM = h2.errors.ErrorCodes.REFUSED_STREAM
 class H2Multiplexer:
     flow_controlled = True
 
+    # (slots: one per connection, thousands of idle ones)
+    __slots__ = ("_block_bytes", "client_side", "_closed", "_conn", "counter",
+        "_data_frames_credited", "_data_frames_sent", "_fast", "_guard", "_in_header_block",
+        "_inbuf", "_input_dead", "input_pending", "lane", "_last_peer_stream", "max_header_block",
+        "_max_header_list_size", "_max_peer_streams", "needs_end_marker", "_now", "_out",
+        "_peer_goaway_seen", "_peer_parity", "_peer_settings_seen", "_preface_left",
+        "refused_streams")
+
     def __init__(
         self,
         *,
