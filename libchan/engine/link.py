@@ -1,10 +1,10 @@
 """The trio driver of one connection: a multiplexer fed from a trio stream.
 
-A :class:`Link` owns three tasks in its own nursery: a reader (bytes from the
-transport into the multiplexer, events out to the streams), a writer (queued
+A :class:`Link` owns two tasks in its own nursery: a reader (bytes from the
+transport into the multiplexer, events out to the streams) and a writer (queued
 stream data into the multiplexer as DATA frames -- many messages per frame --
-and the multiplexer's output onto the transport) and a keepalive ticker. It
-knows nothing about messages or references: streams it cannot place are handed
+and the multiplexer's output onto the transport); the task running it
+(:meth:`Link.run`) is the keepalive ticker meanwhile. It knows nothing about messages or references: streams it cannot place are handed
 to ``on_stream_opened``.
 """
 
@@ -168,12 +168,11 @@ class Link:
                 self._nursery = nursery
                 nursery.start_soon(self._reader)
                 nursery.start_soon(self._writer)
-                nursery.start_soon(self._keepalive)
                 if not self.mux.handshake_done:
                     nursery.start_soon(self._handshake_watchdog)
                 self.wake()
                 task_status.started()
-                await self._ended.wait()
+                await self._keepalive()  # (until the link ends: no task of its own)
                 await self._last_words()
                 nursery.cancel_scope.cancel()
         finally:
@@ -834,10 +833,17 @@ class Link:
             self.writer_due = True
 
     async def _keepalive(self) -> None:
+        """PINGs, keepalive items on idle streams and ``peer_timeout``, every third of
+        the shorter of the two, until the link ends. It runs in :meth:`run`'s own task,
+        which has nothing else to do meanwhile (a task is 2 KB per idle connection)."""
         interval = self.config.keepalive_interval
         tick = min(interval / 3, self.config.peer_timeout / 3)
-        while True:
-            await trio.sleep(tick)
+        ended = self._ended
+        while not ended.is_set():
+            with trio.move_on_after(tick):
+                await ended.wait()
+            if ended.is_set():
+                return
             now = trio.current_time()
             silent = now - self._last_rx
             if silent > self.config.peer_timeout and not self._reading_paused:

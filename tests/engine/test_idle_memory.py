@@ -96,9 +96,10 @@ async def test_an_idle_session_runs_only_its_links_tasks(tmp_path):
         await trio.sleep(0.2)
         assert _task_names(cli._core._nursery) == ["run"]  # its link
         assert _task_names(srv._core._nursery) == []
-        # and the server's connection no handshake watchdog once the handshake is done
+        # a link: a reader and a writer (the task running it ticks the keepalive), and
+        # on a server no handshake watchdog once the handshake is done
         for link in (cli._core._own_link, *srv._core._links):
-            assert _task_names(link._nursery) == ["_keepalive", "_reader", "_writer"]
+            assert _task_names(link._nursery) == ["_reader", "_writer"]
         # the pool refills after the server used parked requests
         receivers = []
         for _ in range(6):
