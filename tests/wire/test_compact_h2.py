@@ -1,8 +1,10 @@
-"""h2 state kept smaller (compat/h2.py): the same behaviour as h2's own objects.
+"""h2 and hpack state kept smaller (compat/h2.py, compat/hpack.py): the same behaviour as
+their own objects.
 
 :class:`CompactSettings` keeps each setting's values in a short list where h2 uses a
 ``deque`` (760 bytes each, about 9 KB per connection); it must answer every question
-h2 asks exactly as h2's ``Settings`` does, through a whole exchange of SETTINGS.
+h2 asks exactly as h2's ``Settings`` does, through a whole exchange of SETTINGS; hpack's
+dynamic tables, kept in a list instead of a ``deque``, must code the same bytes.
 """
 
 from __future__ import annotations
@@ -91,3 +93,35 @@ def test_a_multiplexer_pair_settles_its_settings_in_compact_objects():
     assert server._conn.remote_settings.initial_window_size == 300_000
     assert server._conn.remote_settings.max_concurrent_streams == 50
     assert client._conn.max_outbound_frame_size == 65536
+
+
+def test_compact_header_tables_code_as_hpacks_own():
+    # Many distinct headers (the 4096-byte tables evict), repeats (indexed), a table
+    # size change: the same bytes out, the same headers back, the same tables.
+    import random
+
+    import hpack
+
+    from libchan.compat.hpack import compact_header_tables
+
+    plain_enc, plain_dec = hpack.Encoder(), hpack.Decoder()
+    enc, dec = hpack.Encoder(), hpack.Decoder()
+    compact_header_tables(enc, dec)
+    assert type(enc.header_table.dynamic_entries) is not collections.deque
+    rng = random.Random(7)
+    for i in range(400):
+        headers = [(":path", f"/p/{rng.randrange(50)}"), (f"x-h{rng.randrange(80)}", "v" * rng.randrange(1, 120))]
+        if i == 200:
+            for e in (plain_enc, enc):
+                e.header_table_size = 1024
+        block = enc.encode(headers)
+        assert block == plain_enc.encode(headers)
+        assert dec.decode(block) == plain_dec.decode(block) == [(k, v) for k, v in headers]
+        assert list(enc.header_table.dynamic_entries) == list(plain_enc.header_table.dynamic_entries)
+        assert list(dec.header_table.dynamic_entries) == list(plain_dec.header_table.dynamic_entries)
+
+
+def test_a_multiplexers_header_tables_are_compact():
+    mux = H2Multiplexer(client_side=True)
+    for coder in (mux._conn.encoder, mux._conn.decoder):
+        assert type(coder.header_table.dynamic_entries) is not collections.deque
