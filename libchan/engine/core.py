@@ -39,6 +39,7 @@ from .link import Link
 from ..spdy_like.mux import StreamOpened
 from .netstream import CANCEL, NetReceiver, NetSender, NetStream, facade_for
 from .profiles import get_profile
+from .waiters import NO_WAITERS, own_lot
 
 __all__ = ["SessionCore", "refusal_without_session"]
 
@@ -116,11 +117,11 @@ class SessionCore:
         self._peer_closed_gracefully = False
         self.closing = False
         self._streams: set[NetStream] = set()
-        self._accept_queue: deque[NetReceiver] = deque()
-        self._accept_lot = trio.lowlevel.ParkingLot()
+        self._accept_queue: deque[NetReceiver] = _NO_RECEIVERS
+        self._accept_lot = NO_WAITERS  # (lots made when first waited in: waiters.py)
         #: server: parked requests, oldest first (a dict: a finished park leaves it in O(1))
         self._parks: dict[NetStream, None] = {}
-        self._park_lot = trio.lowlevel.ParkingLot()
+        self._park_lot = NO_WAITERS
         self._parks_outstanding = 0  # client
         self._park_managing = False  # client: the park manager runs (only while the pool is short)
         self._park_failures = 0
@@ -216,6 +217,8 @@ class SessionCore:
         while True:
             if self._accept_queue:
                 receiver = self._accept_queue.popleft()
+                if not self._accept_queue:
+                    self._accept_queue = _NO_RECEIVERS
                 await trio.lowlevel.cancel_shielded_checkpoint()
                 return receiver
             if self.closing and not self._peer_closed_gracefully and self.closed_reason == "closed by this side":
@@ -224,7 +227,8 @@ class SessionCore:
                 if self._peer_closed_gracefully:
                     raise trio.EndOfChannel
                 raise SessionClosedError(self.closed_reason)
-            await self._accept_lot.park()
+            lot = self._accept_lot = own_lot(self._accept_lot)
+            await lot.park()
 
     async def aclose(self, reason: str = "closed by this side") -> None:
         """Close the session: flush, tell the peer, fail everything pending."""
@@ -436,6 +440,8 @@ class SessionCore:
                 return None
             ns = NetStream(self, role="stream", kind=kind, opener=False, ref=ref)
             self._streams.add(ns)
+            if self._accept_queue is _NO_RECEIVERS:
+                self._accept_queue = deque()
             self._accept_queue.append(NetReceiver(ns))
             self._accept_lot.unpark()
             return ns
@@ -571,7 +577,8 @@ class SessionCore:
                     del self._parks[park]
                     if not park.done and park.link is not None and park.link.alive:
                         return park
-                await self._park_lot.park()
+                lot = self._park_lot = own_lot(self._park_lot)
+                await lot.park()
         raise trio.BrokenResourceError(
             f"no parked request from the client within {self.config.open_timeout}s; cannot open a stream"
         )
@@ -704,6 +711,9 @@ class SessionCore:
 
 
 _NO_OBJECTS: list[tuple[NetStream, str, Any]] = []  # never appended to
+#: The accept queue of every session with no channel waiting to be accepted (an empty
+#: deque is 760 bytes); never appended to: _arrived gives a session a deque of its own.
+_NO_RECEIVERS: deque[NetReceiver] = deque()
 
 
 def refusal_without_session(headers: dict[str, str]) -> list[tuple[str, str]] | None:

@@ -35,6 +35,7 @@ from ..spdy_like.mux import (
     WindowOpened,
 )
 from .sockio import TransportIO
+from .waiters import NO_WAITERS, own_lot
 
 if TYPE_CHECKING:
     from .budget import Account
@@ -113,8 +114,9 @@ class Link:
         #: further schedule() until then (NetStream.try_queue relies on it).
         self.writer_due = False
         self._write_lot = trio.lowlevel.ParkingLot()
-        self._capacity_lot = trio.lowlevel.ParkingLot()
-        self._drain_lot = trio.lowlevel.ParkingLot()
+        # (lots made when first waited in: waiters.py)
+        self._capacity_lot = NO_WAITERS
+        self._drain_lot = NO_WAITERS
         self._conn_unacked = 0
         #: Bytes of answers to the peer's input taken from the multiplexer since the
         #: writer last finished a write (_MAX_PENDING_ANSWERS bounds them).
@@ -128,7 +130,7 @@ class Link:
         # Without flow control (Go profile) a slow reader pauses reading the
         # whole connection (TCP backpressure) instead of growing buffers.
         self._flow_controlled = mux.flow_controlled
-        self._read_lot = trio.lowlevel.ParkingLot()
+        self._read_lot = NO_WAITERS
         self._reader_done = trio.Event()
         # Who waits for input now: None, this link (its reader task) or the
         # NetStream whose consumer reads for everyone (see read_for).
@@ -150,7 +152,7 @@ class Link:
         self.first_input: bytes | None = None
         #: The exception that ended reading, if one did (a TLS alert, say).
         self.read_error: BaseException | None = None
-        self._first_lot = trio.lowlevel.ParkingLot()
+        self._first_lot = NO_WAITERS
         #: The handshake watchdog's scope while it waits (cancelled once the handshake is done).
         self._handshake_scope: trio.CancelScope | None = None
 
@@ -237,7 +239,8 @@ class Link:
     async def wait_first_input(self) -> None:
         """Wait until the peer sent its first bytes (:attr:`first_input`) or the link ended."""
         while self.first_input is None and self.closed_reason is None:
-            await self._first_lot.park()
+            lot = self._first_lot = own_lot(self._first_lot)
+            await lot.park()
 
     def _die(self, reason: str) -> None:
         if self.closed_reason is None:
@@ -460,7 +463,8 @@ class Link:
                 raise trio.BrokenResourceError(f"connection lost: {self.closed_reason}")
             if self.mux.can_open_stream():
                 break
-            await self._capacity_lot.park()
+            lot = self._capacity_lot = own_lot(self._capacity_lot)
+            await lot.park()
         stream_id = self.mux.open_stream(headers)
         ns.bind(self, stream_id, can_send=True)
         self.wake()
@@ -507,7 +511,8 @@ class Link:
                     for ns in self.streams.values()
                 )
             ):
-                await self._drain_lot.park()
+                lot = self._drain_lot = own_lot(self._drain_lot)
+                await lot.park()
 
     # -- tasks ----------------------------------------------------------------------------
     async def _handshake_watchdog(self) -> None:
@@ -529,7 +534,8 @@ class Link:
                 if not self._flow_controlled:
                     while not self.mux.closed and (self.streams_over or self._withhold_input()):
                         self._reading_paused = True
-                        await self._read_lot.park()
+                        lot = self._read_lot = own_lot(self._read_lot)
+                        await lot.park()
                     self._reading_paused = False
                     self._last_rx = max(self._last_rx, trio.current_time() - 1.0)
                 if self.mux.input_pending:

@@ -22,6 +22,7 @@ from ..errors import SessionClosedError
 from ..stream import ByteStream, Direction, checked_max_bytes, immutable_view
 from ..messages.bodies import DecodeFailure, FramedMessages, GoMessages
 from .outbox import Outbox
+from .waiters import NO_WAITERS, own_lot
 
 if TYPE_CHECKING:
     from .budget import Account
@@ -80,10 +81,6 @@ class _NoItems(deque):  # type: ignore[type-arg]
 
 
 _NO_ITEMS: deque[tuple[Any, int]] = _NoItems()
-#: The parking lot of every stream nobody waited on yet (a ParkingLot is 250 bytes,
-#: two per stream). Nobody parks in it: a task that waits takes the stream's own lot
-#: (:meth:`NetStream.recv_waiters`, :meth:`NetStream.send_waiters`); waking it is a no-op.
-_NO_WAITERS = trio.lowlevel.ParkingLot()
 
 
 class NetStream:
@@ -130,9 +127,9 @@ class NetStream:
         self.error: BaseException | None = None
         self.done = False
         self.outbox = Outbox()
-        #: Who waits to read, and to send (the shared _NO_WAITERS until someone did).
-        self.recv_lot = _NO_WAITERS
-        self.send_lot = _NO_WAITERS
+        #: Who waits to read, and to send (the shared NO_WAITERS until someone did: waiters.py).
+        self.recv_lot = NO_WAITERS
+        self.send_lot = NO_WAITERS
         self.last_sent = trio.current_time()
         self.early_end = False
         self.owed = 0  # received bytes not yet acknowledged
@@ -224,16 +221,12 @@ class NetStream:
 
     def recv_waiters(self) -> trio.lowlevel.ParkingLot:
         """The lot a task parks in to wait for input (made on first use)."""
-        lot = self.recv_lot
-        if lot is _NO_WAITERS:
-            lot = self.recv_lot = trio.lowlevel.ParkingLot()
+        lot = self.recv_lot = own_lot(self.recv_lot)
         return lot
 
     def send_waiters(self) -> trio.lowlevel.ParkingLot:
         """The lot a task parks in to wait for room to send or for the end (made on first use)."""
-        lot = self.send_lot
-        if lot is _NO_WAITERS:
-            lot = self.send_lot = trio.lowlevel.ParkingLot()
+        lot = self.send_lot = own_lot(self.send_lot)
         return lot
 
     def _queue(self, item: tuple[Any, int]) -> None:

@@ -12,7 +12,7 @@ import gc
 import pytest
 import trio
 
-from libchan.engine import netstream, outbox
+from libchan.engine import core, netstream, outbox, waiters
 from libchan.engine.netstream import NetStream
 from libchan.engine.outbox import Outbox
 from helpers import session_pair
@@ -26,7 +26,7 @@ def _shares_empty_state(ns: NetStream) -> bool:
     return (
         ns.inbox is netstream._NO_ITEMS
         and ns.outbox._chunks is outbox._NO_CHUNKS
-        and ns.recv_lot is netstream._NO_WAITERS
+        and ns.recv_lot is waiters.NO_WAITERS
     )
 
 
@@ -64,6 +64,9 @@ async def test_an_idle_sessions_streams_share_their_empty_state(tmp_path):
             streams = _streams(session)
             assert len(streams) >= 2  # the control stream and the parked requests
             assert all(_shares_empty_state(ns) for ns in streams), streams
+            assert session._core._accept_queue is core._NO_RECEIVERS
+        for link in (cli._core._own_link, *srv._core._links):
+            assert link._capacity_lot is link._drain_lot is link._read_lot is waiters.NO_WAITERS
 
 
 async def test_a_channel_that_carried_messages_goes_back_to_the_shared_state(tmp_path):
