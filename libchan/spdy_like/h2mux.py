@@ -88,6 +88,14 @@ PROTOCOL_ERROR = h2.errors.ErrorCodes.PROTOCOL_ERROR
 REFUSED_STREAM = h2.errors.ErrorCodes.REFUSED_STREAM
 
 
+#: h2's configuration of a client's and of a server's connections: the same for all
+#: (h2 only reads it), so shared instead of 350 bytes more per connection.
+_H2_CONFIGS = {
+    side: h2.config.H2Configuration(client_side=side, header_encoding="utf-8", validate_inbound_headers=True)
+    for side in (False, True)
+}
+
+
 class H2Multiplexer:
     flow_controlled = True
 
@@ -114,9 +122,7 @@ class H2Multiplexer:
         self.client_side = client_side
         #: An HTTP/2 server ends its direction early with the in-body end marker.
         self.needs_end_marker = not client_side
-        config = h2.config.H2Configuration(
-            client_side=client_side, header_encoding="utf-8", validate_inbound_headers=True
-        )
+        config = _H2_CONFIGS[client_side]
         # (h2's per-stream count of the peer's streams is replaced by _refuse_excess's per read)
         factory = PeerCountedH2Connection if PeerCountedH2Connection.usable() else h2.connection.H2Connection
         self._conn = factory(config=config)
