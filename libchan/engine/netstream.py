@@ -70,24 +70,6 @@ class _SpentBody:
 _SPENT = _SpentBody()
 
 
-class _NoInputYet:
-    """The body decoder of a control stream or a parked request that holds no partial
-    item: empty, at an item boundary. Shared (a decoder of its own is about 250 bytes,
-    and an idle session has five such streams): data on the stream gives it one
-    (``_on_data``), which goes again once it holds nothing (a whole keepalive)."""
-
-    error: Exception | None = None
-    ended = False
-    buffered = 0
-    footprint = 0
-
-    def at_boundary(self) -> bool:
-        return True
-
-
-_NO_INPUT_YET = _NoInputYet()
-
-
 class _NoItems(deque):  # type: ignore[type-arg]
     """The inbox of every stream that holds no item: an empty deque is 760 bytes, and
     an idle channel, a parked request or a control stream holds none nearly all the
@@ -176,7 +158,7 @@ class NetStream:
         if kind is not None:
             self.set_kind(kind, opener=opener)
         elif role != "stream":
-            self.body = _NO_INPUT_YET  # (its decoder comes with its first data)
+            self.body = session.profile.control_body(session)
 
     def set_kind(self, kind: str, *, opener: bool) -> None:
         """Set direction flags: ``kind`` is what the non-opener gets."""
@@ -307,8 +289,6 @@ class NetStream:
 
                 self.protocol_failure(RemoteProtocolError("too much data on a stream no message has named yet"))
             return
-        if self.body is _NO_INPUT_YET:
-            self.body = self.session.profile.control_body(self.session)
         try:
             items, _free = self.body.feed(data)
         except Exception as exc:  # framing error: typed, stream-local
@@ -319,11 +299,8 @@ class NetStream:
             # Parks and control streams carry keepalives only; a writer-only
             # half ignores (but acknowledges) anything the reader sends.
             self.settle()
-            body = self.body
-            if body.ended and not self.remote_finished:
+            if self.body.ended and not self.remote_finished:
                 self.on_end_marker()
-            elif self.role != "stream" and not body.buffered and body.error is None:
-                self.body = _NO_INPUT_YET  # (a keepalive, whole: the decoder has nothing to keep)
             return
         splice = self.splice
         queued = False
