@@ -12,7 +12,9 @@ used everywhere else; what follows reads or writes h2's private state:
 * :class:`PeerCountedH2Connection`: h2's connection whose counts of open streams
   (a pass over all streams for every stream opened: quadratic in the streams of a
   connection) come from a :class:`StreamCounter`, which keeps the open streams as
-  sets and prunes closed streams from h2's table as h2's count does.
+  sets and prunes closed streams from h2's table as h2's count does;
+* :class:`CompactSettings`: h2's settings, each value kept in a short list instead
+  of a ``deque`` (probe: :meth:`CompactSettings.usable`).
 
 DATA frames beside ``h2``:
 
@@ -45,7 +47,10 @@ import h2.settings
 import h2.stream
 import h2.windows
 
-__all__ = ["DataFastPath", "PeerCountedH2Connection", "StreamCounter", "limit_closed_streams", "raise_stream_limit"]
+__all__ = [
+    "CompactSettings", "DataFastPath", "PeerCountedH2Connection", "StreamCounter", "limit_closed_streams",
+    "make_settings", "raise_stream_limit",
+]
 
 _CONN_OPEN = (h2.connection.ConnectionState.CLIENT_OPEN, h2.connection.ConnectionState.SERVER_OPEN)
 _SEND_STATES = (h2.stream.StreamState.OPEN, h2.stream.StreamState.HALF_CLOSED_REMOTE)
@@ -155,7 +160,58 @@ def raise_stream_limit(conn: h2.connection.H2Connection, limit: int) -> None:
     store = getattr(conn.local_settings, "_settings", None)
     code = h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS
     if isinstance(store, dict) and code in store:
-        store[code] = collections.deque([limit])
+        store[code] = _Values([limit]) if isinstance(conn.local_settings, CompactSettings) else collections.deque([limit])
+
+
+class _Values(list):  # type: ignore[type-arg]
+    """One setting's values (current first, then those sent but not acknowledged yet):
+    the part of ``deque`` h2's :class:`~h2.settings.Settings` uses, in a list of one or
+    two items (an empty deque is 760 bytes; this, about 70)."""
+
+    __slots__ = ()
+
+    def popleft(self) -> object:
+        return self.pop(0)
+
+
+class CompactSettings(h2.settings.Settings):
+    """h2's ``Settings`` with each setting's values in a :class:`_Values` list instead
+    of a ``deque``: an HTTP/2 connection has two of these with five to eight settings
+    each, which as deques were about 9 KB, the largest part of an idle connection's
+    ``H2Connection``. h2 keeps them in ``_settings`` (a dict of deques) and uses only
+    ``append``, ``popleft``, ``len`` and ``[0]`` on them; :meth:`usable` checks that
+    dict is there."""
+
+    def __init__(self, client: bool = True, initial_values: dict[h2.settings.SettingCodes, int] | None = None) -> None:
+        super().__init__(client=client, initial_values=initial_values)
+        store = self._settings
+        for key, values in store.items():
+            store[key] = _Values(values)  # type: ignore[assignment]
+
+    def __setitem__(self, key: h2.settings.SettingCodes | int, value: int) -> None:
+        store = self._settings
+        values = store.get(key)
+        if values is None:  # (a setting the peer sent first: h2 would make a deque)
+            store[key] = _Values([None])  # type: ignore[assignment]
+        super().__setitem__(key, value)
+
+    @classmethod
+    def usable(cls) -> bool:
+        """True if this h2 keeps settings where :class:`CompactSettings` expects them."""
+        store = getattr(h2.settings.Settings(), "_settings", None)
+        return isinstance(store, dict) and bool(store) and all(type(v) is collections.deque for v in store.values())
+
+
+_compact_usable: bool | None = None
+
+
+def make_settings(client: bool, initial_values: dict[h2.settings.SettingCodes, int] | None = None) -> h2.settings.Settings:
+    """A ``Settings`` for a connection: compact if this h2 allows it."""
+    global _compact_usable
+    if _compact_usable is None:
+        _compact_usable = CompactSettings.usable()
+    factory = CompactSettings if _compact_usable else h2.settings.Settings
+    return factory(client=client, initial_values=initial_values)
 
 
 class PeerCountedH2Connection(h2.connection.H2Connection):

@@ -39,6 +39,7 @@ from .link import Link
 from ..spdy_like.mux import StreamOpened
 from .netstream import CANCEL, NetReceiver, NetSender, NetStream, facade_for
 from .profiles import get_profile
+from .waiters import NO_WAITERS, own_lot
 
 __all__ = ["SessionCore", "refusal_without_session"]
 
@@ -64,6 +65,14 @@ class SessionCore:
     ``stream_done``, ``on_control_*``; the facades call ``encode``/``decode`` and
     ``open_and_forward``.
     """
+
+    # (slots: one per session, thousands of idle ones; its __dict__ was 1.6 KB)
+    __slots__ = ("_accept_lot", "_accept_queue", "_account", "_anonymous", "_authority",
+        "closed_reason", "closing", "codec", "config", "_control", "_encoded_objects", "_entered",
+        "_expiring", "_had_stream", "_links", "_nursery", "_nursery_cm", "_own_link",
+        "_park_failures", "_park_lot", "_park_managing", "_parks", "_parks_outstanding", "_peer",
+        "_peer_closed_gracefully", "profile", "refs", "_scheme", "server_side", "session_id",
+        "short_bytes_below", "short_bytes_heads", "_streams", "_transport")
 
     def __init__(
         self,
@@ -108,14 +117,15 @@ class SessionCore:
         self._peer_closed_gracefully = False
         self.closing = False
         self._streams: set[NetStream] = set()
-        self._accept_queue: deque[NetReceiver] = deque()
-        self._accept_lot = trio.lowlevel.ParkingLot()
+        self._accept_queue: deque[NetReceiver] = _NO_RECEIVERS
+        self._accept_lot = NO_WAITERS  # (lots made when first waited in: waiters.py)
         #: server: parked requests, oldest first (a dict: a finished park leaves it in O(1))
         self._parks: dict[NetStream, None] = {}
-        self._park_lot = trio.lowlevel.ParkingLot()
+        self._park_lot = NO_WAITERS
         self._parks_outstanding = 0  # client
+        self._park_managing = False  # client: the park manager runs (only while the pool is short)
         self._park_failures = 0
-        self._expiry_lot = trio.lowlevel.ParkingLot()
+        self._expiring = False  # the expiry task runs (only while something can expire)
         self._control: NetStream | None = None
         self._links: set[Link] = set()
         self._own_link: Link | None = None
@@ -147,8 +157,9 @@ class SessionCore:
                 self._own_link = link
                 self._links.add(link)
                 await self._nursery.start(link.run)
-            self._nursery.start_soon(self._expiry_task)
-            if self.server_side and self.profile.control_stream and not self._anonymous:
+            self._expiry_due()  # (a server's first request may have named a reference)
+            if self.server_side and self.profile.control_stream and not self._anonymous and self._control is None:
+                # (a server session is usually made by its control request: no watchdog then)
                 self._nursery.start_soon(self._control_watchdog)
             if not self.server_side and not self.profile.control_stream and self._own_link is not None:
                 # A SPDY client says nothing until it opens a stream; a PING (which a
@@ -160,7 +171,7 @@ class SessionCore:
                 self._control = control
                 self._streams.add(control)
                 await self._own_link.open_stream(control, self._request_headers(PATH_SESSION))
-                self._nursery.start_soon(self._park_manager)
+                self._parks_wanted()
         except BaseException:
             self._nursery.cancel_scope.cancel()
             await self._nursery_cm.__aexit__(None, None, None)
@@ -206,6 +217,8 @@ class SessionCore:
         while True:
             if self._accept_queue:
                 receiver = self._accept_queue.popleft()
+                if not self._accept_queue:
+                    self._accept_queue = _NO_RECEIVERS
                 await trio.lowlevel.cancel_shielded_checkpoint()
                 return receiver
             if self.closing and not self._peer_closed_gracefully and self.closed_reason == "closed by this side":
@@ -214,7 +227,8 @@ class SessionCore:
                 if self._peer_closed_gracefully:
                     raise trio.EndOfChannel
                 raise SessionClosedError(self.closed_reason)
-            await self._accept_lot.park()
+            lot = self._accept_lot = own_lot(self._accept_lot)
+            await lot.park()
 
     async def aclose(self, reason: str = "closed by this side") -> None:
         """Close the session: flush, tell the peer, fail everything pending."""
@@ -253,9 +267,9 @@ class SessionCore:
                 # halves ended nothing is in flight.
                 with trio.move_on_after(self.config.close_timeout):
                     while not control.in_ended and not control.done and control.link is not None:
-                        await control.recv_lot.park()
+                        await control.recv_waiters().park()
                     while not control.out_ended and not control.done and control.link is not None:
-                        await control.send_lot.park()
+                        await control.send_waiters().park()
             if self._own_link is not None:
                 linger = control is None or not control.in_ended
                 await self._own_link.aclose(reason, linger=linger)
@@ -274,7 +288,6 @@ class SessionCore:
             self.closed_reason = reason
         self._accept_lot.unpark_all()
         self._park_lot.unpark_all()
-        self._expiry_lot.unpark_all()
 
     def _close_by_peer(self, reason: str, *, graceful: bool) -> None:
         if self.closed_reason is not None:
@@ -427,6 +440,8 @@ class SessionCore:
                 return None
             ns = NetStream(self, role="stream", kind=kind, opener=False, ref=ref)
             self._streams.add(ns)
+            if self._accept_queue is _NO_RECEIVERS:
+                self._accept_queue = deque()
             self._accept_queue.append(NetReceiver(ns))
             self._accept_lot.unpark()
             return ns
@@ -439,7 +454,7 @@ class SessionCore:
             return None
         if token is None:
             self._streams.add(fresh)
-            self._expiry_lot.unpark_all()
+            self._expiry_due()
             return fresh
         return token
 
@@ -452,7 +467,7 @@ class SessionCore:
             return
         if ns.role == "park":
             self._parks_outstanding -= 1
-            self._park_lot.unpark_all()
+            self._parks_wanted()
             if status != "200" or "libchan-ref" not in headers:
                 self._park_failures += 1
                 ns.reset(CANCEL)
@@ -493,7 +508,7 @@ class SessionCore:
             elif not self.server_side:
                 self._parks_outstanding -= 1
                 self._park_failures += 1
-                self._park_lot.unpark_all()
+                self._parks_wanted()
         ns.on_reset(code, remote)
 
     def stream_done(self, ns: NetStream) -> None:
@@ -562,7 +577,8 @@ class SessionCore:
                     del self._parks[park]
                     if not park.done and park.link is not None and park.link.alive:
                         return park
-                await self._park_lot.park()
+                lot = self._park_lot = own_lot(self._park_lot)
+                await lot.park()
         raise trio.BrokenResourceError(
             f"no parked request from the client within {self.config.open_timeout}s; cannot open a stream"
         )
@@ -578,12 +594,23 @@ class SessionCore:
         if self._control is None and self.closed_reason is None:
             self._close_by_peer(f"the client opened no control stream within {timeout:g} s", graceful=False)
 
+    def _parks_wanted(self) -> None:
+        """Client: a parked request was used or failed: make sure the park manager runs."""
+        if not self._park_managing and self._nursery is not None and self.closed_reason is None:
+            if self._parks_outstanding < self.config.park_pool_size:
+                self._park_managing = True
+                self._nursery.start_soon(self._park_manager)
+
     async def _park_manager(self) -> None:
-        """Client: keep ``park_pool_size`` parked requests open for the server."""
+        """Client: keep ``park_pool_size`` parked requests open for the server. It runs
+        only while the pool is short (a task costs an idle session 2 KB): when the pool
+        is full it returns, and :meth:`_parks_wanted` starts it again."""
         link = self._own_link
         assert link is not None
-        while self.closed_reason is None and link.alive:
-            if self._parks_outstanding < self.config.park_pool_size:
+        try:
+            while self.closed_reason is None and link.alive:
+                if self._parks_outstanding >= self.config.park_pool_size:
+                    return
                 if self._park_failures > 2:
                     await trio.sleep(min(5.0, 0.2 * self._park_failures))
                 ns = NetStream(self, role="park")
@@ -593,8 +620,8 @@ class SessionCore:
                     await link.open_stream(ns, self._request_headers(PATH_PARK))
                 except trio.BrokenResourceError:
                     return
-                continue
-            await self._park_lot.park()
+        finally:
+            self._park_managing = False
 
     # -- internals: messages ----------------------------------------------------------
     def on_reference(self, kind: str, ref: int) -> Any:
@@ -603,7 +630,7 @@ class SessionCore:
         existing = self.refs.claim(ref, kind, token, trio.current_time())
         if existing is None:
             self._streams.add(token)
-            self._expiry_lot.unpark_all()
+            self._expiry_due()
             return facade_for(token, kind, opener=False)
         if existing.kind is None:  # Go profile: the stream came first, with no kind
             existing.set_kind(kind, opener=False)
@@ -645,32 +672,48 @@ class SessionCore:
             assert self._nursery is not None
             self._nursery.start_soon(forward, obj, facade_for(ns, kind, opener=True), kind, self.config.fast_paths)
 
+    def _expiry_due(self) -> None:
+        """Something in the reference table may expire (a reference waits for its stream,
+        or a stream for the message naming it): make sure the expiry task runs. It runs
+        only while there is something to expire (a task costs an idle session 2 KB)."""
+        if not self._expiring and self._nursery is not None and self.closed_reason is None:
+            if self.refs.next_deadline() is not None:
+                self._expiring = True
+                self._nursery.start_soon(self._expiry_task)
+
     async def _expiry_task(self) -> None:
-        while self.closed_reason is None:
-            deadline = self.refs.next_deadline()
-            if deadline is None:
-                await self._expiry_lot.park()
-                continue
-            with trio.move_on_at(deadline):
-                await trio.sleep_forever()
-            for e in self.refs.expire(trio.current_time()):
-                ns: NetStream = e.item
-                if e.what == "reference":
-                    ns.fail(
-                        UnresolvedReferenceError(
-                            f"the peer referenced {e.kind} {e.ref} but its stream did not arrive"
-                            f" within {self.config.reference_timeout}s"
-                        )
+        try:
+            while self.closed_reason is None:
+                deadline = self.refs.next_deadline()
+                if deadline is None:
+                    return  # (_expiry_due starts it again)
+                await trio.sleep_until(deadline)
+                self._expire()
+        finally:
+            self._expiring = False
+
+    def _expire(self) -> None:
+        for e in self.refs.expire(trio.current_time()):
+            ns: NetStream = e.item
+            if e.what == "reference":
+                ns.fail(
+                    UnresolvedReferenceError(
+                        f"the peer referenced {e.kind} {e.ref} but its stream did not arrive"
+                        f" within {self.config.reference_timeout}s"
                     )
-                else:
-                    peer_log(log, logging.WARNING, "stream with reference %d arrived but no message named it; resetting", e.ref)
-                    link = ns.link
-                    ns.fail(RemoteProtocolError(f"stream {e.ref} was never referenced"))
-                    if link is not None and ns.stream_id is not None:
-                        link.reset_stream(ns, PROTOCOL_ERROR)
+                )
+            else:
+                peer_log(log, logging.WARNING, "stream with reference %d arrived but no message named it; resetting", e.ref)
+                link = ns.link
+                ns.fail(RemoteProtocolError(f"stream {e.ref} was never referenced"))
+                if link is not None and ns.stream_id is not None:
+                    link.reset_stream(ns, PROTOCOL_ERROR)
 
 
 _NO_OBJECTS: list[tuple[NetStream, str, Any]] = []  # never appended to
+#: The accept queue of every session with no channel waiting to be accepted (an empty
+#: deque is 760 bytes); never appended to: _arrived gives a session a deque of its own.
+_NO_RECEIVERS: deque[NetReceiver] = deque()
 
 
 def refusal_without_session(headers: dict[str, str]) -> list[tuple[str, str]] | None:

@@ -1,10 +1,10 @@
 """The trio driver of one connection: a multiplexer fed from a trio stream.
 
-A :class:`Link` owns three tasks in its own nursery: a reader (bytes from the
-transport into the multiplexer, events out to the streams), a writer (queued
+A :class:`Link` owns two tasks in its own nursery: a reader (bytes from the
+transport into the multiplexer, events out to the streams) and a writer (queued
 stream data into the multiplexer as DATA frames -- many messages per frame --
-and the multiplexer's output onto the transport) and a keepalive ticker. It
-knows nothing about messages or references: streams it cannot place are handed
+and the multiplexer's output onto the transport); the task running it
+(:meth:`Link.run`) is the keepalive ticker meanwhile. It knows nothing about messages or references: streams it cannot place are handed
 to ``on_stream_opened``.
 """
 
@@ -35,6 +35,7 @@ from ..spdy_like.mux import (
     WindowOpened,
 )
 from .sockio import TransportIO
+from .waiters import NO_WAITERS, own_lot
 
 if TYPE_CHECKING:
     from .budget import Account
@@ -58,6 +59,15 @@ _MAX_PENDING_ANSWERS = 1024 * 1024
 
 
 class Link:
+    # (slots: one per connection, thousands of idle ones; its __dict__ was 1.6 KB)
+    __slots__ = ("account", "_capacity_lot", "closed_reason", "config", "_conn_ack_at", "done_holding",
+        "_conn_unacked", "_consumers_read", "_drain_lot", "_ended", "first_input", "_first_lot",
+        "_flow_controlled", "flushed", "handoff", "_handshake_scope", "hold_limit",
+        "_input_charged", "input_owner", "io", "keepalive_data", "_last_rx", "mux", "_nursery",
+        "on_closed", "on_stream_opened", "peer", "peer_goaway", "_pending", "_pending_answers",
+        "read_error", "_read_lot", "_reader_done", "_reader_waiting", "_reading_paused", "ready",
+        "_send_lock", "streams", "streams_over", "transport", "unread", "_write_lot", "writer_due")
+
     def __init__(
         self,
         transport: trio.abc.Stream,
@@ -104,8 +114,9 @@ class Link:
         #: further schedule() until then (NetStream.try_queue relies on it).
         self.writer_due = False
         self._write_lot = trio.lowlevel.ParkingLot()
-        self._capacity_lot = trio.lowlevel.ParkingLot()
-        self._drain_lot = trio.lowlevel.ParkingLot()
+        # (lots made when first waited in: waiters.py)
+        self._capacity_lot = NO_WAITERS
+        self._drain_lot = NO_WAITERS
         self._conn_unacked = 0
         #: Bytes of answers to the peer's input taken from the multiplexer since the
         #: writer last finished a write (_MAX_PENDING_ANSWERS bounds them).
@@ -119,7 +130,7 @@ class Link:
         # Without flow control (Go profile) a slow reader pauses reading the
         # whole connection (TCP backpressure) instead of growing buffers.
         self._flow_controlled = mux.flow_controlled
-        self._read_lot = trio.lowlevel.ParkingLot()
+        self._read_lot = NO_WAITERS
         self._reader_done = trio.Event()
         # Who waits for input now: None, this link (its reader task) or the
         # NetStream whose consumer reads for everyone (see read_for).
@@ -141,7 +152,9 @@ class Link:
         self.first_input: bytes | None = None
         #: The exception that ended reading, if one did (a TLS alert, say).
         self.read_error: BaseException | None = None
-        self._first_lot = trio.lowlevel.ParkingLot()
+        self._first_lot = NO_WAITERS
+        #: The handshake watchdog's scope while it waits (cancelled once the handshake is done).
+        self._handshake_scope: trio.CancelScope | None = None
 
     # -- lifetime ------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -157,12 +170,11 @@ class Link:
                 self._nursery = nursery
                 nursery.start_soon(self._reader)
                 nursery.start_soon(self._writer)
-                nursery.start_soon(self._keepalive)
                 if not self.mux.handshake_done:
                     nursery.start_soon(self._handshake_watchdog)
                 self.wake()
                 task_status.started()
-                await self._ended.wait()
+                await self._keepalive()  # (until the link ends: no task of its own)
                 await self._last_words()
                 nursery.cancel_scope.cancel()
         finally:
@@ -227,7 +239,8 @@ class Link:
     async def wait_first_input(self) -> None:
         """Wait until the peer sent its first bytes (:attr:`first_input`) or the link ended."""
         while self.first_input is None and self.closed_reason is None:
-            await self._first_lot.park()
+            lot = self._first_lot = own_lot(self._first_lot)
+            await lot.park()
 
     def _die(self, reason: str) -> None:
         if self.closed_reason is None:
@@ -450,7 +463,8 @@ class Link:
                 raise trio.BrokenResourceError(f"connection lost: {self.closed_reason}")
             if self.mux.can_open_stream():
                 break
-            await self._capacity_lot.park()
+            lot = self._capacity_lot = own_lot(self._capacity_lot)
+            await lot.park()
         stream_id = self.mux.open_stream(headers)
         ns.bind(self, stream_id, can_send=True)
         self.wake()
@@ -497,14 +511,17 @@ class Link:
                     for ns in self.streams.values()
                 )
             ):
-                await self._drain_lot.park()
+                lot = self._drain_lot = own_lot(self._drain_lot)
+                await lot.park()
 
     # -- tasks ----------------------------------------------------------------------------
     async def _handshake_watchdog(self) -> None:
         """A server's connection whose client does not finish its preface (HTTP/2: the
         24 octets and its SETTINGS) within ``handshake_timeout`` is closed."""
         timeout = self.config.handshake_timeout
-        await trio.sleep(timeout)
+        with trio.CancelScope() as self._handshake_scope:  # (cancelled by _process_input when done)
+            await trio.sleep(timeout)
+        self._handshake_scope = None
         if not self.mux.handshake_done and self.closed_reason is None:
             peer_log(log, logging.INFO, "dropping the connection from %s: its HTTP/2 preface did not come within %g s", self.peer, timeout)
             self._end(f"the peer did not finish its connection preface within {timeout:g} s")
@@ -517,7 +534,8 @@ class Link:
                 if not self._flow_controlled:
                     while not self.mux.closed and (self.streams_over or self._withhold_input()):
                         self._reading_paused = True
-                        await self._read_lot.park()
+                        lot = self._read_lot = own_lot(self._read_lot)
+                        await lot.park()
                     self._reading_paused = False
                     self._last_rx = max(self._last_rx, trio.current_time() - 1.0)
                 if self.mux.input_pending:
@@ -578,6 +596,8 @@ class Link:
         else:
             for ev in mux.receive_data(data, self._last_rx):
                 self._dispatch(ev)
+            if self._handshake_scope is not None and mux.handshake_done:
+                self._handshake_scope.cancel()  # (its task ends: 2 KB less per connection)
             account = self.account
             if account is not None and self.closed_reason is None:
                 # a partial frame (up to max_frame_size; SPDY: a whole DATA frame) counts too
@@ -819,10 +839,17 @@ class Link:
             self.writer_due = True
 
     async def _keepalive(self) -> None:
+        """PINGs, keepalive items on idle streams and ``peer_timeout``, every third of
+        the shorter of the two, until the link ends. It runs in :meth:`run`'s own task,
+        which has nothing else to do meanwhile (a task is 2 KB per idle connection)."""
         interval = self.config.keepalive_interval
         tick = min(interval / 3, self.config.peer_timeout / 3)
-        while True:
-            await trio.sleep(tick)
+        ended = self._ended
+        while not ended.is_set():
+            with trio.move_on_after(tick):
+                await ended.wait()
+            if ended.is_set():
+                return
             now = trio.current_time()
             silent = now - self._last_rx
             if silent > self.config.peer_timeout and not self._reading_paused:

@@ -22,6 +22,7 @@ from ..errors import SessionClosedError
 from ..stream import ByteStream, Direction, checked_max_bytes, immutable_view
 from ..messages.bodies import DecodeFailure, FramedMessages, GoMessages
 from .outbox import Outbox
+from .waiters import NO_WAITERS, own_lot
 
 if TYPE_CHECKING:
     from .budget import Account
@@ -69,6 +70,19 @@ class _SpentBody:
 _SPENT = _SpentBody()
 
 
+class _NoItems(deque):  # type: ignore[type-arg]
+    """The inbox of every stream that holds no item: an empty deque is 760 bytes, and
+    an idle channel, a parked request or a control stream holds none nearly all the
+    time. Shared, so never appended to: a stream gets a deque of its own for its first
+    item (:meth:`NetStream._queue`) and goes back to this one when it empties."""
+
+    def append(self, item: object) -> None:
+        raise RuntimeError("the shared empty inbox of NetStream")
+
+
+_NO_ITEMS: deque[tuple[Any, int]] = _NoItems()
+
+
 class NetStream:
     """State of one libchan stream (channel or byte stream) on a session.
 
@@ -101,7 +115,8 @@ class NetStream:
         self.can_send = False  # HEADERS allow us to send DATA now
         self.body: Any = None  # the decoder of what the peer writes; None until the kind is known
         self.prebuffer = bytearray()  # data that arrived before the kind was known (Go profile)
-        self.inbox: deque[tuple[Any, int]] = deque()
+        #: Complete items not read yet (_NO_ITEMS while there are none).
+        self.inbox = _NO_ITEMS
         self.in_ended = False
         self.clean_end = False
         self.remote_finished = False  # end marker received
@@ -112,8 +127,9 @@ class NetStream:
         self.error: BaseException | None = None
         self.done = False
         self.outbox = Outbox()
-        self.recv_lot = trio.lowlevel.ParkingLot()
-        self.send_lot = trio.lowlevel.ParkingLot()
+        #: Who waits to read, and to send (the shared NO_WAITERS until someone did: waiters.py).
+        self.recv_lot = NO_WAITERS
+        self.send_lot = NO_WAITERS
         self.last_sent = trio.current_time()
         self.early_end = False
         self.owed = 0  # received bytes not yet acknowledged
@@ -203,6 +219,22 @@ class NetStream:
             self.body = _SPENT
         self._recharge()
 
+    def recv_waiters(self) -> trio.lowlevel.ParkingLot:
+        """The lot a task parks in to wait for input (made on first use)."""
+        lot = self.recv_lot = own_lot(self.recv_lot)
+        return lot
+
+    def send_waiters(self) -> trio.lowlevel.ParkingLot:
+        """The lot a task parks in to wait for room to send or for the end (made on first use)."""
+        lot = self.send_lot = own_lot(self.send_lot)
+        return lot
+
+    def _queue(self, item: tuple[Any, int]) -> None:
+        inbox = self.inbox
+        if inbox is _NO_ITEMS:
+            inbox = self.inbox = deque()
+        inbox.append(item)
+
     def drop_inbox(self, error: BaseException | None = None) -> None:
         """The application closed its end, or the budget needs the bytes back: what it
         did not read goes (if there was some, a later receive raises ``error`` when
@@ -210,7 +242,7 @@ class NetStream:
         if error is not None and self.held:
             self.error = error
             self.clean_end = False  # (what the peer sent did not all reach the reader)
-        self.inbox.clear()
+        self.inbox = _NO_ITEMS
         self._hold(-self.held)
         self._drop_partial()
 
@@ -243,7 +275,7 @@ class NetStream:
                     self.settle()
                     self.protocol_failure(item[0].error)
                     return
-                self.inbox.append(item)
+                self._queue(item)
                 self._hold(item[1])
                 if not self.pipe_reading:
                     self._wake_readers()
@@ -281,7 +313,7 @@ class NetStream:
                     continue
                 except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
                     pass  # the forwarder takes it (and handles the closed pipe)
-            self.inbox.append(item)
+            self._queue(item)
             self._hold(item[1])
             queued = True
         if queued and not self.pipe_reading:
@@ -464,7 +496,7 @@ class NetStream:
             self._check_writable()
             limit = self.session.config.send_buffer
             while len(outbox) > limit and self.error is None and not self.out_ended:
-                await self.send_lot.park()
+                await self.send_waiters().park()
             self._check_writable()
         elif self.out_ended:
             self._check_writable()
@@ -501,7 +533,7 @@ class NetStream:
     async def wait_writable(self) -> None:
         limit = self.session.config.send_buffer
         while len(self.outbox) > limit and self.error is None and not self.out_ended:
-            await self.send_lot.park()
+            await self.send_waiters().park()
         await trio.lowlevel.checkpoint()
 
     def request_end(self) -> None:
@@ -525,7 +557,10 @@ class NetStream:
 
     def _take(self) -> tuple[Any, int]:
         """The first item of the inbox (its bytes may be acknowledged now)."""
-        item = self.inbox.popleft()
+        inbox = self.inbox
+        item = inbox.popleft()
+        if not inbox:
+            self.inbox = _NO_ITEMS
         self._hold(-item[1])
         account = self.account
         if account is not None:
@@ -596,7 +631,7 @@ class NetStream:
                     read_for = link
                     await link.read_for(self)
                     continue
-                await self.recv_lot.park()
+                await self.recv_waiters().park()
         finally:
             if read_for is not None:
                 read_for.input_released()

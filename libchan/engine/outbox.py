@@ -15,6 +15,20 @@ __all__ = ["Outbox"]
 _JOIN_UP_TO = 64 * 1024
 
 
+
+class _NoChunks(deque):  # type: ignore[type-arg]
+    """The chunks of every empty outbox: an empty deque is 760 bytes, and most streams
+    (an idle channel, a parked request) have nothing queued most of the time. Shared,
+    so never appended to: append gives an outbox a deque of its own, and an outbox
+    that empties goes back to this one."""
+
+    def append(self, data: object) -> None:
+        raise RuntimeError("the shared empty chunks of an Outbox")
+
+
+_NO_CHUNKS: deque[bytes | memoryview] = _NoChunks()
+
+
 class Outbox:
     """Bytes queued on one stream, in order. ``take(n)`` removes the first ``n``.
 
@@ -28,7 +42,7 @@ class Outbox:
     __slots__ = ("_chunks", "_len", "account")
 
     def __init__(self) -> None:
-        self._chunks: deque[bytes | memoryview] = deque()
+        self._chunks = _NO_CHUNKS
         self._len = 0
         self.account: Account | None = None
 
@@ -52,7 +66,10 @@ class Outbox:
 
     def append(self, data: bytes | memoryview) -> None:
         if data:
-            self._chunks.append(data)
+            chunks = self._chunks
+            if chunks is _NO_CHUNKS:
+                chunks = self._chunks = deque()
+            chunks.append(data)
             self._len += len(data)
             if self.account is not None:
                 self.account.charge(len(data))
@@ -64,7 +81,7 @@ class Outbox:
     def clear(self) -> None:
         if self.account is not None and self._len:
             self.account.charge(-self._len)
-        self._chunks.clear()
+        self._chunks = _NO_CHUNKS
         self._len = 0
 
     def take_parts(self, n: int) -> list[bytes | memoryview]:
@@ -87,6 +104,8 @@ class Outbox:
                 chunks[0] = view[need:]
                 total = n
         self._len -= n
+        if not self._len:
+            self._chunks = _NO_CHUNKS
         if self.account is not None:
             self.account.charge(-n)
         return parts
@@ -95,7 +114,7 @@ class Outbox:
         chunks = self._chunks
         if n == self._len and len(chunks) > 1:  # all of it (a batch of small messages)
             out: bytes | memoryview = b"".join(chunks)
-            chunks.clear()
+            self._chunks = _NO_CHUNKS
             self._len = 0
             if self.account is not None:
                 self.account.charge(-n)
@@ -126,6 +145,8 @@ class Outbox:
                     total = n
             out = b"".join(parts)
         self._len -= n
+        if not self._len:
+            self._chunks = _NO_CHUNKS
         if self.account is not None:
             self.account.charge(-n)
         return out

@@ -134,6 +134,7 @@ class StreamPort(Protocol):
     out_ended: bool
     marker_sent: bool
     outbox: Outbox
+    #: Wake only: until a task waited, a lot shared by all streams (NetStream.recv_waiters).
     send_lot: trio.lowlevel.ParkingLot
     recv_lot: trio.lowlevel.ParkingLot
     last_sent: float

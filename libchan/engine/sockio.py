@@ -76,6 +76,10 @@ def _drop(chunks: list[bytes | memoryview], n: int) -> list[bytes | memoryview]:
 class TransportIO:
     """Reads and writes of one connection (see the module docstring)."""
 
+    # (slots: one per connection)
+    __slots__ = ("backlog", "_big_reads", "_prefix", "_tls", "_tls_ended", "_tls_error", "transport", "_tsock",
+        "_write", "_writev")
+
     def __init__(self, transport: trio.abc.Stream, *, fast_paths: bool = True) -> None:
         self.transport = transport
         prefix = b""

@@ -20,7 +20,15 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
-from ..compat.h2 import DataFastPath, PeerCountedH2Connection, StreamCounter, limit_closed_streams, raise_stream_limit
+from ..compat.h2 import (
+    DataFastPath,
+    make_settings,
+    PeerCountedH2Connection,
+    StreamCounter,
+    limit_closed_streams,
+    raise_stream_limit,
+)
+from ..compat.hpack import compact_header_tables
 from ..compat.hyperframe import install_cheap_repr
 from .flood import EMPTY, PING, RESET, STREAM, FloodGuard, FloodLimits
 from .h2frames import (
@@ -80,8 +88,24 @@ PROTOCOL_ERROR = h2.errors.ErrorCodes.PROTOCOL_ERROR
 REFUSED_STREAM = h2.errors.ErrorCodes.REFUSED_STREAM
 
 
+#: h2's configuration of a client's and of a server's connections: the same for all
+#: (h2 only reads it), so shared instead of 350 bytes more per connection.
+_H2_CONFIGS = {
+    side: h2.config.H2Configuration(client_side=side, header_encoding="utf-8", validate_inbound_headers=True)
+    for side in (False, True)
+}
+
+
 class H2Multiplexer:
     flow_controlled = True
+
+    # (slots: one per connection, thousands of idle ones)
+    __slots__ = ("_block_bytes", "client_side", "_closed", "_conn", "counter",
+        "_data_frames_credited", "_data_frames_sent", "_fast", "_guard", "_in_header_block",
+        "_inbuf", "_input_dead", "input_pending", "lane", "_last_peer_stream", "max_header_block",
+        "_max_header_list_size", "_max_peer_streams", "needs_end_marker", "_now", "_out",
+        "_peer_goaway_seen", "_peer_parity", "_peer_settings_seen", "_preface_left",
+        "refused_streams")
 
     def __init__(
         self,
@@ -98,9 +122,7 @@ class H2Multiplexer:
         self.client_side = client_side
         #: An HTTP/2 server ends its direction early with the in-body end marker.
         self.needs_end_marker = not client_side
-        config = h2.config.H2Configuration(
-            client_side=client_side, header_encoding="utf-8", validate_inbound_headers=True
-        )
+        config = _H2_CONFIGS[client_side]
         # (h2's per-stream count of the peer's streams is replaced by _refuse_excess's per read)
         factory = PeerCountedH2Connection if PeerCountedH2Connection.usable() else h2.connection.H2Connection
         self._conn = factory(config=config)
@@ -108,8 +130,10 @@ class H2Multiplexer:
         self.counter = StreamCounter(self._conn)
         if isinstance(self._conn, PeerCountedH2Connection):
             self._conn.counter = self.counter
-        self._conn.local_settings = h2.settings.Settings(
-            client=client_side,
+        # (settings in lists, not deques: 9 KB less per connection; see compat/h2.py)
+        self._conn.remote_settings = make_settings(not client_side)
+        self._conn.local_settings = make_settings(
+            client_side,
             initial_values={
                 h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: stream_window,
                 h2.settings.SettingCodes.MAX_FRAME_SIZE: max_frame_size,
@@ -124,6 +148,7 @@ class H2Multiplexer:
         self._conn.decoder.max_header_list_size = max_header_list_size
         self._conn.incoming_buffer.max_frame_size = max_frame_size
         self._conn.initiate_connection()
+        compact_header_tables(self._conn.encoder, self._conn.decoder)  # (1.3 KB less: compat/hpack.py)
         # h2 remembers the last 2**16 closed streams (to tell late frames from
         # errors); with sessions that churn through many short streams that is
         # megabytes per connection. Frames for a stream closed 4096 streams ago

@@ -1,0 +1,114 @@
+"""What an idle session and an idle channel keep (issue 17: memory per idle session).
+
+Thousands of idle sessions and channels are the case to keep small; these pin down the
+structure that keeps them small (shared empty inboxes, outboxes and parking lots), not
+byte counts, which ``bench/scale.py`` measures.
+"""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+import trio
+
+from libchan.engine import core, netstream, outbox, waiters
+from libchan.engine.netstream import NetStream
+from libchan.engine.outbox import Outbox
+from helpers import session_pair
+
+
+def _streams(session) -> list[NetStream]:
+    return list(session._core._streams)
+
+
+def _shares_empty_state(ns: NetStream) -> bool:
+    return (
+        ns.inbox is netstream._NO_ITEMS
+        and ns.outbox._chunks is outbox._NO_CHUNKS
+        and ns.recv_lot is waiters.NO_WAITERS
+    )
+
+
+def test_the_shared_empty_containers_refuse_items():
+    with pytest.raises(RuntimeError):
+        netstream._NO_ITEMS.append(("x", 1))
+    with pytest.raises(RuntimeError):
+        outbox._NO_CHUNKS.append(b"x")
+    assert not netstream._NO_ITEMS and not outbox._NO_CHUNKS
+
+
+def test_an_outbox_has_its_own_chunks_only_while_it_holds_bytes():
+    box = Outbox()
+    assert box._chunks is outbox._NO_CHUNKS
+    box.append(b"abc")
+    box.append(b"defg")
+    assert box._chunks is not outbox._NO_CHUNKS and len(box) == 7
+    assert bytes(box.take(2)) == b"ab"
+    assert bytes(box.take(5)) == b"cdefg"
+    assert box._chunks is outbox._NO_CHUNKS and len(box) == 0
+    box.append(b"x" * 100_000)
+    box.append(b"y" * 100_000)
+    assert b"".join(bytes(p) for p in box.take_parts(200_000)) == b"x" * 100_000 + b"y" * 100_000
+    assert box._chunks is outbox._NO_CHUNKS
+    box.append(b"z")
+    box.clear()
+    assert box._chunks is outbox._NO_CHUNKS and not box
+    assert outbox._NO_CHUNKS == outbox.deque()
+
+
+async def test_an_idle_sessions_streams_share_their_empty_state(tmp_path):
+    async with session_pair("tcp", tmp_path) as (cli, srv):
+        await trio.sleep(0.2)  # the parked requests are up
+        for session in (cli, srv):
+            streams = _streams(session)
+            assert len(streams) >= 2  # the control stream and the parked requests
+            assert all(_shares_empty_state(ns) for ns in streams), streams
+            assert session._core._accept_queue is core._NO_RECEIVERS
+        for link in (cli._core._own_link, *srv._core._links):
+            assert link._capacity_lot is link._drain_lot is link._read_lot is waiters.NO_WAITERS
+
+
+async def test_a_channel_that_carried_messages_goes_back_to_the_shared_state(tmp_path):
+    async with session_pair("tcp", tmp_path) as (cli, srv):
+        sender = await cli.open_sender()
+        receiver = await srv.accept_receiver()
+        for i in range(50):
+            await sender.send({"n": i, "pad": b"x" * 3000})
+        for i in range(50):
+            assert (await receiver.receive())["n"] == i
+        await sender.send(b"last")
+        assert await receiver.receive() == b"last"
+        await trio.sleep(0.05)
+        gc.collect()
+        ns_out = sender._ns
+        ns_in = receiver._ns
+        assert ns_in.inbox is netstream._NO_ITEMS
+        assert ns_out.outbox._chunks is outbox._NO_CHUNKS
+
+
+def _task_names(nursery) -> list[str]:
+    return sorted(t.name.rsplit(".", 1)[-1] for t in nursery.child_tasks)
+
+
+async def test_an_idle_session_runs_only_its_links_tasks(tmp_path):
+    # The expiry task runs only while a reference or a stream waits for its pair, the
+    # client's park manager only while its pool is short, and a server session made by
+    # its control request has no control watchdog: an idle session has none of them.
+    async with session_pair("tcp", tmp_path) as (cli, srv):
+        await trio.sleep(0.2)
+        assert _task_names(cli._core._nursery) == ["run"]  # its link
+        assert _task_names(srv._core._nursery) == []
+        # a link: a reader and a writer (the task running it ticks the keepalive), and
+        # on a server no handshake watchdog once the handshake is done
+        for link in (cli._core._own_link, *srv._core._links):
+            assert _task_names(link._nursery) == ["_reader", "_writer"]
+        # the pool refills after the server used parked requests
+        receivers = []
+        for _ in range(6):
+            sender = await srv.open_sender()
+            await sender.send(b"x")
+            receivers.append(await cli.accept_receiver())
+        await trio.sleep(0.2)
+        assert cli._core._parks_outstanding == cli._core.config.park_pool_size
+        assert _task_names(cli._core._nursery) == ["run"]

@@ -1,0 +1,127 @@
+"""h2 and hpack state kept smaller (compat/h2.py, compat/hpack.py): the same behaviour as
+their own objects.
+
+:class:`CompactSettings` keeps each setting's values in a short list where h2 uses a
+``deque`` (760 bytes each, about 9 KB per connection); it must answer every question
+h2 asks exactly as h2's ``Settings`` does, through a whole exchange of SETTINGS; hpack's
+dynamic tables, kept in a list instead of a ``deque``, must code the same bytes.
+"""
+
+from __future__ import annotations
+
+import collections
+
+import h2.settings
+import pytest
+
+from libchan.compat import h2 as compat
+from libchan.spdy_like.h2mux import H2Multiplexer
+
+C = h2.settings.SettingCodes
+
+
+def _view(settings: h2.settings.Settings) -> dict:
+    out = {}
+    for key in list(settings):
+        try:
+            out[key] = settings[key]
+        except KeyError:
+            out[key] = KeyError
+    return out
+
+
+def test_the_probe_accepts_this_h2():
+    assert compat.CompactSettings.usable()
+    assert type(compat.make_settings(True)) is compat.CompactSettings
+
+
+@pytest.mark.parametrize("client", [True, False])
+def test_compact_settings_answer_as_h2s_do(client):
+    initial = {C.INITIAL_WINDOW_SIZE: 1 << 20, C.MAX_CONCURRENT_STREAMS: 100, C.ENABLE_PUSH: 0}
+    plain = h2.settings.Settings(client=client, initial_values=initial)
+    compact = compat.CompactSettings(client=client, initial_values=initial)
+    assert not any(type(v) is collections.deque for v in compact._settings.values())
+
+    def same() -> None:
+        assert _view(plain) == _view(compact)
+        assert len(plain) == len(compact)
+        assert (plain.initial_window_size, plain.max_frame_size, plain.header_table_size) == (
+            compact.initial_window_size, compact.max_frame_size, compact.header_table_size)
+
+    same()
+    steps = [
+        {C.INITIAL_WINDOW_SIZE: 5000, C.MAX_HEADER_LIST_SIZE: 8000},  # a new key: KeyError until acked
+        {C.MAX_FRAME_SIZE: 32768},
+        {C.INITIAL_WINDOW_SIZE: 7000},
+    ]
+    for changes in steps:
+        plain.update(changes)
+        compact.update(changes)
+        same()
+    for _ in steps:
+        a, b = plain.acknowledge(), compact.acknowledge()
+        assert {k: (v.original_value, v.new_value) for k, v in a.items()} == {
+            k: (v.original_value, v.new_value) for k, v in b.items()}
+        same()
+    assert compact.acknowledge() == {}
+    del plain[C.MAX_HEADER_LIST_SIZE], compact[C.MAX_HEADER_LIST_SIZE]
+    same()
+    assert not any(type(v) is collections.deque for v in compact._settings.values())
+
+
+def _pump(a: H2Multiplexer, b: H2Multiplexer) -> None:
+    for _ in range(4):
+        out_a, out_b = a.data_to_send(), b.data_to_send()
+        if not out_a and not out_b:
+            return
+        if out_a:
+            b.receive_data(out_a)
+        if out_b:
+            a.receive_data(out_b)
+
+
+def test_a_multiplexer_pair_settles_its_settings_in_compact_objects():
+    client = H2Multiplexer(client_side=True, stream_window=300_000, max_concurrent_streams=50)
+    server = H2Multiplexer(client_side=False, stream_window=200_000, max_frame_size=65536)
+    _pump(client, server)
+    for mux in (client, server):
+        for settings in (mux._conn.local_settings, mux._conn.remote_settings):
+            assert type(settings) is compat.CompactSettings
+            assert all(len(v) == 1 for v in settings._settings.values())  # all acknowledged
+    assert client._conn.remote_settings.initial_window_size == 200_000
+    assert client._conn.remote_settings.max_frame_size == 65536
+    assert server._conn.remote_settings.initial_window_size == 300_000
+    assert server._conn.remote_settings.max_concurrent_streams == 50
+    assert client._conn.max_outbound_frame_size == 65536
+
+
+def test_compact_header_tables_code_as_hpacks_own():
+    # Many distinct headers (the 4096-byte tables evict), repeats (indexed), a table
+    # size change: the same bytes out, the same headers back, the same tables.
+    import random
+
+    import hpack
+
+    from libchan.compat.hpack import compact_header_tables
+
+    plain_enc, plain_dec = hpack.Encoder(), hpack.Decoder()
+    enc, dec = hpack.Encoder(), hpack.Decoder()
+    compact_header_tables(enc, dec)
+    assert type(enc.header_table.dynamic_entries) is not collections.deque
+    rng = random.Random(7)
+    for i in range(400):
+        headers = [(":path", f"/p/{rng.randrange(50)}"), (f"x-h{rng.randrange(80)}", "v" * rng.randrange(1, 120))]
+        if i == 200:
+            for e in (plain_enc, enc):
+                e.header_table_size = 1024
+        block = enc.encode(headers)
+        assert block == plain_enc.encode(headers)
+        assert dec.decode(block) == plain_dec.decode(block) == [(k, v) for k, v in headers]
+        assert list(enc.header_table.dynamic_entries) == list(plain_enc.header_table.dynamic_entries)
+        assert list(dec.header_table.dynamic_entries) == list(plain_dec.header_table.dynamic_entries)
+
+
+def test_a_multiplexers_header_tables_are_compact():
+    mux = H2Multiplexer(client_side=True)
+    for coder in (mux._conn.encoder, mux._conn.decoder):
+        assert type(coder.header_table.dynamic_entries) is not collections.deque
