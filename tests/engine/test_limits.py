@@ -13,6 +13,7 @@ import cbor2
 import h2.events
 import pytest
 import trio
+import trio.testing
 
 import libchan
 from libchan.messages.framing import encode_frame
@@ -689,7 +690,7 @@ async def test_limit_unclaimed_stream_that_completed_waits_for_its_reference(tmp
 
 
 @pytest.mark.fast_paths  # (a waiting task reads the connection itself only on the fast paths)
-async def test_limit_go_profile_waiting_reader_does_not_read_past_the_pause(tmp_path):
+async def test_limit_go_profile_waiting_reader_does_not_read_past_the_pause(tmp_path, monkeypatch):
     """Go profile (no flow control): while one stream holds more than its window unread,
     the connection is not read -- neither by its reader task nor by an application task
     waiting for another stream (which otherwise reads the connection itself): what the
@@ -704,21 +705,30 @@ async def test_limit_go_profile_waiting_reader_does_not_read_past_the_pause(tmp_
             unread = await srv.accept_receiver()  # (never read past here)
             waiting = await srv.accept_receiver()
             assert await unread.receive() == "first" and await waiting.receive() == "first"
+            link = unread._ns.link
+            paused_reads = []
+            read_for = type(link).read_for
+
+            async def counting_read_for(self, ns):
+                if self is link and link.streams_over:
+                    paused_reads.append(unread._ns.held)
+                await read_for(self, ns)
+
+            monkeypatch.setattr(type(link), "read_for", counting_read_for)
             got = []
 
             async def wait_for_other() -> None:
                 got.append(await waiting.receive())
 
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(wait_for_other)
-                sent = 0
                 with trio.move_on_after(1):  # until TCP's buffers are full
                     while True:
                         await flood.send(b"x" * 1000)
-                        sent += 1
-                bound = 65535 + 256 * 1024 + 2000  # the window, one read, one message
-                assert sent * 1000 > 2 * bound, "the sender never got far"
+                assert link.streams_over  # (it did hold past its window: reading paused)
+                nursery.start_soon(wait_for_other)  # a task that waits, and would read
+                await trio.testing.wait_all_tasks_blocked(0.05)
+                assert paused_reads == []  # it did not read while paused
                 held = unread._ns.held
-                assert held <= bound, held
-                assert got == []  # (its message, if sent now, would wait behind the flood)
+                assert held <= 65535 + 256 * 1024 + 2000, held  # the window, one read, one message
+                assert got == []
                 nursery.cancel_scope.cancel()
