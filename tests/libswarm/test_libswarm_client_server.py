@@ -236,3 +236,48 @@ async def test_server_stop_answers_a_caller_outside():
 async def _cancel_later(scope):
     await trio.sleep(0.05)
     scope.cancel()
+
+
+async def test_fresh_handle_answers_the_first_plain_get_only():
+    """``Server.fresh_handle``: the first request, when it is ``Get()``, gets the state given;
+    every later request (and a first one that is not a plain ``Get()``) goes to the handler,
+    and the handle is bound to the identity like any handle an answer gives out."""
+    asked = []
+
+    async def get(req):
+        asked.append((tuple(req.args), req.identity))
+        await req.set("live")
+
+    alice = libswarm.Identity(transport="unix", uid=1000)
+    srv = libswarm.Server().on(Verb.Get, get)
+    async with srv:
+        c = libswarm.Client(srv.fresh_handle(alice, "looked up"))
+        assert await c.get() == "looked up"
+        assert asked == []
+        assert await c.get() == "live"
+        assert asked == [((), alice)]
+        asked.clear()
+        c2 = libswarm.Client(srv.fresh_handle(alice, "looked up"))
+        assert await c2.get("stats") == "live"  # not a plain Get(): the state is dropped
+        assert await c2.get() == "live"
+        assert [a for a, _ in asked] == [("stats",), ()]
+
+
+async def test_dockerclient_demux_merges_what_has_arrived():
+    """Consecutive frames of one stream in what has arrived come out as one payload; a
+    frame cut across reads waits for its end; the order of stdout and stderr is kept."""
+    from libswarm.backends.dockerclient import demux
+
+    def frame(kind, data):
+        return bytes([kind, 0, 0, 0]) + len(data).to_bytes(4, "big") + data
+
+    reads = [frame(1, b"a\n") + frame(1, b"b\n") + frame(2, b"e\n") + frame(1, b"c\n")[:5],
+             frame(1, b"c\n")[5:] + frame(1, b"") + frame(1, b"d\n"), frame(2, b"f\n")]
+
+    async def chunks():
+        for r in reads:
+            yield r
+
+    got = [x async for x in demux(chunks(), tty=False)]
+    assert got == [("stdout", b"a\nb\n"), ("stderr", b"e\n"), ("stdout", b"c\nd\n"), ("stderr", b"f\n")]
+    assert b"".join(p for t, p in got if t == "stdout") == b"a\nb\nc\nd\n"
