@@ -7,7 +7,8 @@ certificate against ``--tlscacert``, client certificate from ``--tlscert/--tlske
 
 The API version is negotiated once: ``GET /_ping``, the engine's ``API-Version`` header
 (its current version), then every path is ``/v<version>/...``. HTTP is h11 over trio,
-one connection per request (attach and event streams hold theirs).
+one connection per request (attach and event streams hold theirs), except that a ``GET``
+read in full leaves its connection for the next ``GET``.
 
 The engine (the service's input) answers:
 
@@ -104,7 +105,10 @@ class EngineError(RemoteError):
 
 
 class _HTTP:
-    """A tiny h11 client: one connection per request."""
+    """A tiny h11 client: one connection per request, except that a ``GET`` answered in
+    full leaves its connection open for the next ``GET`` (at most :data:`MAX_IDLE` kept)."""
+
+    MAX_IDLE = 4
 
     def __init__(self, url: str, ssl_context: ssl.SSLContext | None, client_cert: bool = False) -> None:
         self.scheme, self.host, self.port = parse_url(url)
@@ -114,6 +118,7 @@ class _HTTP:
             self.ssl_context = ssl.create_default_context()
         self.prefix: str | None = None
         self._lock = trio.Lock()
+        self._idle: list[tuple[trio.abc.Stream, h11.Connection]] = []
 
     async def connect(self) -> trio.abc.Stream:
         try:
@@ -267,9 +272,58 @@ class _HTTP:
 
     async def request(self, method: str, path: str, query: dict[str, Any] | None = None, body: Any = None,
                       versioned: bool = True) -> tuple[int, dict[str, str], bytes]:
+        if method == "GET" and body is None:
+            return await self._get(await self.target(path, query, versioned), path)
         async with self.open(method, path, query, body, versioned) as (status, headers, chunks):
             data = b"".join([c async for c in chunks])
         return status, headers, data
+
+    async def _get(self, target: str, path: str) -> tuple[int, dict[str, str], bytes]:
+        """``GET target`` on a kept connection if there is one (a new one otherwise), read in
+        full; the connection is kept for the next when both sides may go on. A kept connection
+        the engine has closed meanwhile (no answer at all on it) is dropped and the request
+        made again: a GET changes nothing."""
+        while True:
+            reused = bool(self._idle)
+            stream, conn = self._idle.pop() if reused else (await self.connect(), h11.Connection(h11.CLIENT))
+            keep = False
+            try:
+                try:
+                    await self._send_request(conn, stream, "GET", target, None, [])
+                except (*_GONE, ssl.SSLError, OSError, h11.ProtocolError) as exc:
+                    if reused:
+                        continue
+                    raise RemoteError(f"Docker engine at {self._url()}: GET {path}: {self._why(exc)}") from None
+                if reused:
+                    try:
+                        response = await self._next(conn, stream, strict=True)
+                    except (*_GONE, ssl.SSLError, OSError, h11.ProtocolError):
+                        continue
+                else:
+                    response = await self._response(conn, stream, f"GET {path}")
+                if not isinstance(response, h11.Response):
+                    if reused:
+                        continue
+                    raise RemoteError(f"Docker engine at {self._url()}: GET {path}: no response")
+                headers = {k.decode().lower(): v.decode("latin-1") for k, v in response.headers}
+                parts = []
+                while True:
+                    try:
+                        ev = await self._next(conn, stream)
+                    except h11.ProtocolError:
+                        break
+                    if not isinstance(ev, h11.Data):
+                        break
+                    parts.append(ev.data)
+                keep = (isinstance(ev, h11.EndOfMessage) and conn.our_state is h11.DONE
+                        and conn.their_state is h11.DONE and len(self._idle) < self.MAX_IDLE)
+                if keep:
+                    conn.start_next_cycle()
+                    self._idle.append((stream, conn))
+                return response.status_code, headers, b"".join(parts)
+            finally:
+                if not keep:
+                    await _close_quietly(stream)
 
     async def call(self, method: str, path: str, query: dict[str, Any] | None = None, body: Any = None,
                    ok: tuple[int, ...] = (200, 201, 204)) -> tuple[int, bytes]:

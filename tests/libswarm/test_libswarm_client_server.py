@@ -281,3 +281,54 @@ async def test_dockerclient_demux_merges_what_has_arrived():
     got = [x async for x in demux(chunks(), tty=False)]
     assert got == [("stdout", b"a\nb\n"), ("stderr", b"e\n"), ("stdout", b"c\nd\n"), ("stderr", b"f\n")]
     assert b"".join(p for t, p in got if t == "stdout") == b"a\nb\nc\nd\n"
+
+
+async def test_dockerclient_keeps_a_get_connection_and_survives_its_close(tmp_path):
+    """dockerclient's HTTP: a GET answered in full leaves its connection for the next GET;
+    a kept connection the engine closed meanwhile is dropped and the GET made on a new one;
+    other requests still get a connection of their own."""
+    from libswarm.backends.dockerclient import _HTTP
+
+    sock = str(tmp_path / "engine.sock")
+    accepted = 0
+    close_after_one = True
+
+    async def handle(stream):
+        nonlocal accepted
+        accepted += 1
+        buf = b""
+        async with stream:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    data = await stream.receive_some(65536)
+                    if not data:
+                        return
+                    buf += data
+                head, _, buf = buf.partition(b"\r\n\r\n")
+                line = head.split(b"\r\n", 1)[0].decode()
+                body = json.dumps({"seen": line, "connection": accepted}).encode()
+                await stream.send_all(b"HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Type: application/json\r\n"
+                                      b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+                if close_after_one or b"Connection: close" in head:
+                    return
+
+    listener_sock = trio.socket.socket(trio.socket.AF_UNIX)
+    await listener_sock.bind(sock)
+    listener_sock.listen(16)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.serve_listeners, handle, [trio.SocketListener(listener_sock)])
+        http = _HTTP(f"unix://{sock}", None)
+        status, _, first = await http.request("GET", "/containers/a/json")  # pings first: /_ping, then this
+        assert status == 200 and json.loads(first)["seen"] == "GET /v1.41/containers/a/json HTTP/1.1"
+        assert accepted == 2
+        # the engine closed both after one answer: the kept one is dropped, the GET made again
+        status, _, again = await http.request("GET", "/containers/a/json")
+        assert status == 200 and json.loads(again)["connection"] == 3
+        close_after_one = False
+        await http.request("GET", "/containers/b/json")
+        for _ in range(3):
+            _, _, data = await http.request("GET", "/containers/c/json")
+        assert json.loads(data)["connection"] == 4 and accepted == 4  # one connection for all four
+        status, _, data = await http.request("POST", "/containers/c/start")
+        assert accepted == 5  # not on the kept connection
+        nursery.cancel_scope.cancel()
