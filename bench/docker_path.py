@@ -71,12 +71,20 @@ def time_once(argv: list[str]) -> float:
     t0 = time.perf_counter()
     p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV)
     watchdog = threading.Timer(60, p.kill)
+    watchdog.daemon = True
     watchdog.start()
     assert p.stderr is not None
-    err = p.stderr.read()  # EOF when the process exits (nothing much is written there)
-    code = p.wait()
-    dt = time.perf_counter() - t0
-    watchdog.cancel()
+    try:
+        err = p.stderr.read()  # EOF when the process exits (nothing much is written there)
+        code = p.wait()
+        dt = time.perf_counter() - t0
+    except BaseException:  # Ctrl-C, SIGTERM: the CLI goes too
+        p.kill()
+        p.wait()
+        raise
+    finally:
+        watchdog.cancel()
+        p.stderr.close()
     if code != 0:
         raise SystemExit(f"docker_path.py: {' '.join(argv)} exited {code}: {err.decode(errors='replace').strip()}")
     return dt
