@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import functools
 import json
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Awaitable, Callable, Iterable, Union
@@ -146,6 +147,11 @@ def _text(exc: BaseException) -> str:
     if isinstance(exc, RemoteError):
         return exc.text
     return str(exc) or type(exc).__name__
+
+
+async def _answer_fresh(state: Arg, req: Request) -> None:
+    """The first ``Get()`` on a :meth:`Server.fresh_handle`: the state the lookup read."""
+    await req.set(state)
 
 
 async def not_implemented(req: Request) -> None:
@@ -319,12 +325,25 @@ class Server:
         self.nursery.start_soon(self._serve, r, identity)
         return s
 
+    def fresh_handle(self, identity: Identity | None, state: Arg) -> libchan.PipeSender:
+        """A handle as an answer gives out (bound to ``identity``) whose first request, when
+        it is a plain ``Get()``, is answered ``Set(state)`` without calling the handler.
+
+        For a lookup that has just read the object's state (``Attach(name)`` after asking
+        its engine): the usual next question is answered without asking again, with a
+        value no older than the lookup. Any other first request drops ``state``; later
+        requests are handled as on any handle (server must be running).
+        """
+        s, r = libchan.pipe()
+        self.nursery.start_soon(self._serve, r, identity, state)
+        return s
+
     async def serve(self, receiver: trio.abc.ReceiveChannel[Any]) -> None:
         """Handle every message of ``receiver`` until it ends or breaks, then wait for the
         requests still in progress. Closes ``receiver`` when done."""
         await self._serve(receiver, _UNBOUND)
 
-    async def _serve(self, receiver: trio.abc.ReceiveChannel[Any], bound: object) -> None:
+    async def _serve(self, receiver: trio.abc.ReceiveChannel[Any], bound: object, fresh: Any = _UNBOUND) -> None:
         try:
             async with trio.open_nursery() as nursery:
                 while True:
@@ -338,13 +357,14 @@ class Server:
                         break
                     token = object()
                     await self._limiter.acquire_on_behalf_of(token)
-                    nursery.start_soon(self._run_one, raw, token, bound)
+                    nursery.start_soon(self._run_one, raw, token, bound, fresh)
+                    fresh = _UNBOUND
         finally:
             await _close_quietly(receiver)
 
-    async def _run_one(self, raw: Any, token: object, bound: object) -> None:
+    async def _run_one(self, raw: Any, token: object, bound: object, fresh: Any) -> None:
         try:
-            await self._dispatch(raw, bound)
+            await self._dispatch(raw, bound, fresh)
         finally:
             self._limiter.release_on_behalf_of(token)
 
@@ -352,7 +372,7 @@ class Server:
         """Handle one message (a wire map or a :class:`Message`) in the calling task."""
         await self._dispatch(raw, _UNBOUND)
 
-    async def _dispatch(self, raw: Any, bound: object) -> None:
+    async def _dispatch(self, raw: Any, bound: object, fresh: Any = _UNBOUND) -> None:
         try:
             msg = Message.from_wire(raw)
         except MessageError as exc:
@@ -370,6 +390,8 @@ class Server:
             msg = msg.replace(identity=bound)
         req = Request(msg, self)
         handler = self._handlers.get(msg.verb) or self._catchall or not_implemented
+        if fresh is not _UNBOUND and msg.verb == Verb.Get and not msg.args:
+            handler = functools.partial(_answer_fresh, fresh)
         caller = _CALLER.set(msg.identity)
         try:
             await handler(req)

@@ -7,7 +7,8 @@ certificate against ``--tlscacert``, client certificate from ``--tlscert/--tlske
 
 The API version is negotiated once: ``GET /_ping``, the engine's ``API-Version`` header
 (its current version), then every path is ``/v<version>/...``. HTTP is h11 over trio,
-one connection per request (attach and event streams hold theirs).
+one connection per request (attach and event streams hold theirs), except that a ``GET``
+read in full leaves its connection for the next ``GET``.
 
 The engine (the service's input) answers:
 
@@ -17,7 +18,9 @@ The engine (the service's input) answers:
   the image is pulled once (``POST /images/create``, errors in the progress stream
   are reported) and the create retried; an image that exists is never pulled;
 * ``Attach("")`` -> ``Ack(ret=engine)``; ``Attach(ref)`` -> ``Ack(ret=container)``
-  (``GET /containers/ref/json``; a 404 is ``Error("No such container: ref")``);
+  (``GET /containers/ref/json``; a 404 is ``Error("No such container: ref")``); when the
+  first request on that handle is ``Get()``, the inspect of the lookup answers it
+  (:meth:`Server.fresh_handle`: ``docker inspect`` costs the engine one request, not two);
 * ``Get()`` -> the engine's ``/info`` JSON; ``Get("version")`` -> its ``/version`` JSON;
   ``Get("containers")`` -> ``GET /containers/json?all=1`` (spec/LIBSWARM.md 6.8);
   ``Get("networks")``, ``Get("network", REF)``, ``Get("volumes")``, ``Get("volume", NAME)``
@@ -102,7 +105,10 @@ class EngineError(RemoteError):
 
 
 class _HTTP:
-    """A tiny h11 client: one connection per request."""
+    """A tiny h11 client: one connection per request, except that a ``GET`` answered in
+    full leaves its connection open for the next ``GET`` (at most :data:`MAX_IDLE` kept)."""
+
+    MAX_IDLE = 4
 
     def __init__(self, url: str, ssl_context: ssl.SSLContext | None, client_cert: bool = False) -> None:
         self.scheme, self.host, self.port = parse_url(url)
@@ -112,6 +118,7 @@ class _HTTP:
             self.ssl_context = ssl.create_default_context()
         self.prefix: str | None = None
         self._lock = trio.Lock()
+        self._idle: list[tuple[trio.abc.Stream, h11.Connection]] = []
 
     async def connect(self) -> trio.abc.Stream:
         try:
@@ -167,16 +174,20 @@ class _HTTP:
             return self.prefix
 
     async def _send_request(self, conn: h11.Connection, stream: trio.abc.Stream, method: str, target: str,
-                            body: bytes | None, extra: list[tuple[str, str]]) -> None:
+                            body: bytes | None, extra: list[tuple[str, str]], http10: bool = False) -> None:
         headers = [("Host", "docker"), ("User-Agent", "libswarm-dockerclient")] + extra
         if body is not None:
             headers += [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
         elif method in ("POST", "PUT"):
             headers.append(("Content-Length", "0"))
-        await stream.send_all(conn.send(h11.Request(method=method, target=target, headers=headers)))
+        out = conn.send(h11.Request(method=method, target=target, headers=headers)) or b""
+        if http10:  # h11 only writes HTTP/1.1 (but reads a 1.0 answer): the request line says 1.0
+            assert body is None, "an HTTP/1.0 request here has no body"
+            out = out.replace(b" HTTP/1.1\r\n", b" HTTP/1.0\r\n", 1)
         if body:
-            await stream.send_all(conn.send(h11.Data(data=body)))
-        await stream.send_all(conn.send(h11.EndOfMessage()))
+            out += conn.send(h11.Data(data=body)) or b""
+        out += conn.send(h11.EndOfMessage()) or b""
+        await stream.send_all(out)  # one write: head and body
 
     @staticmethod
     async def _next(conn: h11.Connection, stream: trio.abc.Stream, strict: bool = False) -> Any:
@@ -210,15 +221,20 @@ class _HTTP:
 
     @asynccontextmanager
     async def open(self, method: str, path: str, query: dict[str, Any] | None = None, body: Any = None,
-                   versioned: bool = True) -> AsyncIterator[tuple[int, dict[str, str], Any]]:
-        """Send a request; yield ``(status, headers, chunks)``: ``chunks`` iterates the body."""
+                   versioned: bool = True, http10: bool = False) -> AsyncIterator[tuple[int, dict[str, str], Any]]:
+        """Send a request; yield ``(status, headers, chunks)``: ``chunks`` iterates the body.
+
+        ``http10``: ask in HTTP/1.0, so that a streamed body comes as it is, ended by the
+        close, rather than chunked: the engine sends each log frame as a chunk of its own,
+        and decoding hundreds of chunks cost ``docker logs`` more than the rest of its way.
+        """
         target = await self.target(path, query, versioned)
         raw = json.dumps(body).encode() if body is not None and not isinstance(body, bytes) else body
         stream = await self.connect()
         conn = h11.Connection(h11.CLIENT)
         try:
             try:
-                await self._send_request(conn, stream, method, target, raw, [("Connection", "close")])
+                await self._send_request(conn, stream, method, target, raw, [("Connection", "close")], http10)
             except (*_GONE, ssl.SSLError, OSError, h11.ProtocolError) as exc:
                 raise RemoteError(f"Docker engine at {self._url()}: {method} {path}: {self._why(exc)}") from None
             response = await self._response(conn, stream, f"{method} {path}")
@@ -227,14 +243,27 @@ class _HTTP:
             headers = {k.decode().lower(): v.decode("latin-1") for k, v in response.headers}
 
             async def chunks() -> AsyncIterator[bytes]:
+                # Every Data event already buffered comes out as one piece: the engine
+                # writes a chunk per log frame, and a piece per chunk cost a message each
+                # further down (``docker logs``).
                 while True:
                     try:
                         ev = await self._next(conn, stream)
                     except h11.ProtocolError:
                         return
-                    if isinstance(ev, h11.Data):
-                        yield bytes(ev.data)
-                    else:
+                    if not isinstance(ev, h11.Data):
+                        return
+                    parts = [ev.data]
+                    while True:
+                        try:
+                            ev = conn.next_event()
+                        except h11.ProtocolError:
+                            ev = None
+                        if not isinstance(ev, h11.Data):
+                            break
+                        parts.append(ev.data)
+                    yield b"".join(parts)
+                    if ev is not h11.NEED_DATA:
                         return
 
             yield response.status_code, headers, chunks()
@@ -243,9 +272,58 @@ class _HTTP:
 
     async def request(self, method: str, path: str, query: dict[str, Any] | None = None, body: Any = None,
                       versioned: bool = True) -> tuple[int, dict[str, str], bytes]:
+        if method == "GET" and body is None:
+            return await self._get(await self.target(path, query, versioned), path)
         async with self.open(method, path, query, body, versioned) as (status, headers, chunks):
             data = b"".join([c async for c in chunks])
         return status, headers, data
+
+    async def _get(self, target: str, path: str) -> tuple[int, dict[str, str], bytes]:
+        """``GET target`` on a kept connection if there is one (a new one otherwise), read in
+        full; the connection is kept for the next when both sides may go on. A kept connection
+        the engine has closed meanwhile (no answer at all on it) is dropped and the request
+        made again: a GET changes nothing."""
+        while True:
+            reused = bool(self._idle)
+            stream, conn = self._idle.pop() if reused else (await self.connect(), h11.Connection(h11.CLIENT))
+            keep = False
+            try:
+                try:
+                    await self._send_request(conn, stream, "GET", target, None, [])
+                except (*_GONE, ssl.SSLError, OSError, h11.ProtocolError) as exc:
+                    if reused:
+                        continue
+                    raise RemoteError(f"Docker engine at {self._url()}: GET {path}: {self._why(exc)}") from None
+                if reused:
+                    try:
+                        response = await self._next(conn, stream, strict=True)
+                    except (*_GONE, ssl.SSLError, OSError, h11.ProtocolError):
+                        continue
+                else:
+                    response = await self._response(conn, stream, f"GET {path}")
+                if not isinstance(response, h11.Response):
+                    if reused:
+                        continue
+                    raise RemoteError(f"Docker engine at {self._url()}: GET {path}: no response")
+                headers = {k.decode().lower(): v.decode("latin-1") for k, v in response.headers}
+                parts = []
+                while True:
+                    try:
+                        ev = await self._next(conn, stream)
+                    except h11.ProtocolError:
+                        break
+                    if not isinstance(ev, h11.Data):
+                        break
+                    parts.append(ev.data)
+                keep = (isinstance(ev, h11.EndOfMessage) and conn.our_state is h11.DONE
+                        and conn.their_state is h11.DONE and len(self._idle) < self.MAX_IDLE)
+                if keep:
+                    conn.start_next_cycle()
+                    self._idle.append((stream, conn))
+                return response.status_code, headers, b"".join(parts)
+            finally:
+                if not keep:
+                    await _close_quietly(stream)
 
     async def call(self, method: str, path: str, query: dict[str, Any] | None = None, body: Any = None,
                    ok: tuple[int, ...] = (200, 201, 204)) -> tuple[int, bytes]:
@@ -311,21 +389,41 @@ def _message(body: bytes, status: int) -> str:
 
 
 async def demux(chunks: AsyncIterator[bytes], tty: bool) -> AsyncIterator[tuple[str, bytes]]:
-    """Docker's multiplexed stream (or a raw TTY stream) -> ``(tag, payload)``."""
+    """Docker's multiplexed stream (or a raw TTY stream) -> ``(tag, payload)``.
+
+    The frames of one stream that follow each other in what has arrived so far come out as
+    one payload: the engine frames its logs line by line, and a message per line through
+    the chain cost ``docker logs`` far more than the bytes (nothing waits for more input
+    to merge, so a live stream is not delayed).
+    """
     if tty:
         async for c in chunks:
             yield "stdout", c
         return
     buf = b""
     async for c in chunks:
-        buf += c
-        while len(buf) >= 8:
-            kind, size = struct.unpack(">BxxxL", buf[:8])
-            if len(buf) < 8 + size:
+        buf = buf + c if buf else c
+        pos, end = 0, len(buf)
+        tag = ""
+        run: list[bytes] = []
+        while end - pos >= 8:
+            kind, size = _FRAME_HEAD.unpack_from(buf, pos)
+            if end - pos - 8 < size:
                 break
-            payload, buf = buf[8:8 + size], buf[8 + size:]
-            if payload:
-                yield ("stderr" if kind == 2 else "stdout"), payload
+            payload_tag = "stderr" if kind == 2 else "stdout"
+            if size:
+                if payload_tag != tag and run:
+                    yield tag, b"".join(run)
+                    run = []
+                tag = payload_tag
+                run.append(buf[pos + 8:pos + 8 + size])
+            pos += 8 + size
+        if run:
+            yield tag, b"".join(run)
+        buf = buf[pos:]
+
+
+_FRAME_HEAD = struct.Struct(">BxxxL")
 
 
 async def _stream_chunks(stream: trio.abc.Stream, first: bytes) -> AsyncIterator[bytes]:
@@ -493,14 +591,21 @@ class DockerClient(Service):
             raise EngineError(404, f"No such container: {name}")
         if status != 200:
             raise EngineError(status, _message(data, status))
-        await req.ack(await self._container(json.loads(data)["Id"]))
+        inspected = json.loads(data)
+        obj = await self._object(inspected["Id"])
+        obj.learn(inspected)
+        # the inspect just read answers the handle's first Get() (docker inspect, logs)
+        await req.ack(obj.server.fresh_handle(req.identity, data.decode()))
 
-    async def _container(self, cid: str) -> Server:
+    async def _object(self, cid: str) -> "_Container":
         obj = self._objects.get(cid)  # one object per container, as long as the service runs
         if obj is None:
             obj = self._objects[cid] = _Container(self.http, cid)
             await self.server.nursery.start(obj.server.run)
-        return obj.server
+        return obj
+
+    async def _container(self, cid: str) -> Server:
+        return (await self._object(cid)).server
 
 
 class _Container:
@@ -513,14 +618,21 @@ class _Container:
         self.server.on_get(self._get).on_start(self._start).on_stop(self._stop)
         self.server.on_attach(self._attach).on_watch(self._watch).on_ls(self._ls).on_spawn(self._exec)
         self.server.on(Verb.Set, self._set)
+        self.tty: bool | None = None
+        """``Config.Tty`` once an inspect said it (it never changes for a container)."""
 
     @property
     def path(self) -> str:
         return f"/containers/{self.id}"
 
+    def learn(self, inspected: dict[str, Any]) -> None:
+        """Keep what never changes from an inspect of this container."""
+        self.tty = bool((inspected.get("Config") or {}).get("Tty"))
+
     async def _inspect(self) -> dict[str, Any]:
         _, data = await self.http.call("GET", self.path + "/json")
         inspected: dict[str, Any] = json.loads(data)
+        self.learn(inspected)
         return inspected
 
     async def _ls(self, *args: Any) -> list[str]:
@@ -540,9 +652,9 @@ class _Container:
             return data.decode()
         if tag not in ("stdout", "stderr"):
             raise RemoteError(f"unknown field: {tag!r}")
-        tty = bool((await self._inspect()).get("Config", {}).get("Tty"))
+        tty = self.tty if self.tty is not None else bool((await self._inspect()).get("Config", {}).get("Tty"))
         out = b""
-        async with self.http.open("GET", self.path + "/logs", {tag: 1}) as (status, _, chunks):
+        async with self.http.open("GET", self.path + "/logs", {tag: 1}, http10=True) as (status, _, chunks):
             if status != 200:
                 raise EngineError(status, _message(b"".join([c async for c in chunks]), status))
             async for t, data in demux(chunks, tty):
@@ -587,14 +699,16 @@ class _Container:
 
     async def _attach(self, name: str, req: Request) -> None:
         words = {a.decode() if isinstance(a, bytes) else str(a) for a in req.args[1:]}
-        data = await self._inspect()
-        tty = bool((data.get("Config") or {}).get("Tty"))
-        status = (data.get("State") or {}).get("Status")
-        exited = status in ("exited", "dead")
+        opts = {k: v for k, _, v in (w.partition("=") for w in words)}
+        if "next" not in words and {"logs", "nostdin"} <= words and "nostream" in opts and self.tty is not None:
+            tty, exited = self.tty, False  # docker logs without --follow: only Tty matters, known
+        else:
+            data = await self._inspect()
+            tty = bool((data.get("Config") or {}).get("Tty"))
+            exited = (data.get("State") or {}).get("Status") in ("exited", "dead")
         if "next" not in words and (exited or {"logs", "nostdin"} <= words):
             # logs (docker logs: GET /logs with the log words), and an attach to an exited
             # container without "next": its replay (with "logs") and the end
-            opts = {k: v for k, _, v in (w.partition("=") for w in words)}
             query = {"stdout": 1, "stderr": 1, "follow": None if exited or "nostream" in opts else 1,
                      "timestamps": 1 if "timestamps" in opts else None, "tail": opts.get("tail") or None,
                      "since": opts.get("since") or None, "until": opts.get("until") or None}
@@ -603,7 +717,7 @@ class _Container:
                 await req.ack(s)
                 await r.aclose()
                 return
-            async with self.http.open("GET", self.path + "/logs", query) as (st, _, chunks):
+            async with self.http.open("GET", self.path + "/logs", query, http10=True) as (st, _, chunks):
                 if st != 200:
                     raise EngineError(st, _message(b"".join([c async for c in chunks]), st))
                 await req.ack(s)

@@ -236,3 +236,99 @@ async def test_server_stop_answers_a_caller_outside():
 async def _cancel_later(scope):
     await trio.sleep(0.05)
     scope.cancel()
+
+
+async def test_fresh_handle_answers_the_first_plain_get_only():
+    """``Server.fresh_handle``: the first request, when it is ``Get()``, gets the state given;
+    every later request (and a first one that is not a plain ``Get()``) goes to the handler,
+    and the handle is bound to the identity like any handle an answer gives out."""
+    asked = []
+
+    async def get(req):
+        asked.append((tuple(req.args), req.identity))
+        await req.set("live")
+
+    alice = libswarm.Identity(transport="unix", uid=1000)
+    srv = libswarm.Server().on(Verb.Get, get)
+    async with srv:
+        c = libswarm.Client(srv.fresh_handle(alice, "looked up"))
+        assert await c.get() == "looked up"
+        assert asked == []
+        assert await c.get() == "live"
+        assert asked == [((), alice)]
+        asked.clear()
+        c2 = libswarm.Client(srv.fresh_handle(alice, "looked up"))
+        assert await c2.get("stats") == "live"  # not a plain Get(): the state is dropped
+        assert await c2.get() == "live"
+        assert [a for a, _ in asked] == [("stats",), ()]
+
+
+async def test_dockerclient_demux_merges_what_has_arrived():
+    """Consecutive frames of one stream in what has arrived come out as one payload; a
+    frame cut across reads waits for its end; the order of stdout and stderr is kept."""
+    from libswarm.backends.dockerclient import demux
+
+    def frame(kind, data):
+        return bytes([kind, 0, 0, 0]) + len(data).to_bytes(4, "big") + data
+
+    reads = [frame(1, b"a\n") + frame(1, b"b\n") + frame(2, b"e\n") + frame(1, b"c\n")[:5],
+             frame(1, b"c\n")[5:] + frame(1, b"") + frame(1, b"d\n"), frame(2, b"f\n")]
+
+    async def chunks():
+        for r in reads:
+            yield r
+
+    got = [x async for x in demux(chunks(), tty=False)]
+    assert got == [("stdout", b"a\nb\n"), ("stderr", b"e\n"), ("stdout", b"c\nd\n"), ("stderr", b"f\n")]
+    assert b"".join(p for t, p in got if t == "stdout") == b"a\nb\nc\nd\n"
+
+
+async def test_dockerclient_keeps_a_get_connection_and_survives_its_close(tmp_path):
+    """dockerclient's HTTP: a GET answered in full leaves its connection for the next GET;
+    a kept connection the engine closed meanwhile is dropped and the GET made on a new one;
+    other requests still get a connection of their own."""
+    from libswarm.backends.dockerclient import _HTTP
+
+    sock = str(tmp_path / "engine.sock")
+    accepted = 0
+    close_after_one = True
+
+    async def handle(stream):
+        nonlocal accepted
+        accepted += 1
+        buf = b""
+        async with stream:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    data = await stream.receive_some(65536)
+                    if not data:
+                        return
+                    buf += data
+                head, _, buf = buf.partition(b"\r\n\r\n")
+                line = head.split(b"\r\n", 1)[0].decode()
+                body = json.dumps({"seen": line, "connection": accepted}).encode()
+                await stream.send_all(b"HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Type: application/json\r\n"
+                                      b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+                if close_after_one or b"Connection: close" in head:
+                    return
+
+    listener_sock = trio.socket.socket(trio.socket.AF_UNIX)
+    await listener_sock.bind(sock)
+    listener_sock.listen(16)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.serve_listeners, handle, [trio.SocketListener(listener_sock)])
+        http = _HTTP(f"unix://{sock}", None)
+        status, _, first = await http.request("GET", "/containers/a/json")  # pings first: /_ping, then this
+        assert status == 200 and json.loads(first)["seen"] == "GET /v1.41/containers/a/json HTTP/1.1"
+        assert accepted == 2
+        # the engine closed both after one answer: the kept one is dropped, the GET made again
+        status, _, again = await http.request("GET", "/containers/a/json")
+        assert status == 200 and json.loads(again)["connection"] == 3
+        close_after_one = False
+        await http.request("GET", "/containers/b/json")
+        for _ in range(3):
+            _, _, data = await http.request("GET", "/containers/c/json")
+        assert json.loads(data)["connection"] == 4 and accepted == 4  # one connection for all four
+        status, _, data = await http.request("POST", "/containers/c/start")
+        assert accepted == 5  # not on the kept connection
+        nursery.cancel_scope.cancel()

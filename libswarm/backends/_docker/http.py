@@ -91,8 +91,10 @@ class HTTPConnection:
                 continue
             return event
 
-    async def send(self, event: h11.Event) -> None:
-        data = self.h11.send(event)
+    async def send(self, *events: h11.Event) -> None:
+        """Send ``events`` in one write (a head and its body in two, the client would wake
+        for the head alone and wait again for the body)."""
+        data = b"".join([self.h11.send(event) or b"" for event in events])
         if data:
             await self.stream.send_all(data)
 
@@ -127,10 +129,11 @@ class Response:
         headers = self._headers(content_type if body or content_type else None, extra)
         if status not in (204, 304):
             headers.append(("Content-Length", str(len(body))))
-        await self.conn.send(h11.Response(status_code=status, headers=headers))
+        events: list[h11.Event] = [h11.Response(status_code=status, headers=headers)]
         if body and not self.head and status not in (204, 304):
-            await self.conn.send(h11.Data(data=body))
-        await self.conn.send(h11.EndOfMessage())
+            events.append(h11.Data(data=body))
+        events.append(h11.EndOfMessage())
+        await self.conn.send(*events)
 
     async def json(self, status: int, obj: Any) -> None:
         await self.send(status, (json.dumps(obj) + "\n").encode(), "application/json")
