@@ -307,9 +307,11 @@ async def test_dockerclient_keeps_a_get_connection_and_survives_its_close(tmp_pa
                 head, _, buf = buf.partition(b"\r\n\r\n")
                 line = head.split(b"\r\n", 1)[0].decode()
                 body = json.dumps({"seen": line, "connection": accepted}).encode()
+                # (decided before the answer goes: once the client has it, the test goes on)
+                closing = close_after_one or b"Connection: close" in head
                 await stream.send_all(b"HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Type: application/json\r\n"
                                       b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
-                if close_after_one or b"Connection: close" in head:
+                if closing:
                     return
 
     listener_sock = trio.socket.socket(trio.socket.AF_UNIX)
