@@ -10,10 +10,8 @@
 from __future__ import annotations
 
 import logging
-import os
 import socket as socket_module
 import ssl as _ssl
-import stat
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from functools import partial
@@ -28,6 +26,7 @@ from .diagnosis import closed_verdict, first_bytes_verdict, looks_like_tls, sile
 from .errors import ConnectError, LocalProtocolError, ProtocolError, SessionClosedError
 from .accept import serve_listeners
 from .peer import Peer, peer_of
+from .unix_path import clear_stale_socket, path_identity, remove_if_ours
 from .peerlog import peer_log
 from .engine.budget import Account, Budget
 from .engine.profiles import H2Profile, get_profile
@@ -542,15 +541,13 @@ async def serve(
     listeners: list[trio.abc.Listener[Any]]
     bound: list[str] = []
     unix_path: str | None = None
+    unix_file: tuple[int, int] | None = None
     if address.scheme == "unix":
         path = address.path
-        try:
-            if stat.S_ISSOCK(os.stat(path).st_mode):
-                os.unlink(path)  # a stale socket of an earlier run
-        except FileNotFoundError:
-            pass
+        clear_stale_socket(path)  # (a socket file of an earlier run)
         sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
         await sock.bind(path)
+        unix_file = path_identity(path)
         sock.listen(128)
         unix_path = path
         listeners = [trio.SocketListener(sock)]
@@ -572,7 +569,4 @@ async def serve(
             task_status.started(bound)
     finally:
         if unix_path is not None:
-            try:
-                os.unlink(unix_path)
-            except OSError:
-                pass
+            remove_if_ours(unix_path, unix_file)

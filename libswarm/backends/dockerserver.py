@@ -29,9 +29,7 @@ HTTP side, the routes, the endpoints and the streams are in :mod:`libswarm.backe
 from __future__ import annotations
 
 import functools
-import os
 import ssl
-import stat
 import sys
 from typing import Any
 
@@ -49,6 +47,7 @@ from ._docker.http import DEFAULT_LIMITS, Limits, refuse_connection, serve_conne
 from ._docker.routes import dispatch
 from ._docker.streams import frame
 from ._docker.versions import API_VERSION, MIN_API_VERSION
+from libchan.unix_path import clear_stale_socket, path_identity, remove_if_ours
 
 __all__ = [
     "DockerServer", "API_VERSION", "MIN_API_VERSION", "parse_url", "frame", "status_for", "human_duration",
@@ -95,6 +94,7 @@ class DockerServer(Service):
         self.limits = limits or DEFAULT_LIMITS
         self.engine: Client | None = None
         """The next stage of the chain (the service's output), while the service runs."""
+        self._unix_file: tuple[int, int] | None = None  # (the socket file we bound: removed at the end if still ours)
 
     async def run(self, input: trio.abc.ReceiveChannel[Any], output: trio.abc.SendChannel[Any]) -> None:
         self.engine = Client(output)
@@ -130,23 +130,17 @@ class DockerServer(Service):
                 await trio.serve_listeners(handle, listeners, handler_nursery=nursery)
         finally:
             if self.scheme == "unix":
-                try:
-                    os.unlink(self.host)
-                except OSError:
-                    pass
+                remove_if_ours(self.host, self._unix_file)
 
     async def _listen(self) -> list[trio.abc.Listener[trio.abc.Stream]]:
         listeners: list[trio.abc.Listener[trio.abc.Stream]]
         if self.scheme == "unix":
             path = self.host
-            try:
-                if stat.S_ISSOCK(os.stat(path).st_mode):
-                    os.unlink(path)
-            except FileNotFoundError:
-                pass
+            clear_stale_socket(path)
             sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
             try:
                 await sock.bind(path)
+                self._unix_file = path_identity(path)
             except OSError as exc:
                 sock.close()
                 raise UsageError(f"dockerserver: cannot listen on {self.url}: {exc.strerror or exc}") from None
