@@ -28,36 +28,17 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from contextlib import ExitStack
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-DOCKER = os.environ.get("DOCKER", "docker")
-ENV = {**os.environ, "DOCKER_CONFIG": "/nonexistent-docker-config"}
-for _k in ("DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH"):
-    ENV.pop(_k, None)
+from docker_cli import DOCKER, ENV, start_swarmd, time_once  # noqa: E402
 
 
 def docker(sock: str, *args: str) -> float:
-    t = time.perf_counter()
-    p = subprocess.run([DOCKER, "-H", f"unix://{sock}", *args], capture_output=True, env=ENV, timeout=120)
-    if p.returncode != 0:
-        raise SystemExit(f"docker {' '.join(args)} via {sock} failed: {p.stderr.decode().strip()}")
-    return time.perf_counter() - t
-
-
-def start_swarmd(specs: list[str], sock: str) -> subprocess.Popen[bytes]:
-    p = subprocess.Popen([sys.executable, "-m", "libswarm.swarmd", *specs], cwd=ROOT, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while not os.path.exists(sock):
-        if p.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"swarmd {specs} did not start")
-        time.sleep(0.05)
-    return p
+    return time_once([DOCKER, "-H", f"unix://{sock}", *args])
 
 
 def main() -> None:

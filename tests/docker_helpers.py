@@ -12,7 +12,7 @@ import tempfile
 import time
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import AsyncIterator, Iterator, Sequence
+from typing import Any, AsyncIterator, Iterator, Sequence
 
 import trio
 
@@ -74,9 +74,12 @@ async def _drain(receiver: trio.abc.ReceiveChannel) -> None:
 
 
 @asynccontextmanager
-async def docker_front(url: str, *backend: libswarm.Service, server_args: Sequence[str] = ()) -> AsyncIterator[DockerServer]:
-    """Run ``dockerserver URL -> backend...`` as a chain; yield the DockerServer once it listens."""
-    front = DockerServer(url, *server_args)
+async def docker_front(
+    url: str, *backend: libswarm.Service, server_args: Sequence[str] = (), **options: Any
+) -> AsyncIterator[DockerServer]:
+    """Run ``dockerserver URL -> backend...`` as a chain; yield the DockerServer once it
+    listens. ``options`` go to DockerServer (``limits=...``)."""
+    front = DockerServer(url, *server_args, **options)
     out_s, out_r = libchan.pipe()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(libswarm.chain, [front, *backend], None, out_s)

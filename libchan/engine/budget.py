@@ -100,7 +100,6 @@ class Budget:
     the accounts open at once."""
 
     def __init__(self, *, server_buffer: int, per_connection: int, connection_window: int, max_connections: int) -> None:
-        self.server_buffer = server_buffer
         self.total = total = held_limit(server_buffer)
         self.per_connection = min(per_connection, total)
         #: The connection window a connection is granted: at most half its limit, so
@@ -156,7 +155,6 @@ class Budget:
         # Bytes of connections already told to end (or ended) are on their way out:
         # only the rest may call for another connection to go.
         live = [a for a in self.accounts if not a.over]
-        pending = self.used - sum(a.used for a in live)
         while self.used > self.total and self.closed_holding:
             # ... except what ended connections hold because the application has not
             # read it: its peer is gone, and it would stay as long as the application
@@ -167,8 +165,7 @@ class Budget:
             self.ended.append(f"{held.name} (ended): {held.used} unread bytes dropped, the server holding {self.used}")
             drop(f"the server holds {self.used} bytes, over half of server_buffer ({self.total}),"
                  f" and these {held.used} were of a connection that ended")
-            pending = self.used - sum(a.used for a in live)
-        if live and self.used - pending > self.total:
+        if live and sum(a.used for a in live) > self.total:
             greediest = max(live, key=lambda a: a.used)
             if greediest.used > 0:
                 self._end(

@@ -263,6 +263,12 @@ _PIECE = 64 * 1024
 _UNPACKER_KEPT = 64 * 1024
 
 
+def _is_short_bytes(buf: bytes | memoryview, start: int, size: int) -> bool:
+    """Whether the ``size``-byte message at ``buf[start]`` is a short ``bytes`` (bin 8):
+    its payload is ``buf[start + 2 : start + size]``, no decoder needed."""
+    return buf[start] == 0xC4 and size == 2 + buf[start + 1]
+
+
 class MsgpackStreamDecoder:
     """Incremental decoder of one channel stream of concatenated msgpack messages.
 
@@ -355,8 +361,8 @@ class MsgpackStreamDecoder:
                     if size > self._max_size:
                         raise _Fatal(MessageTooLargeError(size, self._max_size, local=False))
                     stop = end - offset
-                    if not self._parts and view[start] == 0xC4 and size == 2 + view[start + 1]:
-                        # the commonest message: a short ``bytes`` (bin 8), no decoder needed
+                    if not self._parts and _is_short_bytes(view, start, size):
+                        # the commonest message: no decoder needed
                         out.append((bytes(view[start + 2 : stop]), size))
                         start = stop
                         self._base = end
@@ -373,9 +379,9 @@ class MsgpackStreamDecoder:
                     out.append((self._decode_one(payload), size))
                     start = stop
                     self._base = end
-                held = self._pending + pos - start
-                if held > self._max_size or self._announced_size(view, start, pos) > self._max_size:
-                    raise _Fatal(MessageTooLargeError(max(held, self._announced_size(view, start, pos)), self._max_size, local=False))
+                announced = self._announced_size(view, start, pos)  # (at least what is held)
+                if announced > self._max_size:
+                    raise _Fatal(MessageTooLargeError(announced, self._max_size, local=False))
         except _Fatal as fatal:
             self.error = fatal.args[0]
             self._parts = []
@@ -434,10 +440,10 @@ class MsgpackStreamDecoder:
         n = len(data)
         if self._parts or self.error is not None or n > _SOLE_MAX or n > self._max_size:
             return None
-        if n > 1 and data[0] == 0xC4 and n == 2 + data[1]:
-            return data[2:], n  # a short ``bytes`` (bin 8)
+        if n > 1 and _is_short_bytes(data, 0, n):
+            return data[2:], n
         try:
-            return self._decode_one(data, sole=True), len(data)
+            return self._decode_one(data, sole=True), n
         except (_NotSole, _Fatal):
             return None
 

@@ -11,9 +11,9 @@ import stat
 import trio
 
 import libchan
-import libswarm
-from libswarm.backends.dockerserver import DockerServer
 from libswarm.backends.simulator import Simulator
+
+from docker_helpers import docker_front
 
 
 async def _handler(session: libchan.Session) -> None:
@@ -57,20 +57,8 @@ async def test_serve_removes_only_its_own_socket_file(tmp_path):
 
 
 async def _run_front(path: str, then):
-    front = DockerServer(f"unix://{path}")
-    out_s, out_r = libchan.pipe()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(libswarm.chain, [front, Simulator("web")], None, out_s)
-
-        async def drain() -> None:
-            async for _ in out_r:
-                pass
-
-        nursery.start_soon(drain)
-        await front.ready.wait()
-        result = then()
-        nursery.cancel_scope.cancel()
-    return result
+    async with docker_front(f"unix://{path}", Simulator("web")):
+        return then()
 
 
 async def test_dockerserver_removes_only_its_own_socket_file(tmp_path):

@@ -12,11 +12,10 @@ import json
 import pytest
 import trio
 
-import libchan
-import libswarm
 from libswarm.backends._docker.http import Limits
-from libswarm.backends.dockerserver import DockerServer
 from libswarm.backends.simulator import Simulator
+
+from docker_helpers import docker_front
 
 LIMITS = Limits(max_body=1024, max_body_pieces=50, head_timeout=0.5, body_timeout=0.5, max_connections=3)
 
@@ -24,20 +23,8 @@ LIMITS = Limits(max_body=1024, max_body_pieces=50, head_timeout=0.5, body_timeou
 @pytest.fixture
 async def sock(tmp_path):
     path = str(tmp_path / "d.sock")
-    front = DockerServer(f"unix://{path}", limits=LIMITS)
-    out_s, out_r = libchan.pipe()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(libswarm.chain, [front, Simulator("web")], None, out_s)
-
-        async def drain() -> None:
-            async for _ in out_r:
-                pass
-
-        nursery.start_soon(drain)
-        with trio.fail_after(10):
-            await front.ready.wait()
+    async with docker_front(f"unix://{path}", Simulator("web"), limits=LIMITS):
         yield path
-        nursery.cancel_scope.cancel()
 
 
 async def exchange(path: str, data: bytes, *, then_wait: float = 5) -> bytes:
