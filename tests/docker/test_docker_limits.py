@@ -117,3 +117,16 @@ async def test_limit_connections_beyond_the_limit_get_503(sock):
             await s.aclose()
         await trio.sleep(0.1)
     await still_served(sock)
+
+
+async def test_answers_are_written_as_the_engine_writes_them(sock):
+    """A reason phrase on the status line, JSON without spaces (Go's encoding/json): the
+    CLI reads the first 4 KiB of an answer first, and dockerd's inspect fits in it."""
+    raw = await exchange(sock, b"GET /containers/web/json HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n")
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n"), head
+    assert body == json.dumps(json.loads(body), separators=(",", ":")).encode() + b"\n"
+    raw = await exchange(sock, b"GET /containers/nothere/json HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n")
+    assert raw.startswith(b"HTTP/1.1 404 Not Found\r\n"), raw[:100]
+    raw = await exchange(sock, b"NOT HTTP\r\n\r\n")  # (answered outside h11)
+    assert raw.startswith(b"HTTP/1.1 400 Bad Request\r\n"), raw[:100]

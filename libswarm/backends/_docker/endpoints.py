@@ -14,7 +14,7 @@ from ..._client import Client
 from ..._errors import RemoteError
 from ..._verbs import Verb
 from .engine import Engine
-from .formats import add_inspect_defaults, container_summary, info_data, parse_time, truthy, version_data
+from .formats import add_inspect_defaults, info_data, truthy, version_data
 from .http import APIRequest, HTTPError, Response
 
 __all__ = [

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import ssl
 import time
+from http import HTTPStatus
 from typing import Any, Awaitable, Callable, Sequence
 
 import h11
@@ -46,6 +47,19 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+
+
+def json_line(obj: Any, end: str = "\n") -> bytes:
+    """``obj`` as the engine writes JSON (Go's encoding/json: no spaces), one line."""
+    return (json.dumps(obj, separators=(",", ":")) + end).encode()
+
+
+def reason(status: int) -> bytes:
+    """The reason phrase of ``status`` (``OK`` for 200), as the engine sends it."""
+    try:
+        return HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""
 
 
 class HTTPError(Exception):
@@ -129,14 +143,14 @@ class Response:
         headers = self._headers(content_type if body or content_type else None, extra)
         if status not in (204, 304):
             headers.append(("Content-Length", str(len(body))))
-        events: list[h11.Event] = [h11.Response(status_code=status, headers=headers)]
+        events: list[h11.Event] = [h11.Response(status_code=status, headers=headers, reason=reason(status))]
         if body and not self.head and status not in (204, 304):
             events.append(h11.Data(data=body))
         events.append(h11.EndOfMessage())
         await self.conn.send(*events)
 
     async def json(self, status: int, obj: Any) -> None:
-        await self.send(status, (json.dumps(obj) + "\n").encode(), "application/json")
+        await self.send(status, json_line(obj), "application/json")
 
     async def error(self, status: int, message: str) -> None:
         await self.json(status, {"message": message})
@@ -144,7 +158,7 @@ class Response:
     async def start_stream(self, status: int, content_type: str) -> None:
         """Send the head of a streamed response; then :meth:`write` the body and :meth:`end`."""
         self.started = True
-        await self.conn.send(h11.Response(status_code=status, headers=self._headers(content_type)))
+        await self.conn.send(h11.Response(status_code=status, headers=self._headers(content_type), reason=reason(status)))
 
     async def write(self, data: bytes) -> None:
         if data:
@@ -269,9 +283,9 @@ async def _refuse(conn: HTTPConnection, status: int, message: str) -> None:
     close: the rest of what the client sends is not read."""
     if conn.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
         return
-    body = (json.dumps({"message": message}) + "\n").encode()
+    body = json_line({"message": message})
     head = (
-        f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\nContent-Type: application/json\r\n"
+        f"HTTP/1.1 {status} {reason(status).decode()}\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\nConnection: close\r\nApi-Version: {API_VERSION}\r\n"
         f"Server: Docker/{VERSION} (linux)\r\n\r\n"
     ).encode()
@@ -280,10 +294,6 @@ async def _refuse(conn: HTTPConnection, status: int, message: str) -> None:
             await conn.stream.send_all(head + body)
         except _READ_ERRORS:
             pass
-
-
-_REASONS = {400: "Bad Request", 408: "Request Timeout", 413: "Request Entity Too Large",
-            431: "Request Header Fields Too Large", 503: "Service Unavailable"}
 
 
 async def refuse_connection(stream: trio.abc.Stream, status: int, message: str) -> None:

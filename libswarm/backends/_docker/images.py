@@ -17,7 +17,7 @@ from ..._errors import RemoteError
 from ..._verbs import Verb
 from .engine import Engine
 from .formats import truthy
-from .http import APIRequest, HTTPError, Response
+from .http import json_line, APIRequest, HTTPError, Response
 
 __all__ = ["image_list", "image_inspect", "image_pull", "image_tag", "image_remove", "image_ref"]
 
@@ -117,7 +117,7 @@ async def image_pull(engine: Engine, req: APIRequest, resp: Response) -> None:
         lines.append({"status": "Digest: " + digest.split("@", 1)[-1]})
     same = before is not None and before.get("Id") == after.get("Id")
     lines.append({"status": f"Status: {'Image is up to date' if same else 'Downloaded newer image'} for {shown}"})
-    await resp.send(200, b"".join((json.dumps(line) + "\r\n").encode() for line in lines), "application/json")
+    await resp.send(200, b"".join(json_line(line, "\r\n") for line in lines), "application/json")
 
 
 async def image_tag(engine: Engine, req: APIRequest, resp: Response) -> None:

@@ -15,7 +15,7 @@ import trio
 from ..._errors import LibswarmError
 from ..._verbs import Verb
 from .engine import Engine
-from .http import APIRequest, HTTPError, Response
+from .http import json_line, APIRequest, HTTPError, Response
 
 __all__ = ["network_list", "network_inspect", "volume_list", "volume_inspect", "plugin_inspect", "top", "stats", "events"]
 
@@ -105,7 +105,7 @@ async def stats(engine: Engine, req: APIRequest, resp: Response) -> None:
             nursery.start_soon(resp.until_client_gone, nursery.cancel_scope)
             sample = first
             while True:
-                await resp.write((json.dumps(sample) + "\n").encode())
+                await resp.write(json_line(sample))
                 await trio.sleep(1)
                 try:
                     sample = _json(await c.get("stats"), "stats")
@@ -179,7 +179,7 @@ async def events(engine: Engine, req: APIRequest, resp: Response) -> None:
                     except ValueError:
                         continue
                     if isinstance(event, dict) and _event_matches(event, f):
-                        await resp.write((json.dumps(event) + "\n").encode())
+                        await resp.write(json_line(event))
             except LibswarmError:
                 pass
             nursery.cancel_scope.cancel()

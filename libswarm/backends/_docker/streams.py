@@ -21,7 +21,7 @@ from ..._message import Arg
 from ..._verbs import Verb
 from .engine import Engine
 from .formats import truthy
-from .http import RAW_STREAM, APIRequest, HTTPError, Response
+from .http import json_line, RAW_STREAM, APIRequest, HTTPError, Response
 
 __all__ = ["wait", "logs", "attach", "relay", "frame", "STREAM_IDS"]
 
@@ -90,7 +90,7 @@ async def wait(engine: Engine, req: APIRequest, resp: Response) -> None:
             else:
                 result = {"StatusCode": -1, "Error": {"Message": error or "container watch ended"}}
             nursery.cancel_scope.cancel()
-        await resp.write((json.dumps(result) + "\n").encode())
+        await resp.write(json_line(result))
         await resp.end()
 
 
