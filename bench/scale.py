@@ -149,6 +149,7 @@ def libchan_server_main(max_connections: int) -> None:
                 counter["want"] = msg["expect"]
                 while counter["n"] < counter["want"]:
                     await lot.park()
+                counter["want"] = None  # (else every message of the next phase wakes the lot)
                 await reply.send(counter["n"])
             nursery.cancel_scope.cancel()
 

@@ -34,6 +34,29 @@ CANCEL = 8
 NO_ERROR = 0
 _YIELD_EVERY = 64
 
+#: Sends and receives since the last yield at one of them (see :func:`_yield_due`).
+_ops = 0
+
+
+def _yield_due() -> bool:
+    """Count one send/receive; True every _YIELD_EVERY-th.
+
+    Every call is a cancellation point; yielding to the scheduler on every message
+    would cap throughput at one message per scheduler pass, so sends and receives
+    yield every _YIELD_EVERY operations instead (a plain function, not a coroutine,
+    to keep the per-message path cheap). The count is one for the thread, not one
+    per stream: a task that sends (or receives) round-robin over many streams yields
+    as often as one on a single stream, and so lets the link's writer put what it
+    queued on the wire (with a count per stream, a task sending over 10,000 streams
+    yielded once in 640,000 messages, queueing them all while the peer sat idle).
+    """
+    global _ops
+    _ops += 1
+    if _ops >= _YIELD_EVERY:
+        _ops = 0
+        return True
+    return False
+
 #: For each kind (named by what the receiver of the message gets), the flags
 #: (messages?, receiver_writes, receiver_reads).
 _KIND_FLAGS: dict[str, tuple[bool, bool, bool]] = {
@@ -92,7 +115,7 @@ class NetStream:
     ``charged`` is what the received side has charged so far)."""
 
     # (slots: thousands of idle channels each cost one of these; a dict per stream was 1.6 KB)
-    __slots__ = ("_one_item_lane", "_ops", "_settle_at", "_settle_hold", "account", "body", "can_send",
+    __slots__ = ("_one_item_lane", "_settle_at", "_settle_hold", "account", "body", "can_send",
         "charged", "clean_end", "done", "early_end", "error", "held", "in_ended", "inbox", "kind",
         "last_sent", "link", "marker_sent", "messages", "out_end_requested", "out_ended", "outbox", "owed",
         "pipe_reading", "prebuffer", "recv_lot", "ref", "remote_finished", "reset_after_end", "role",
@@ -139,7 +162,6 @@ class NetStream:
         window = session.config.stream_window
         self._settle_at = max(1, window // 4)  # owed bytes worth a WINDOW_UPDATE (settle)
         self._settle_hold = window // 2  # ... unless the inbox holds more than this
-        self._ops = 0
         #: A local pipe's sending end that a forwarder copies this stream into.
         #: While that forwarder waits for input, messages are handed to the pipe
         #: directly (``send_nowait``), saving the task hop per message.
@@ -505,22 +527,8 @@ class NetStream:
             outbox.append(more)
         if self.link is not None:
             self.link.schedule(self)
-        if self._yield_due():
+        if _yield_due():
             await trio.lowlevel.cancel_shielded_checkpoint()
-
-    def _yield_due(self) -> bool:
-        """Count one send/receive; True every _YIELD_EVERY-th.
-
-        Every call is a cancellation point; yielding to the scheduler on every
-        message would cap throughput at one message per scheduler pass, so a
-        stream yields every _YIELD_EVERY operations instead (a plain function,
-        not a coroutine, to keep the per-message path cheap).
-        """
-        self._ops += 1
-        if self._ops >= _YIELD_EVERY:
-            self._ops = 0
-            return True
-        return False
 
     def _check_writable(self) -> None:
         if self.out_end_requested:
@@ -588,7 +596,7 @@ class NetStream:
                 return "no", None  # the forwarder deals with it
             await trio.lowlevel.checkpoint_if_cancelled()
             item = self._take()
-            if self._yield_due():
+            if _yield_due():
                 await trio.lowlevel.cancel_shielded_checkpoint()
             return "item", item[0]
         if link is None or not link.can_read_for(self):
@@ -612,7 +620,7 @@ class NetStream:
             while True:
                 if self.inbox:
                     item = self._take()
-                    if self._yield_due():
+                    if _yield_due():
                         await trio.lowlevel.cancel_shielded_checkpoint()
                     if type(item[0]) is DecodeFailure:
                         raise item[0].error
@@ -671,9 +679,7 @@ class NetSender(Sender):
         if (link is None or link.flushed or not link.send_now(ns, wire)) and not ns.try_queue(wire):
             await ns.write(wire)  # (waits for room, or raises)
             return
-        ns._ops += 1  # (ns._yield_due(), inline)
-        if ns._ops >= _YIELD_EVERY:
-            ns._ops = 0
+        if _yield_due():
             await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def aclose(self) -> None:
@@ -703,11 +709,12 @@ class NetReceiver(Receiver):
             await trio.lowlevel.checkpoint()
             raise trio.ClosedResourceError("this Receiver was closed")
         ns = self._ns
-        if ns.inbox and ns._ops < _YIELD_EVERY - 1:
+        global _ops
+        if ns.inbox and _ops < _YIELD_EVERY - 1:
             # the common case without a second coroutine: a message is waiting
             await trio.lowlevel.checkpoint_if_cancelled()
             msg = ns._take()[0]
-            ns._ops += 1
+            _ops += 1
             if type(msg) is DecodeFailure:
                 raise msg.error
             return msg

@@ -303,3 +303,39 @@ async def test_closing_the_sessions_socket_under_it_ends_the_session_cleanly(pro
                     await sender.send(b"2")
                     await receiver.receive()
                 assert srv.closed
+
+
+@pytest.mark.parametrize("profile", ["h2", "spdy"])
+async def test_a_task_sending_over_many_channels_yields_as_over_one(tmp_path, profile):
+    """Sends and receives that need no waiting yield every few dozen of them, counted for
+    the thread and not per stream: a task sending round-robin over 200 channels lets
+    other tasks run (among them the link's writer, which puts its messages on the wire
+    meanwhile), and so does one receiving round-robin from 200 receivers with messages
+    waiting. (Counted per stream, the 4,000 sends below never yielded.)"""
+    k, rounds = 200, 20
+    async with session_pair("tcp", tmp_path, profile=profile) as (cli, srv):
+        senders = [await cli.open_sender() for _ in range(k)]
+        receivers = []
+        for s in senders:
+            await s.send(b"first")
+            r = await srv.accept_receiver()
+            assert await r.receive() == b"first"
+            receivers.append(r)
+        for side, ops in (("send", [s.send for s in senders]), ("receive", [r.receive for r in receivers])):
+            other_ran = trio.Event()
+
+            async def other() -> None:
+                other_ran.set()
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(other)  # (runs at this task's first yield)
+                ran_at = None
+                for i in range(k * rounds):
+                    await ops[i % k](*((b"m",) if side == "send" else ()))
+                    if ran_at is None and other_ran.is_set():
+                        ran_at = i
+                assert ran_at is not None and ran_at < 128, (side, ran_at)
+            if side == "send":
+                with trio.fail_after(10):  # all 4,000 arrive (receivers read below)
+                    while sum(len(r._ns.inbox) for r in receivers) < k * rounds:
+                        await trio.sleep(0.01)
