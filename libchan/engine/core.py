@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections import deque
-from typing import Any, Callable
+from typing import Any
 
 import trio
 

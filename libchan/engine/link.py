@@ -35,7 +35,7 @@ from ..spdy_like.mux import (
     WindowOpened,
 )
 from .sockio import TransportIO
-from .waiters import NO_WAITERS, own_lot
+from .waiters import NO_WAITERS, Lot, own_lot
 
 if TYPE_CHECKING:
     from .budget import Account
@@ -113,7 +113,7 @@ class Link:
         #: The writer task is due to run (woken): a stream in ``ready`` needs no
         #: further schedule() until then (NetStream.try_queue relies on it).
         self.writer_due = False
-        self._write_lot = trio.lowlevel.ParkingLot()
+        self._write_lot = Lot()
         # (lots made when first waited in: waiters.py)
         self._capacity_lot = NO_WAITERS
         self._drain_lot = NO_WAITERS

@@ -22,7 +22,7 @@ from ..errors import SessionClosedError
 from ..stream import ByteStream, Direction, checked_max_bytes, immutable_view
 from ..messages.bodies import DecodeFailure, FramedMessages, GoMessages
 from .outbox import Outbox
-from .waiters import NO_WAITERS, own_lot
+from .waiters import NO_WAITERS, Lot, own_lot
 
 if TYPE_CHECKING:
     from .budget import Account
@@ -241,12 +241,12 @@ class NetStream:
             self.body = _SPENT
         self._recharge()
 
-    def recv_waiters(self) -> trio.lowlevel.ParkingLot:
+    def recv_waiters(self) -> Lot:
         """The lot a task parks in to wait for input (made on first use)."""
         lot = self.recv_lot = own_lot(self.recv_lot)
         return lot
 
-    def send_waiters(self) -> trio.lowlevel.ParkingLot:
+    def send_waiters(self) -> Lot:
         """The lot a task parks in to wait for room to send or for the end (made on first use)."""
         lot = self.send_lot = own_lot(self.send_lot)
         return lot

@@ -16,12 +16,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # (no cycle: these modules do not import this one's importers)
-    import trio
-
     from .budget import Account
     from ..config import Config
     from ..spdy_like.mux import Multiplexer
     from .outbox import Outbox
+    from .waiters import Lot
 
 __all__ = ["Profile", "SessionPort", "LinkPort", "StreamPort"]
 
@@ -135,8 +134,8 @@ class StreamPort(Protocol):
     marker_sent: bool
     outbox: Outbox
     #: Wake only: until a task waited, a lot shared by all streams (NetStream.recv_waiters).
-    send_lot: trio.lowlevel.ParkingLot
-    recv_lot: trio.lowlevel.ParkingLot
+    send_lot: Lot
+    recv_lot: Lot
     last_sent: float
     owed: int
     held: int

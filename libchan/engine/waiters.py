@@ -1,23 +1,70 @@
-"""Parking lots made on first use.
+"""Where tasks wait for a stream, a connection or a session: :class:`Lot`, and lots made
+on first use.
 
-A trio ``ParkingLot`` is about 250 bytes; a connection, a session and every stream keep
-several for waits that most of them never do (room to send, a drain, the first input...).
-Until a task waits, such a field holds :data:`NO_WAITERS`, one empty lot shared by all:
-waking it (``unpark_all``) does nothing and it is false, like an empty lot of one's own. A
-task that waits parks in :func:`own_lot` of it instead, never in the shared lot.
+A connection, a session and every stream keep several lots for waits that most of them
+never do (room to send, a drain, the first input...). Until a task waits, such a field
+holds :data:`NO_WAITERS`, one empty lot shared by all: waking it (``unpark_all``) does
+nothing and it is false, like an empty lot of one's own. A task that waits parks in
+:func:`own_lot` of it instead, never in the shared lot.
 """
 
 from __future__ import annotations
 
 import trio
 
-__all__ = ["NO_WAITERS", "own_lot"]
+__all__ = ["Lot", "NO_WAITERS", "own_lot"]
+
+
+class Lot:
+    """What ``trio.lowlevel.ParkingLot`` does for us (``park``, ``unpark``,
+    ``unpark_all``, false when nobody waits), with less per wait and per wake-up:
+    a list of tasks, no ordered dict, no generator, no per-task bookkeeping.
+    Every message to a channel whose reader waits costs one ``park`` and one
+    ``unpark_all``; with many channels (one task each) that is once per message.
+    Tasks are woken in the order they parked; a cancelled wait leaves the lot."""
+
+    __slots__ = ("_tasks",)
+
+    def __init__(self) -> None:
+        self._tasks: list[trio.lowlevel.Task] = []
+
+    def __bool__(self) -> bool:
+        return bool(self._tasks)
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    async def park(self) -> None:
+        """Wait until woken (a checkpoint: cancellable)."""
+        task = trio.lowlevel.current_task()
+        tasks = self._tasks
+        tasks.append(task)
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            tasks.remove(task)  # (still there: a woken task is not aborted)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+    def unpark(self) -> None:
+        """Wake the task that waits longest, if any."""
+        if self._tasks:
+            trio.lowlevel.reschedule(self._tasks.pop(0))
+
+    def unpark_all(self) -> None:
+        """Wake every waiting task."""
+        tasks = self._tasks
+        if tasks:
+            self._tasks = []
+            for task in tasks:
+                trio.lowlevel.reschedule(task)
+
 
 #: The shared empty lot (nobody ever parks in it).
-NO_WAITERS = trio.lowlevel.ParkingLot()
+NO_WAITERS = Lot()
 
 
-def own_lot(lot: trio.lowlevel.ParkingLot) -> trio.lowlevel.ParkingLot:
+def own_lot(lot: Lot) -> Lot:
     """``lot`` itself, or a new lot of one's own if ``lot`` is :data:`NO_WAITERS`:
     ``lot = self._x_lot = own_lot(self._x_lot); await lot.park()``."""
-    return trio.lowlevel.ParkingLot() if lot is NO_WAITERS else lot
+    return Lot() if lot is NO_WAITERS else lot

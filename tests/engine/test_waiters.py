@@ -1,0 +1,91 @@
+"""engine/waiters.Lot: what the engine needs of trio's ParkingLot, cheaper."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+from libchan.engine.waiters import NO_WAITERS, Lot, own_lot
+
+
+async def _park(lot: Lot, name: str, woken: list[str], nursery: trio.Nursery) -> trio.CancelScope:
+    """A task waits in ``lot`` (appends ``name`` to ``woken`` once woken); its scope."""
+    scope = trio.CancelScope()
+
+    async def wait() -> None:
+        with scope:
+            await lot.park()
+            woken.append(name)
+            return
+        woken.append(name + " cancelled")
+
+    nursery.start_soon(wait)
+    await trio.testing.wait_all_tasks_blocked()
+    return scope
+
+
+async def test_unpark_wakes_the_longest_waiting_and_unpark_all_the_rest():
+    lot, woken = Lot(), []
+    async with trio.open_nursery() as nursery:
+        assert not lot and len(lot) == 0
+        for name in "abc":
+            await _park(lot, name, woken, nursery)
+        assert lot and len(lot) == 3
+        lot.unpark()
+        await trio.testing.wait_all_tasks_blocked()
+        assert woken == ["a"] and len(lot) == 2
+        lot.unpark()
+        await trio.testing.wait_all_tasks_blocked()
+        assert woken == ["a", "b"]
+        await _park(lot, "d", woken, nursery)
+        lot.unpark_all()
+        assert not lot
+        await trio.testing.wait_all_tasks_blocked()
+        assert sorted(woken) == ["a", "b", "c", "d"]  # (trio runs a batch in any order)
+        lot.unpark()
+        lot.unpark_all()  # (nobody waits: nothing happens)
+
+
+async def test_a_cancelled_wait_leaves_the_lot_and_is_not_woken_later():
+    lot, woken = Lot(), []
+    async with trio.open_nursery() as nursery:
+        await _park(lot, "kept", woken, nursery)
+        scope = await _park(lot, "gone", woken, nursery)
+        assert len(lot) == 2
+        scope.cancel()
+        await trio.testing.wait_all_tasks_blocked()
+        assert woken == ["gone cancelled"] and len(lot) == 1
+        lot.unpark()  # (the one left is the one woken)
+        await trio.testing.wait_all_tasks_blocked()
+        assert woken == ["gone cancelled", "kept"] and not lot
+
+
+async def test_a_woken_task_cancelled_before_it_runs_still_returns_from_park():
+    """Woken (rescheduled) first, cancelled after: the wait is over, park returns."""
+    lot, woken = Lot(), []
+    async with trio.open_nursery() as nursery:
+        scope = await _park(lot, "w", woken, nursery)
+        lot.unpark_all()
+        scope.cancel()
+        await trio.testing.wait_all_tasks_blocked()
+    assert woken == ["w"]
+
+
+def test_own_lot_makes_a_lot_only_in_place_of_the_shared_empty_one():
+    mine = own_lot(NO_WAITERS)
+    assert mine is not NO_WAITERS and isinstance(mine, Lot)
+    assert own_lot(mine) is mine
+    assert not NO_WAITERS
+
+
+@pytest.mark.parametrize("count", [1, 50])
+async def test_many_waiters_each_woken_once(count):
+    lot, woken = Lot(), []
+    async with trio.open_nursery() as nursery:
+        for i in range(count):
+            await _park(lot, str(i), woken, nursery)
+        lot.unpark_all()
+        lot.unpark_all()
+        await trio.testing.wait_all_tasks_blocked()
+    assert sorted(woken, key=int) == [str(i) for i in range(count)]
