@@ -66,7 +66,8 @@ class Link:
         "_input_charged", "input_owner", "io", "keepalive_data", "_last_rx", "mux", "_nursery",
         "on_closed", "on_stream_opened", "peer", "peer_goaway", "_pending", "_pending_answers",
         "read_error", "_read_lot", "_reader_done", "_reader_waiting", "_reading_paused", "ready",
-        "_send_lock", "streams", "streams_over", "transport", "unread", "_write_lot", "writer_due")
+        "_send_lock", "streams", "streams_over", "transport", "unread", "_write_lot", "writer_due",
+        "_writer_passes", "_writer_passes_seen", "_writer_retiring", "_writer_running")
 
     def __init__(
         self,
@@ -114,6 +115,13 @@ class Link:
         #: further schedule() until then (NetStream.try_queue relies on it).
         self.writer_due = False
         self._write_lot = Lot()
+        #: The writer task runs (it retires when idle for a keepalive tick, see _keepalive,
+        #: and is started again when there is something to write: a task is 2-3 KB of
+        #: every idle connection).
+        self._writer_running = False
+        self._writer_retiring = False
+        self._writer_passes = 0  # (the writer's passes, and their count at the last tick)
+        self._writer_passes_seen = 0
         # (lots made when first waited in: waiters.py)
         self._capacity_lot = NO_WAITERS
         self._drain_lot = NO_WAITERS
@@ -169,6 +177,7 @@ class Link:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._reader)
+                self._writer_running = True
                 nursery.start_soon(self._writer)
                 if not self.mux.handshake_done:
                     nursery.start_soon(self._handshake_watchdog)
@@ -408,7 +417,7 @@ class Link:
             if self._drain_lot:
                 self._drain_lot.unpark_all()
         if self.writer_due:
-            self._write_lot.unpark_all()  # _pump ran out of budget
+            self._kick_writer()  # _pump ran out of budget
 
     async def _send_out(self) -> None:
         """Send what is pending and what the multiplexer has (under the send lock)."""
@@ -454,7 +463,30 @@ class Link:
     def wake(self) -> None:
         if not self.writer_due:
             self.writer_due = True
+            self._kick_writer()
+
+    def _kick_writer(self) -> None:
+        """The writer is due: wake it, or start it again if it retired."""
+        if self._writer_running:
             self._write_lot.unpark_all()
+        elif self._nursery is not None and self.closed_reason is None:
+            self._writer_running = True
+            self._nursery.start_soon(self._writer)
+
+    def _write_here(self) -> None:
+        """Put what the multiplexer has (a PING...) on the wire from the calling task if
+        the socket takes it at once, without the writer; else wake the writer."""
+        io = self.io
+        if io is not None and io.direct and not io.backlog and not self.ready and not self._send_lock.locked():
+            try:
+                io.try_send(self._take_output())
+            except (OSError, trio.BrokenResourceError) as exc:
+                self._end(f"connection lost ({_describe(exc)})")
+                return
+            if not io.backlog:
+                self._pending_answers = 0  # (the peer took them)
+                return
+        self.wake()
 
     async def open_stream(self, ns: NetStream, headers: list[tuple[str, str]]) -> None:
         """Open a stream (client side), waiting while the peer's stream limit is reached."""
@@ -615,7 +647,7 @@ class Link:
                 if self._pending_answers > _MAX_PENDING_ANSWERS:
                     self._answers_unread()
                     return
-                self.wake()
+                self._write_here()  # (no pass of the writer for a PING's answer)
                 return
         # (input comes only while run() has io set)
         if self.ready or cast(TransportIO, self.io).backlog:  # (a TLS read can leave an answer to send)
@@ -750,7 +782,12 @@ class Link:
         try:
             while True:
                 while not self.writer_due:
+                    if self._writer_retiring:  # idle for a whole keepalive tick
+                        self._writer_retiring = self._writer_running = False
+                        return
                     await self._write_lot.park()
+                self._writer_retiring = False
+                self._writer_passes += 1
                 self.writer_due = False
                 self.flushed = False
                 # No explicit cork: senders yield only every few dozen
@@ -866,7 +903,14 @@ class Link:
                     ns.outbox += KEEPALIVE
                     self.schedule(ns)
             self.mux.ping()
-            self.wake()
+            self._write_here()
+            # A writer that made no pass since the last tick retires (it is started
+            # again when something is to be written): an idle connection keeps no task
+            # for it.
+            if self._writer_running and self._writer_passes == self._writer_passes_seen and not self.writer_due:
+                self._writer_retiring = True
+                self._write_lot.unpark_all()
+            self._writer_passes_seen = self._writer_passes
 
 
 def _drop_unread(streams: weakref.WeakSet[NetStream], why: str) -> None:

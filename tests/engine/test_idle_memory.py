@@ -12,6 +12,8 @@ import gc
 import pytest
 import trio
 
+import libchan
+
 from libchan.engine import core, netstream, outbox, waiters
 from libchan.engine.netstream import NetStream
 from libchan.engine.outbox import Outbox
@@ -112,3 +114,29 @@ async def test_an_idle_session_runs_only_its_links_tasks(tmp_path):
         await trio.sleep(0.2)
         assert cli._core._parks_outstanding == cli._core.config.park_pool_size
         assert _task_names(cli._core._nursery) == ["run"]
+
+
+@pytest.mark.parametrize("profile", ["h2", "spdy"])
+async def test_an_idle_links_writer_retires_and_comes_back_when_needed(tmp_path, profile):
+    """A link's writer task that had nothing to do for a whole keepalive tick ends (an
+    idle connection keeps a reader and the task that runs it); the keepalive PINGs go
+    out without it, and whatever needs the writer later starts it again."""
+    config = libchan.Config(keepalive_interval=0.3, peer_timeout=3)
+    async with session_pair("tcp", tmp_path, config=config, profile=profile) as (cli, srv):
+        links = [cli._core._own_link, *srv._core._links]
+        with trio.fail_after(5):
+            while any("_writer" in _task_names(link._nursery) for link in links):
+                await trio.sleep(0.05)
+        await trio.sleep(1)  # several ticks: PINGs keep both sides alive, nothing restarts
+        assert all(_task_names(link._nursery) == ["_reader"] for link in links)
+        assert not cli._core.closed_reason and not srv._core.closed_reason
+        # a message bigger than the socket takes at once needs the writer: it comes back
+        sender = await cli.open_sender()
+        receiver = await srv.accept_receiver()
+        big = b"x" * 3_000_000
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sender.send, big)
+            with trio.fail_after(10):
+                assert await receiver.receive() == big
+        await sender.send(b"small")
+        assert await receiver.receive() == b"small"
