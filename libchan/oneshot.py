@@ -30,12 +30,12 @@ and delivers what arrived to each stream's ``on_item`` callback, and
 
 from __future__ import annotations
 
-import secrets
+import base64
+import os
 import select
 import socket
-import ssl as _ssl
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import h2.exceptions
 
@@ -56,6 +56,10 @@ from .spdy_like.mux import (
     StreamReset,
 )
 
+# ssl is imported for tls:// only (it costs a plaintext client's start-up several ms).
+if TYPE_CHECKING:
+    import ssl as _ssl
+
 __all__ = ["BlockingClient", "ConnectionLost", "Ref", "Stream", "connect", "open_socket"]
 
 CONTENT_TYPE = "application/cbor-seq"
@@ -71,6 +75,12 @@ MAX_CHUNK = 64 * 1024
 _H2_STREAM_GONE = (h2.exceptions.StreamClosedError, h2.exceptions.NoSuchStreamError)
 #: Bytes of one socket read.
 _READ_SIZE = 256 * 1024
+
+
+def _session_id() -> str:
+    """A fresh session id: 16 random octets, base64url without padding (spec 6.1; what
+    secrets.token_urlsafe(16) gives, without importing secrets)."""
+    return base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode("ascii")
 
 
 class ConnectionLost(LibchanError, ConnectionError):
@@ -139,7 +149,7 @@ class BlockingClient:
         self.sock = sock
         self.address = address
         self.config = config = config or Config()
-        self.session_id = session_id or secrets.token_urlsafe(16)
+        self.session_id = session_id or _session_id()
         self._authority = authority_of(address)
         self._scheme = "https" if address.scheme == "tls" else "http"
         self.mux = H2Multiplexer(
@@ -157,7 +167,12 @@ class BlockingClient:
                 empty=config.max_empty_frame_rate,
             ),
         )
-        self.codec = CborCodec(max_message_size=config.max_message_size, max_depth=config.max_nesting_depth, kind_of=_kind_of)
+        self.codec = CborCodec(
+            max_message_size=config.max_message_size,
+            max_depth=config.max_nesting_depth,
+            kind_of=_kind_of,
+            reference_types=(Ref,),
+        )
         self.streams: dict[int, Stream] = {}
         self._next_ref = 1  # a client's reference numbers are odd (spec 10.3)
         #: Why the connection ended (None while it is up).
@@ -173,6 +188,11 @@ class BlockingClient:
         self.control = self.open_stream(PATH_SESSION, "control")
         for _ in range(config.park_pool_size):
             self.open_stream(PATH_PARK, "park")
+
+    def _tls_pending(self) -> bool:
+        """Decrypted input the TLS layer holds (poll cannot see it)."""
+        pending = getattr(self.sock, "pending", None)
+        return pending is not None and int(pending()) > 0
 
     # -- opening and writing ----------------------------------------------------------------
     def allocate_ref(self) -> int:
@@ -271,7 +291,7 @@ class BlockingClient:
             return
         try:
             self.sock.sendall(data)
-        except (OSError, _ssl.SSLError) as exc:
+        except OSError as exc:  # (ssl.SSLError is one)
             if self.closed_reason is None:
                 self.read_error = self.read_error or exc
                 self._lost(f"sending failed: {describe(exc)}")
@@ -286,7 +306,7 @@ class BlockingClient:
         wait = max(0.0, min(timeout, self._next_tick - now, self._deadline() - now))
         sock_ready = False
         ready: list[int] = []
-        if self.closed_reason is None and isinstance(self.sock, _ssl.SSLSocket) and self.sock.pending():
+        if self.closed_reason is None and self._tls_pending():
             sock_ready = True
             wait = 0.0
         poller = select.poll()
@@ -316,9 +336,9 @@ class BlockingClient:
         while True:
             try:
                 data = self.sock.recv(_READ_SIZE)
-            except (BlockingIOError, _ssl.SSLWantReadError):
+            except BlockingIOError:  # (ssl.SSLWantReadError is one)
                 return
-            except (OSError, _ssl.SSLError) as exc:
+            except OSError as exc:  # (ssl.SSLError is one)
                 self.read_error = exc
                 self._lost(f"connection lost: {describe(exc)}")
                 return
@@ -336,7 +356,7 @@ class BlockingClient:
             self._handle(self.mux.receive_data(data, now))
             while self.mux.input_pending and self.closed_reason is None:
                 self._handle(self.mux.receive_data(b"", now))
-            if not (isinstance(self.sock, _ssl.SSLSocket) and self.sock.pending()):
+            if not (self._tls_pending()):
                 return
 
     def _timers(self) -> None:
@@ -487,12 +507,12 @@ class BlockingClient:
             left = deadline - time.monotonic()
             if left <= 0:
                 return
-            if not (isinstance(self.sock, _ssl.SSLSocket) and self.sock.pending()) and not poller.poll(left * 1000):
+            if not (self._tls_pending()) and not poller.poll(left * 1000):
                 return
             try:
                 if not self.sock.recv(_READ_SIZE):
                     return
-            except (OSError, _ssl.SSLError):
+            except OSError:
                 return
 
 
@@ -519,6 +539,8 @@ def open_socket(address: Address, *, ssl: _ssl.SSLContext | None = None, config:
     if address.scheme != "tls":
         sock.settimeout(cfg.peer_timeout)
         return sock
+    import ssl as _ssl
+
     ctx = ssl if ssl is not None else _ssl.create_default_context()
     ctx.set_alpn_protocols([ALPN_H2])
     try:
@@ -535,7 +557,7 @@ def open_socket(address: Address, *, ssl: _ssl.SSLContext | None = None, config:
                 f"{address}: the TLS handshake did not finish within {cfg.handshake_timeout:g}s: the server"
                 " probably does not speak TLS on this port (use tcp://)"
             ) from None
-        except (OSError, _ssl.SSLError) as exc:
+        except OSError as exc:  # (ssl.SSLError is one)
             verdict = tls_client_verdict(exc)
             if verdict is None:
                 raise ConnectError(f"{address}: TLS failure: {describe(exc)}") from exc

@@ -89,7 +89,6 @@ import argparse
 import os
 import select
 import shlex
-import ssl
 import sys
 import time
 from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence
@@ -99,6 +98,8 @@ import libchan
 # The trio side (server, trio client, demo) is in ._rexec_trio, imported when first
 # needed: the h2 client (run_client_sync) runs without trio, for its start-up time.
 if TYPE_CHECKING:
+    import ssl
+
     from ._rexec_trio import execute, handle_session, remote_exec, run_client, run_demo, serve
 
 __all__ = [
@@ -342,6 +343,8 @@ def _check_files(**files: str | None) -> None:
 
 def server_ssl_context(cert: str, key: str | None = None, ca: str | None = None) -> ssl.SSLContext:
     """Server context presenting ``cert``; with ``ca``, clients must present a cert it signed."""
+    import ssl
+
     _check_files(cert=cert, key=key, ca=ca)
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
@@ -356,6 +359,8 @@ def server_ssl_context(cert: str, key: str | None = None, ca: str | None = None)
 
 def client_ssl_context(ca: str | None = None, cert: str | None = None, key: str | None = None) -> ssl.SSLContext:
     """Client context verifying the server against ``ca`` (default: system roots), presenting ``cert``."""
+    import ssl
+
     _check_files(ca=ca, cert=cert, key=key)
     try:
         ctx = ssl.create_default_context(cafile=ca)
@@ -468,7 +473,8 @@ def _describe(exc: BaseException) -> str:
     trio = sys.modules.get("trio")  # (only the trio client raises its errors)
     if trio is not None and isinstance(exc, trio.BrokenResourceError) and cause is not None and str(cause):
         text = f"{text}: {cause}" if text else f"connection broken: {cause}"
-    if isinstance(exc, ssl.SSLError) or isinstance(cause, ssl.SSLError):
+    ssl = sys.modules.get("ssl")  # (no TLS error without it)
+    if ssl is not None and (isinstance(exc, ssl.SSLError) or isinstance(cause, ssl.SSLError)):
         text = f"TLS failure: {text}"
     return " ".join((text or type(exc).__name__).split())
 
@@ -476,7 +482,8 @@ def _describe(exc: BaseException) -> str:
 #: What a failed run of the client or demo may raise (anything else is a bug: traceback).
 #: What a failed run of the client may raise (anything else is a bug: traceback); the
 #: trio client adds trio.BrokenResourceError (_rexec_trio._FAILURES).
-CLIENT_FAILURES = (RexecError, OSError, libchan.LibchanError, ssl.SSLError)
+#: (ssl.SSLError is an OSError.)
+CLIENT_FAILURES = (RexecError, OSError, libchan.LibchanError)
 
 
 def _restore_blocking() -> Callable[[], None]:
