@@ -81,9 +81,9 @@ class ConnectError(LibchanError, ConnectionError):
 
 def __getattr__(name: str) -> Any:
     if name in ("SessionClosedError", "broken_error"):
-        from . import _closed_errors
+        from ._closed_errors import SessionClosedError, broken_error
 
-        value = getattr(_closed_errors, name)
+        value = {"SessionClosedError": SessionClosedError, "broken_error": broken_error}[name]
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

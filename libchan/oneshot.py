@@ -439,9 +439,11 @@ class BlockingClient:
     def _data(self, ev: DataReceived) -> None:
         self._conn_unacked += ev.flow_length
         st = self.streams.get(ev.stream_id)
-        if st is None or st.in_ended:
-            self.mux.acknowledge(ev.stream_id, ev.flow_length)
+        if st is None:
+            self.mux.acknowledge(ev.stream_id, ev.flow_length)  # (spec 4.6)
             return
+        if st.in_ended:
+            return  # (keepalives after the end marker; no WINDOW_UPDATE there, 12.3)
         try:
             items, _free = st.decoder.feed(ev.data)
         except MessageTooLargeError as exc:

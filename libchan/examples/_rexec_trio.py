@@ -23,7 +23,7 @@ import trio
 
 import libchan
 
-from .rexec import (
+from ._rexec_common import (
     CLIENT_FAILURES,
     EXIT_USAGE,
     GO_STATUS_CANNOT_START,

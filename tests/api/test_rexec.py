@@ -892,3 +892,29 @@ def test_server_that_closes_or_stays_silent(behaviour, expected):
     assert expected in one_line_error(result)
     assert time.monotonic() - started < 15
     thread.join(timeout=TIMEOUT)
+
+
+@pytest.mark.slow
+def test_ctrl_c_exits_130(tcp_server):
+    import signal
+
+    client = subprocess.Popen(
+        [*MODULE, "client", "--connect", tcp_server.url, "sh", "-c", "echo started; sleep 30"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        env=_env(),
+    )
+    try:
+        assert _readline(client.stdout, time.monotonic() + TIMEOUT) == b"started\n"
+        client.send_signal(signal.SIGINT)
+        assert client.wait(timeout=10) == 130
+        err = client.stderr.read().decode()
+        assert err == "rexec client: interrupted\n", err
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+        for f in (client.stdin, client.stdout, client.stderr):
+            f.close()
