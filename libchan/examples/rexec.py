@@ -36,6 +36,16 @@ switched on by ``USE_TLS=1`` (client: no certificate check, no ALPN) and by
     python -m libchan.examples.rexec client --profile spdy --connect tcp://127.0.0.1:9323 cat
     python -m libchan.examples.rexec client --profile spdy --connect tls://127.0.0.1:9323 --ca CA cat
 
+The h2 client runs without trio. Start-up is most of a short command's time, and
+``import trio`` alone was about half of it (the client took some 190 ms to run
+``true``): :func:`run_client_sync`, what ``client`` runs unless ``--profile spdy``,
+drives libchan's sans-IO HTTP/2, framing and CBOR cores over a blocking socket and
+``poll`` (:mod:`libchan.oneshot`) and sends the same lower-case message as
+:func:`remote_exec`, with the same flow control, timeouts and error messages. The
+server, ``demo``, ``--profile spdy`` and the async API (:func:`remote_exec`,
+:func:`run_client`, :func:`serve`...) are trio code, in ``_rexec_trio.py``, imported
+when first used.
+
 Command lines::
 
     python -m libchan.examples.rexec server --listen tcp://127.0.0.1:9323
@@ -121,6 +131,8 @@ from ._rexec_common import (  # re-exported: tests and programs use them
 if TYPE_CHECKING:
     import ssl
 
+    from libchan.oneshot import BlockingClient
+
     from ._rexec_trio import execute, handle_session, remote_exec, run_client, run_demo, serve
 
 __all__ = [
@@ -198,7 +210,7 @@ def run_client_sync(
                     pass
 
 
-def _exec_sync(client: Any, argv: Sequence[str], fds: tuple[int | None, int | None, int | None]) -> int:
+def _exec_sync(client: BlockingClient, argv: Sequence[str], fds: tuple[int | None, int | None, int | None]) -> int:
     from libchan.oneshot import CANCEL, PATH_STREAM, PROTOCOL_ERROR, Ref, Stream
 
     in_fd, out_fd, err_fd = fds
@@ -256,6 +268,8 @@ def _exec_sync(client: Any, argv: Sequence[str], fds: tuple[int | None, int | No
                 grace_end = now + OUTPUT_GRACE
             if all(s.in_ended for s in sinks) or now >= grace_end or client.closed_reason is not None:
                 break
+        elif top.status not in (None, "200"):
+            raise RexecError(f"the server refused the request ({top.error})")
         elif status.in_ended or client.closed_reason is not None:
             err = _closed_error(client)
             if err is not None:
@@ -290,7 +304,7 @@ def _exec_sync(client: Any, argv: Sequence[str], fds: tuple[int | None, int | No
     return code
 
 
-def _closed_error(client: Any) -> OSError | None:
+def _closed_error(client: BlockingClient) -> OSError | None:
     from libchan.oneshot import closed_error
 
     return closed_error(client)
