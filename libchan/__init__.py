@@ -47,7 +47,8 @@ if TYPE_CHECKING:
     from .pipe import PipeReceiver, PipeSender, pipe
     from .session import Session
     from .stream import ByteStream, PipeStream, ReadOnly, WriteOnly, stream_pipe
-    from .transport import connect, parse_url, serve
+    from .address import parse_url
+    from .transport import connect, serve
 
 __version__ = "0.1.0"
 
@@ -106,7 +107,7 @@ _EXPORTS = {
     "WriteOnly": "stream",
     "stream_pipe": "stream",
     "connect": "transport",
-    "parse_url": "transport",
+    "parse_url": "address",
     "serve": "transport",
 }
 

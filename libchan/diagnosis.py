@@ -7,7 +7,7 @@ client and for one log line per refused connection on the server.
 
 from __future__ import annotations
 
-import ssl
+import sys
 
 __all__ = [
     "describe",
@@ -83,10 +83,14 @@ def closed_verdict(profile: str, scheme: str, reason: str) -> str:
 
 
 def _reason(exc: BaseException) -> str:
-    while exc.__cause__ is not None and not isinstance(exc, ssl.SSLError):
+    # (ssl is looked up, not imported: the blocking client imports it for tls:// only,
+    # and there is no TLS error without it)
+    ssl = sys.modules.get("ssl")
+    ssl_error: tuple[type[BaseException], ...] = (ssl.SSLError,) if ssl is not None else ()
+    while exc.__cause__ is not None and not isinstance(exc, ssl_error):
         exc = exc.__cause__
-    if isinstance(exc, ssl.SSLError):
-        return (exc.reason or str(exc)).upper()
+    if isinstance(exc, ssl_error):
+        return (getattr(exc, "reason", None) or str(exc)).upper()
     return str(exc).upper()
 
 

@@ -18,7 +18,13 @@ pending operation when a session ends; its ``reason`` says why.
 
 from __future__ import annotations
 
-import trio
+from typing import TYPE_CHECKING, Any
+
+# SessionClosedError and broken_error are trio's BrokenResourceError: they live in
+# ._closed_errors and are imported when first used (PEP 562), so that the codecs and
+# the blocking client (libchan.oneshot), which import this module, do not import trio.
+if TYPE_CHECKING:
+    from ._closed_errors import SessionClosedError as SessionClosedError, broken_error as broken_error
 
 __all__ = [
     "LibchanError",
@@ -73,23 +79,11 @@ class ConnectError(LibchanError, ConnectionError):
     connection."""
 
 
-class SessionClosedError(trio.BrokenResourceError):
-    """The session this channel or stream belongs to has ended.
+def __getattr__(name: str) -> Any:
+    if name in ("SessionClosedError", "broken_error"):
+        from ._closed_errors import SessionClosedError, broken_error
 
-    ``reason`` is a human-readable explanation, e.g. ``"peer closed the
-    session"`` or ``"connection lost: ..."``.
-    """
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"libchan session closed: {reason}")
-        self.reason = reason
-
-
-def broken_error(reason: str | BaseException, default: str = "the other side broke") -> trio.BrokenResourceError:
-    """The error a local pipe end raises when what it was forwarded into or from
-    broke: a fresh :class:`SessionClosedError` (same reason) when ``reason`` is
-    one, so that an end whose session died says so; otherwise a plain
-    ``BrokenResourceError`` with ``reason``'s text."""
-    if isinstance(reason, SessionClosedError):
-        return SessionClosedError(reason.reason)
-    return trio.BrokenResourceError(str(reason) or default)
+        value = {"SessionClosedError": SessionClosedError, "broken_error": broken_error}[name]
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

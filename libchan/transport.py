@@ -13,13 +13,13 @@ import logging
 import socket as socket_module
 import ssl as _ssl
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import partial
 from typing import Any, AsyncIterator, Awaitable, Callable
-from urllib.parse import urlsplit
 
 import trio
 
+from .address import ALPN as _ALPN, ALPN_H2, ALPN_SPDY, Address, authority_of, parse_url
 from .config import Config
 from .diagnosis import describe as _describe
 from .diagnosis import closed_verdict, first_bytes_verdict, looks_like_tls, silence_verdict, tls_client_verdict, tls_server_verdict
@@ -40,10 +40,6 @@ __all__ = ["connect", "serve", "parse_url", "Address"]
 
 log = logging.getLogger("libchan")
 
-
-ALPN_H2 = "h2"
-ALPN_SPDY = "spdy/3.1"
-_ALPN = {"h2": ALPN_H2, "spdy": ALPN_SPDY}
 
 
 class _PrefixedStream(trio.abc.HalfCloseableStream):
@@ -99,42 +95,6 @@ async def sniff_profile(stream: trio.abc.Stream) -> tuple[str, trio.abc.Stream]:
             break
     # HTTP/2 (or garbage, which the HTTP/2 machinery rejects with GOAWAY)
     return "h2", _PrefixedStream(data, stream)
-
-
-@dataclass(frozen=True)
-class Address:
-    scheme: str  # "tcp", "tls" or "unix"
-    host: str = ""
-    port: int = 0
-    path: str = ""
-
-    def __str__(self) -> str:
-        if self.scheme == "unix":
-            return f"unix://{self.path}"
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}:{self.port}"
-
-
-def parse_url(url: str) -> Address:
-    """Parse ``tcp://host:port``, ``tls://host:port`` or ``unix:///path``; ValueError if bad."""
-    if not isinstance(url, str):
-        raise TypeError("url must be a str")
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme == "unix":
-        path = (parts.netloc + parts.path) if parts.netloc else parts.path
-        if not path:
-            raise ValueError(f"unix URL needs a path, as in unix:///tmp/chan.sock: {url!r}")
-        return Address("unix", path=path)
-    if scheme not in ("tcp", "tls"):
-        raise ValueError(f"unsupported URL scheme {parts.scheme!r} in {url!r} (use tcp://, tls:// or unix://)")
-    try:
-        port = parts.port
-    except ValueError:
-        raise ValueError(f"bad port in {url!r}") from None
-    if not parts.hostname or port is None:
-        raise ValueError(f"URL needs a host and a port, as in {scheme}://127.0.0.1:9323: {url!r}")
-    return Address(scheme, host=parts.hostname, port=port)
 
 
 def _client_context(ssl: _ssl.SSLContext | None, profile: str) -> _ssl.SSLContext:
@@ -245,11 +205,7 @@ async def connect(
         raise ValueError(f"unknown libchan profile {profile!r} (use 'h2' or 'spdy')")
     timeout = (config or Config()).handshake_timeout
     stream = await open_transport(address, ssl=ssl, profile=profile, handshake_timeout=timeout)
-    if address.scheme == "unix":
-        authority = "localhost"
-    else:
-        host = f"[{address.host}]" if ":" in address.host else address.host
-        authority = f"{host}:{address.port}"
+    authority = authority_of(address)
     scheme = "https" if address.scheme == "tls" else "http"
     async with Session(stream, config=config, authority=authority, scheme=scheme, profile=profile) as session:
         await _await_server(session, address, profile, timeout)

@@ -36,6 +36,16 @@ switched on by ``USE_TLS=1`` (client: no certificate check, no ALPN) and by
     python -m libchan.examples.rexec client --profile spdy --connect tcp://127.0.0.1:9323 cat
     python -m libchan.examples.rexec client --profile spdy --connect tls://127.0.0.1:9323 --ca CA cat
 
+The h2 client runs without trio. Start-up is most of a short command's time, and
+``import trio`` alone was about half of it (the client took some 190 ms to run
+``true``): :func:`run_client_sync`, what ``client`` runs unless ``--profile spdy``,
+drives libchan's sans-IO HTTP/2, framing and CBOR cores over a blocking socket and
+``poll`` (:mod:`libchan.oneshot`) and sends the same lower-case message as
+:func:`remote_exec`, with the same flow control, timeouts and error messages. The
+server, ``demo``, ``--profile spdy`` and the async API (:func:`remote_exec`,
+:func:`run_client`, :func:`serve`...) are trio code, in ``_rexec_trio.py``, imported
+when first used.
+
 Command lines::
 
     python -m libchan.examples.rexec server --listen tcp://127.0.0.1:9323
@@ -86,19 +96,44 @@ Exit statuses:
 from __future__ import annotations
 
 import argparse
-import functools
 import os
+import select
 import shlex
-import signal
-import ssl
-import subprocess
 import sys
-import tempfile
-from typing import Any, Awaitable, Callable, NoReturn, Sequence, TypeVar
-
-import trio
+import time
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence
 
 import libchan
+
+from ._rexec_common import (  # re-exported: tests and programs use them
+    CLIENT_FAILURES,
+    DEFAULT_DEMO_COMMAND,
+    EXIT_CLIENT_FAILURE,
+    EXIT_REMOTE_SIGNALED,
+    EXIT_USAGE,
+    GO_STATUS_CANNOT_START,
+    GO_STATUS_SIGNALED,
+    OUTPUT_GRACE,
+    Log,
+    RexecError,
+    UsageError,
+    _describe,
+    _leaf,
+    _quiet,
+    _stderr_log,
+    client_ssl_context,
+    dup_stdio,
+    server_ssl_context,
+)
+
+# The trio side (server, trio client, demo) is in ._rexec_trio, imported when first
+# needed: the h2 client (run_client_sync) runs without trio, for its start-up time.
+if TYPE_CHECKING:
+    import ssl
+
+    from libchan.oneshot import BlockingClient
+
+    from ._rexec_trio import execute, handle_session, remote_exec, run_client, run_demo, serve
 
 __all__ = [
     "RexecError",
@@ -108,6 +143,7 @@ __all__ = [
     "serve",
     "remote_exec",
     "run_client",
+    "run_client_sync",
     "dup_stdio",
     "run_demo",
     "server_ssl_context",
@@ -116,431 +152,150 @@ __all__ = [
 ]
 
 PROG = "python -m libchan.examples.rexec"
-DEFAULT_DEMO_COMMAND = [
-    "sh",
-    "-c",
-    'echo "hello from $(uname -n), pid $$, user $(id -un 2>/dev/null || echo "?")";'
-    ' echo "this line went to stderr" >&2;'
-    " exit 3",
-]
-#: After the exit status arrived, how long to wait for the last output bytes.
-OUTPUT_GRACE = 10.0
-EXIT_CLIENT_FAILURE = 255
-EXIT_USAGE = 2
-#: Go's rexec server answers 10 when the command could not start (not found, not
-#: executable, empty ``Cmd``); ours does too for a Go-shaped request.
-GO_STATUS_CANNOT_START = 10
-#: Go's rexec server answers -1 (Go's ``WaitStatus.ExitStatus()``) when the command was
-#: killed by a signal; ours does too for a Go-shaped request.
-GO_STATUS_SIGNALED = -1
-#: The client's exit status when the remote status is -1 (as Go's client: ``os.Exit(-1)``).
-EXIT_REMOTE_SIGNALED = 255
-
-_GONE = (trio.BrokenResourceError, trio.ClosedResourceError)
-Log = Callable[[str], None]
-
-
-class RexecError(Exception):
-    """The client could not run the command remotely (a one-line explanation)."""
-
-
-class UsageError(Exception):
-    """Bad command-line arguments (exit status 2)."""
-
-
-def _stderr_log(prefix: str) -> Log:
-    def log(text: str) -> None:
-        print(f"{prefix}{text}", file=sys.stderr, flush=True)
-
-    return log
-
-
-def _quiet(text: str) -> None:
-    pass
 
 
 # ----------------------------------------------------------------------------------------
-# Server side
+# Client side without trio (the h2 profile)
 # ----------------------------------------------------------------------------------------
 
 
-def _field(msg: dict[Any, Any], name: str) -> Any:
-    """``msg[name]``, also accepting Go's capitalised field names (``Cmd``, ``StatusChan``)."""
-    for key in (name, name.capitalize(), "StatusChan" if name == "status" else None):
-        if key is not None and key in msg:
-            return msg[key]
-    return None
-
-
-async def _close(obj: Any) -> None:
-    if obj is None:
-        return
-    with trio.CancelScope(shield=True):
-        with trio.move_on_after(5):
-            try:
-                await obj.aclose()
-            except Exception:
-                pass
-
-
-async def _say(stream: Any, text: str) -> None:
-    if stream is None:
-        return
-    try:
-        await stream.send_all(text.encode("utf-8", "replace"))
-    except (*_GONE, OSError):
-        pass
-
-
-async def _end(stream: Any) -> None:
-    """Say end-of-file on an output stream, then let it go."""
-    if stream is None:
-        return
-    try:
-        send_eof = getattr(stream, "send_eof", None)
-        if send_eof is not None:
-            await send_eof()
-    except (*_GONE, OSError):
-        pass
-    await _close(stream)
-
-
-async def _send_status(status: Any, code: int, *, go_shaped: bool = False) -> None:
-    if status is None:
-        return
-    try:
-        # Go's client decodes the reply into ``CommandResponse{Status int}``: msgpack
-        # matches struct fields by their exact name, so it must be "Status" there.
-        await status.send({"Status" if go_shaped else "status": code})
-    except (*_GONE, libchan.LibchanError):
-        pass
-    await _close(status)
-
-
-def _exit_code(returncode: int, *, go_shaped: bool = False) -> int:
-    """The status to answer for a process' return code (negative: killed by that signal)."""
-    if returncode < 0:
-        return GO_STATUS_SIGNALED if go_shaped else 128 - returncode
-    return returncode
-
-
-async def _pump_stdin(src: Any, proc_stdin: trio.abc.SendStream) -> None:
-    """Remote stdin -> the process; closing the process' stdin at the end either way."""
-    try:
-        while True:
-            try:
-                data = await src.receive_some(65536)
-            except _GONE:
-                return
-            if not data:
-                return
-            try:
-                await proc_stdin.send_all(data)
-            except _GONE:
-                # The command closed its stdin (or exited): stop reading ours.
-                return
-    finally:
-        await _close(proc_stdin)
-
-
-async def execute(msg: Any, *, log: Log = _quiet) -> int | None:
-    """Run the command one rexec message asks for; send its exit status; return it.
-
-    ``msg`` is ``{"cmd", "args", "stdin", "stdout", "stderr", "status"}`` (any
-    of the streams may be missing or None). Never raises for a bad message, a
-    command that cannot run or a peer that went away.
-    """
-    if not isinstance(msg, dict):
-        log(f"ignoring a message that is not a map: {type(msg).__name__}")
-        return None
-    # A Go client (Go's RemoteCommand struct) names its fields Cmd ... StatusChan;
-    # answer it in kind: {"Status": n}.
-    go_shaped = "StatusChan" in msg or "Cmd" in msg
-    cmd, args = _field(msg, "cmd"), _field(msg, "args")
-    stdin, stdout, stderr = _field(msg, "stdin"), _field(msg, "stdout"), _field(msg, "stderr")
-    status = _field(msg, "status")
-    if args is None:
-        args = []
-    try:
-        if status is not None and not isinstance(status, trio.abc.SendChannel):
-            status = None
-            raise ValueError("'status' must be a Sender")
-        if not isinstance(cmd, str) or not cmd:
-            raise ValueError("'cmd' must be a non-empty string")
-        if not isinstance(args, (list, tuple)) or not all(isinstance(a, str) for a in args):
-            raise ValueError("'args' must be a list of strings")
-        if stdin is not None and not hasattr(stdin, "receive_some"):
-            raise ValueError("'stdin' must be a readable byte stream")
-        for name, s in (("stdout", stdout), ("stderr", stderr)):
-            if s is not None and not hasattr(s, "send_all"):
-                raise ValueError(f"{name!r} must be a writable byte stream")
-    except ValueError as exc:
-        log(f"bad request: {exc}")
-        if stderr is not None and hasattr(stderr, "send_all"):
-            await _say(stderr, f"rexec: bad request: {exc}\n")
-        for s in (stdin, stdout, stderr):
-            await _close(s)
-        # Go's server cannot start an empty Cmd either: it answers 10.
-        code = GO_STATUS_CANNOT_START if go_shaped else EXIT_USAGE
-        await _send_status(status, code, go_shaped=go_shaped)
-        return code
-
-    argv = [cmd, *args]
-    proc: trio.Process | None = None
-    try:
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd``, waiting if it was left non-blocking."""
+    view = memoryview(data)
+    while view:
         try:
-            proc = await trio.lowlevel.open_process(
-                argv,
-                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                stdout=subprocess.PIPE if stdout is not None else subprocess.DEVNULL,
-                stderr=subprocess.PIPE if stderr is not None else subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        except (OSError, ValueError) as exc:  # ValueError: a NUL byte in an argument
-            if go_shaped:
-                code = GO_STATUS_CANNOT_START
-            else:
-                code = 127 if isinstance(exc, FileNotFoundError) else 126
-            why = getattr(exc, "strerror", None) or str(exc)
-            log(f"{shlex.join(argv)}: {why} (status {code})")
-            await _say(stderr, f"rexec: {cmd}: {why}\n")
-        else:
-            log(f"running {shlex.join(argv)} (pid {proc.pid})")
-            async with trio.open_nursery() as nursery:
-                in_scope = trio.CancelScope()
-
-                async def stdin_task(proc_stdin: trio.abc.SendStream) -> None:
-                    with in_scope:
-                        await _pump_stdin(stdin, proc_stdin)
-
-                if proc.stdin is not None:
-                    nursery.start_soon(stdin_task, proc.stdin)
-                async with trio.open_nursery() as outputs:
-                    if proc.stdout is not None:
-                        outputs.start_soon(libchan.copy_stream, proc.stdout, stdout)
-                    if proc.stderr is not None:
-                        outputs.start_soon(libchan.copy_stream, proc.stderr, stderr)
-                    returncode = await proc.wait()
-                in_scope.cancel()
-            code = _exit_code(returncode, go_shaped=go_shaped)
-            if returncode < 0:
-                log(f"{shlex.join(argv)} was killed by signal {-returncode} (status {code})")
-            else:
-                log(f"{shlex.join(argv)} exited with status {code}")
-    finally:
-        if proc is not None and proc.returncode is None:
-            # Cancelled (the session ended): do not leave the command behind.
-            with trio.CancelScope(shield=True):
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except OSError:
-                    proc.kill()
-                await proc.wait()
-            log(f"{shlex.join(argv)} killed: the client went away")
-        if proc is not None:
-            for pipe in (proc.stdin, proc.stdout, proc.stderr):
-                await _close(pipe)
-        await _end(stdout)
-        await _end(stderr)
-        await _close(stdin)
-    await _send_status(status, code, go_shaped=go_shaped)
-    return code
+            n = os.write(fd, view)
+        except BlockingIOError:
+            select.select([], [fd], [])
+            continue
+        view = view[n:]
 
 
-async def handle_session(session: libchan.Session, *, log: Log = _quiet) -> None:
-    """libchan.serve handler: run every message of every channel the peer opens.
-
-    Commands run concurrently; when the session ends, the ones still running are killed.
-    """
-    async with trio.open_nursery() as nursery:
-
-        async def serve_receiver(receiver: libchan.Receiver) -> None:
-            try:
-                async for msg in receiver:
-                    nursery.start_soon(functools.partial(execute, msg, log=log))
-            except (*_GONE, libchan.LibchanError) as exc:
-                log(f"channel ended: {exc}")
-
-        try:
-            async for receiver in session:
-                nursery.start_soon(serve_receiver, receiver)
-        except (*_GONE, libchan.LibchanError) as exc:
-            log(f"session ended: {exc}")
-        nursery.cancel_scope.cancel()
-
-
-async def serve(
+def run_client_sync(
     url: str,
-    *,
-    ssl: ssl.SSLContext | None = None,
-    log: Log = _quiet,
-    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Serve rexec on ``url`` until cancelled; ``nursery.start`` returns the bound URLs."""
-
-    async def handler(session: libchan.Session) -> None:
-        await handle_session(session, log=log)
-
-    await libchan.serve(url, handler, ssl=ssl, task_status=task_status)
-
-
-# ----------------------------------------------------------------------------------------
-# Client side
-# ----------------------------------------------------------------------------------------
-
-
-class _Tracked(trio.abc.HalfCloseableStream):
-    """A local output sink that says (``done``) when the remote side ended it.
-
-    Sent as a duplex stream (the Go shape), its read half is at end-of-file at
-    once, as reading Go's ``*os.File`` stdout fails at once: the server's side
-    of the stream sees end-of-file, and may still write.
-    """
-
-    def __init__(self, inner: trio.abc.SendStream | None) -> None:
-        self.inner = inner  # None: discard what arrives
-        self.done = trio.Event()
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        if self.inner is None:
-            await trio.lowlevel.checkpoint()
-            return
-        await self.inner.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        if self.inner is None:
-            await trio.lowlevel.checkpoint()
-            return
-        await self.inner.wait_send_all_might_not_block()
-
-    async def send_eof(self) -> None:
-        try:
-            if self.inner is None:
-                await trio.lowlevel.checkpoint()
-                return
-            send_eof = getattr(self.inner, "send_eof", None)
-            if send_eof is not None:
-                await send_eof()
-            else:
-                await self.inner.aclose()
-        finally:
-            self.done.set()
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        await trio.lowlevel.checkpoint()
-        return b""  # an output sink has nothing to read
-
-    async def aclose(self) -> None:
-        try:
-            if self.inner is not None:
-                await self.inner.aclose()
-        finally:
-            self.done.set()
-
-
-class _Source(trio.abc.HalfCloseableStream):
-    """Local stdin as a duplex stream (the Go shape): reads come from ``inner``,
-    writes (which no rexec server makes) are dropped."""
-
-    def __init__(self, inner: trio.abc.ReceiveStream) -> None:
-        self.inner = inner
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        return await self.inner.receive_some(max_bytes)
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await trio.lowlevel.checkpoint()
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await trio.lowlevel.checkpoint()
-
-    async def send_eof(self) -> None:
-        # The server ended its (unused) direction: keep reading stdin for it.
-        await trio.lowlevel.checkpoint()
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
-async def remote_exec(
-    session: libchan.Session,
     argv: Sequence[str],
     *,
-    stdin: trio.abc.ReceiveStream | None,
-    stdout: trio.abc.SendStream | None,
-    stderr: trio.abc.SendStream | None,
-    go_shaped: bool | None = None,
+    ssl: ssl.SSLContext | None = None,
+    fds: tuple[int | None, int | None, int | None] | None = None,
+    config: libchan.Config | None = None,
 ) -> int:
-    """Run ``argv`` on the server of ``session``; return its exit status.
+    """:func:`run_client` for the h2 profile, blocking and without trio; what the command
+    line's client runs (``import trio`` alone would be about half of its start-up).
 
-    ``stdin`` is read and sent to the command (None: an empty stdin);
-    ``stdout``/``stderr`` receive its output as it comes (None: discarded).
-    Returns once the status arrived and the output streams were ended (they
-    are closed then). Raises :class:`RexecError` if no status came back.
-
-    ``go_shaped`` (default: true in the ``spdy`` profile) sends the message
-    as Go libchan's rexec client does, which Go's rexec server needs::
-
-        {"Cmd": .., "Args": [..], "Stdin": <duplex>, "Stdout": <duplex>,
-         "Stderr": <duplex>, "StatusChan": Sender}     -> reply {"Status": n}
-
-    All three stdio streams are then duplex (ext 1, as Go sends its
-    ``*os.File`` stdio) and always present (Go's server closes Stdout and
-    Stderr without checking them for nil). Otherwise the message is the
-    lower-case one, with read-only stdin and write-only stdout/stderr.
+    It drives libchan's sans-IO HTTP/2 and CBOR cores over a blocking socket
+    (:mod:`libchan.oneshot`) and sends the lower-case message of :func:`remote_exec`.
+    ``fds`` are (stdin, stdout, stderr) descriptors, closed at the end (default:
+    duplicates of 0, 1 and 2). Returns the remote status; raises :class:`RexecError`
+    if no status came back, ``ConnectError`` (an ``OSError``) if the connection could
+    not be made.
     """
+    from libchan import oneshot
+
     if not argv:
         raise ValueError("argv must name a command")
-    if go_shaped is None:
-        go_shaped = session.profile == "spdy"
-    if stdin is None:
-        feed, stdin = libchan.stream_pipe()
-        await feed.aclose()  # the command reads end-of-file at once
-    sinks = []
-    if go_shaped:
-        outputs: list[Any] = []
-        for sink in (stdout, stderr):
-            tracked = _Tracked(sink)
-            sinks.append(tracked)
-            outputs.append(tracked)  # a trio Stream: sent as duplex (ext 1)
-        status_tx, status_rx = libchan.pipe()
-        msg: dict[str, Any] = {
-            "Cmd": argv[0],
-            "Args": list(argv[1:]),
-            "Stdin": _Source(stdin),
-            "Stdout": outputs[0],
-            "Stderr": outputs[1],
-            "StatusChan": status_tx,
-        }
-    else:
-        msg = {"cmd": argv[0], "args": list(argv[1:]), "stdin": libchan.ReadOnly(stdin)}
-        for name, sink in (("stdout", stdout), ("stderr", stderr)):
-            if sink is not None:
-                tracked = _Tracked(sink)
-                sinks.append(tracked)
-                msg[name] = libchan.WriteOnly(tracked)
-        status_tx, status_rx = libchan.pipe()
-        msg["status"] = status_tx
+    if fds is None:
+        fds = dup_stdio()
+    try:
+        client = oneshot.connect(url, ssl=ssl, config=config)
+        try:
+            return _exec_sync(client, argv, fds)
+        finally:
+            client.close()
+    finally:
+        for fd in fds:
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
 
-    sender = await session.open_sender()
-    try:
-        await sender.send(msg)
-    finally:
-        await sender.aclose()
-    try:
-        reply = await status_rx.receive()
-    except (trio.EndOfChannel, *_GONE):
-        why = session.closed_reason if session.closed else None
-        raise RexecError(
-            "the server sent no exit status" + (f" ({why})" if why else " (it closed the status channel)")
-        ) from None
-    finally:
-        await status_rx.aclose()
-    # The server ended stdout/stderr before it sent the status; let the last
-    # bytes reach the local sinks before the caller ends the session.
-    with trio.move_on_after(OUTPUT_GRACE):
-        for tracked in sinks:
-            await tracked.done.wait()
+
+def _exec_sync(client: BlockingClient, argv: Sequence[str], fds: tuple[int | None, int | None, int | None]) -> int:
+    from libchan.oneshot import CANCEL, PATH_STREAM, PROTOCOL_ERROR, Ref, Stream
+
+    in_fd, out_fd, err_fd = fds
+    # Numbers as the trio client allocates them: the channel, then the message's references.
+    top_ref = client.allocate_ref()
+    top = client.open_stream(PATH_STREAM, "receiver", ref=top_ref)
+
+    def nested(kind: str) -> Stream:
+        st: Stream = client.open_stream(PATH_STREAM, kind, ref=client.allocate_ref(), parent_ref=top_ref)
+        return st
+
+    msg: dict[str, Any] = {"cmd": argv[0], "args": list(argv[1:])}
+    stdin = nested("read-stream")
+    msg["stdin"] = Ref("read-stream", stdin.ref or 0)
+    sinks: list[Stream] = []
+    for name, fd in (("stdout", out_fd), ("stderr", err_fd)):
+        if fd is None:
+            continue  # (as remote_exec: no sink, no stream)
+        sink = nested("write-stream")
+
+        def write(data: bytes, fd: int = fd, sink: Stream = sink) -> None:
+            if sink.error is not None:
+                return
+            try:
+                _write_all(fd, data)
+            except OSError as exc:  # closed stdout (EPIPE): this output is dropped from now on
+                client.reset(sink, CANCEL, f"local output failed: {exc}")
+
+        sink.on_item = write
+        sinks.append(sink)
+        msg[name] = Ref("write-stream", sink.ref or 0)
+    status = nested("sender")
+    msg["status"] = Ref("sender", status.ref or 0)
+    replies: list[Any] = []
+
+    def on_status(payload: bytes) -> None:
+        try:
+            replies.append(client.decode(payload))
+        except libchan.LibchanError as exc:
+            client.reset(status, PROTOCOL_ERROR, str(exc))
+
+    status.on_item = on_status
+    client.send_message(top, msg)
+    client.end(top)
+    if in_fd is None:
+        client.end(stdin)  # the command reads end-of-file at once
+
+    grace_end: float | None = None
+    while True:
+        now = time.monotonic()
+        if replies:
+            # The server ended stdout/stderr before it sent the status; let the last
+            # bytes arrive (they may come on other streams, after the status).
+            if grace_end is None:
+                grace_end = now + OUTPUT_GRACE
+            if all(s.in_ended for s in sinks) or now >= grace_end or client.closed_reason is not None:
+                break
+        elif top.status not in (None, "200"):
+            raise RexecError(f"the server refused the request ({top.error})")
+        elif status.in_ended or client.closed_reason is not None:
+            err = _closed_error(client)
+            if err is not None:
+                raise err
+            why = client.closed_reason or status.error
+            raise RexecError(
+                "the server sent no exit status" + (f" ({why})" if why else " (it closed the status channel)")
+            )
+        want_stdin = in_fd is not None and client.sendable(stdin) > 0
+        wait = grace_end - now if grace_end is not None else 3600.0
+        ready = client.poll(wait, (in_fd,) if want_stdin and in_fd is not None else ())
+        if ready and in_fd is not None:
+            n = client.sendable(stdin)
+            if n <= 0:
+                continue
+            try:
+                data = os.read(in_fd, n)
+            except BlockingIOError:
+                continue
+            except OSError:
+                data = b""  # (a terminal gone: its end)
+            if data:
+                client.send_bytes(stdin, data)
+            else:
+                client.end(stdin)
+    reply = replies[0]
     code = reply.get("status") if isinstance(reply, dict) else None
     if code is None and isinstance(reply, dict):
         code = reply.get("Status")
@@ -549,85 +304,14 @@ async def remote_exec(
     return code
 
 
-def dup_stdio() -> tuple[int | None, int | None, int | None]:
-    """Duplicate fds 0, 1 and 2 (None for one that is not open).
+def _closed_error(client: BlockingClient) -> OSError | None:
+    from libchan.oneshot import closed_error
 
-    Call this *before* ``trio.run``: trio opens descriptors of its own, which
-    would take the number of a closed fd 0 (as with ``cmd <&-``) and be
-    mistaken for stdin.
-    """
-    fds: list[int | None] = []
-    for fd in (0, 1, 2):
-        try:
-            fds.append(os.dup(fd))
-        except OSError:  # fd not open
-            fds.append(None)
-    return fds[0], fds[1], fds[2]
-
-
-async def run_client(
-    url: str,
-    argv: Sequence[str],
-    *,
-    ssl: ssl.SSLContext | None = None,
-    fds: tuple[int | None, int | None, int | None] | None = None,
-    profile: str = "h2",
-) -> int:
-    """Connect to ``url`` and run ``argv`` there with local stdio; return its status.
-
-    ``profile`` is the wire profile: ``"h2"`` or ``"spdy"`` (Go libchan's; the
-    message is then Go-shaped, see :func:`remote_exec`).
-
-    ``fds`` are (stdin, stdout, stderr) descriptors that become the client's
-    (they are closed at the end); by default duplicates of 0, 1 and 2 (see
-    :func:`dup_stdio` for why a program should rather pass them itself).
-    """
-    if fds is None:
-        fds = dup_stdio()
-    streams = [trio.lowlevel.FdStream(fd) if fd is not None else None for fd in fds]
-    try:
-        async with libchan.connect(url, ssl=ssl, profile=profile) as session:
-            return await remote_exec(session, argv, stdin=streams[0], stdout=streams[1], stderr=streams[2])
-    finally:
-        for s in streams:
-            await _close(s)
-
+    return closed_error(client)
 
 # ----------------------------------------------------------------------------------------
 # TLS
 # ----------------------------------------------------------------------------------------
-
-
-def _check_files(**files: str | None) -> None:
-    for option, path in files.items():
-        if path is not None and not os.path.isfile(path):
-            raise UsageError(f"--{option} {path}: no such file")
-
-
-def server_ssl_context(cert: str, key: str | None = None, ca: str | None = None) -> ssl.SSLContext:
-    """Server context presenting ``cert``; with ``ca``, clients must present a cert it signed."""
-    _check_files(cert=cert, key=key, ca=ca)
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    try:
-        ctx.load_cert_chain(cert, key)
-        if ca is not None:
-            ctx.load_verify_locations(cafile=ca)
-            ctx.verify_mode = ssl.CERT_REQUIRED
-    except (ssl.SSLError, OSError) as exc:
-        raise UsageError(f"cannot load the TLS certificates: {exc}") from None
-    return ctx
-
-
-def client_ssl_context(ca: str | None = None, cert: str | None = None, key: str | None = None) -> ssl.SSLContext:
-    """Client context verifying the server against ``ca`` (default: system roots), presenting ``cert``."""
-    _check_files(ca=ca, cert=cert, key=key)
-    try:
-        ctx = ssl.create_default_context(cafile=ca)
-        if cert is not None:
-            ctx.load_cert_chain(cert, key)
-    except (ssl.SSLError, OSError) as exc:
-        raise UsageError(f"cannot load the TLS certificates: {exc}") from None
-    return ctx
 
 
 def _tls_options(args: argparse.Namespace, url: str, *, server: bool) -> ssl.SSLContext | None:
@@ -647,73 +331,6 @@ def _tls_options(args: argparse.Namespace, url: str, *, server: bool) -> ssl.SSL
             raise UsageError("a tls:// server needs --cert (and --key unless the cert file holds it)")
         return server_ssl_context(args.cert, args.key, args.ca)
     return client_ssl_context(args.ca, args.cert, args.key)
-
-
-# ----------------------------------------------------------------------------------------
-# Demo
-# ----------------------------------------------------------------------------------------
-
-
-async def run_demo(
-    argv: Sequence[str],
-    *,
-    say: Log | None = None,
-    fds: tuple[int | None, int | None, int | None] | None = None,
-    profile: str = "h2",
-) -> int:
-    """Server and client in one process over mutual TLS with throwaway certificates.
-
-    Returns the remote command's exit status.
-    """
-    try:
-        import trustme
-    except ImportError:
-        raise UsageError("the demo needs the 'trustme' package (pip install trustme)") from None
-    if say is None:
-
-        def say(text: str) -> None:
-            print(f"demo: {text}", flush=True)
-
-    with tempfile.TemporaryDirectory(prefix="rexec-demo-") as tmp:
-        ca = trustme.CA(organization_name="rexec demo CA")
-        server_cert = ca.issue_cert("127.0.0.1", "localhost", common_name="rexec demo server")
-        client_cert = ca.issue_cert("client@rexec-demo.invalid", common_name="rexec demo client")
-        paths = {n: os.path.join(tmp, n) for n in ("ca.pem", "server.pem", "server.key", "client.pem", "client.key")}
-        ca.cert_pem.write_to_path(paths["ca.pem"])
-        for name, cert in (("server", server_cert), ("client", client_cert)):
-            cert.private_key_pem.write_to_path(paths[f"{name}.key"])
-            for i, pem in enumerate(cert.cert_chain_pems):
-                pem.write_to_path(paths[f"{name}.pem"], append=i > 0)
-        server_ctx = server_ssl_context(paths["server.pem"], paths["server.key"], paths["ca.pem"])
-        client_ctx = client_ssl_context(paths["ca.pem"], paths["client.pem"], paths["client.key"])
-        say(f"throwaway CA, server certificate (127.0.0.1, localhost) and client certificate in {tmp}")
-
-        async with trio.open_nursery() as nursery:
-            urls = await nursery.start(
-                lambda task_status: serve(
-                    "tls://127.0.0.1:0", ssl=server_ctx, log=_stderr_log("demo server: "), task_status=task_status
-                )
-            )
-            say(f"server listening on {urls[0]} (mutual TLS: it requires a client certificate from the CA)")
-            # Mutual TLS really is required: a client without a certificate gets nowhere.
-            anonymous_ctx = client_ssl_context(paths["ca.pem"])
-            try:
-                with trio.fail_after(10):
-                    await run_client(
-                        urls[0], ["true"], ssl=anonymous_ctx, fds=(None, None, None), profile=profile
-                    )
-            except (*_FAILURES, trio.TooSlowError) as exc:
-                say(f"check: a client without a certificate is refused ({_describe(exc)})")
-            else:
-                raise RexecError("the server accepted a client without a certificate")
-            say(f"client (with its certificate, profile {profile}) runs remotely: {shlex.join(argv)}")
-            code = await run_client(urls[0], argv, ssl=client_ctx, fds=fds, profile=profile)
-            if code == GO_STATUS_SIGNALED:
-                say(f"remote command was killed by a signal (status {code})")
-            else:
-                say(f"remote command exited with status {code}")
-            nursery.cancel_scope.cancel()
-    return code
 
 
 # ----------------------------------------------------------------------------------------
@@ -786,39 +403,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _leaf(exc: BaseException) -> BaseException:
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    return exc
-
-
-def _describe(exc: BaseException) -> str:
-    exc = _leaf(exc)
-    cause = exc.__cause__ or exc.__context__
-    text = str(exc)
-    if isinstance(exc, trio.BrokenResourceError) and cause is not None and str(cause):
-        text = f"{text}: {cause}" if text else f"connection broken: {cause}"
-    if isinstance(exc, ssl.SSLError) or isinstance(cause, ssl.SSLError):
-        text = f"TLS failure: {text}"
-    return " ".join((text or type(exc).__name__).split())
-
-
-#: What a failed run of the client or demo may raise (anything else is a bug: traceback).
-_FAILURES = (RexecError, OSError, trio.BrokenResourceError, libchan.LibchanError, ssl.SSLError)
-
-
-_T = TypeVar("_T")
-
-
-def _trio_run(fn: Callable[[], Awaitable[_T]]) -> _T:
-    """trio.run, unwrapping a single expected failure from exception groups."""
-    try:
-        return trio.run(fn)
-    except BaseExceptionGroup as group:
-        leaf = _leaf(group)
-        if isinstance(leaf, (*_FAILURES, UsageError, KeyboardInterrupt)):
-            raise leaf from None
-        raise
 
 
 def _restore_blocking() -> Callable[[], None]:
@@ -849,17 +433,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.mode == "server":
             ctx = _tls_options(args, args.listen, server=True)
             log = _quiet if args.quiet else _stderr_log("rexec server: ")
+            from . import _rexec_trio as rt  # (the trio side)
+            import trio
 
             async def server_main() -> None:
                 async with trio.open_nursery() as nursery:
                     urls = await nursery.start(
-                        lambda task_status: serve(args.listen, ssl=ctx, log=log, task_status=task_status)
+                        lambda task_status: rt.serve(args.listen, ssl=ctx, log=log, task_status=task_status)
                     )
                     # Always printed (tests and scripts read the bound port from it).
                     print(f"rexec server: listening on {' '.join(urls)}", file=sys.stderr, flush=True)
 
             try:
-                _trio_run(server_main)
+                rt._trio_run(server_main)
             except OSError as exc:
                 print(f"{prog}: error: cannot listen on {args.listen}: {_describe(exc)}", file=sys.stderr)
                 return 1
@@ -869,11 +455,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             ctx = _tls_options(args, args.connect, server=False)
             command = [args.cmd, *args.args]
             fds = dup_stdio()
+            failures: tuple[type[BaseException], ...] = CLIENT_FAILURES
             try:
-                code = _trio_run(
-                    lambda: run_client(args.connect, command, ssl=ctx, fds=fds, profile=args.profile)
-                )
-            except _FAILURES as exc:
+                if args.profile == "h2":
+                    code = run_client_sync(args.connect, command, ssl=ctx, fds=fds)
+                else:
+                    from . import _rexec_trio as rt  # (the trio side)
+
+                    failures = rt._FAILURES
+                    code = rt._trio_run(
+                        lambda: rt.run_client(args.connect, command, ssl=ctx, fds=fds, profile=args.profile)
+                    )
+            except failures as exc:
                 # ConnectError already says what was seen and what to try (diagnosis.py).
                 print(f"{prog}: error: {args.connect}: {_describe(exc)}", file=sys.stderr)
                 return EXIT_CLIENT_FAILURE
@@ -887,9 +480,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         command = [args.cmd, *args.args] if args.cmd else list(DEFAULT_DEMO_COMMAND)
         fds = dup_stdio()
+        from . import _rexec_trio as rt  # (the trio side)
+
         try:
-            _trio_run(lambda: run_demo(command, fds=fds, profile=args.profile))
-        except _FAILURES as exc:
+            rt._trio_run(lambda: rt.run_demo(command, fds=fds, profile=args.profile))
+        except rt._FAILURES as exc:
             print(f"{prog}: error: {_describe(exc)}", file=sys.stderr)
             return 1
         return 0
@@ -901,6 +496,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         restore()
+
+
+_TRIO_SIDE = ("execute", "handle_session", "serve", "remote_exec", "run_client", "run_demo")
+
+
+def __getattr__(name: str) -> Any:
+    """The trio side's names (PEP 562), imported when first used."""
+    if name in _TRIO_SIDE:
+        from . import _rexec_trio
+
+        value = getattr(_rexec_trio, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 if __name__ == "__main__":

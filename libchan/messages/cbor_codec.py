@@ -170,12 +170,27 @@ class CborCodec:
     object in its place.
     """
 
-    def __init__(self, *, max_message_size: int, max_depth: int, kind_of: KindOf = plain_data) -> None:
+    def __init__(
+        self,
+        *,
+        max_message_size: int,
+        max_depth: int,
+        kind_of: KindOf = plain_data,
+        reference_types: tuple[type, ...] = (),
+    ) -> None:
+        """``reference_types``: classes whose instances are references (``kind_of``
+        names their kind), found by their exact type: cbor2 does not look any further
+        for them. (cbor2 looks an object of another class up among types it imports on
+        first need, ``email`` among them: about 10 ms of a short client's start-up.)"""
         self.max_message_size = max_message_size
         self.max_depth = max_depth
         # What a non-data object is sent as (``"sender"``...), or None: given by the
         # engine (:func:`libchan.engine.kinds.kind_of`), which knows the object types.
         self._hooks = _Hooks(kind_of)
+        self._encoders = _REJECTED_ENCODERS
+        if reference_types:
+            default = _make_default(self._hooks)
+            self._encoders = {**_REJECTED_ENCODERS, **{t: default for t in reference_types}}
         # One encoder and one decoder are reused (creating them per message
         # costs more than the coding itself); after any error they are
         # dropped, since cbor2's objects are not safe to reuse after one.
@@ -197,7 +212,7 @@ class CborCodec:
             return frame_header(len(msg)) + msg
         if self._encoder is None:
             self._encoder = cbor2.CBOREncoder(
-                io.BytesIO(), default=_make_default(self._hooks), timezone=_dt.timezone.utc, encoders=_REJECTED_ENCODERS
+                io.BytesIO(), default=_make_default(self._hooks), timezone=_dt.timezone.utc, encoders=self._encoders
             )
         self._hooks.on_object = on_object
         try:

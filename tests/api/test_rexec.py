@@ -350,7 +350,10 @@ def test_command_is_killed_when_the_client_dies(tcp_server):
         while _alive(remote_pid):
             assert time.monotonic() < deadline, "the remote command outlived its client"
             time.sleep(0.05)
-        assert "killed: the client went away" in tcp_server.output()
+        # (reaped, then logged: the log line may come a moment after the pid is gone)
+        while "killed: the client went away" not in tcp_server.output():
+            assert time.monotonic() < deadline, tcp_server.output()
+            time.sleep(0.05)
         # ...and the server still serves.
         assert run("client", "--connect", tcp_server.url, "echo", "still here").stdout == b"still here\n"
     finally:
@@ -732,3 +735,186 @@ def test_recorded_go_client_against_server(tcp_server):
         sock.sendall(c2s[first:])
         assert read_until(sock, 17, deadline) == {"Status": 10}
         assert b"fail" in bytes(data[15])  # the reason, on Stderr (stream 15)
+
+
+# -- the h2 client runs without trio (libchan/oneshot.py) ------------------------------------
+
+#: Runs the module as ``-m`` does and says on stderr, at exit, whether trio was imported.
+_TRIO_PROBE = (
+    "import atexit, runpy, sys;"
+    "atexit.register(lambda: sys.stderr.write('trio imported: %s\\n' % ('trio' in sys.modules)));"
+    "sys.argv[0] = 'rexec';"
+    "runpy.run_module('libchan.examples.rexec', run_name='__main__', alter_sys=True)"
+)
+
+
+def _probe(*args: str, input: bytes = b"") -> tuple[subprocess.CompletedProcess[bytes], bool]:
+    result = subprocess.run(
+        [sys.executable, "-c", _TRIO_PROBE, *args], input=input, capture_output=True, timeout=TIMEOUT, cwd=ROOT, env=_env()
+    )
+    *rest, last = result.stderr.decode().strip().splitlines()
+    assert last.startswith("trio imported: "), result.stderr
+    return result, last == "trio imported: True"
+
+
+@pytest.mark.slow
+def test_h2_client_never_imports_trio(tcp_server, tmp_path):
+    result, trio_imported = _probe("client", "--connect", tcp_server.url, "sh", "-c", "cat; exit 3", input=b"x\n")
+    assert result.returncode == 3 and result.stdout == b"x\n", result.stderr
+    assert not trio_imported
+    # Nor on the failure paths: a refused connection, a usage error.
+    result, trio_imported = _probe("client", "--connect", "unix://" + str(tmp_path / "nobody.sock"), "true")
+    assert result.returncode == 255 and not trio_imported, result.stderr
+    result, trio_imported = _probe("client", "--connect", "bogus://x", "true")
+    assert result.returncode == 2 and not trio_imported, result.stderr
+    # (the probe sees trio where it is used: the spdy profile keeps the trio client)
+    result, trio_imported = _probe("client", "--profile", "spdy", "--connect", tcp_server.url, "true")
+    assert result.returncode == 0 and trio_imported, result.stderr
+
+
+@pytest.mark.slow
+def test_flow_control_both_ways_beyond_the_windows(tcp_server):
+    """10 MiB each way, over 2x the 4 MiB stream window: the client sends stdin within the
+    server's windows (h2 raises, locally, for a DATA frame beyond them) and acknowledges
+    what it writes to stdout (else the server stalls at 4 MiB)."""
+    data = os.urandom(10 * 1024 * 1024 + 3)
+    result = run("client", "--connect", tcp_server.url, "cat", input=data)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stderr == b""
+    assert result.stdout == data
+
+
+@pytest.mark.slow
+def test_slow_stdout_reader_is_not_overrun(tcp_server):
+    """Output far beyond the windows into a pipe read slowly: all of it arrives, in order."""
+    client = subprocess.Popen(
+        [*MODULE, "client", "--connect", tcp_server.url, "head", "-c", str(12 * 1024 * 1024), "/dev/zero"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        env=_env(),
+    )
+    try:
+        got = 0
+        time.sleep(0.5)  # the server has sent what the windows allow meanwhile
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            left = deadline - time.monotonic()
+            assert left > 0, f"stalled after {got} bytes"
+            if not select.select([client.stdout], [], [], left)[0]:
+                continue
+            chunk = os.read(client.stdout.fileno(), 1024 * 1024)
+            if not chunk:
+                break
+            assert chunk.count(0) == len(chunk)
+            got += len(chunk)
+        assert client.wait(timeout=TIMEOUT) == 0, client.stderr.read()
+        assert got == 12 * 1024 * 1024
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+        client.stdout.close()
+        client.stderr.close()
+
+
+@pytest.mark.slow
+def test_server_gone_mid_command_is_one_line_255(tmp_path):
+    """The server dies while the command runs: the client exits 255 with one line, at once."""
+    server = Server(tmp_path)
+    remote_pid = None
+    client = subprocess.Popen(
+        [*MODULE, "client", "--connect", server.url, "sh", "-c", "echo $$; sleep 60"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        env=_env(),
+    )
+    try:
+        remote_pid = int(_readline(client.stdout, time.monotonic() + TIMEOUT))
+        server.proc.kill()
+        server.proc.wait(timeout=TIMEOUT)
+        assert client.wait(timeout=10) == 255
+        err = client.stderr.read().decode()
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+        assert "the server sent no exit status" in err, err
+    finally:
+        if remote_pid is not None and _alive(remote_pid):
+            os.kill(remote_pid, 9)
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+        for f in (client.stdin, client.stdout, client.stderr):
+            f.close()
+        server.close()
+
+
+def _fake_server(behaviour: str):
+    """A TCP listener that accepts one connection and then ``behaviour``: "close" it at
+    once, or stay "silent"; returns (url, thread)."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        if behaviour == "silent":
+            conn.settimeout(20)
+            try:
+                while conn.recv(65536):
+                    pass
+            except OSError:
+                pass
+        conn.close()
+        listener.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return f"tcp://127.0.0.1:{listener.getsockname()[1]}", thread
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "behaviour, expected",
+    [("close", "closed the connection before answering"), ("silent", "sent nothing within 5s")],
+)
+def test_server_that_closes_or_stays_silent(behaviour, expected):
+    """Not a libchan server: a one-line diagnosis (as libchan.connect gives), no hang."""
+    url, thread = _fake_server(behaviour)
+    started = time.monotonic()
+    result = run("client", "--connect", url, "true")
+    assert result.returncode == 255
+    assert expected in one_line_error(result)
+    assert time.monotonic() - started < 15
+    thread.join(timeout=TIMEOUT)
+
+
+@pytest.mark.slow
+def test_ctrl_c_exits_130(tcp_server):
+    import signal
+
+    client = subprocess.Popen(
+        [*MODULE, "client", "--connect", tcp_server.url, "sh", "-c", "echo started; sleep 30"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        env=_env(),
+    )
+    try:
+        assert _readline(client.stdout, time.monotonic() + TIMEOUT) == b"started\n"
+        client.send_signal(signal.SIGINT)
+        assert client.wait(timeout=10) == 130
+        err = client.stderr.read().decode()
+        assert err == "rexec client: interrupted\n", err
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+        for f in (client.stdin, client.stdout, client.stderr):
+            f.close()
