@@ -42,10 +42,10 @@ import h2.exceptions
 from .address import ALPN_H2, Address, authority_of, parse_url
 from .config import Config
 from .diagnosis import closed_verdict, describe, first_bytes_verdict, silence_verdict, tls_client_verdict
+from .h2_requests import PATH_PARK, PATH_SESSION, request_headers
 from .errors import ConnectError, LibchanError, MessageTooLargeError, RemoteProtocolError
 from .messages.cbor_codec import CborCodec
 from .messages.framing import KEEPALIVE, FrameDecoder, frame_header
-from .spdy_like.flood import FloodLimits
 from .spdy_like.h2mux import H2Multiplexer
 from .spdy_like.mux import (
     ConnectionEnded,
@@ -62,10 +62,6 @@ if TYPE_CHECKING:
 
 __all__ = ["BlockingClient", "ConnectionLost", "Ref", "Stream", "connect", "open_socket"]
 
-CONTENT_TYPE = "application/cbor-seq"
-PATH_SESSION = "/libchan/v1/session"
-PATH_PARK = "/libchan/v1/park"
-PATH_STREAM = "/libchan/v1/stream"
 CANCEL = 0x8
 PROTOCOL_ERROR = 0x1
 ENHANCE_YOUR_CALM = 0xB
@@ -152,21 +148,7 @@ class BlockingClient:
         self.session_id = session_id or _session_id()
         self._authority = authority_of(address)
         self._scheme = "https" if address.scheme == "tls" else "http"
-        self.mux = H2Multiplexer(
-            client_side=True,
-            stream_window=config.stream_window,
-            connection_window=config.connection_window,
-            max_frame_size=config.max_frame_size,
-            max_concurrent_streams=min(config.max_streams, 2**31 - 1),
-            max_header_list_size=config.max_header_list_size,
-            fast_paths=config.fast_paths,
-            flood=FloodLimits(
-                pings=config.max_ping_rate,
-                resets=config.max_reset_rate,
-                streams=config.max_stream_rate,
-                empty=config.max_empty_frame_rate,
-            ),
-        )
+        self.mux = H2Multiplexer.for_config(config, client_side=True)
         self.codec = CborCodec(
             max_message_size=config.max_message_size,
             max_depth=config.max_nesting_depth,
@@ -203,14 +185,7 @@ class BlockingClient:
     def open_stream(self, path: str, role: str, *, ref: int | None = None, parent_ref: int | None = None) -> Stream:
         """Open a stream: ``path`` PATH_STREAM with ``role`` a kind and ``ref`` its number
         (``parent_ref`` None: a top-level channel), or the control stream / a park."""
-        headers = [
-            (":method", "POST"),
-            (":scheme", self._scheme),
-            (":authority", self._authority),
-            (":path", path),
-            ("content-type", CONTENT_TYPE),
-            ("libchan-session", self.session_id),
-        ]
+        headers = request_headers(self._scheme, self._authority, path, self.session_id)
         if ref is not None:
             headers += [("libchan-ref", str(ref)), ("libchan-type", role)]
             if parent_ref is not None:

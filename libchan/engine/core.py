@@ -31,6 +31,7 @@ from ..errors import (
     UnresolvedReferenceError,
 )
 from ..forward import forward
+from ..h2_requests import CONTENT_TYPE, PATH_PARK, PATH_SESSION, PATH_STREAM, request_headers
 from ..pipe import PipeSender
 from ..peerlog import peer_log
 from ..messages.cbor_codec import TAGS
@@ -45,10 +46,6 @@ __all__ = ["SessionCore", "refusal_without_session"]
 
 log = logging.getLogger("libchan")
 
-PATH_SESSION = "/libchan/v1/session"
-PATH_PARK = "/libchan/v1/park"
-PATH_STREAM = "/libchan/v1/stream"
-CONTENT_TYPE = "application/cbor-seq"
 PROTOCOL_ERROR = 1
 REFUSED_STREAM = 7
 ENHANCE_YOUR_CALM = 11
@@ -524,14 +521,7 @@ class SessionCore:
     # -- internals: opening streams -----------------------------------------------------
     def _request_headers(self, path: str) -> list[tuple[str, str]]:
         assert self.session_id is not None
-        return [
-            (":method", "POST"),
-            (":scheme", self._scheme),
-            (":authority", self._authority),
-            (":path", path),
-            ("content-type", CONTENT_TYPE),
-            ("libchan-session", self.session_id),
-        ]
+        return request_headers(self._scheme, self._authority, path, self.session_id)
 
     async def _open(self, ns: NetStream, kind: str, parent_ref: int | None) -> None:
         if not self.profile.kind_in_headers:

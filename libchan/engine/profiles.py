@@ -60,16 +60,7 @@ class H2Profile:
     def make_mux(self, *, client_side: bool, config: Config) -> Multiplexer:
         from ..spdy_like.h2mux import H2Multiplexer
 
-        return H2Multiplexer(
-            client_side=client_side,
-            stream_window=config.stream_window,
-            connection_window=config.connection_window,
-            max_frame_size=config.max_frame_size,
-            max_concurrent_streams=min(config.max_streams, 2**31 - 1),
-            max_header_list_size=config.max_header_list_size,
-            fast_paths=config.fast_paths,
-            flood=flood_limits(config),
-        )
+        return H2Multiplexer.for_config(config, client_side=client_side)
 
     def make_codec(self, config: Config) -> Any:
         from ..messages.cbor_codec import CborCodec
@@ -124,7 +115,7 @@ class SpdyProfile:
             max_frame_size=config.max_frame_size,
             max_data_frame_size=max(config.max_message_size, config.max_frame_size),
             max_header_list_size=config.max_header_list_size,
-            flood=flood_limits(config),
+            flood=FloodLimits.of(config),
             fast_paths=config.fast_paths,
         )
 
@@ -154,16 +145,6 @@ class SpdyProfile:
 
     def chunk_header(self, length: int) -> bytes:
         return b""
-
-
-def flood_limits(config: Config) -> FloodLimits:
-    """The flood limits of one connection (spec 14.2) from ``config``."""
-    return FloodLimits(
-        pings=config.max_ping_rate,
-        resets=config.max_reset_rate,
-        streams=config.max_stream_rate,
-        empty=config.max_empty_frame_rate,
-    )
 
 
 PROFILES: dict[str, Callable[[], Profile]] = {"h2": H2Profile, "spdy": SpdyProfile}

@@ -114,11 +114,9 @@ from ._rexec_common import (  # re-exported: tests and programs use them
     GO_STATUS_CANNOT_START,
     GO_STATUS_SIGNALED,
     OUTPUT_GRACE,
-    Log,
     RexecError,
     UsageError,
     _describe,
-    _leaf,
     _quiet,
     _stderr_log,
     client_ssl_context,
@@ -211,7 +209,8 @@ def run_client_sync(
 
 
 def _exec_sync(client: BlockingClient, argv: Sequence[str], fds: tuple[int | None, int | None, int | None]) -> int:
-    from libchan.oneshot import CANCEL, PATH_STREAM, PROTOCOL_ERROR, Ref, Stream
+    from libchan.h2_requests import PATH_STREAM
+    from libchan.oneshot import CANCEL, PROTOCOL_ERROR, Ref, Stream
 
     in_fd, out_fd, err_fd = fds
     # Numbers as the trio client allocates them: the channel, then the message's references.

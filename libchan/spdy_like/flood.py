@@ -16,6 +16,10 @@ decreasing). The rates are ``Config`` fields (spec/PROTOCOL.md section 14).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 __all__ = ["BURST_SECONDS", "FloodGuard", "FloodLimits", "TokenBucket", "PING", "RESET", "STREAM", "EMPTY"]
 
@@ -63,6 +67,16 @@ class FloodLimits:
     resets: int = 1000
     streams: int = 5000
     empty: int = 1000
+
+    @classmethod
+    def of(cls, config: Config) -> FloodLimits:
+        """The flood limits of one connection (spec 14.2) from ``config``."""
+        return cls(
+            pings=config.max_ping_rate,
+            resets=config.max_reset_rate,
+            streams=config.max_stream_rate,
+            empty=config.max_empty_frame_rate,
+        )
 
 
 class FloodGuard:

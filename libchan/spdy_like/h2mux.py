@@ -11,7 +11,7 @@ makes a slow reader push back on its sender end to end.
 from __future__ import annotations
 
 import os
-from typing import Sequence, cast
+from typing import TYPE_CHECKING, Sequence, cast
 
 import h2.config
 import h2.connection
@@ -19,6 +19,9 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 from ..compat.h2 import (
     DataFastPath,
@@ -106,6 +109,21 @@ class H2Multiplexer:
         "_max_header_list_size", "_max_peer_streams", "needs_end_marker", "_now", "_out",
         "_peer_goaway_seen", "_peer_parity", "_peer_settings_seen", "_preface_left",
         "refused_streams")
+
+    @classmethod
+    def for_config(cls, config: Config, *, client_side: bool) -> H2Multiplexer:
+        """A multiplexer with ``config``'s windows and limits (what every libchan
+        connection of the HTTP/2 profile uses)."""
+        return cls(
+            client_side=client_side,
+            stream_window=config.stream_window,
+            connection_window=config.connection_window,
+            max_frame_size=config.max_frame_size,
+            max_concurrent_streams=min(config.max_streams, 2**31 - 1),
+            max_header_list_size=config.max_header_list_size,
+            fast_paths=config.fast_paths,
+            flood=FloodLimits.of(config),
+        )
 
     def __init__(
         self,
