@@ -4,7 +4,7 @@
 Usage::
 
     .venv/bin/python bench/scale.py [--workload sessions,channels,memory] [--duration S]
-                                    [--sessions N] [--channels K] [--reps R]
+                                    [--sessions N] [--channels K] [--reps R] [--idle S]
 
 Every figure is measured with the server and the client in separate processes (this script
 re-executes itself with a hidden ``--_role``), on 127.0.0.1, plaintext, and printed next to
@@ -24,7 +24,8 @@ channels   one session with K channels open (default K = 1, 100, 1,000, 10,000; 
            channel counting them, and the clock stops when it confirms the last. Goal: the
            10,000-channel figure >= 0.8x the one-channel figure. ``max_streams`` is 12,000
            on both sides (the default, 10,000, counts the control and reply streams too).
-memory     a server and a client process hold N idle sessions (connected, nothing else),
+memory     a server and a client process hold N idle sessions (connected, nothing else, for
+           ``--idle`` seconds, default 11: an idle link's writer task retires after a keepalive tick),
            then one more session with K idle channels (opened, one 1-byte message each,
            read by the server, which keeps the Receiver with no task on it); each process
            measures itself after ``gc.collect()`` before and after each step: RSS
@@ -397,7 +398,7 @@ async def channels_client(port: int, k: int, duration: float) -> dict:
             "client_cpu": (cpu1 - cpu0) / (t1 - t0)}
 
 
-async def memory_client(port: int, n: int, k: int) -> None:
+async def memory_client(port: int, n: int, k: int, idle: float) -> None:
     import trio
 
     import libchan
@@ -431,7 +432,7 @@ async def memory_client(port: int, n: int, k: int) -> None:
         for _ in range(n):
             nursery.start_soon(hold)
         await all_up.wait()
-        await trio.sleep(0.5)
+        await trio.sleep(idle)  # (idle: a link's writer task retires after a keepalive tick without work)
         emit({"step": "sessions", **self_stats()})
         await lines.__anext__()
         async with libchan.connect(url, config=config) as session:
@@ -456,7 +457,7 @@ def client_main(args: argparse.Namespace) -> None:
     elif args.workload == "channels":
         emit(trio.run(channels_client, args.port, args.channels, args.duration))
     elif args.workload == "memory":
-        trio.run(memory_client, args.port, args.sessions, args.channels)
+        trio.run(memory_client, args.port, args.sessions, args.channels, args.idle)
 
 
 # ------------------------------------------------------------------------------------------
@@ -624,7 +625,7 @@ def _memory_run(opts: argparse.Namespace, trace: bool) -> dict:
     server = Child(["--_role", "server-libchan", "--max-connections", str(opts.sessions + 100)], env=env)
     info = server.read()
     client = Child(["--_role", "client", "--workload", "memory", "--port", str(info["port"]),
-                    "--sessions", str(opts.sessions), "--channels", str(opts.mem_channels)], env=env)
+                    "--sessions", str(opts.sessions), "--channels", str(opts.mem_channels), "--idle", str(opts.idle)], env=env)
     steps: dict = {}
     try:
         c = client.read()
@@ -695,6 +696,10 @@ def main() -> None:
     ap.add_argument("--channels", type=int, default=10_000)
     ap.add_argument("--channel-counts", default="1,100,1000,10000")
     ap.add_argument("--mem-channels", type=int, default=10_000)
+    ap.add_argument("--idle", type=float, default=11.0,
+                    help="memory: seconds the sessions stay idle before they are measured (default 11: two"
+                         " keepalive ticks of the default Config and a second, after which an idle link's"
+                         " writer task has retired)")
     ap.add_argument("--_role", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--impl", default="libchan", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
