@@ -35,6 +35,8 @@ class DecodeFailure:
 class FramedChunks:
     """HTTP/2 profile: byte-string items (chunks of a byte stream, or keepalives only)."""
 
+    __slots__ = ("_frames",)
+
     def __init__(self, max_size: int) -> None:
         self._frames = FrameDecoder(max_size)
 
@@ -64,6 +66,8 @@ class FramedChunks:
 
 class FramedMessages(FramedChunks):
     """HTTP/2 profile: each byte-string item holds one CBOR message."""
+
+    __slots__ = ("_decode", "_error")
 
     def __init__(self, max_size: int, decode: Callable[[bytes], Any]) -> None:
         super().__init__(max_size)

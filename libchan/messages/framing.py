@@ -90,15 +90,19 @@ class FrameDecoder:
     growing buffer and no copy of its beginning at every read.
     """
 
+    # (slots, and the pending item's buffers made when an item is pending: every stream
+    # has a decoder, and most of them never hold a partial item)
+    __slots__ = ("max_size", "pending", "_head", "_hlen", "_length", "_parts", "_tail", "_have", "error", "ended")
+
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
         #: An item is pending: its header (``_head``, all or part) was read.
         self.pending = False
-        self._head = bytearray()
+        self._head: bytearray | None = None
         self._hlen = 0  # the pending item's header size (0 until its first byte is in)
         self._length = -1  # its payload size (-1 until its whole header is in)
-        self._parts: list[bytes] = []  # payload pieces so far, in order ...
-        self._tail = bytearray()  # ... then small pieces gathered here
+        self._parts: list[bytes] | None = None  # payload pieces so far, in order ...
+        self._tail: bytearray | None = None  # ... then small pieces gathered here
         self._have = 0  # payload bytes in _parts and _tail
         self.error: Exception | None = None
         #: True once the end marker (0xf6) was read.
@@ -107,7 +111,7 @@ class FrameDecoder:
     @property
     def buffered(self) -> int:
         """Bytes held for an item that is not complete yet."""
-        return len(self._head) + self._have
+        return (len(self._head) if self._head is not None else 0) + self._have
 
     def feed(self, data: bytes) -> tuple[list[tuple[bytes, int]], int]:
         if self.error is not None:
@@ -159,9 +163,10 @@ class FrameDecoder:
         length = self._length
         if length < 0:
             head = self._head
-            if not head:
+            if head is None:
                 info = view[0] & 0x1F
                 self._hlen = 1 if info < 24 else 1 + (1 << (info - 24))
+                head = self._head = bytearray()
             take = self._hlen - len(head)
             head += view[:take]
             view = view[take:]
@@ -177,10 +182,11 @@ class FrameDecoder:
             return b""
         piece = view[:need]
         if self._have:
+            parts = self._parts if self._parts is not None else []
             if self._tail:
-                self._parts.append(bytes(self._tail))
-            self._parts.append(piece)  # type: ignore[arg-type]  # (join takes any buffer)
-            payload = b"".join(self._parts)
+                parts.append(bytes(self._tail))
+            parts.append(piece)  # type: ignore[arg-type]  # (join takes any buffer)
+            payload = b"".join(parts)
         else:
             payload = bytes(piece)
         out.append((payload, self._hlen + length))
@@ -193,26 +199,31 @@ class FrameDecoder:
         if not n:
             return
         self._have += n
+        parts = self._parts
+        if parts is None:
+            parts = self._parts = []
         if n >= _KEEP_WHOLE:
             if self._tail:
-                self._parts.append(bytes(self._tail))
-                self._tail = bytearray()
+                parts.append(bytes(self._tail))
+                self._tail = None
             # a piece that is all of a bytes object is kept as it is (no copy)
-            self._parts.append(data if n == len(data) and type(data) is bytes else bytes(view))
+            parts.append(data if n == len(data) and type(data) is bytes else bytes(view))
             return
         tail = self._tail
+        if tail is None:
+            tail = self._tail = bytearray()
         tail += view
         if len(tail) >= _BLOCK:
-            self._parts.append(bytes(tail))
-            self._tail = bytearray()
+            parts.append(bytes(tail))
+            self._tail = None
 
     def _reset(self) -> None:
         self.pending = False
-        self._head = bytearray()
+        self._head = None
         self._hlen = 0
         self._length = -1
-        self._parts = []
-        self._tail = bytearray()
+        self._parts = None
+        self._tail = None
         self._have = 0
 
     def _scan(self, buf: bytes | bytearray | memoryview, view: bytes | memoryview, out: list[tuple[bytes, int]]) -> tuple[int, int]:
