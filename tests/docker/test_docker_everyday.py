@@ -311,3 +311,49 @@ async def test_events(front):
         await d("rm", "-f", "evlive")
     st, _, body = await raw_http(sock, _get("/v1.41/events?since=yesterday"))
     assert st == 400, body
+
+
+
+def _dechunk(body: bytes) -> bytes:
+    out, pos = bytearray(), 0
+    while True:
+        line_end = body.index(b"\r\n", pos)
+        size = int(body[pos:line_end].split(b";")[0], 16)
+        if not size:
+            return bytes(out)
+        out += body[line_end + 2 : line_end + 2 + size]
+        pos = line_end + 2 + size + 2
+
+
+def _demux(stream: bytes) -> dict[int, bytes]:
+    out: dict[int, bytearray] = {1: bytearray(), 2: bytearray()}
+    pos = 0
+    while pos < len(stream):
+        kind, size = stream[pos], int.from_bytes(stream[pos + 4 : pos + 8], "big")
+        out[kind] += stream[pos + 8 : pos + 8 + size]
+        pos += 8 + size
+    return {k: bytes(v) for k, v in out.items()}
+
+
+async def test_logs_longer_than_one_held_body_are_streamed_whole(dockerd, tmp_path):
+    """A replay up to 1 MiB is one body (Content-Length); a larger one is streamed as it
+    comes (chunked: swarmd does not hold it whole, and does not cut it at 10 s) and
+    arrives whole, through the docker CLI too."""
+    sock = str(tmp_path / "front.sock")
+    size = 3_000_000
+    async with docker_front(f"unix://{sock}", DockerClient(f"unix://{dockerd.sock}")):
+        d = Docker(f"unix://{sock}")
+        await d.ok("run", "--name", "biglog", "--network", "none", IMAGE, "sh", "-c",
+                   f"head -c {size} /dev/zero | tr '\\0' x; echo; echo tail >&2")
+        await d.ok("run", "--name", "smalllog", "--network", "none", IMAGE, "sh", "-c", "echo small")
+        try:
+            request = b"GET /v1.41/containers/%s/logs?stdout=1&stderr=1 HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n"
+            status, headers, body = await raw_http(sock, request % b"smalllog")
+            assert (status, headers.get("content-length"), _demux(body)) == (200, str(len(body)), {1: b"small\n", 2: b""})
+            status, headers, body = await raw_http(sock, request % b"biglog")
+            assert status == 200 and headers.get("transfer-encoding") == "chunked", headers
+            assert _demux(_dechunk(body)) == {1: b"x" * size + b"\n", 2: b"tail\n"}
+            p = await d("logs", "biglog", timeout=60)
+            assert (p.returncode, p.stdout == b"x" * size + b"\n", p.stderr) == (0, True, b"tail\n")
+        finally:
+            await d("rm", "-f", "biglog", "smalllog")

@@ -123,13 +123,8 @@ async def logs(engine: Engine, req: APIRequest, resp: Response) -> None:
         pack: Callable[[str, bytes], bytes] = _raw if tty else frame
         handle, output = await c.attach("", *words)
         try:
-            if not follow:  # the replay ends at once: one body
-                out = bytearray()
-                with trio.move_on_after(10):
-                    async for msg in output:
-                        if msg.verb == Verb.Log and len(msg.args) == 2 and str(msg.args[0]) in want:
-                            out += pack(str(msg.args[0]), _as_bytes(msg.args[1]))
-                await resp.send(200, bytes(out), RAW_STREAM)
+            if not follow:
+                await _replay(output, want, pack, resp)
                 return
             await resp.start_stream(200, RAW_STREAM)
             async with trio.open_nursery() as nursery:
@@ -146,6 +141,54 @@ async def logs(engine: Engine, req: APIRequest, resp: Response) -> None:
             if handle is not None:
                 await handle.aclose()
         await resp.end()
+
+
+#: A replay (``docker logs`` without ``-f``) up to this many bytes is answered as one body.
+LOGS_HELD = 1 << 20
+#: Seconds a replay is held for that one body before what came is sent and the rest streamed.
+LOGS_HOLD_FOR = 10.0
+
+
+async def _replay(output: Any, want: set[str], pack: Callable[[str, bytes], bytes], resp: Response) -> None:
+    """Answer a replay: one body when it ends within :data:`LOGS_HOLD_FOR` seconds and
+    :data:`LOGS_HELD` bytes (dockerd sends it in chunks; one body is quicker for the CLI),
+    else streamed as it comes: never held whole (a container's logs may be gigabytes)
+    and never cut short."""
+    held = bytearray()
+    streaming = False
+
+    async def flush() -> None:
+        nonlocal streaming
+        with trio.CancelScope(shield=True):  # (a write is not cut in the middle)
+            if not streaming:
+                await resp.start_stream(200, RAW_STREAM)
+                streaming = True
+            if held:
+                await resp.write(bytes(held))
+                held.clear()
+
+    async def relay() -> None:
+        async for msg in output:
+            if msg.verb == Verb.Log and len(msg.args) == 2 and str(msg.args[0]) in want:
+                held.extend(pack(str(msg.args[0]), _as_bytes(msg.args[1])))
+                if streaming or len(held) >= LOGS_HELD:
+                    await flush()
+
+    ended = False
+    with trio.move_on_after(LOGS_HOLD_FOR):
+        await relay()
+        ended = True
+    if ended and not streaming:
+        await resp.send(200, bytes(held), RAW_STREAM)
+        return
+    await flush()
+    if not ended:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(resp.until_client_gone, nursery.cancel_scope)
+            await relay()
+            nursery.cancel_scope.cancel()
+        await flush()
+    await resp.end()
 
 
 DEFAULT_DETACH_KEYS = b"\x10\x11"
