@@ -41,7 +41,6 @@ __all__ = ["connect", "serve", "parse_url", "Address"]
 log = logging.getLogger("libchan")
 
 
-
 class _PrefixedStream(trio.abc.HalfCloseableStream):
     """A stream whose first bytes were already read (protocol sniffing)."""
 

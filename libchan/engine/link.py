@@ -470,8 +470,11 @@ class Link:
         if self._writer_running:
             self._write_lot.unpark_all()
         elif self._nursery is not None and self.closed_reason is None:
+            try:
+                self._nursery.start_soon(self._writer)
+            except RuntimeError:  # (the link's nursery closed: the link is ending)
+                return
             self._writer_running = True
-            self._nursery.start_soon(self._writer)
 
     def _write_here(self) -> None:
         """Put what the multiplexer has (a PING...) on the wire from the calling task if

@@ -57,6 +57,7 @@ def _yield_due() -> bool:
         return True
     return False
 
+
 #: For each kind (named by what the receiver of the message gets), the flags
 #: (messages?, receiver_writes, receiver_reads).
 _KIND_FLAGS: dict[str, tuple[bool, bool, bool]] = {

@@ -21,7 +21,8 @@ class Lot:
     a list of tasks, no ordered dict, no generator, no per-task bookkeeping.
     Every message to a channel whose reader waits costs one ``park`` and one
     ``unpark_all``; with many channels (one task each) that is once per message.
-    Tasks are woken in the order they parked; a cancelled wait leaves the lot."""
+    ``unpark`` wakes the task that waited longest (``unpark_all`` wakes them all, and trio
+    runs a batch in an order of its own); a cancelled wait leaves the lot."""
 
     __slots__ = ("_tasks",)
 

@@ -89,7 +89,6 @@ def dup_stdio() -> tuple[int | None, int | None, int | None]:
     return fds[0], fds[1], fds[2]
 
 
-
 def _check_files(**files: str | None) -> None:
     for option, path in files.items():
         if path is not None and not os.path.isfile(path):
@@ -124,7 +123,6 @@ def client_ssl_context(ca: str | None = None, cert: str | None = None, key: str 
     except (ssl.SSLError, OSError) as exc:
         raise UsageError(f"cannot load the TLS certificates: {exc}") from None
     return ctx
-
 
 
 def _leaf(exc: BaseException) -> BaseException:

@@ -402,8 +402,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-
-
 def _restore_blocking() -> Callable[[], None]:
     """FdStream makes fds non-blocking, which a shared terminal would keep; undo that at exit."""
     saved = {}

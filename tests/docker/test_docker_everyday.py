@@ -313,7 +313,6 @@ async def test_events(front):
     assert st == 400, body
 
 
-
 def _dechunk(body: bytes) -> bytes:
     out, pos = bytearray(), 0
     while True:
