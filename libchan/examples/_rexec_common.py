@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import libchan
 
@@ -29,6 +29,7 @@ __all__ = [
     "dup_stdio",
     "server_ssl_context",
     "client_ssl_context",
+    "status_of",
 ]
 
 DEFAULT_DEMO_COMMAND = [
@@ -60,6 +61,17 @@ class RexecError(Exception):
 
 class UsageError(Exception):
     """Bad command-line arguments (exit status 2)."""
+
+
+def status_of(reply: Any) -> int:
+    """The exit status in the server's answer on the status channel: ``{"status": n}``
+    (``{"Status": n}`` from a Go-shaped exchange). RexecError if it holds none."""
+    code = reply.get("status") if isinstance(reply, dict) else None
+    if code is None and isinstance(reply, dict):
+        code = reply.get("Status")
+    if not isinstance(code, int) or isinstance(code, bool):
+        raise RexecError(f"the server sent a malformed status: {reply!r}")
+    return code
 
 
 def _stderr_log(prefix: str) -> Log:

@@ -15,7 +15,6 @@ import shlex
 import signal
 import ssl
 import subprocess
-import sys
 import tempfile
 from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
@@ -39,6 +38,7 @@ from ._rexec_common import (
     client_ssl_context,
     dup_stdio,
     server_ssl_context,
+    status_of,
 )
 
 __all__ = ["execute", "handle_session", "serve", "remote_exec", "run_client", "run_demo"]
@@ -427,12 +427,7 @@ async def remote_exec(
     with trio.move_on_after(OUTPUT_GRACE):
         for tracked in sinks:
             await tracked.done.wait()
-    code = reply.get("status") if isinstance(reply, dict) else None
-    if code is None and isinstance(reply, dict):
-        code = reply.get("Status")
-    if not isinstance(code, int) or isinstance(code, bool):
-        raise RexecError(f"the server sent a malformed status: {reply!r}")
-    return code
+    return status_of(reply)
 
 
 async def run_client(

@@ -122,6 +122,7 @@ from ._rexec_common import (  # re-exported: tests and programs use them
     client_ssl_context,
     dup_stdio,
     server_ssl_context,
+    status_of,
 )
 
 # The trio side (server, trio client, demo) is in ._rexec_trio, imported when first
@@ -295,12 +296,7 @@ def _exec_sync(client: BlockingClient, argv: Sequence[str], fds: tuple[int | Non
             else:
                 client.end(stdin)
     reply = replies[0]
-    code = reply.get("status") if isinstance(reply, dict) else None
-    if code is None and isinstance(reply, dict):
-        code = reply.get("Status")
-    if not isinstance(code, int) or isinstance(code, bool):
-        raise RexecError(f"the server sent a malformed status: {reply!r}")
-    return code
+    return status_of(reply)
 
 
 def _closed_error(client: BlockingClient) -> OSError | None:
