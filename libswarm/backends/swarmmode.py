@@ -60,6 +60,7 @@ Errors are the manager's words (``service X not found`` becomes ``No such contai
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from typing import Any
@@ -74,12 +75,17 @@ from ._docker.address import parse_tls_options
 from ._placement import take_expressions
 from .dockerclient import _HTTP, EngineError, _client_ssl_context, _message, _quote, demux, relay_events
 
+log = logging.getLogger("libswarm")
+
 __all__ = ["SwarmMode"]
 
 POLL = 0.25
 SPAWN_WAIT = 10.0
 _ENDED = ("complete", "failed", "shutdown", "rejected", "orphaned", "remove")
 _BEFORE = ("new", "allocated", "pending", "assigned", "accepted", "preparing", "ready", "starting")
+#: A stopped service's label: how its task ended ({"ExitCode": n, "FinishedAt": stamp}), kept
+#: because the swarm removes the task of a slot scaled away soon after it stopped.
+STOPPED_LABEL = "com.docker.libswarm.stopped"
 _NODE_GONE = ("down", "disconnected")  # a node's Status.State when the manager has lost it
 
 
@@ -334,6 +340,18 @@ class _Container:
         cs = tt.get("ContainerSpec") or {}
         st = (task or {}).get("Status") or {}
         cst = st.get("ContainerStatus") or {}
+        labels = spec.get("Labels") or {}
+        # Stopped (scaled to 0 by _stop) and its task already removed by the swarm: it
+        # ended as the label _stop left says (it would look never started otherwise).
+        stopped = task is None and ((spec.get("Mode") or {}).get("Replicated") or {}).get("Replicas") == 0
+        ended: dict[str, Any] = {}
+        if stopped:
+            try:
+                ended = dict(json.loads(labels.get(STOPPED_LABEL) or "{}"))
+            except (ValueError, TypeError):
+                ended = {}
+            st = {"State": "shutdown", "Timestamp": ended.get("FinishedAt")}
+            cst = {"ExitCode": ended.get("ExitCode")} if isinstance(ended.get("ExitCode"), int) else {}
         state = str(st.get("State") or "new")
         running = state == "running"
         if state in _ENDED:
@@ -347,7 +365,6 @@ class _Container:
             code = 0 if state == "complete" else 137
         limits = (tt.get("Resources") or {}).get("Limits") or {}
         reserve = (tt.get("Resources") or {}).get("Reservations") or {}
-        labels = spec.get("Labels") or {}
         cmd = list(cs.get("Command") or []) + list(cs.get("Args") or [])
         stamp = str(st.get("Timestamp") or "0001-01-01T00:00:00Z")
         hostname = str(((node or {}).get("Description") or {}).get("Hostname") or "")
@@ -424,9 +441,23 @@ class _Container:
         spec = dict(service["Spec"], Mode={"Replicated": {"Replicas": 0}})
         await self.engine.http.call("POST", f"/services/{self.sid}/update",
                                     {"version": service["Version"]["Index"]}, spec)
+        info: dict[str, Any] = {}
         with trio.move_on_after(30):  # until the task is down (docker stop returns then)
-            while (await self.inspect())["State"]["Running"]:
+            while (info := await self.inspect())["State"]["Running"]:
                 await trio.sleep(POLL)
+        state = info.get("State") or {}
+        if state.get("Status") == "exited":
+            # The swarm removes the task of a slot scaled away soon after it stopped: how
+            # it ended stays on the service (STOPPED_LABEL), for inspect and ps.
+            ended = json.dumps({"ExitCode": state.get("ExitCode", 0), "FinishedAt": state.get("FinishedAt")})
+            try:
+                service = await self._service()
+                spec = dict(service["Spec"])
+                spec["Labels"] = {**(spec.get("Labels") or {}), STOPPED_LABEL: ended}
+                await self.engine.http.call("POST", f"/services/{self.sid}/update",
+                                            {"version": service["Version"]["Index"]}, spec)
+            except (RemoteError, EngineError) as exc:  # (best effort: it stopped all the same)
+                log.info("swarmmode: could not record how service %s ended: %s", self.sid[:12], exc)
 
     async def _ended(self) -> None:
         while (await self.inspect())["State"]["Status"] != "exited":

@@ -11,6 +11,7 @@ import subprocess
 import time
 
 import pytest
+import trio
 
 from docker_helpers import DOCKER_CLIS, IMAGE, Docker, docker_front, free_port, need, private_dockerd
 from libswarm.backends.swarmmode import SwarmMode, restart_policy, service_spec, swarm_constraint
@@ -107,6 +108,17 @@ async def test_docker_cli_through_swarmmode(dockerd, tmp_path):
         assert r.returncode == 1 and "cannot remove a running container" in r.stderr.decode()
         await docker.ok("stop", "-t", "1", "web", timeout=60)
         assert "Exited" in await docker.ok("ps", "-a", "--format", "{{.Status}}")
+        # the swarm removes the task of a slot scaled away soon after it stopped: the
+        # service still shows how it ended (it showed "Created" once the task was gone)
+        deadline = time.monotonic() + 30
+        while subprocess.run(dockerd.cli + ["service", "ps", "-q", "web"], capture_output=True, text=True,
+                             timeout=30).stdout.strip():
+            assert time.monotonic() < deadline, "the swarm kept the stopped task"
+            await trio.sleep(0.25)
+        assert (await docker.ok("ps", "-a", "--format", "{{.Names}} {{.Status}}")).strip() == "web Exited (137)"
+        state = json.loads(await docker.ok("inspect", "web"))[0]["State"]
+        assert (state["Status"], state["Running"], state["ExitCode"]) == ("exited", False, 137)
+        assert not state["FinishedAt"].startswith("0001")
         await docker.ok("rm", "web")
         r = await docker("rm", "web")
         assert r.returncode == 1 and "No such container: web" in r.stderr.decode()
