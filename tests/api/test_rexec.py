@@ -886,11 +886,9 @@ def _fake_server(behaviour: str):
 def test_server_that_closes_or_stays_silent(behaviour, expected):
     """Not a libchan server: a one-line diagnosis (as libchan.connect gives), no hang."""
     url, thread = _fake_server(behaviour)
-    started = time.monotonic()
-    result = run("client", "--connect", url, "true")
+    result = run("client", "--connect", url, "true")  # (a hang fails at run's timeout)
     assert result.returncode == 255
-    assert expected in one_line_error(result)
-    assert time.monotonic() - started < 15
+    assert expected in one_line_error(result)  # ("within 5s": handshake_timeout, not peer_timeout)
     thread.join(timeout=TIMEOUT)
 
 
