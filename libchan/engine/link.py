@@ -909,7 +909,8 @@ class Link:
             self._write_here()
             # A writer that made no pass since the last tick retires (it is started
             # again when something is to be written): an idle connection keeps no task
-            # for it.
+            # for it. (On a transport not written directly, the PINGs need the writer:
+            # it does not retire there.)
             if self._writer_running and self._writer_passes == self._writer_passes_seen and not self.writer_due:
                 self._writer_retiring = True
                 self._write_lot.unpark_all()

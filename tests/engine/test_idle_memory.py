@@ -116,6 +116,7 @@ async def test_an_idle_session_runs_only_its_links_tasks(tmp_path):
         assert _task_names(cli._core._nursery) == ["run"]
 
 
+@pytest.mark.fast_paths  # (PINGs go out without the writer only on a socket written directly)
 @pytest.mark.parametrize("profile", ["h2", "spdy"])
 async def test_an_idle_links_writer_retires_and_comes_back_when_needed(tmp_path, profile):
     """A link's writer task that had nothing to do for a whole keepalive tick ends (an
