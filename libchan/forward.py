@@ -18,6 +18,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import trio
 
+from .closing import aclose_quietly
+
 __all__ = ["copy_channel", "copy_stream", "forward", "Abortable", "Forwarded", "Spliceable"]
 
 
@@ -53,15 +55,6 @@ class Spliceable(Protocol):
     async def _splice_to(self, dst: trio.abc.SendStream) -> str: ...
 
 _GONE = (trio.BrokenResourceError, trio.ClosedResourceError)
-
-
-async def _close(obj: Any) -> None:
-    with trio.CancelScope(shield=True):
-        with trio.move_on_after(5):
-            try:
-                await obj.aclose()
-            except Exception:
-                pass
 
 
 def _abort(obj: object, reason: str | BaseException = "the source broke") -> bool:
@@ -101,10 +94,10 @@ async def copy_channel(src: trio.abc.ReceiveChannel[Any], dst: trio.abc.SendChan
     finally:
         if broken is not None:
             if not _abort(dst, broken):
-                await _close(dst)
+                await aclose_quietly(dst)
         else:
-            await _close(dst)
-        await _close(src)
+            await aclose_quietly(dst)
+        await aclose_quietly(src)
 
 
 async def copy_stream(src: trio.abc.ReceiveStream, dst: trio.abc.SendStream, *, eof: bool = True) -> None:
@@ -122,7 +115,7 @@ async def _copy_stream(src: trio.abc.ReceiveStream, dst: trio.abc.SendStream, *,
                 _abort(dst, exc)
                 return
             if spliced == "gone":
-                await _close(src)
+                await aclose_quietly(src)
                 return
         while spliced == "no":
             try:
@@ -136,7 +129,7 @@ async def _copy_stream(src: trio.abc.ReceiveStream, dst: trio.abc.SendStream, *,
                 await dst.send_all(data)
             except _GONE as exc:
                 _gone(src, exc)
-                await _close(src)
+                await aclose_quietly(src)
                 return
         if eof:
             send_eof = getattr(dst, "send_eof", None)
@@ -167,18 +160,18 @@ async def forward(obj: Any, facade: Any, kind: str, splice: bool = True) -> None
         try:
             await _copy_stream(obj, facade, eof=True, splice=splice)
         finally:
-            await _close(obj)
+            await aclose_quietly(obj)
     elif kind == "write-stream":
         try:
             await _copy_stream(facade, obj, eof=True, splice=splice)
         finally:
-            await _close(facade)
-            await _close(obj)
+            await aclose_quietly(facade)
+            await aclose_quietly(obj)
     else:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(partial(_copy_stream, obj, facade, eof=True, splice=splice))
                 nursery.start_soon(partial(_copy_stream, facade, obj, eof=True, splice=splice))
         finally:
-            await _close(facade)
-            await _close(obj)
+            await aclose_quietly(facade)
+            await aclose_quietly(obj)

@@ -11,6 +11,7 @@ from typing import Any, Awaitable, Callable, Iterable, Union
 import trio
 
 import libchan
+from libchan.closing import aclose_quietly
 
 from ._errors import MessageError, RemoteError
 from ._identity import Identity
@@ -46,15 +47,6 @@ ByteStream = Union[trio.abc.ReceiveStream, trio.abc.SendStream]
 
 GetValue = Union[Arg, dict[str, Any], list[Any], tuple[Any, ...], int, float]
 """What a ``Get`` handler returns: text or bytes as is, anything else JSON-encoded."""
-
-
-async def _close_quietly(obj: Any) -> None:
-    with trio.CancelScope(shield=True):
-        with trio.move_on_after(5):
-            try:
-                await obj.aclose()
-            except Exception:
-                pass
 
 
 class Request:
@@ -360,7 +352,7 @@ class Server:
                     nursery.start_soon(self._run_one, raw, token, bound, fresh)
                     fresh = _UNBOUND
         finally:
-            await _close_quietly(receiver)
+            await aclose_quietly(receiver)
 
     async def _run_one(self, raw: Any, token: object, bound: object, fresh: Any) -> None:
         try:
@@ -383,7 +375,7 @@ class Server:
                         await ret.send(Message(Verb.Error, (f"bad message: {exc}",)).to_wire())
                     except Exception:
                         pass
-                await _close_quietly(ret)
+                await aclose_quietly(ret)
             return
         if bound is not _UNBOUND and msg.identity != bound:
             assert bound is None or isinstance(bound, Identity)
@@ -413,7 +405,7 @@ class Server:
         finally:
             _CALLER.reset(caller)
             if msg.ret is not None and not req.handed_over:
-                await _close_quietly(msg.ret)
+                await aclose_quietly(msg.ret)
 
 
 class Tree(Server):

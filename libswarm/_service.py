@@ -12,7 +12,9 @@ import libchan
 
 from ._client import Client, Output
 from ._errors import RemoteError
-from ._server import Request, Server, _close_quietly
+from libchan.closing import aclose_quietly
+
+from ._server import Request, Server
 
 __all__ = ["Service", "run_service", "Task", "open_service", "chain", "serve_session"]
 
@@ -43,8 +45,8 @@ async def run_service(service: Service, input: trio.abc.ReceiveChannel[Any], out
     try:
         await service.run(input, output)
     finally:
-        await _close_quietly(output)
-        await _close_quietly(input)
+        await aclose_quietly(output)
+        await aclose_quietly(input)
 
 
 @asynccontextmanager
@@ -62,7 +64,7 @@ async def open_service(service: Service) -> AsyncIterator[tuple[Client, Output]]
         try:
             yield client, output
         finally:
-            await _close_quietly(in_s)
+            await aclose_quietly(in_s)
             nursery.cancel_scope.cancel()
 
 
@@ -88,7 +90,7 @@ async def chain(
             nursery.start_soon(run_service, svc, in_r, out_s)
             prev = out_r
         if prev is None:
-            await _close_quietly(output)
+            await aclose_quietly(output)
         else:
             nursery.start_soon(libchan.copy_channel, prev, output)
 
@@ -137,8 +139,8 @@ class Task(Server):
             try:
                 await self._fn(self._in_r, self._out_s)
             finally:
-                await _close_quietly(self._out_s)
-                await _close_quietly(self._in_r)
+                await aclose_quietly(self._out_s)
+                await aclose_quietly(self._in_r)
                 self.done.set()
 
         self.nursery.start_soon(body)

@@ -201,7 +201,7 @@ class Daemon:
         import trio
 
         from ._message import Message
-        from ._server import _close_quietly
+        from libchan.closing import aclose_quietly
         from ._verbs import Verb
 
         async with receiver:
@@ -227,7 +227,7 @@ class Daemon:
                             await msg.ret.send(Message(Verb.Error, (f"not implemented: {msg.verb.name}",)).to_wire())
                         except Exception:
                             pass
-                    await _close_quietly(msg.ret)
+                    await aclose_quietly(msg.ret)
 
     def _print_log(self, msg: Message) -> None:
         args = msg.args

@@ -22,6 +22,7 @@ import trio
 
 import libchan
 
+from ..closing import aclose_quietly
 from ._rexec_common import (
     CLIENT_FAILURES,
     EXIT_USAGE,
@@ -58,17 +59,6 @@ def _field(msg: dict[Any, Any], name: str) -> Any:
     return None
 
 
-async def _close(obj: Any) -> None:
-    if obj is None:
-        return
-    with trio.CancelScope(shield=True):
-        with trio.move_on_after(5):
-            try:
-                await obj.aclose()
-            except Exception:
-                pass
-
-
 async def _say(stream: Any, text: str) -> None:
     if stream is None:
         return
@@ -88,7 +78,7 @@ async def _end(stream: Any) -> None:
             await send_eof()
     except (*_GONE, OSError):
         pass
-    await _close(stream)
+    await aclose_quietly(stream)
 
 
 async def _send_status(status: Any, code: int, *, go_shaped: bool = False) -> None:
@@ -100,7 +90,7 @@ async def _send_status(status: Any, code: int, *, go_shaped: bool = False) -> No
         await status.send({"Status" if go_shaped else "status": code})
     except (*_GONE, libchan.LibchanError):
         pass
-    await _close(status)
+    await aclose_quietly(status)
 
 
 def _exit_code(returncode: int, *, go_shaped: bool = False) -> int:
@@ -126,7 +116,7 @@ async def _pump_stdin(src: Any, proc_stdin: trio.abc.SendStream) -> None:
                 # The command closed its stdin (or exited): stop reading ours.
                 return
     finally:
-        await _close(proc_stdin)
+        await aclose_quietly(proc_stdin)
 
 
 async def execute(msg: Any, *, log: Log = _quiet) -> int | None:
@@ -165,7 +155,7 @@ async def execute(msg: Any, *, log: Log = _quiet) -> int | None:
         if stderr is not None and hasattr(stderr, "send_all"):
             await _say(stderr, f"rexec: bad request: {exc}\n")
         for s in (stdin, stdout, stderr):
-            await _close(s)
+            await aclose_quietly(s)
         # Go's server cannot start an empty Cmd either: it answers 10.
         code = GO_STATUS_CANNOT_START if go_shaped else EXIT_USAGE
         await _send_status(status, code, go_shaped=go_shaped)
@@ -225,10 +215,10 @@ async def execute(msg: Any, *, log: Log = _quiet) -> int | None:
             log(f"{shlex.join(argv)} killed: the client went away")
         if proc is not None:
             for pipe in (proc.stdin, proc.stdout, proc.stderr):
-                await _close(pipe)
+                await aclose_quietly(pipe)
         await _end(stdout)
         await _end(stderr)
-        await _close(stdin)
+        await aclose_quietly(stdin)
     await _send_status(status, code, go_shaped=go_shaped)
     return code
 
@@ -455,7 +445,7 @@ async def run_client(
             return await remote_exec(session, argv, stdin=streams[0], stdout=streams[1], stderr=streams[2])
     finally:
         for s in streams:
-            await _close(s)
+            await aclose_quietly(s)
 
 
 # ----------------------------------------------------------------------------------------

@@ -100,7 +100,9 @@ import libchan
 from .._client import Client
 from .._errors import LibswarmError, RemoteError, UsageError
 from .._message import Message
-from .._server import Request, Server, _close_quietly
+from libchan.closing import aclose_quietly
+
+from .._server import Request, Server
 from .._service import Service, run_service
 from .._verbs import Verb
 from . import _placement
@@ -632,4 +634,4 @@ class Aggregate(Service):
 
             nursery.start_soon(deliver)
             # the child streams end when the children go away; stop when the caller leaves
-        await _close_quietly(q_s)
+        await aclose_quietly(q_s)

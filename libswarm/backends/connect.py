@@ -30,7 +30,7 @@ import libchan
 
 from .._errors import MessageError
 from .._message import Message, reply_sender_of
-from .._server import _close_quietly
+from libchan.closing import aclose_quietly
 from .._service import Service
 from .._verbs import Verb
 from ._remote import client_context, describe, parse_remote_args
@@ -82,7 +82,7 @@ class Connect(Service):
                         break
                     await self._forward(raw)
                 if self._link is not None:
-                    await _close_quietly(self._link.sender)
+                    await aclose_quietly(self._link.sender)
                 nursery.cancel_scope.cancel()
         finally:
             self._nursery = None
@@ -131,7 +131,7 @@ class Connect(Service):
                         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                             link.reason = _reason(exc)
                             break
-                        await _close_quietly(extra)
+                        await aclose_quietly(extra)
         finally:
             link.dead.set()
         if self._link is link and self._nursery is not None:
@@ -163,7 +163,7 @@ class Connect(Service):
         except (_GONE + (libchan.LibchanError,)) as exc:
             link.dead.set()
             if relay_r is not None:
-                await _close_quietly(relay_r)
+                await aclose_quietly(relay_r)
                 await _fail(msg.ret, f"connect {self.url}: connection lost: {_reason(exc)}")
             return
         if relay_r is not None:
@@ -202,11 +202,11 @@ class Connect(Service):
                 nursery.cancel_scope.cancel()
         finally:
             with trio.CancelScope(shield=True):
-                await _close_quietly(replies)
+                await aclose_quietly(replies)
                 if lost is not None:
                     await _fail(ret, f"connect {self.url}: connection lost: {lost}")
                 else:
-                    await _close_quietly(ret)
+                    await aclose_quietly(ret)
 
 
 class _ConnectFailed(Exception):
@@ -224,4 +224,4 @@ async def _fail(ret: Any, text: str) -> None:
                 await ret.send(Message(Verb.Error, (text,)).to_wire())
             except Exception:
                 pass
-        await _close_quietly(ret)
+        await aclose_quietly(ret)

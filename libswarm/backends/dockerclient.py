@@ -84,7 +84,9 @@ import libchan
 
 from .._errors import RemoteError, UsageError
 from .._message import Message
-from .._server import Request, Server, _close_quietly
+from libchan.closing import aclose_quietly
+
+from .._server import Request, Server
 from .._service import Service
 from .._verbs import Verb
 from ._remote import describe
@@ -268,7 +270,7 @@ class _HTTP:
 
             yield response.status_code, headers, chunks()
         finally:
-            await _close_quietly(stream)
+            await aclose_quietly(stream)
 
     async def request(self, method: str, path: str, query: dict[str, Any] | None = None, body: Any = None,
                       versioned: bool = True) -> tuple[int, dict[str, str], bytes]:
@@ -323,7 +325,7 @@ class _HTTP:
                 return response.status_code, headers, b"".join(parts)
             finally:
                 if not keep:
-                    await _close_quietly(stream)
+                    await aclose_quietly(stream)
 
     async def call(self, method: str, path: str, query: dict[str, Any] | None = None, body: Any = None,
                    ok: tuple[int, ...] = (200, 201, 204)) -> tuple[int, bytes]:
@@ -359,7 +361,7 @@ class _HTTP:
                 raise EngineError(response.status_code, _message(body, response.status_code))
             raise RemoteError(f"Docker engine at {self._url()}: attach: no response")
         except BaseException:
-            await _close_quietly(stream)
+            await aclose_quietly(stream)
             raise
 
 
@@ -809,8 +811,8 @@ async def _relay_hijacked(req: Request, stream: trio.abc.Stream, leftover: bytes
                 await req.log(tag, chunk)
             nursery.cancel_scope.cancel()
     finally:
-        await _close_quietly(stdin_r)
-        await _close_quietly(stream)
+        await aclose_quietly(stdin_r)
+        await aclose_quietly(stream)
 
 
 class _Exec:

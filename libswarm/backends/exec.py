@@ -33,7 +33,7 @@ import trio
 from .._container import CommandNotFound, Container, Stdio
 from .._errors import RemoteError, UsageError
 from .._message import Message
-from .._server import _close_quietly
+from libchan.closing import aclose_quietly
 from .._service import Service
 from .._verbs import Verb
 
@@ -139,7 +139,7 @@ class Exec(Service):
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     pass
                 finally:
-                    await _close_quietly(output)  # the output ends with the process
+                    await aclose_quietly(output)  # the output ends with the process
                     relay_done.set()
 
             try:
@@ -151,7 +151,7 @@ class Exec(Service):
                     await output.send(Message(Verb.Error, (exc.text,)).to_wire())
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     pass
-                await _close_quietly(output)
+                await aclose_quietly(output)
             else:
                 nursery.start_soon(relay)
             await c.server.serve(input)

@@ -35,7 +35,7 @@ import libchan
 
 from .._identity import identity_of_peer
 from .._message import Message, reply_sender_of
-from .._server import _close_quietly
+from libchan.closing import aclose_quietly
 from .._service import Service
 from .._verbs import Verb
 from ._remote import parse_remote_args, server_context
@@ -106,6 +106,6 @@ class Listen(Service):
                                 await ret.send(Message(Verb.Error, (text,)).to_wire())
                             except Exception:
                                 pass
-                        await _close_quietly(ret)
+                        await aclose_quietly(ret)
         finally:
-            await _close_quietly(receiver)
+            await aclose_quietly(receiver)

@@ -1,0 +1,23 @@
+"""Closing what is no longer needed, whatever state it is in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+
+__all__ = ["aclose_quietly"]
+
+
+async def aclose_quietly(obj: Any) -> None:
+    """``await obj.aclose()`` (if ``obj`` is not None), shielded from cancellation, for at
+    most 5 seconds, any error ignored: for clean-up paths, where the object may already
+    be broken or closed and the caller is leaving anyway."""
+    if obj is None:
+        return
+    with trio.CancelScope(shield=True):
+        with trio.move_on_after(5):
+            try:
+                await obj.aclose()
+            except Exception:
+                pass
