@@ -75,6 +75,10 @@ _H2_FRAMES_PER_CALL = 100
 #: handler, far more work than any other frame, so a connection that floods requests
 #: gets this many per turn while the other connections get theirs.
 _NEW_STREAMS_PER_CALL = 4
+#: A plain DATA frame longer than this that the fast path accepts is passed on piece by
+#: piece as its payload arrives, instead of being buffered whole (a 1 MiB frame read in
+#: 256 KiB pieces was copied four times over on its way in).
+_STREAM_FRAMES_OVER = 32 * 1024
 
 #: Bytes a header block may hold beyond ``max_header_list_size`` (see max_header_block).
 HEADER_BLOCK_SLACK = 4096
@@ -104,7 +108,7 @@ class H2Multiplexer:
 
     # (slots: one per connection, thousands of idle ones)
     __slots__ = ("_block_bytes", "client_side", "_closed", "_conn", "counter",
-        "_data_frames_credited", "_data_frames_sent", "_fast", "_guard", "_in_header_block",
+        "_data_frames_credited", "_data_frames_sent", "_data_left", "_data_sid", "_fast", "_guard", "_in_header_block",
         "_inbuf", "_input_dead", "input_pending", "lane", "_last_peer_stream", "max_header_block",
         "_max_header_list_size", "_max_peer_streams", "needs_end_marker", "_now", "_out",
         "_peer_goaway_seen", "_peer_parity", "_peer_settings_seen", "_preface_left",
@@ -192,6 +196,8 @@ class H2Multiplexer:
         #: The single-frame lanes (None when the fast path is off).
         self.lane = FastLane(self._receive_sole_data, self._data_header_now) if self._fast is not None else None
         self._inbuf = b""  # input not yet split into frames, or not yet given to h2
+        self._data_left = 0  # payload still to come of a DATA frame passed on piece by piece
+        self._data_sid = 0  # ... and its stream
         #: Frames are buffered that the last receive_data call left for the next one.
         self.input_pending = False
         self._preface_left = 0 if client_side else len(PREFACE)
@@ -222,7 +228,8 @@ class H2Multiplexer:
 
     @property
     def buffered_input(self) -> int:
-        """Input bytes held for later (a partial frame, frames left for the next call)."""
+        """Input bytes held for later (a partial frame, frames left for the next call;
+        not the part in of a large DATA frame, which went to its stream)."""
         return len(self._inbuf)
 
     def receive_data(self, data: bytes, now: float | None = None) -> list[MuxEvent]:
@@ -238,6 +245,10 @@ class H2Multiplexer:
         :attr:`max_header_block` (ENHANCE_YOUR_CALM); a frame that exceeds a flood
         limit is one too (ENHANCE_YOUR_CALM).
 
+        A plain DATA frame (no flags) of more than 32 KiB that the fast path accepts is
+        passed on as its payload arrives, in several DataReceived whose flow lengths sum
+        to the frame's, instead of being buffered whole.
+
         At most :data:`_H2_FRAMES_PER_CALL` frames go to h2 per call (DATA frames
         that take the fast path are not counted): when more are buffered,
         :attr:`input_pending` is True and the caller calls again (with ``b""``, or
@@ -248,6 +259,10 @@ class H2Multiplexer:
         if self._closed:
             if self._input_dead:
                 return []
+            if self._data_left and data:  # (the rest of a DATA frame passed on in pieces)
+                n = min(self._data_left, len(data))
+                self._data_left -= n
+                data = data[n:]
             if self._inbuf:  # (frames left for a next call when the connection ended)
                 data, self._inbuf = self._inbuf + data, b""
             return self._h2_receive(data)
@@ -263,6 +278,12 @@ class H2Multiplexer:
         buf = self._inbuf + data if self._inbuf else data
         end = len(buf)
         pos = 0
+        if self._data_left and end:
+            # the rest of a DATA frame whose header (and flow control) came before
+            # (_inbuf is empty meanwhile: nothing is buffered behind a partial frame)
+            pos = min(self._data_left, end)
+            self._data_left -= pos
+            events.append(DataReceived(self._data_sid, buf if pos == end and type(buf) is bytes else bytes(buf[:pos]), pos))
         slow = -1  # start of frames h2 has not seen yet
         fast = self._fast
         max_size = self._conn.max_inbound_frame_size
@@ -284,6 +305,26 @@ class H2Multiplexer:
                                          f"header block of more than {self.max_header_block} bytes (max_header_list_size {self._max_header_list_size})")
             stop = pos + HEADER_LEN + length
             if stop > end:
+                if (
+                    length > _STREAM_FRAMES_OVER
+                    and fast is not None
+                    and ftype == TYPE_DATA
+                    and not flags & (FLAG_END_STREAM | FLAG_PADDED)
+                    and not self._in_header_block
+                ):
+                    # a large frame, in part: pass on what is in, the rest as it comes
+                    if slow >= 0:
+                        events.extend(self._h2_receive(buf[slow:pos]))
+                        slow = -1
+                        if self._closed:
+                            self._inbuf = b""
+                            return events
+                    if fast.receive(stream_id, length):
+                        self._data_left = stop - end
+                        self._data_sid = stream_id
+                        if end > pos + HEADER_LEN:
+                            events.append(DataReceived(stream_id, bytes(buf[pos + HEADER_LEN : end]), end - pos - HEADER_LEN))
+                        pos = end
                 break
             if fast is not None and ftype == TYPE_DATA and length and not flags & (FLAG_END_STREAM | FLAG_PADDED) and not self._in_header_block:
                 if slow >= 0:  # h2 first sees the frames before this one (HEADERS that open its stream...)
@@ -367,7 +408,7 @@ class H2Multiplexer:
         :meth:`receive_data` would report as one DataReceived. Else None, and
         nothing was consumed (use :meth:`receive_data`)."""
         fast = self._fast
-        if fast is None or self._inbuf or self._preface_left or self._in_header_block or self._closed:
+        if fast is None or self._inbuf or self._data_left or self._preface_left or self._in_header_block or self._closed:
             return None
         n = len(data)
         if n <= HEADER_LEN or data[3] != TYPE_DATA or data[4]:  # (an empty DATA is counted: receive_data)

@@ -420,10 +420,13 @@ async def test_limit_max_sessions_refused_stream_then_room_again(tmp_path):
             await _drained(budget)
 
 
-async def test_limit_server_buffer_partial_frames_count(tmp_path, caplog):
-    """Partial frames held by the multiplexer (here up to a 2 MiB DATA frame each, never
-    finished) are charged to their connection: six of them pass server_buffer and the
-    greediest goes; a well-behaved session goes on; the accounting drains to zero."""
+@pytest.mark.parametrize("held_by", ["multiplexer", "stream"])
+async def test_limit_server_buffer_partial_frames_count(tmp_path, caplog, held_by):
+    """Partial frames (here up to a 2 MiB DATA frame each, never finished) are charged to
+    their connection: six of them pass server_buffer and the greediest goes; a
+    well-behaved session goes on; the accounting drains to zero. A padded frame is held by
+    the multiplexer until it is whole; a plain one (no flags) goes to its stream as it
+    arrives, where the item it begins is held."""
     before = _budgets()
     caplog.set_level(logging.WARNING, logger="libchan")
     config = _budget_config(max_frame_size=2 * MiB)
@@ -438,8 +441,11 @@ async def test_limit_server_buffer_partial_frames_count(tmp_path, caplog):
                     client = await _attacker(host, port, 0)
                     sid = await client.request("/", b"", end=False)
                     size = 1800 * KiB if i == 0 else 640 * KiB
-                    header = (2 * MiB - 1).to_bytes(3, "big") + b"\x00\x00" + sid.to_bytes(4, "big")
-                    await client.stream.send_all(header + b"\0" * size)  # most of one DATA frame
+                    flags = b"\x08" if held_by == "multiplexer" else b"\x00"  # PADDED, or none
+                    # padded: pad length 0; plain: a byte string item as long as the frame
+                    start = b"\x00" if held_by == "multiplexer" else b"\x5a" + (2 * MiB - 6).to_bytes(4, "big")
+                    header = (2 * MiB - 1).to_bytes(3, "big") + b"\x00" + flags + sid.to_bytes(4, "big")
+                    await client.stream.send_all(header + start + b"\0" * size)  # most of one DATA frame
                     clients.append(client)
                 assert await _goaway(clients[0]) == 11  # ENHANCE_YOUR_CALM
                 assert budget.used <= budget.total

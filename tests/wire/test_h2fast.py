@@ -872,6 +872,102 @@ def test_data_after_the_peers_goaway_in_the_same_read():
     assert run(True, whole, end_stream=True) == run(False, whole, end_stream=True) == (ended, frames)
 
 
+# -- 3a. large DATA frames are passed on as they arrive ------------------------------------------
+def _merged(events: list) -> list:
+    """``events`` with each run of DataReceived on one stream made one (data joined,
+    flow lengths summed): what a stream's reader sees is the same either way."""
+    out: list = []
+    for ev in events:
+        if isinstance(ev, DataReceived) and out and isinstance(out[-1], DataReceived) and out[-1].stream_id == ev.stream_id:
+            last = out.pop()
+            ev = DataReceived(ev.stream_id, last.data + ev.data, last.flow_length + ev.flow_length)
+        out.append(ev)
+    return out
+
+
+def _large_frames() -> list:
+    p = Peer()
+    rng = random.Random(7)
+    return [
+        p.preface(),
+        p.headers(1),
+        p.data(1, rng.randbytes(100_000)),  # streamed
+        p.ping(),
+        p.headers(3),
+        p.data(3, rng.randbytes(40_000)),  # streamed
+        p.data(1, b"s" * 10),
+        p.data(3, rng.randbytes(32 * 1024)),  # not over 32 KiB: buffered whole, as before
+        p.data(1, rng.randbytes(50_000), pad=3),  # padded: h2's, buffered whole
+        p.data(3, rng.randbytes(60_000)),
+        p.window_update(0, 1000),
+    ]
+
+
+def test_large_data_frames_are_passed_on_as_they_arrive():
+    """A plain DATA frame over 32 KiB goes to its stream piece by piece as its payload
+    arrives (not buffered until whole: that copied a 1 MiB frame read in 256 KiB pieces
+    four times over). Under any split, what each stream gets, the flow lengths, h2's
+    windows and states and the output equal plain h2's; the multiplexer itself never
+    holds more than a frame header plus 32 KiB of such a frame (the padded one excepted)."""
+    steps = _large_frames()
+    stream = b"".join(steps)
+    pure = make_mux(client_side=False, fast=False, stream_window=4 * 2**20)
+    reference, ref_out = run_steps(pure, steps, whole)
+    reference_state = window_state(pure)
+    padded_at = stream.index(steps[8])
+    padded_end = padded_at + len(steps[8])
+    splits = [whole, by_frame, at(len(b"".join(steps[:2])) + 9), at(len(b"".join(steps[:2])) + 5)]
+    splits += [randomly(seed, max_piece=30_000) for seed in range(12)]
+    splits += [randomly(seed, max_piece=700) for seed in range(3)]
+    streamed_somewhere = False
+    for i, split in enumerate(splits):
+        mux = make_mux(client_side=False, fast=True, stream_window=4 * 2**20)
+        count = FastCount(mux)
+        events: list = []
+        out = [drain(mux)]
+        pos = 0
+        bounds = [len(b"".join(steps[:k])) for k in range(len(steps))]
+        for piece in split(stream, bounds):
+            events.extend(link_receive(mux, piece))
+            pos += len(piece)
+            if not padded_at < pos < padded_end:
+                assert mux.buffered_input <= 9 + 32 * 1024 + 700, (split.__name__, i, pos, mux.buffered_input)
+        out.append(drain(mux))
+        assert _merged(events) == _merged(reference), (split.__name__, i)
+        assert b"".join(out) == ref_out
+        assert window_state(mux) == reference_state
+        assert count.received == 5  # every plain DATA frame, streamed or not, accounted once
+        datas = [ev for ev in events if isinstance(ev, DataReceived)]
+        streamed_somewhere |= len(datas) > 6
+    assert streamed_somewhere
+
+
+def test_a_read_inside_a_large_frame_is_payload_even_if_it_looks_like_a_frame():
+    """The single-frame lane (a read that is exactly one DATA frame) does not take a read
+    that is the rest of a large frame's payload, however that payload looks."""
+    p = Peer()
+    inner = p.data(1, b"z" * 40_000)  # the second half of the payload: a valid DATA frame
+    outer = p.data(1, os.urandom(50_000) + inner)
+    mux = make_mux(client_side=False, fast=True)
+    events = link_receive(mux, p.preface() + p.headers(1) + outer[: len(outer) - len(inner)])
+    events += link_receive(mux, inner)
+    datas = [ev for ev in events if isinstance(ev, DataReceived)]
+    assert b"".join(ev.data for ev in datas) == outer[9:]
+    assert sum(ev.flow_length for ev in datas) == len(outer) - 9
+    assert link_receive(mux, p.data(1, b"after")) == [DataReceived(1, b"after", 5)]
+
+
+def test_closing_inside_a_large_frame_skips_its_rest():
+    """Once we closed the connection (GOAWAY), the rest of a large frame passed on in
+    pieces is skipped, and the peer's GOAWAY after it is still read."""
+    p = Peer()
+    frame = p.data(1, os.urandom(100_000))
+    mux = make_mux(client_side=False, fast=True)
+    mux.receive_data(p.preface() + p.headers(1) + frame[:50_000])
+    mux.close()
+    assert mux.receive_data(frame[50_000:] + p.goaway(1)) == [ConnectionEnded(0, "peer sent GOAWAY 0", True)]
+
+
 # -- 3b. the same against a real libchan server ------------------------------------------------------
 @pytest.fixture
 def pure_h2(monkeypatch):
