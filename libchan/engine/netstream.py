@@ -747,7 +747,8 @@ class NetByteStream(ByteStream):
         self._ns = ns
         self.direction = direction
         self._closed = False
-        self._pending = b""
+        self._pending = b""  # a chunk taken from the stream, read from ``_at`` on
+        self._at = 0
         self._sending = False
         self._receiving = False
 
@@ -812,27 +813,33 @@ class NetByteStream(ByteStream):
         self._receiving = True
         try:
             if not self._pending:
-                try:
-                    chunk, wire = await self._ns.read_item()
-                except trio.EndOfChannel:
-                    if self._closed:  # closed by another task while this one waited
-                        raise trio.ClosedResourceError("this byte stream was closed") from None
-                    await trio.lowlevel.cancel_shielded_checkpoint()
-                    return b""
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    if self._closed:
-                        raise trio.ClosedResourceError("this byte stream was closed") from None
-                    raise
+                chunk = b""
+                while not chunk:  # (an empty chunk carries nothing: it is not the end)
+                    try:
+                        chunk, wire = await self._ns.read_item()
+                    except trio.EndOfChannel:
+                        if self._closed:  # closed by another task while this one waited
+                            raise trio.ClosedResourceError("this byte stream was closed") from None
+                        await trio.lowlevel.cancel_shielded_checkpoint()
+                        return b""
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        if self._closed:
+                            raise trio.ClosedResourceError("this byte stream was closed") from None
+                        raise
                 self._pending = chunk
                 await trio.lowlevel.cancel_shielded_checkpoint()  # (read_item yields only now and then)
             else:
                 await trio.lowlevel.checkpoint()
             data = self._pending
-            if max_bytes is not None and len(data) > max_bytes:
-                self._pending = data[max_bytes:]
-                return data[:max_bytes]
+            at = self._at
+            if max_bytes is not None and len(data) - at > max_bytes:
+                # (the rest stays where it is: reading a large chunk in small pieces
+                # copies each piece once, not the rest of the chunk every time)
+                self._at = at + max_bytes
+                return data[at : at + max_bytes]
             self._pending = b""
-            return data
+            self._at = 0
+            return data[at:] if at else data
         finally:
             self._receiving = False
 

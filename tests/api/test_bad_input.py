@@ -94,6 +94,28 @@ async def test_reference_that_never_arrives(server):
         await client.aclose()
 
 
+async def test_an_empty_chunk_on_a_byte_stream_is_not_its_end(server):
+    """A byte stream's body may hold an empty frame (0x40; libchan never sends one): it
+    carries nothing, and receive_some does not return b"" for it (which would tell the
+    application that the stream ended while data was still to come)."""
+    host, port, recv = server
+    with trio.fail_after(10):
+        session = [("libchan-session", "raw-session-empty")]
+        msg = cbor2.dumps({"s": cbor2.CBORTag(41403, 3)})  # a read-only byte stream, ref 3
+        client, _ = await _post(host, port, encode_frame(msg), [*session, ("libchan-ref", "1"), ("libchan-type", "receiver")],
+                                path="/libchan/v1/stream")
+        body = encode_frame(b"ab") + b"\x40" + encode_frame(b"cd") + b"\x40"
+        await client.request("/libchan/v1/stream", body, [*session, ("libchan-ref", "3"), ("libchan-type", "read-stream"),
+                                                          ("libchan-parent-ref", "1")])
+        _, receiver = await recv.receive()
+        stream = (await receiver.receive())["s"]
+        got = []
+        while chunk := await stream.receive_some():
+            got.append(chunk)
+        assert got == [b"ab", b"cd"]
+        await client.aclose()
+
+
 async def test_garbage_bytes_close_the_connection_only(server):
     host, port, recv = server
     with trio.fail_after(10):
@@ -297,6 +319,51 @@ def test_frame_decoder_any_split_equals_one_read(items, cuts, max_size):
         assert split == whole
     else:  # an item too large: the same error, after the same or fewer items
         assert split[3] == whole[3] and split[0] == whole[0][: len(split[0])]
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(st.one_of(st.binary(max_size=70_000).map(encode_frame), st.just(b"\xf7")), max_size=12),
+    st.lists(st.integers(1, 100_000), max_size=30),
+    st.sampled_from([1 << 10, 1 << 16, 1 << 20]),
+)
+def test_frame_decoder_in_pieces_gives_the_same_bytes_as_whole_items(items, cuts, max_size):
+    """A byte stream's decoder (``pieces=True``) outputs the payload of an incomplete item
+    as it arrives: however the body is cut, the payloads joined are the same bytes as
+    the whole items', the wire sizes and free bytes add up to the same, the same error
+    comes, and nothing but an item's header (at most 9 bytes) is ever held."""
+    body = b"".join(items)
+    pieces, pos = [], 0
+    for cut in cuts:
+        if pos >= len(body):
+            break
+        pieces.append(body[pos : pos + cut])
+        pos += cut
+    pieces.append(body[pos:])
+
+    def decode(reads, in_pieces):
+        decoder = FrameDecoder(max_size, pieces=in_pieces)
+        out, wire, free, error = [], 0, 0, None
+        try:
+            for read in reads:
+                got, f = decoder.feed(read)
+                out += [bytes(p) for p, _ in got]
+                wire += sum(w for _, w in got)
+                free += f
+                if in_pieces:
+                    assert decoder.buffered <= 9
+            error = type(decoder.error).__name__ if decoder.error else None
+        except (libchan.RemoteProtocolError, libchan.MessageTooLargeError) as exc:
+            error = type(exc).__name__
+        return b"".join(out), wire, free, error, decoder.at_boundary()
+
+    whole = decode([body], False)
+    split = decode(pieces, True)
+    if whole[3] is None:
+        assert split == whole
+    else:  # an item too large: the same error, after the same bytes or fewer
+        assert split[3] == whole[3] and whole[0].startswith(split[0])
+    assert decode([body], True) == whole  # one read: whole items, as without pieces
 
 
 async def test_refused_requests_create_no_session(tmp_path):
