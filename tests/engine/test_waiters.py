@@ -9,13 +9,27 @@ import trio.testing
 from libchan.engine.waiters import NO_WAITERS, Lot, own_lot
 
 
+WAYS = {"park": lambda lot: lot.park(), "enter": lambda lot: trio.lowlevel.wait_task_rescheduled(lot.enter())}
+
+
+@pytest.fixture(params=sorted(WAYS), autouse=True)
+def way(request):
+    """Every test waits both ways: ``park()``, and ``enter()`` with trio's wait."""
+    global _wait
+    _wait = WAYS[request.param]
+    return request.param
+
+
+_wait = WAYS["park"]
+
+
 async def _park(lot: Lot, name: str, woken: list[str], nursery: trio.Nursery) -> trio.CancelScope:
     """A task waits in ``lot`` (appends ``name`` to ``woken`` once woken); its scope."""
     scope = trio.CancelScope()
 
     async def wait() -> None:
         with scope:
-            await lot.park()
+            await _wait(lot)
             woken.append(name)
             return
         woken.append(name + " cancelled")
