@@ -551,8 +551,20 @@ class FrameParser:
         if self._error is not None:
             raise Spdy3ProtocolError(f"SPDY/3 parser already failed: {self._error}")
         buf = self._buf
-        buf += data
         frames: list[Frame] = []
+        if self._data_left and not buf and data:
+            # the rest of a DATA frame passed on piece by piece, straight from ``data``
+            # (not copied into the buffer first; all of a bytes read: not copied at all)
+            take = min(self._data_left, len(data))
+            self._data_left -= take
+            flags = self._data_flags if not self._data_left else self._data_flags & ~FLAG_FIN
+            piece = data if take == len(data) and type(data) is bytes else bytes(memoryview(data)[:take])
+            frames.append(Data(self._data_stream, piece, bool(flags & FLAG_FIN), raw_flags=flags, length=take))
+            if take == len(data):
+                return frames
+            buf += memoryview(data)[take:]
+        else:
+            buf += data
         pos = 0
         end = len(buf)
         try:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import struct
 
+from ..errors import LocalProtocolError
 from .mux import (
     ENHANCE_YOUR_CALM,
     ConnectionEnded,
@@ -78,6 +79,9 @@ MAX_DATA = 16 * 1024 * 1024 - 1
 
 #: A DATA frame's header: stream id, then flags (none) and length.
 _DATA_HEADER = struct.Struct(">II")
+#: A DATA frame at least this long is handed out as its header and its payload's pieces
+#: (the write gathers them), not copied into the output buffer.
+_GATHER_FROM = 16 * 1024
 
 
 def to_spdy_status(h2_code: int) -> int:
@@ -130,7 +134,8 @@ class SpdyMultiplexer:
         self._guard = FloodGuard(flood or FloodLimits())
         self._now = 0.0
         self._writer = FrameWriter()
-        self._out = bytearray()
+        self._out = bytearray()  # frames not yet handed out, after ...
+        self._parts: list[bytes | memoryview] = []  # ... these (a large DATA frame's pieces: not copied)
         self._streams: dict[int, _Stream] = {}
         self._next_id = 1 if client_side else 2
         self._last_peer_id = 0
@@ -224,7 +229,7 @@ class SpdyMultiplexer:
         its 8-byte header -- only if no other output is queued to go first (a SYN_REPLY
         must precede the first DATA: Go drops DATA before it) and the stream may send.
         Else None, and nothing changed (queue the data instead)."""
-        if self._out or not 0 < length <= self._max_data or self._closed:
+        if self._out or self._parts or not 0 < length <= self._max_data or self._closed:
             return None
         st = self._streams.get(stream_id)
         if st is None or st.local_fin:
@@ -297,16 +302,18 @@ class SpdyMultiplexer:
             del self._streams[sid]
 
     def data_chunks(self) -> list[bytes | memoryview]:
-        data = self.data_to_send()
-        return [data] if data else []
+        parts = self._parts
+        if self._out:
+            parts.append(bytes(self._out))
+            self._out.clear()
+        self._parts = []
+        return parts
 
     def has_output(self) -> bool:
-        return bool(self._out)
+        return bool(self._out or self._parts)
 
     def data_to_send(self) -> bytes:
-        data = bytes(self._out)
-        self._out.clear()
-        return data
+        return b"".join(self.data_chunks())
 
     # -- output ------------------------------------------------------------------------
     def can_open_stream(self) -> bool:
@@ -335,7 +342,23 @@ class SpdyMultiplexer:
         return self._max_data
 
     def send_data_parts(self, stream_id: int, parts: list[bytes | memoryview], end_stream: bool = False) -> None:
-        self.send_data(stream_id, parts[0] if len(parts) == 1 else b"".join(parts), end_stream)
+        n = sum(len(p) for p in parts)
+        if n < _GATHER_FROM:
+            self.send_data(stream_id, parts[0] if len(parts) == 1 else b"".join(parts), end_stream)
+            return
+        # a large frame: its header, then the pieces as they are (gathered by the write)
+        st = self._streams.get(stream_id)
+        if st is None or st.local_fin:
+            raise KeyError(f"stream {stream_id} is closed")
+        if n > MAX_FRAME_LENGTH:
+            raise LocalProtocolError(f"DATA frame of {n} bytes exceeds the SPDY/3 maximum of {MAX_FRAME_LENGTH}")
+        if self._out:
+            self._parts.append(bytes(self._out))
+            self._out.clear()
+        self._parts.append(_DATA_HEADER.pack(stream_id, n))
+        self._parts.extend(parts)
+        if end_stream:
+            self.end_stream(stream_id)
 
     def send_data(self, stream_id: int, data: bytes | memoryview, end_stream: bool = False) -> None:
         st = self._streams.get(stream_id)

@@ -104,3 +104,40 @@ def test_limit_go_partial_message_footprint_covers_what_is_held():
         assert tracemalloc.get_traced_memory()[0] - base < 256 * 1024
     finally:
         tracemalloc.stop()
+
+
+def test_a_read_inside_a_streamed_data_frame_is_passed_on_uncopied():
+    """A read that is all payload of a DATA frame already begun is passed on as it came
+    (the same object: a bulk byte stream's 256 KiB reads are not copied again), and one
+    that ends the frame and goes on splits there."""
+    w = FrameWriter()
+    parser = FrameParser(stream_data=True)
+    wire = w.serialize(Data(1, b"a" * 300_000)) + w.serialize(Ping(2))
+    first = parser.feed(wire[:1000])
+    middle = wire[1000:200_000]
+    second = parser.feed(middle)
+    assert len(second) == 1 and second[0].data is middle
+    rest = parser.feed(wire[200_000:])
+    assert _summary(first + second + rest) == _summary([Data(1, b"a" * 300_000), Ping(2)])
+
+
+def test_go_profile_large_data_frames_go_out_as_their_pieces():
+    """The Go-profile multiplexer hands a large DATA frame out as its header and the
+    payload's own pieces (gathered by the write, not copied), after the frames queued
+    before it; the bytes are FrameWriter's."""
+    from libchan.spdy_like.spdymux import SpdyMultiplexer
+
+    mux = SpdyMultiplexer(client_side=True)
+    sid = mux.open_stream([("x", "y")])
+    big = [b"p" * 40_000, memoryview(b"q" * 30_000)]
+    mux.send_data_parts(sid, big)
+    mux.send_data_parts(sid, [b"small"])
+    chunks = mux.data_chunks()
+    assert any(c is big[0] for c in chunks) and any(c is big[1] for c in chunks)
+    w = FrameWriter()
+    expected = [SynStream(sid, [("x", "y")]), Data(sid, b"p" * 40_000 + b"q" * 30_000), Data(sid, b"small")]
+    assert b"".join(chunks) == b"".join(w.serialize(f) for f in expected)
+    assert not mux.has_output() and mux.data_chunks() == []
+    mux.send_data_parts(sid, big, end_stream=True)
+    tail = mux.data_to_send()
+    assert tail == w.serialize(Data(sid, b"p" * 40_000 + b"q" * 30_000)) + w.serialize(Data(sid, b"", fin=True))
