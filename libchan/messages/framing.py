@@ -118,8 +118,9 @@ class FrameDecoder:
 
     @property
     def buffered(self) -> int:
-        """Bytes held for an item that is not complete yet."""
-        return (len(self._head) if self._head is not None else 0) + self._have
+        """Bytes held for an item that is not complete yet (with ``pieces``: its header
+        only, what was output of its payload is not held here)."""
+        return (len(self._head) if self._head is not None else 0) + (0 if self.pieces else self._have)
 
     def feed(self, data: bytes) -> tuple[list[tuple[bytes, int]], int]:
         if self.error is not None:
