@@ -762,7 +762,7 @@ class Link:
                 self.peer_goaway = True
             self._end(ev.reason)
 
-    def _data_arrived(self, stream_id: int, data: bytes, flow_length: int) -> None:
+    def _data_arrived(self, stream_id: int, data: bytes | memoryview, flow_length: int) -> None:
         """A DATA frame's payload (``flow_length`` counts its padding too)."""
         self._conn_unacked += flow_length
         if self._conn_unacked >= self._conn_ack_at:

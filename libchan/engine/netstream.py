@@ -275,12 +275,12 @@ class NetStream:
             self.charged = 0
 
     # -- called by the link (reader task) ---------------------------------
-    def on_data(self, data: bytes) -> None:
+    def on_data(self, data: bytes | memoryview) -> None:
         self._on_data(data)
         if self.account is not None:
             self._recharge()
 
-    def _on_data(self, data: bytes) -> None:
+    def _on_data(self, data: bytes | memoryview) -> None:
         # Flow control: every received byte is owed a WINDOW_UPDATE. It is
         # paid at once while the complete-but-unread items held in the inbox
         # stay under half the stream window, and otherwise when the

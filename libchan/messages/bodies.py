@@ -41,7 +41,7 @@ class FramedChunks:
         # pieces: a byte stream's chunk goes out piece by piece as it arrives (FrameDecoder)
         self._frames = FrameDecoder(max_size, pieces=pieces)
 
-    def feed(self, data: bytes) -> tuple[list[tuple[Any, int]], int]:
+    def feed(self, data: bytes | memoryview) -> tuple[list[tuple[Any, int]], int]:
         return self._frames.feed(data)
 
     @property
@@ -75,7 +75,7 @@ class FramedMessages(FramedChunks):
         self._decode = decode
         self._error: Exception | None = None
 
-    def feed(self, data: bytes) -> tuple[list[tuple[Any, int]], int]:
+    def feed(self, data: bytes | memoryview) -> tuple[list[tuple[Any, int]], int]:
         if self._error is not None:
             raise self._error
         items, free = self._frames.feed(data)
@@ -133,7 +133,9 @@ class RawChunks:
     buffered = 0
     footprint = 0
 
-    def feed(self, data: bytes) -> tuple[list[tuple[Any, int]], int]:
+    def feed(self, data: bytes | memoryview) -> tuple[list[tuple[Any, int]], int]:
+        if type(data) is not bytes:
+            data = bytes(data)  # (a view of a read is not kept)
         return ([(data, len(data))] if data else []), 0
 
     def at_boundary(self) -> bool:

@@ -122,7 +122,7 @@ class FrameDecoder:
         only, what was output of its payload is not held here)."""
         return (len(self._head) if self._head is not None else 0) + (0 if self.pieces else self._have)
 
-    def feed(self, data: bytes) -> tuple[list[tuple[bytes, int]], int]:
+    def feed(self, data: bytes | memoryview) -> tuple[list[tuple[bytes, int]], int]:
         if self.error is not None:
             raise self.error
         if not self.pending and not self.ended and type(data) is bytes:

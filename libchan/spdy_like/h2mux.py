@@ -283,7 +283,8 @@ class H2Multiplexer:
             # (_inbuf is empty meanwhile: nothing is buffered behind a partial frame)
             pos = min(self._data_left, end)
             self._data_left -= pos
-            events.append(DataReceived(self._data_sid, buf if pos == end and type(buf) is bytes else bytes(buf[:pos]), pos))
+            # (a view, not a copy: the stream's decoder copies what it keeps, once)
+            events.append(DataReceived(self._data_sid, buf if pos == end and type(buf) is bytes else memoryview(buf)[:pos], pos))
         slow = -1  # start of frames h2 has not seen yet
         fast = self._fast
         max_size = self._conn.max_inbound_frame_size
@@ -323,7 +324,7 @@ class H2Multiplexer:
                         self._data_left = stop - end
                         self._data_sid = stream_id
                         if end > pos + HEADER_LEN:
-                            events.append(DataReceived(stream_id, bytes(buf[pos + HEADER_LEN : end]), end - pos - HEADER_LEN))
+                            events.append(DataReceived(stream_id, memoryview(buf)[pos + HEADER_LEN : end], end - pos - HEADER_LEN))
                         pos = end
                 break
             if fast is not None and ftype == TYPE_DATA and length and not flags & (FLAG_END_STREAM | FLAG_PADDED) and not self._in_header_block:

@@ -61,7 +61,9 @@ class StreamAnswered(MuxEvent):
 @dataclass(slots=True)  # not frozen: created once per DATA frame, frozen init costs more
 class DataReceived(MuxEvent):
     stream_id: int
-    data: bytes
+    #: The payload: bytes, or a read-only view of part of a read (a large DATA frame
+    #: passed on as it arrives: whoever keeps it copies it).
+    data: bytes | memoryview
     #: Bytes of flow-control window the frame used (data plus padding).
     flow_length: int
 

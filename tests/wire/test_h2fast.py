@@ -878,9 +878,11 @@ def _merged(events: list) -> list:
     flow lengths summed): what a stream's reader sees is the same either way."""
     out: list = []
     for ev in events:
-        if isinstance(ev, DataReceived) and out and isinstance(out[-1], DataReceived) and out[-1].stream_id == ev.stream_id:
-            last = out.pop()
-            ev = DataReceived(ev.stream_id, last.data + ev.data, last.flow_length + ev.flow_length)
+        if isinstance(ev, DataReceived):
+            ev = DataReceived(ev.stream_id, bytes(ev.data), ev.flow_length)  # (a piece may be a view)
+            if out and isinstance(out[-1], DataReceived) and out[-1].stream_id == ev.stream_id:
+                last = out.pop()
+                ev = DataReceived(ev.stream_id, last.data + ev.data, last.flow_length + ev.flow_length)
         out.append(ev)
     return out
 
@@ -952,9 +954,34 @@ def test_a_read_inside_a_large_frame_is_payload_even_if_it_looks_like_a_frame():
     events = link_receive(mux, p.preface() + p.headers(1) + outer[: len(outer) - len(inner)])
     events += link_receive(mux, inner)
     datas = [ev for ev in events if isinstance(ev, DataReceived)]
-    assert b"".join(ev.data for ev in datas) == outer[9:]
+    assert b"".join(bytes(ev.data) for ev in datas) == outer[9:]
     assert sum(ev.flow_length for ev in datas) == len(outer) - 9
     assert link_receive(mux, p.data(1, b"after")) == [DataReceived(1, b"after", 5)]
+
+
+@pytest.mark.parametrize("pieces", [False, True])
+def test_views_of_a_read_are_not_kept(pieces):
+    """A large frame's pieces may be views of the read (no copy); the stream's decoder
+    keeps copies only: overwriting the reads afterwards changes nothing it output."""
+    from libchan.messages.framing import FrameDecoder, encode_frame
+
+    p = Peer()
+    body = os.urandom(90_000)
+    payload = encode_frame(body) + encode_frame(b"tail")
+    frame = p.data(1, payload)
+    mux = make_mux(client_side=False, fast=True)
+    reads = [bytearray(p.preface() + p.headers(1) + frame[:40_000]), bytearray(frame[40_000:70_000]), bytearray(frame[70_000:])]
+    decoder = FrameDecoder(1 << 20, pieces=pieces)
+    out = []
+    for read in reads:
+        for ev in mux.receive_data(read):
+            if isinstance(ev, DataReceived):
+                out += [item for item, _ in decoder.feed(ev.data)[0]]
+    assert any(isinstance(x, bytes) for x in out)
+    before = b"".join(out)
+    for read in reads:
+        read[:] = b"\0" * len(read)
+    assert b"".join(out) == before == body + b"tail"
 
 
 def test_closing_inside_a_large_frame_skips_its_rest():
