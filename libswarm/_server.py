@@ -343,9 +343,8 @@ class Server:
                         raw = await receiver.receive()
                     except (trio.EndOfChannel, trio.BrokenResourceError, trio.ClosedResourceError):
                         break
-                    except libchan.ProtocolError as exc:
+                    except libchan.ProtocolError:
                         # one bad message on a network channel: the channel is reset
-                        del exc
                         break
                     token = object()
                     await self._limiter.acquire_on_behalf_of(token)
