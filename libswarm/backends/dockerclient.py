@@ -71,6 +71,7 @@ connection to a TLS port (the ping's ``HTTP 400``) -- spec/DOCKER.md §3.
 from __future__ import annotations
 
 import json
+import re
 import ssl
 import struct
 import urllib.parse
@@ -96,6 +97,9 @@ from ._docker.formats import exec_config
 __all__ = ["DockerClient", "EngineError"]
 
 _GONE = (trio.BrokenResourceError, trio.ClosedResourceError)
+
+_FULL_ID = re.compile(r"[0-9a-f]{64}")
+"""A container's full id (what the docker CLI sends after its inspect: ``docker logs``)."""
 
 
 class EngineError(RemoteError):
@@ -588,14 +592,19 @@ class DockerClient(Service):
         if not name:
             await req.ack(self.server)
             return
+        known = self._objects.get(name) if _FULL_ID.fullmatch(name) else None
+        if known is not None:
+            # a container's full id, met before: no inspect. Every request on the handle asks
+            # the engine about /containers/<name>/..., which it resolves as the lookup would
+            # have (a removed container's first request is its "No such container")
+            await req.ack(known.server)
+            return
         status, _, data = await self.http.request("GET", f"/containers/{urllib.parse.quote(name, safe='')}/json")
         if status == 404:
             raise EngineError(404, f"No such container: {name}")
         if status != 200:
             raise EngineError(status, _message(data, status))
-        inspected = json.loads(data)
-        obj = await self._object(inspected["Id"])
-        obj.learn(inspected)
+        obj = await self._object(json.loads(data)["Id"])
         # the inspect just read answers the handle's first Get() (docker inspect, logs)
         await req.ack(obj.server.fresh_handle(req.identity, data.decode()))
 
@@ -620,21 +629,14 @@ class _Container:
         self.server.on_get(self._get).on_start(self._start).on_stop(self._stop)
         self.server.on_attach(self._attach).on_watch(self._watch).on_ls(self._ls).on_spawn(self._exec)
         self.server.on(Verb.Set, self._set)
-        self.tty: bool | None = None
-        """``Config.Tty`` once an inspect said it (it never changes for a container)."""
 
     @property
     def path(self) -> str:
         return f"/containers/{self.id}"
 
-    def learn(self, inspected: dict[str, Any]) -> None:
-        """Keep what never changes from an inspect of this container."""
-        self.tty = bool((inspected.get("Config") or {}).get("Tty"))
-
     async def _inspect(self) -> dict[str, Any]:
         _, data = await self.http.call("GET", self.path + "/json")
         inspected: dict[str, Any] = json.loads(data)
-        self.learn(inspected)
         return inspected
 
     async def _ls(self, *args: Any) -> list[str]:
@@ -654,7 +656,7 @@ class _Container:
             return data.decode()
         if tag not in ("stdout", "stderr"):
             raise RemoteError(f"unknown field: {tag!r}")
-        tty = self.tty if self.tty is not None else bool((await self._inspect()).get("Config", {}).get("Tty"))
+        tty = bool(((await self._inspect()).get("Config") or {}).get("Tty"))
         out = b""
         async with self.http.open("GET", self.path + "/logs", {tag: 1}, http10=True) as (status, _, chunks):
             if status != 200:
@@ -702,8 +704,9 @@ class _Container:
     async def _attach(self, name: str, req: Request) -> None:
         words = {a.decode() if isinstance(a, bytes) else str(a) for a in req.args[1:]}
         opts = {k: v for k, _, v in (w.partition("=") for w in words)}
-        if "next" not in words and {"logs", "nostdin"} <= words and "nostream" in opts and self.tty is not None:
-            tty, exited = self.tty, False  # docker logs without --follow: only Tty matters, known
+        raw = "raw" in words and "next" not in words and {"logs", "nostdin"} <= words
+        if raw and "nostream" in opts:
+            tty, exited = False, False  # docker logs without --follow, as the engine frames it: no inspect
         else:
             data = await self._inspect()
             tty = bool((data.get("Config") or {}).get("Tty"))
@@ -724,6 +727,10 @@ class _Container:
                     raise EngineError(st, _message(b"".join([c async for c in chunks]), st))
                 await req.ack(s)
                 await r.aclose()
+                if raw:  # the engine's own stream: multiplexed frames, raw for a TTY container
+                    async for chunk in chunks:
+                        await req.log("raw", chunk)
+                    return
                 async for tag, chunk in demux(chunks, tty):
                     await req.log(tag, chunk)
             return
