@@ -20,7 +20,10 @@ The engine (the service's input) answers:
 * ``Attach("")`` -> ``Ack(ret=engine)``; ``Attach(ref)`` -> ``Ack(ret=container)``
   (``GET /containers/ref/json``; a 404 is ``Error("No such container: ref")``); when the
   first request on that handle is ``Get()``, the inspect of the lookup answers it
-  (:meth:`Server.fresh_handle`: ``docker inspect`` costs the engine one request, not two);
+  (:meth:`Server.fresh_handle`: ``docker inspect`` costs the engine one request, not two).
+  A ``ref`` that is the full id of a container met before is answered at once, no
+  inspect (``docker logs`` asks by the id its inspect gave): the engine resolves
+  ``/containers/<id>/...`` at the handle's first request as the lookup would have;
 * ``Get()`` -> the engine's ``/info`` JSON; ``Get("version")`` -> its ``/version`` JSON;
   ``Get("containers")`` -> ``GET /containers/json?all=1`` (spec/LIBSWARM.md 6.8);
   ``Get("networks")``, ``Get("network", REF)``, ``Get("volumes")``, ``Get("volume", NAME)``
@@ -54,7 +57,9 @@ A container answers:
   the output ends (a created one streams its first run); with ``next`` it waits for the next run (``docker start -a``).
   ``logs`` with ``nostdin`` (and no ``next``) is ``docker logs``: ``GET /logs`` with the log
   words of spec/LIBSWARM.md 6.4 as its query (``follow`` unless ``nostream``, ``timestamps``,
-  ``tail``, ``since``, ``until``): the engine's own selection and timestamps;
+  ``tail``, ``since``, ``until``): the engine's own selection and timestamps. With the
+  word ``raw`` the body goes on as it comes, ``Log("raw", bytes)`` (the engine's framing,
+  none for a TTY container), and without ``follow`` (``nostream``) nothing is inspected;
 * ``Watch()`` -> ``Ack``, ``Set("state", inspect)``, then ``Set(action, inspect)`` for
   each engine event of the container (``start``, ``die``, ``destroy``...; after a
   ``destroy`` the stream ends, carrying the last known state with the exit code);
