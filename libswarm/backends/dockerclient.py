@@ -104,6 +104,7 @@ __all__ = ["DockerClient", "EngineError"]
 _GONE = (trio.BrokenResourceError, trio.ClosedResourceError)
 
 _FULL_ID = re.compile(r"[0-9a-f]{64}")
+_FULL_ID_BYTES = re.compile(rb"[0-9a-f]{64}")
 """A container's full id (what the docker CLI sends after its inspect: ``docker logs``)."""
 
 
@@ -388,6 +389,14 @@ def _split_ref(ref: str) -> tuple[str, str]:
     return ref, "latest"
 
 
+def _inspected_id(data: bytes) -> str:
+    """The ``Id`` of a container's inspect JSON: read where the engine writes it, first
+    (``{"Id":"<64 hex>",``), without decoding the rest; decoded in full otherwise."""
+    if data[:7] == b'{"Id":"' and data[71:73] == b'",' and _FULL_ID_BYTES.fullmatch(data, 7, 71):
+        return data[7:71].decode()
+    return str(json.loads(data)["Id"])
+
+
 def _message(body: bytes, status: int) -> str:
     try:
         data = json.loads(body)
@@ -609,7 +618,7 @@ class DockerClient(Service):
             raise EngineError(404, f"No such container: {name}")
         if status != 200:
             raise EngineError(status, _message(data, status))
-        obj = await self._object(json.loads(data)["Id"])
+        obj = await self._object(_inspected_id(data))
         # the inspect just read answers the handle's first Get() (docker inspect, logs)
         await req.ack(obj.server.fresh_handle(req.identity, data.decode()))
 

@@ -74,11 +74,17 @@ class Engine:
     @staticmethod
     async def inspect(c: Client) -> dict[str, Any]:
         """The inspect data of container ``c`` (``Get()``, a JSON object)."""
+        return (await Engine.inspect_text(c))[0]
+
+    @staticmethod
+    async def inspect_text(c: Client) -> tuple[dict[str, Any], bytes]:
+        """The inspect data of container ``c`` and its JSON text as the engine gave it."""
         raw = await c.get()
-        data = json.loads(raw)
+        text = raw.encode() if isinstance(raw, str) else raw
+        data = json.loads(text)
         if not isinstance(data, dict):
             raise HTTPError(500, "engine: inspect data is not a JSON object")
-        return data
+        return data, text
 
     async def info(self) -> dict[str, Any]:
         """The engine's own ``Get()`` JSON object (``{}`` if it has none)."""
