@@ -348,7 +348,10 @@ class Server:
                         del exc
                         break
                     token = object()
-                    await self._limiter.acquire_on_behalf_of(token)
+                    try:  # (the receive above was the loop's checkpoint: no second one when free)
+                        self._limiter.acquire_on_behalf_of_nowait(token)
+                    except trio.WouldBlock:
+                        await self._limiter.acquire_on_behalf_of(token)
                     nursery.start_soon(self._run_one, raw, token, bound, fresh)
                     fresh = _UNBOUND
         finally:
