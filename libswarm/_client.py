@@ -51,6 +51,9 @@ class Output(trio.abc.ReceiveChannel[Message]):
         return msg
 
     async def aclose(self) -> None:
+        if isinstance(self._receiver, libchan.PipeReceiver):
+            self._receiver.close()  # in memory: at once (no checkpoint: one scheduler pass less)
+            return
         await self._receiver.aclose()
 
     async def collect(self) -> list[Message]:
@@ -106,6 +109,9 @@ class Client:
 
     async def aclose(self) -> None:
         """Close the wrapped sender."""
+        if isinstance(self.sender, libchan.PipeSender):
+            self.sender.close()  # in memory: at once (no checkpoint: one scheduler pass less)
+            return
         try:
             await self.sender.aclose()
         except _GONE:
