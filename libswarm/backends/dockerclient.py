@@ -96,6 +96,7 @@ from .._server import Request, Server
 from .._service import Service
 from .._verbs import Verb
 from ._remote import describe
+from ._docker import sockio
 from ._docker.address import TLSOptions, parse_tls_options, parse_url
 from ._docker.formats import exec_config
 
@@ -166,6 +167,8 @@ class _HTTP:
         return text
 
     async def _prefix(self) -> str:
+        if self.prefix is not None:  # (known: no lock to take, no scheduler pass)
+            return self.prefix
         async with self._lock:
             if self.prefix is None:
                 status, headers, body = await self.request("GET", "/_ping", versioned=False)
@@ -199,7 +202,7 @@ class _HTTP:
         if body:
             out += conn.send(h11.Data(data=body)) or b""
         out += conn.send(h11.EndOfMessage()) or b""
-        await stream.send_all(out)  # one write: head and body
+        await sockio.send_all(stream, out)  # one write: head and body
 
     @staticmethod
     async def _next(conn: h11.Connection, stream: trio.abc.Stream, strict: bool = False) -> Any:
@@ -208,7 +211,7 @@ class _HTTP:
             event = conn.next_event()
             if event is h11.NEED_DATA:
                 try:
-                    data = await stream.receive_some(65536)
+                    data = await sockio.receive_some(stream)
                 except (*_GONE, ssl.SSLError, OSError):
                     if strict:
                         raise
