@@ -138,8 +138,9 @@ class Client:
         """
         verb = Verb.parse(verb)
         ret, replies = libchan.pipe()
+        identity = self.identity if self.identity is not None else current_identity()
         try:
-            await self.send(Message(verb, args, ret, att))
+            await self.send(Message(verb, args, ret, att, identity))  # (stamped here: made once)
         except BaseException:
             replies.close()
             raise
