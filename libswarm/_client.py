@@ -203,11 +203,19 @@ class Client:
 
     async def child(self, name: str) -> "Client":
         """``Attach(name)`` for navigation: return the child's Client, drop the output."""
-        handle, output = await self.attach(name)
-        await output.aclose()
-        if handle is None:
+        return (await self.lookup(name))[0]
+
+    async def lookup(self, name: str) -> tuple["Client", tuple[Arg, ...]]:
+        """``Attach(name)`` for navigation: the child's Client and the args of the ``Ack``
+        (an engine may give the child's state there, its ``Get()`` answer as of the lookup:
+        spec/LIBSWARM.md 3); the output is dropped."""
+        first, rest = await self.call(Verb.Attach, name)
+        await rest.aclose()
+        if first.verb != Verb.Ack:
+            raise UnexpectedReplyError(f"Attach: unexpected answer {first.verb.name}")
+        if first.ret is None:
             raise UnexpectedReplyError(f"Attach({name!r}): the Ack carries no object")
-        return handle
+        return Client(first.ret, timeout=self.timeout, identity=self.identity), first.args
 
     async def start(self, *args: Arg) -> None:
         """``Start`` -> ``Ack``."""

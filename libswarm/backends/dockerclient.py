@@ -18,9 +18,9 @@ The engine (the service's input) answers:
   the image is pulled once (``POST /images/create``, errors in the progress stream
   are reported) and the create retried; an image that exists is never pulled;
 * ``Attach("")`` -> ``Ack(ret=engine)``; ``Attach(ref)`` -> ``Ack(ret=container)``
-  (``GET /containers/ref/json``; a 404 is ``Error("No such container: ref")``); when the
-  first request on that handle is ``Get()``, the inspect of the lookup answers it
-  (:meth:`Server.fresh_handle`: ``docker inspect`` costs the engine one request, not two).
+  (``GET /containers/ref/json``; a 404 is ``Error("No such container: ref")``); the inspect
+  of the lookup is the ``Ack``'s arg, and answers the handle's first request when that is
+  ``Get()`` (:meth:`Server.fresh_handle`: ``docker inspect`` costs the engine one request, not two).
   A ``ref`` that is the full id of a container met before is answered at once, no
   inspect (``docker logs`` asks by the id its inspect gave): the engine resolves
   ``/containers/<id>/...`` at the handle's first request as the lookup would have;
@@ -622,8 +622,9 @@ class DockerClient(Service):
         if status != 200:
             raise EngineError(status, _message(data, status))
         obj = await self._object(_inspected_id(data))
-        # the inspect just read answers the handle's first Get() (docker inspect, logs)
-        await req.ack(obj.server.fresh_handle(req.identity, data.decode()))
+        # the inspect just read is in the Ack and answers the handle's first Get() (docker inspect)
+        text = data.decode()
+        await req.send(Verb.Ack, text, ret=obj.server.fresh_handle(req.identity, text))
 
     async def _object(self, cid: str) -> "_Container":
         obj = self._objects.get(cid)  # one object per container, as long as the service runs

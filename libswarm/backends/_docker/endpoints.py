@@ -163,8 +163,8 @@ async def create(engine: Engine, req: APIRequest, resp: Response) -> None:
 
 
 async def inspect(engine: Engine, req: APIRequest, resp: Response) -> None:
-    async with engine.container(req.ref) as c:
-        data, text = await engine.inspect_text(c)
+    async with engine.lookup(req.ref) as (c, state):
+        data, text = await engine.inspect_text(c, state)
     if has_inspect_defaults(data):  # (a Docker engine's): its own text, not decoded and made again
         await resp.send(200, text if text.endswith(b"\n") else text + b"\n", "application/json")
         return
