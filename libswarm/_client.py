@@ -51,6 +51,9 @@ class Output(trio.abc.ReceiveChannel[Message]):
         return msg
 
     async def aclose(self) -> None:
+        if isinstance(self._receiver, libchan.PipeReceiver):
+            self._receiver.close()  # in memory: at once (no checkpoint: one scheduler pass less)
+            return
         await self._receiver.aclose()
 
     async def collect(self) -> list[Message]:
@@ -106,6 +109,9 @@ class Client:
 
     async def aclose(self) -> None:
         """Close the wrapped sender."""
+        if isinstance(self.sender, libchan.PipeSender):
+            self.sender.close()  # in memory: at once (no checkpoint: one scheduler pass less)
+            return
         try:
             await self.sender.aclose()
         except _GONE:
@@ -132,8 +138,9 @@ class Client:
         """
         verb = Verb.parse(verb)
         ret, replies = libchan.pipe()
+        identity = self.identity if self.identity is not None else current_identity()
         try:
-            await self.send(Message(verb, args, ret, att))
+            await self.send(Message(verb, args, ret, att, identity))  # (stamped here: made once)
         except BaseException:
             replies.close()
             raise
@@ -196,11 +203,19 @@ class Client:
 
     async def child(self, name: str) -> "Client":
         """``Attach(name)`` for navigation: return the child's Client, drop the output."""
-        handle, output = await self.attach(name)
-        await output.aclose()
-        if handle is None:
+        return (await self.lookup(name))[0]
+
+    async def lookup(self, name: str) -> tuple["Client", tuple[Arg, ...]]:
+        """``Attach(name)`` for navigation: the child's Client and the args of the ``Ack``
+        (an engine may give the child's state there, its ``Get()`` answer as of the lookup:
+        spec/LIBSWARM.md 3); the output is dropped."""
+        first, rest = await self.call(Verb.Attach, name)
+        await rest.aclose()
+        if first.verb != Verb.Ack:
+            raise UnexpectedReplyError(f"Attach: unexpected answer {first.verb.name}")
+        if first.ret is None:
             raise UnexpectedReplyError(f"Attach({name!r}): the Ack carries no object")
-        return handle
+        return Client(first.ret, timeout=self.timeout, identity=self.identity), first.args
 
     async def start(self, *args: Arg) -> None:
         """``Start`` -> ``Ack``."""

@@ -50,19 +50,27 @@ class Message:
     identity: Identity | None = None
 
     def __post_init__(self) -> None:
-        try:
-            verb = Verb.parse(self.verb)
-        except ValueError as exc:
-            raise MessageError(str(exc)) from None
-        object.__setattr__(self, "verb", verb)
+        if type(self.verb) is not Verb:  # (a Verb already is one: every message made here)
+            try:
+                verb = Verb.parse(self.verb)
+            except ValueError as exc:
+                raise MessageError(str(exc)) from None
+            object.__setattr__(self, "verb", verb)
         args = self.args
-        if isinstance(args, (str, bytes)) or not isinstance(args, (list, tuple)):
-            raise MessageError(f"args must be a list of str or bytes, not {type(args).__name__}")
-        args = tuple(bytes(a) if isinstance(a, (bytearray, memoryview)) else a for a in args)
-        for a in args:
-            if not isinstance(a, (str, bytes)):
-                raise MessageError(f"every arg must be str or bytes, not {type(a).__name__}")
-        object.__setattr__(self, "args", args)
+        plain = type(args) is tuple  # the usual case, a tuple of str and bytes, is kept as it is
+        if plain:
+            for a in args:
+                if type(a) is not str and type(a) is not bytes:
+                    plain = False
+                    break
+        if not plain:
+            if isinstance(args, (str, bytes)) or not isinstance(args, (list, tuple)):
+                raise MessageError(f"args must be a list of str or bytes, not {type(args).__name__}")
+            args = tuple(bytes(a) if isinstance(a, (bytearray, memoryview)) else a for a in args)
+            for a in args:
+                if not isinstance(a, (str, bytes)):
+                    raise MessageError(f"every arg must be str or bytes, not {type(a).__name__}")
+            object.__setattr__(self, "args", args)
         if self.ret is not None and not isinstance(self.ret, trio.abc.SendChannel):
             raise MessageError(f"ret must be a Sender or None, not {type(self.ret).__name__}")
         if self.att is not None and not isinstance(self.att, _STREAM_TYPES):

@@ -347,7 +347,10 @@ class Server:
                         # one bad message on a network channel: the channel is reset
                         break
                     token = object()
-                    await self._limiter.acquire_on_behalf_of(token)
+                    try:  # (the receive above was the loop's checkpoint: no second one when free)
+                        self._limiter.acquire_on_behalf_of_nowait(token)
+                    except trio.WouldBlock:
+                        await self._limiter.acquire_on_behalf_of(token)
                     nursery.start_soon(self._run_one, raw, token, bound, fresh)
                     fresh = _UNBOUND
         finally:

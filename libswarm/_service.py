@@ -80,13 +80,19 @@ async def chain(
     """
     async with trio.open_nursery() as nursery:
         prev = input
-        for svc in services:
-            in_s, in_r = libchan.pipe()
+        for i, svc in enumerate(services):
             out_s, out_r = libchan.pipe()
-            if prev is None:
-                await in_s.aclose()
+            if i and prev is not None:
+                # the previous stage's output pipe is this one's input as it is: a copy
+                # between two pipes would add a task hop to every message, and closing
+                # either end tells the other side just as the copy did
+                in_r = prev
             else:
-                nursery.start_soon(libchan.copy_channel, prev, in_s)
+                in_s, in_r = libchan.pipe()
+                if prev is None:
+                    await in_s.aclose()
+                else:
+                    nursery.start_soon(libchan.copy_channel, prev, in_s)
             nursery.start_soon(run_service, svc, in_r, out_s)
             prev = out_r
         if prev is None:

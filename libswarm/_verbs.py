@@ -37,6 +37,8 @@ class Verb(enum.IntEnum):
 
         Raises :class:`ValueError` for anything else (``bool`` is not a number here).
         """
+        if type(value) is int and 0 <= value < len(_BY_NUMBER):  # (the wire's form)
+            return _BY_NUMBER[value]
         if isinstance(value, bool):
             raise ValueError(f"unrecognised verb: {value!r}")
         if isinstance(value, int):
@@ -52,3 +54,4 @@ class Verb(enum.IntEnum):
 
 
 _BY_NAME = {v.name.lower(): v for v in Verb}
+_BY_NUMBER: tuple[Verb, ...] = tuple(Verb(i) for i in range(len(Verb)))

@@ -18,9 +18,12 @@ The engine (the service's input) answers:
   the image is pulled once (``POST /images/create``, errors in the progress stream
   are reported) and the create retried; an image that exists is never pulled;
 * ``Attach("")`` -> ``Ack(ret=engine)``; ``Attach(ref)`` -> ``Ack(ret=container)``
-  (``GET /containers/ref/json``; a 404 is ``Error("No such container: ref")``); when the
-  first request on that handle is ``Get()``, the inspect of the lookup answers it
-  (:meth:`Server.fresh_handle`: ``docker inspect`` costs the engine one request, not two);
+  (``GET /containers/ref/json``; a 404 is ``Error("No such container: ref")``); the inspect
+  of the lookup is the ``Ack``'s arg, and answers the handle's first request when that is
+  ``Get()`` (:meth:`Server.fresh_handle`: ``docker inspect`` costs the engine one request, not two).
+  A ``ref`` that is the full id of a container met before is answered at once, no
+  inspect (``docker logs`` asks by the id its inspect gave): the engine resolves
+  ``/containers/<id>/...`` at the handle's first request as the lookup would have;
 * ``Get()`` -> the engine's ``/info`` JSON; ``Get("version")`` -> its ``/version`` JSON;
   ``Get("containers")`` -> ``GET /containers/json?all=1`` (spec/LIBSWARM.md 6.8);
   ``Get("networks")``, ``Get("network", REF)``, ``Get("volumes")``, ``Get("volume", NAME)``
@@ -54,7 +57,9 @@ A container answers:
   the output ends (a created one streams its first run); with ``next`` it waits for the next run (``docker start -a``).
   ``logs`` with ``nostdin`` (and no ``next``) is ``docker logs``: ``GET /logs`` with the log
   words of spec/LIBSWARM.md 6.4 as its query (``follow`` unless ``nostream``, ``timestamps``,
-  ``tail``, ``since``, ``until``): the engine's own selection and timestamps;
+  ``tail``, ``since``, ``until``): the engine's own selection and timestamps. With the
+  word ``raw`` the body goes on as it comes, ``Log("raw", bytes)`` (the engine's framing,
+  none for a TTY container), and without ``follow`` (``nostream``) nothing is inspected;
 * ``Watch()`` -> ``Ack``, ``Set("state", inspect)``, then ``Set(action, inspect)`` for
   each engine event of the container (``start``, ``die``, ``destroy``...; after a
   ``destroy`` the stream ends, carrying the last known state with the exit code);
@@ -71,6 +76,7 @@ connection to a TLS port (the ping's ``HTTP 400``) -- spec/DOCKER.md §3.
 from __future__ import annotations
 
 import json
+import re
 import ssl
 import struct
 import urllib.parse
@@ -90,12 +96,17 @@ from .._server import Request, Server
 from .._service import Service
 from .._verbs import Verb
 from ._remote import describe
+from ._docker import sockio
 from ._docker.address import TLSOptions, parse_tls_options, parse_url
 from ._docker.formats import exec_config
 
 __all__ = ["DockerClient", "EngineError"]
 
 _GONE = (trio.BrokenResourceError, trio.ClosedResourceError)
+
+_FULL_ID = re.compile(r"[0-9a-f]{64}")
+_FULL_ID_BYTES = re.compile(rb"[0-9a-f]{64}")
+"""A container's full id (what the docker CLI sends after its inspect: ``docker logs``)."""
 
 
 class EngineError(RemoteError):
@@ -156,6 +167,8 @@ class _HTTP:
         return text
 
     async def _prefix(self) -> str:
+        if self.prefix is not None:  # (known: no lock to take, no scheduler pass)
+            return self.prefix
         async with self._lock:
             if self.prefix is None:
                 status, headers, body = await self.request("GET", "/_ping", versioned=False)
@@ -189,7 +202,7 @@ class _HTTP:
         if body:
             out += conn.send(h11.Data(data=body)) or b""
         out += conn.send(h11.EndOfMessage()) or b""
-        await stream.send_all(out)  # one write: head and body
+        await sockio.send_all(stream, out)  # one write: head and body
 
     @staticmethod
     async def _next(conn: h11.Connection, stream: trio.abc.Stream, strict: bool = False) -> Any:
@@ -198,7 +211,7 @@ class _HTTP:
             event = conn.next_event()
             if event is h11.NEED_DATA:
                 try:
-                    data = await stream.receive_some(65536)
+                    data = await sockio.receive_some(stream)
                 except (*_GONE, ssl.SSLError, OSError):
                     if strict:
                         raise
@@ -377,6 +390,14 @@ def _split_ref(ref: str) -> tuple[str, str]:
         repo, tag = ref.rsplit(":", 1)
         return repo, tag
     return ref, "latest"
+
+
+def _inspected_id(data: bytes) -> str:
+    """The ``Id`` of a container's inspect JSON: read where the engine writes it, first
+    (``{"Id":"<64 hex>",``), without decoding the rest; decoded in full otherwise."""
+    if data[:7] == b'{"Id":"' and data[71:73] == b'",' and _FULL_ID_BYTES.fullmatch(data, 7, 71):
+        return data[7:71].decode()
+    return str(json.loads(data)["Id"])
 
 
 def _message(body: bytes, status: int) -> str:
@@ -588,16 +609,22 @@ class DockerClient(Service):
         if not name:
             await req.ack(self.server)
             return
+        known = self._objects.get(name) if _FULL_ID.fullmatch(name) else None
+        if known is not None:
+            # a container's full id, met before: no inspect. Every request on the handle asks
+            # the engine about /containers/<name>/..., which it resolves as the lookup would
+            # have (a removed container's first request is its "No such container")
+            await req.ack(known.server)
+            return
         status, _, data = await self.http.request("GET", f"/containers/{urllib.parse.quote(name, safe='')}/json")
         if status == 404:
             raise EngineError(404, f"No such container: {name}")
         if status != 200:
             raise EngineError(status, _message(data, status))
-        inspected = json.loads(data)
-        obj = await self._object(inspected["Id"])
-        obj.learn(inspected)
-        # the inspect just read answers the handle's first Get() (docker inspect, logs)
-        await req.ack(obj.server.fresh_handle(req.identity, data.decode()))
+        obj = await self._object(_inspected_id(data))
+        # the inspect just read is in the Ack and answers the handle's first Get() (docker inspect)
+        text = data.decode()
+        await req.send(Verb.Ack, text, ret=obj.server.fresh_handle(req.identity, text))
 
     async def _object(self, cid: str) -> "_Container":
         obj = self._objects.get(cid)  # one object per container, as long as the service runs
@@ -620,21 +647,14 @@ class _Container:
         self.server.on_get(self._get).on_start(self._start).on_stop(self._stop)
         self.server.on_attach(self._attach).on_watch(self._watch).on_ls(self._ls).on_spawn(self._exec)
         self.server.on(Verb.Set, self._set)
-        self.tty: bool | None = None
-        """``Config.Tty`` once an inspect said it (it never changes for a container)."""
 
     @property
     def path(self) -> str:
         return f"/containers/{self.id}"
 
-    def learn(self, inspected: dict[str, Any]) -> None:
-        """Keep what never changes from an inspect of this container."""
-        self.tty = bool((inspected.get("Config") or {}).get("Tty"))
-
     async def _inspect(self) -> dict[str, Any]:
         _, data = await self.http.call("GET", self.path + "/json")
         inspected: dict[str, Any] = json.loads(data)
-        self.learn(inspected)
         return inspected
 
     async def _ls(self, *args: Any) -> list[str]:
@@ -654,7 +674,7 @@ class _Container:
             return data.decode()
         if tag not in ("stdout", "stderr"):
             raise RemoteError(f"unknown field: {tag!r}")
-        tty = self.tty if self.tty is not None else bool((await self._inspect()).get("Config", {}).get("Tty"))
+        tty = bool(((await self._inspect()).get("Config") or {}).get("Tty"))
         out = b""
         async with self.http.open("GET", self.path + "/logs", {tag: 1}, http10=True) as (status, _, chunks):
             if status != 200:
@@ -702,8 +722,9 @@ class _Container:
     async def _attach(self, name: str, req: Request) -> None:
         words = {a.decode() if isinstance(a, bytes) else str(a) for a in req.args[1:]}
         opts = {k: v for k, _, v in (w.partition("=") for w in words)}
-        if "next" not in words and {"logs", "nostdin"} <= words and "nostream" in opts and self.tty is not None:
-            tty, exited = self.tty, False  # docker logs without --follow: only Tty matters, known
+        raw = "raw" in words and "next" not in words and {"logs", "nostdin"} <= words
+        if raw and "nostream" in opts:
+            tty, exited = False, False  # docker logs without --follow, as the engine frames it: no inspect
         else:
             data = await self._inspect()
             tty = bool((data.get("Config") or {}).get("Tty"))
@@ -724,6 +745,10 @@ class _Container:
                     raise EngineError(st, _message(b"".join([c async for c in chunks]), st))
                 await req.ack(s)
                 await r.aclose()
+                if raw:  # the engine's own stream: multiplexed frames, raw for a TTY container
+                    async for chunk in chunks:
+                        await req.log("raw", chunk)
+                    return
                 async for tag, chunk in demux(chunks, tty):
                     await req.log(tag, chunk)
             return

@@ -356,3 +356,87 @@ async def test_logs_longer_than_one_held_body_are_streamed_whole(dockerd, tmp_pa
             assert (p.returncode, p.stdout == b"x" * size + b"\n", p.stderr) == (0, True, b"tail\n")
         finally:
             await d("rm", "-f", "biglog", "smalllog")
+
+
+async def _logs_body(sock: str, ref: str) -> bytes:
+    """The body of ``GET /containers/REF/logs?stdout=1&stderr=1`` (what the docker CLI asks,
+    by the full id its inspect gave), as sent: multiplexed frames, or raw for a Tty container."""
+    request = f"GET /v1.41/containers/{ref}/logs?stderr=1&stdout=1&tail=all HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n"
+    status, headers, body = await raw_http(sock, request.encode())
+    assert status == 200, body
+    return _dechunk(body) if headers.get("transfer-encoding") == "chunked" else body
+
+
+async def test_logs_by_id_follow_renames_removals_and_recreations(dockerd, tmp_path):
+    """``docker logs`` through dockerserver -> dockerclient answers by a container's full id
+    without asking for its inspect again (spec/DOCKER.md §3): after renames, a removal and
+    re-creation under the same name, and even a container *named* with the full id of one
+    removed behind swarmd's back (the engine resolves an id before a name), every answer is
+    the engine's own, byte for byte: the right container's output in the right framing (raw
+    for a Tty container, multiplexed frames otherwise), through the docker CLI too."""
+    need(bool(DOCKER_CLIS), "the docker CLI is not on PATH")
+    sock = str(tmp_path / "front.sock")
+    net = ["--network", "none"]
+    direct = Docker(f"unix://{dockerd.sock}")
+    made: list[str] = []
+
+    async def run(*args: str) -> str:
+        """Run a container to its end on the engine itself (behind swarmd's back); its id."""
+        cid = (await direct.ok("run", "-d", *net, *args)).strip()
+        made.append(cid)
+        with trio.fail_after(30):
+            while (await direct.ok("inspect", "-f", "{{.State.Status}}", cid)).strip() != "exited":
+                await trio.sleep(0.05)
+        return cid
+
+    async def same(ref: str) -> bytes:
+        """The logs of ``ref`` through swarmd, checked against the engine's own; returned."""
+        ours, theirs = await _logs_body(sock, ref), await _logs_body(dockerd.sock, ref)
+        assert ours == theirs, (ref, ours, theirs)
+        p, q = await d("logs", ref), await direct("logs", ref)
+        assert (p.returncode, p.stdout, p.stderr) == (q.returncode, q.stdout, q.stderr), (ref, p, q)
+        return ours
+
+    async with docker_front(f"unix://{sock}", DockerClient(f"unix://{dockerd.sock}")):
+        d = Docker(f"unix://{sock}")
+        try:
+            tty = await run("-t", "--name", "lgid-a", IMAGE, "sh", "-c", "echo tty out; echo tty err >&2")
+            plain = await run("--name", "lgid-b", IMAGE, "sh", "-c", "echo plain out; echo plain err >&2")
+            assert (await same(tty)).replace(b"\r", b"") == b"tty out\ntty err\n"  # raw: no frames
+            assert _demux(await same(plain)) == {1: b"plain out\n", 2: b"plain err\n"}
+            for name in ("lgid-a", "lgid-b"):  # the CLI: inspect by name, then logs by the full id
+                await same(name)
+            # names swapped through swarmd: each name now means the other container
+            await d.ok("rename", "lgid-a", "lgid-tmp")
+            await d.ok("rename", "lgid-b", "lgid-a")
+            await d.ok("rename", "lgid-tmp", "lgid-b")
+            p = await d("logs", "lgid-a")
+            assert (p.stdout, p.stderr) == (b"plain out\n", b"plain err\n"), p
+            assert (await d.ok("logs", "lgid-b")).replace("\r", "") == "tty out\ntty err\n"
+            await same("lgid-a")
+            await same("lgid-b")
+            # removed and made again under the same name, Tty the other way, behind swarmd's back
+            await direct.ok("rm", "lgid-a", "lgid-b")
+            again = await run("-t", "--name", "lgid-a", IMAGE, "sh", "-c", "echo again")
+            await run("--name", "lgid-b", IMAGE, "sh", "-c", "echo b again >&2")
+            assert (await d.ok("logs", "lgid-a")).replace("\r", "") == "again\n"
+            p = await d("logs", "lgid-b")
+            assert (p.stdout, p.stderr) == (b"", b"b again\n"), p
+            await same("lgid-a")
+            await same("lgid-b")
+            await same(again)
+            # a removed container's id: the engine's 404, through swarmd too
+            status, _, body = await raw_http(sock, f"GET /v1.41/containers/{plain}/logs?stdout=1 HTTP/1.1\r\n"
+                                                   "Host: d\r\nConnection: close\r\n\r\n".encode())
+            assert (status, json.loads(body)["message"]) == (404, f"No such container: {plain}"), body
+            # a new container named with that removed (non-Tty) container's full id, Tty:
+            # the engine now resolves the id as that name
+            named = await run("-t", "--name", plain, IMAGE, "sh", "-c", "echo named by an id")
+            assert (await same(plain)).replace(b"\r", b"") == b"named by an id\n"
+            assert (await same(named)).replace(b"\r", b"") == b"named by an id\n"
+            # and the other way: a removed Tty container's id naming a container without one
+            await direct.ok("rm", again)
+            await run("--name", again, IMAGE, "sh", "-c", "echo framed; echo framed err >&2")
+            assert _demux(await same(again)) == {1: b"framed\n", 2: b"framed err\n"}
+        finally:
+            await direct("rm", "-f", *made)

@@ -4,6 +4,8 @@ The ``dockerserver`` backend (:mod:`libswarm.backends.dockerserver`) is assemble
 
 * :mod:`.address` -- daemon URLs and the docker CLI's TLS options (shared with ``dockerclient``);
 * :mod:`.versions` -- the engine and API versions this server claims, and their comparison;
+* :mod:`.sockio` -- reads and writes on a plain socket without trio's extra scheduler pass
+  (shared with ``dockerclient``);
 * :mod:`.http` -- the h11 server side: one connection's request loop, responses (whole,
   streamed, or the hijacked raw stream of attach) and :class:`~.http.HTTPError`;
 * :mod:`.routes` -- request parsing (target, query, API version prefix), the route table and

@@ -14,7 +14,7 @@ from ..._client import Client
 from ..._errors import RemoteError
 from ..._verbs import Verb
 from .engine import Engine
-from .formats import add_inspect_defaults, info_data, truthy, version_data
+from .formats import add_inspect_defaults, has_inspect_defaults, info_data, truthy, version_data
 from .http import APIRequest, HTTPError, Response
 
 __all__ = [
@@ -163,8 +163,11 @@ async def create(engine: Engine, req: APIRequest, resp: Response) -> None:
 
 
 async def inspect(engine: Engine, req: APIRequest, resp: Response) -> None:
-    async with engine.container(req.ref) as c:
-        data = await engine.inspect(c)
+    async with engine.lookup(req.ref) as (c, state):
+        data, text = await engine.inspect_text(c, state)
+    if has_inspect_defaults(data):  # (a Docker engine's): its own text, not decoded and made again
+        await resp.send(200, text if text.endswith(b"\n") else text + b"\n", "application/json")
+        return
     await resp.json(200, add_inspect_defaults(data))
 
 

@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
 from ..._client import Client
+from ..._message import Arg
 from ..._errors import LibswarmError, RemoteError
 from .http import HTTPError
 
@@ -60,25 +61,39 @@ class Engine:
     @asynccontextmanager
     async def container(self, ref: str) -> AsyncIterator[Client]:
         """A handle on container ``ref`` (HTTP 404 with Docker's text if there is none)."""
+        async with self.lookup(ref) as (handle, _):
+            yield handle
+
+    @asynccontextmanager
+    async def lookup(self, ref: str) -> AsyncIterator[tuple[Client, Arg | None]]:
+        """:meth:`container`, and the container's inspect text when the engine gave it
+        with the handle (spec/LIBSWARM.md 3; None otherwise: ask ``Get()``)."""
         try:
-            handle = await self.client.child(ref)
+            handle, args = await self.client.lookup(ref)
         except RemoteError as exc:
             if status_for(exc.text) == 404:
                 raise HTTPError(404, f"No such container: {ref}") from None
             raise
         try:
-            yield handle
+            yield handle, args[0] if len(args) == 1 else None
         finally:
             await handle.aclose()
 
     @staticmethod
     async def inspect(c: Client) -> dict[str, Any]:
         """The inspect data of container ``c`` (``Get()``, a JSON object)."""
-        raw = await c.get()
-        data = json.loads(raw)
+        return (await Engine.inspect_text(c))[0]
+
+    @staticmethod
+    async def inspect_text(c: Client, state: Arg | None = None) -> tuple[dict[str, Any], bytes]:
+        """The inspect data of container ``c`` and its JSON text as the engine gave it
+        (``state``: as its lookup gave it, else ``Get()``)."""
+        raw = state if state is not None else await c.get()
+        text = raw.encode() if isinstance(raw, str) else raw
+        data = json.loads(text)
         if not isinstance(data, dict):
             raise HTTPError(500, "engine: inspect data is not a JSON object")
-        return data
+        return data, text
 
     async def info(self) -> dict[str, Any]:
         """The engine's own ``Get()`` JSON object (``{}`` if it has none)."""

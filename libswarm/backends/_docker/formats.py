@@ -20,7 +20,7 @@ from .versions import API_VERSION, MIN_API_VERSION, VERSION
 
 __all__ = [
     "parse_time", "human_duration", "truthy", "go_arch", "container_summary", "version_data", "info_data",
-    "add_inspect_defaults", "port_summary",
+    "add_inspect_defaults", "has_inspect_defaults", "port_summary",
 ]
 
 
@@ -122,6 +122,14 @@ def port_summary(ports: dict[str, Any]) -> list[dict[str, Any]]:
             out.append({"IP": b.get("HostIp") or "0.0.0.0", "PrivatePort": int(number),
                         "PublicPort": int(host_port) if host_port.isdigit() else 0, "Type": kind or "tcp"})
     return out
+
+
+def has_inspect_defaults(data: dict[str, Any]) -> bool:
+    """Whether :func:`add_inspect_defaults` would leave ``data`` as it is."""
+    ns, state = data.get("NetworkSettings"), data.get("State")
+    return (all(k in data for k in ("Mounts", "RestartCount", "Platform", "HostConfig")) and isinstance(ns, dict)
+            and "Ports" in ns and "Networks" in ns
+            and (not isinstance(state, dict) or ("OOMKilled" in state and "Dead" in state)))
 
 
 def add_inspect_defaults(data: dict[str, Any]) -> dict[str, Any]:

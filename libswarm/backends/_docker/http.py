@@ -18,6 +18,7 @@ from typing import Any, Awaitable, Callable, Sequence
 import h11
 import trio
 
+from . import sockio
 from .versions import API_VERSION, VERSION
 
 __all__ = ["HTTPError", "APIRequest", "HTTPConnection", "Response", "Dispatch", "Limits", "DEFAULT_LIMITS", "serve_connection", "refuse_connection", "RAW_STREAM"]
@@ -98,7 +99,7 @@ class HTTPConnection:
             event = self.h11.next_event()
             if event is h11.NEED_DATA:
                 try:
-                    data = await self.stream.receive_some(65536)
+                    data = await sockio.receive_some(self.stream)
                 except _READ_ERRORS:
                     data = b""
                 self.h11.receive_data(bytes(data))
@@ -110,7 +111,7 @@ class HTTPConnection:
         for the head alone and wait again for the body)."""
         data = b"".join([self.h11.send(event) or b"" for event in events])
         if data:
-            await self.stream.send_all(data)
+            await sockio.send_all(self.stream, data)
 
 
 class Response:

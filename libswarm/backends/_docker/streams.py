@@ -117,24 +117,22 @@ async def logs(engine: Engine, req: APIRequest, resp: Response) -> None:
             except ValueError:
                 raise HTTPError(400, f"invalid value for {key}: {value!r}") from None
             words.append(f"{key}={value}")
+    if want == {"stdout", "stderr"}:
+        words.append("raw")  # the engine's own framing, if it can: no Tty to know here
     async with engine.container(req.ref) as c:
-        data = await engine.inspect(c)
-        tty = bool((data.get("Config") or {}).get("Tty"))
-        pack: Callable[[str, bytes], bytes] = _raw if tty else frame
+        shape = _Shaper(engine, c, want)
         handle, output = await c.attach("", *words)
         try:
             if not follow:
-                await _replay(output, want, pack, resp)
+                await _replay(output, shape, resp)
                 return
             await resp.start_stream(200, RAW_STREAM)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(resp.until_client_gone, nursery.cancel_scope)
                 async for msg in output:
-                    if msg.verb != Verb.Log or len(msg.args) != 2:
-                        continue
-                    tag, chunk = str(msg.args[0]), _as_bytes(msg.args[1])
-                    if tag in want and chunk:
-                        await resp.write(pack(tag, chunk))
+                    data = await shape(msg)
+                    if data:
+                        await resp.write(data)
                 nursery.cancel_scope.cancel()
         finally:
             await output.aclose()
@@ -143,13 +141,39 @@ async def logs(engine: Engine, req: APIRequest, resp: Response) -> None:
         await resp.end()
 
 
+class _Shaper:
+    """An attach output's ``Log`` messages as the bytes of Docker's logs stream.
+
+    ``Log("raw", bytes)`` (an engine that answered the log word ``raw``) is the engine's own
+    stream, written as it is; ``Log("stdout"|"stderr", chunk)`` of a wanted stream is framed,
+    or raw for a Tty container: the container's inspect says which, asked at the first such
+    message (not before: an engine that frames needs no inspect)."""
+
+    def __init__(self, engine: Engine, c: Client, want: set[str]) -> None:
+        self.engine, self.c, self.want = engine, c, want
+        self.pack: Callable[[str, bytes], bytes] | None = None
+
+    async def __call__(self, msg: Any) -> bytes:
+        if msg.verb != Verb.Log or len(msg.args) != 2:
+            return b""
+        tag, chunk = str(msg.args[0]), _as_bytes(msg.args[1])
+        if tag == "raw":
+            return chunk
+        if tag not in self.want or not chunk:
+            return b""
+        if self.pack is None:
+            tty = bool(((await self.engine.inspect(self.c)).get("Config") or {}).get("Tty"))
+            self.pack = _raw if tty else frame
+        return self.pack(tag, chunk)
+
+
 #: A replay (``docker logs`` without ``-f``) up to this many bytes is answered as one body.
 LOGS_HELD = 1 << 20
 #: Seconds a replay is held for that one body before what came is sent and the rest streamed.
 LOGS_HOLD_FOR = 10.0
 
 
-async def _replay(output: Any, want: set[str], pack: Callable[[str, bytes], bytes], resp: Response) -> None:
+async def _replay(output: Any, shape: _Shaper, resp: Response) -> None:
     """Answer a replay: one body when it ends within :data:`LOGS_HOLD_FOR` seconds and
     :data:`LOGS_HELD` bytes (dockerd sends it in chunks; one body is quicker for the CLI),
     else streamed as it comes: never held whole (a container's logs may be gigabytes)
@@ -169,8 +193,9 @@ async def _replay(output: Any, want: set[str], pack: Callable[[str, bytes], byte
 
     async def relay() -> None:
         async for msg in output:
-            if msg.verb == Verb.Log and len(msg.args) == 2 and str(msg.args[0]) in want:
-                held.extend(pack(str(msg.args[0]), _as_bytes(msg.args[1])))
+            data = await shape(msg)
+            if data:
+                held.extend(data)
                 if streaming or len(held) >= LOGS_HELD:
                     await flush()
 
