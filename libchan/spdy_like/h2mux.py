@@ -305,29 +305,17 @@ class H2Multiplexer:
                     return self._fail_at(events, buf, slow, pos, ENHANCE_YOUR_CALM,
                                          f"header block of more than {self.max_header_block} bytes (max_header_list_size {self._max_header_list_size})")
             stop = pos + HEADER_LEN + length
-            if stop > end:
-                if (
-                    length > _STREAM_FRAMES_OVER
-                    and fast is not None
-                    and ftype == TYPE_DATA
-                    and not flags & (FLAG_END_STREAM | FLAG_PADDED)
-                    and not self._in_header_block
-                ):
-                    # a large frame, in part: pass on what is in, the rest as it comes
-                    if slow >= 0:
-                        events.extend(self._h2_receive(buf[slow:pos]))
-                        slow = -1
-                        if self._closed:
-                            self._inbuf = b""
-                            return events
-                    if fast.receive(stream_id, length):
-                        self._data_left = stop - end
-                        self._data_sid = stream_id
-                        if end > pos + HEADER_LEN:
-                            events.append(DataReceived(stream_id, memoryview(buf)[pos + HEADER_LEN : end], end - pos - HEADER_LEN))
-                        pos = end
-                break
-            if fast is not None and ftype == TYPE_DATA and length and not flags & (FLAG_END_STREAM | FLAG_PADDED) and not self._in_header_block:
+            partial = stop > end
+            if (
+                fast is not None
+                and ftype == TYPE_DATA
+                and length
+                and not flags & (FLAG_END_STREAM | FLAG_PADDED)
+                and not self._in_header_block
+                and (not partial or length > _STREAM_FRAMES_OVER)
+            ):
+                # a plain DATA frame, whole; or a large one in part, of which what is in
+                # is passed on now and the rest as it comes
                 if slow >= 0:  # h2 first sees the frames before this one (HEADERS that open its stream...)
                     events.extend(self._h2_receive(buf[slow:pos]))
                     slow = -1
@@ -335,9 +323,18 @@ class H2Multiplexer:
                         self._inbuf = b""
                         return events
                 if fast.receive(stream_id, length):
+                    if partial:
+                        self._data_left = stop - end
+                        self._data_sid = stream_id
+                        if end > pos + HEADER_LEN:
+                            events.append(DataReceived(stream_id, memoryview(buf)[pos + HEADER_LEN : end], end - pos - HEADER_LEN))
+                        pos = end
+                        break
                     events.append(DataReceived(stream_id, bytes(buf[pos + HEADER_LEN : stop]), length))
                     pos = stop
                     continue
+            if partial:
+                break
             if budget <= 0 or (
                 not new_streams
                 and ftype == TYPE_HEADERS

@@ -281,6 +281,18 @@ def test_one_item_lane_equals_feed(before, data):
     assert lane.feed_one(data) is None or lane.error is None  # after a decode error: declines
 
 
+def _cut(body: bytes, cuts: list[int]) -> list[bytes]:
+    """``body`` in reads of the sizes ``cuts`` (the rest as one more read)."""
+    pieces, pos = [], 0
+    for cut in cuts:
+        if pos >= len(body):
+            break
+        pieces.append(body[pos : pos + cut])
+        pos += cut
+    pieces.append(body[pos:])
+    return pieces
+
+
 @settings(max_examples=500, deadline=None)
 @given(
     st.lists(st.one_of(st.binary(max_size=70_000).map(encode_frame), st.just(b"\xf7")), max_size=12),
@@ -306,13 +318,7 @@ def test_frame_decoder_any_split_equals_one_read(items, cuts, max_size):
             error = type(exc).__name__
         return [bytes(p) for p, _ in got], [w for _, w in got], free, error, decoder.buffered if error is None else None
 
-    pieces, pos = [], 0
-    for cut in cuts:
-        if pos >= len(body):
-            break
-        pieces.append(body[pos : pos + cut])
-        pos += cut
-    pieces.append(body[pos:])
+    pieces = _cut(body, cuts)
     whole = decode([body])
     split = decode(pieces)
     if whole[3] is None:
@@ -334,13 +340,7 @@ def test_frame_decoder_in_pieces_gives_the_same_bytes_as_whole_items(items, cuts
     the whole items', the wire sizes and free bytes add up to the same, the same error
     comes, and nothing but an item's header (at most 9 bytes) is ever held."""
     body = b"".join(items)
-    pieces, pos = [], 0
-    for cut in cuts:
-        if pos >= len(body):
-            break
-        pieces.append(body[pos : pos + cut])
-        pos += cut
-    pieces.append(body[pos:])
+    pieces = _cut(body, cuts)
 
     def decode(reads, in_pieces):
         decoder = FrameDecoder(max_size, pieces=in_pieces)
