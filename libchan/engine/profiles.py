@@ -71,7 +71,7 @@ class H2Profile:
         return FramedMessages(session.config.max_message_size, session.decode)
 
     def bytes_body(self, session: SessionPort) -> Any:
-        return FramedChunks(session.config.max_message_size, pieces=True)
+        return FramedChunks(session.config.max_message_size)
 
     def control_body(self, session: SessionPort) -> Any:
         return FramedChunks(session.config.max_message_size)

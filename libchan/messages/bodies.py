@@ -37,9 +37,8 @@ class FramedChunks:
 
     __slots__ = ("_frames",)
 
-    def __init__(self, max_size: int, *, pieces: bool = False) -> None:
-        # pieces: a byte stream's chunk goes out piece by piece as it arrives (FrameDecoder)
-        self._frames = FrameDecoder(max_size, pieces=pieces)
+    def __init__(self, max_size: int) -> None:
+        self._frames = FrameDecoder(max_size)
 
     def feed(self, data: bytes | memoryview) -> tuple[list[tuple[Any, int]], int]:
         return self._frames.feed(data)

@@ -88,22 +88,14 @@ class FrameDecoder:
     ones gathered into blocks of :data:`_BLOCK`), and joined once, when its last
     byte arrives: it takes what it holds, with no spare capacity left by a
     growing buffer and no copy of its beginning at every read.
-
-    With ``pieces=True`` (a byte stream, whose items are chunks of one run of
-    bytes with no boundaries that matter) an incomplete item is not held: each
-    piece of its payload is output as it arrives, the first counting the
-    item's header in its wire size, so that the wire sizes still sum to what
-    was read. Only the header of an item can then be pending.
     """
 
     # (slots, and the pending item's buffers made when an item is pending: every stream
     # has a decoder, and most of them never hold a partial item)
-    __slots__ = ("max_size", "pending", "_head", "_hlen", "_length", "_parts", "_tail", "_have", "error", "ended", "pieces")
+    __slots__ = ("max_size", "pending", "_head", "_hlen", "_length", "_parts", "_tail", "_have", "error", "ended")
 
-    def __init__(self, max_size: int, *, pieces: bool = False) -> None:
+    def __init__(self, max_size: int) -> None:
         self.max_size = max_size
-        #: Output the payload of an incomplete item piece by piece (see the class docstring).
-        self.pieces = pieces
         #: An item is pending: its header (``_head``, all or part) was read.
         self.pending = False
         self._head: bytearray | None = None
@@ -118,9 +110,8 @@ class FrameDecoder:
 
     @property
     def buffered(self) -> int:
-        """Bytes held for an item that is not complete yet (with ``pieces``: its header
-        only, what was output of its payload is not held here)."""
-        return (len(self._head) if self._head is not None else 0) + (0 if self.pieces else self._have)
+        """Bytes held for an item that is not complete yet."""
+        return (len(self._head) if self._head is not None else 0) + self._have
 
     def feed(self, data: bytes | memoryview) -> tuple[list[tuple[bytes, int]], int]:
         if self.error is not None:
@@ -186,16 +177,6 @@ class FrameDecoder:
                 raise MessageTooLargeError(length, self.max_size, local=False)
             self._length = length
         need = length - self._have
-        if self.pieces:
-            n = min(need, len(view))
-            if n or not length:  # (an empty item is output as such)
-                wire = n if self._have else self._hlen + n  # (the header counts once)
-                out.append((data if n == len(data) and type(data) is bytes else bytes(view[:n]), wire))
-                self._have += n
-            if n < need:
-                return b""
-            self._reset()
-            return view[n:]
         if len(view) < need:
             self._keep(view, data)
             return b""

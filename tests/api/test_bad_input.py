@@ -6,7 +6,7 @@ import cbor2
 import h2.events
 import pytest
 import trio
-from hypothesis import example, given, settings, strategies as st
+from hypothesis import given, settings, strategies as st
 
 import libchan
 from libchan.messages.cbor_codec import CborCodec
@@ -325,46 +325,6 @@ def test_frame_decoder_any_split_equals_one_read(items, cuts, max_size):
         assert split == whole
     else:  # an item too large: the same error, after the same or fewer items
         assert split[3] == whole[3] and split[0] == whole[0][: len(split[0])]
-
-
-@settings(max_examples=500, deadline=None)
-@given(
-    st.lists(st.one_of(st.binary(max_size=70_000).map(encode_frame), st.just(b"\xf7")), max_size=12),
-    st.lists(st.integers(1, 100_000), max_size=30),
-    st.sampled_from([1 << 10, 1 << 16, 1 << 20]),
-)
-@example([encode_frame(b"x" * 100)], [3, 20], 1 << 16)  # (a payload output in pieces is not held)
-def test_frame_decoder_in_pieces_gives_the_same_bytes_as_whole_items(items, cuts, max_size):
-    """A byte stream's decoder (``pieces=True``) outputs the payload of an incomplete item
-    as it arrives: however the body is cut, the payloads joined are the same bytes as
-    the whole items', the wire sizes and free bytes add up to the same, the same error
-    comes, and nothing but an item's header (at most 9 bytes) is ever held."""
-    body = b"".join(items)
-    pieces = _cut(body, cuts)
-
-    def decode(reads, in_pieces):
-        decoder = FrameDecoder(max_size, pieces=in_pieces)
-        out, wire, free, error = [], 0, 0, None
-        try:
-            for read in reads:
-                got, f = decoder.feed(read)
-                out += [bytes(p) for p, _ in got]
-                wire += sum(w for _, w in got)
-                free += f
-                if in_pieces:
-                    assert decoder.buffered <= 9
-            error = type(decoder.error).__name__ if decoder.error else None
-        except (libchan.RemoteProtocolError, libchan.MessageTooLargeError) as exc:
-            error = type(exc).__name__
-        return b"".join(out), wire, free, error, decoder.at_boundary()
-
-    whole = decode([body], False)
-    split = decode(pieces, True)
-    if whole[3] is None:
-        assert split == whole
-    else:  # an item too large: the same error, after the same bytes or fewer
-        assert split[3] == whole[3] and whole[0].startswith(split[0])
-    assert decode([body], True) == whole  # one read: whole items, as without pieces
 
 
 async def test_refused_requests_create_no_session(tmp_path):
