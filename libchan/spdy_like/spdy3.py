@@ -556,10 +556,7 @@ class FrameParser:
             # the rest of a DATA frame passed on piece by piece, straight from ``data``
             # (not copied into the buffer first; all of a bytes read: not copied at all)
             take = min(self._data_left, len(data))
-            self._data_left -= take
-            flags = self._data_flags if not self._data_left else self._data_flags & ~FLAG_FIN
-            piece = data if take == len(data) and type(data) is bytes else bytes(memoryview(data)[:take])
-            frames.append(Data(self._data_stream, piece, bool(flags & FLAG_FIN), raw_flags=flags, length=take))
+            frames.append(self._data_piece(data if take == len(data) and type(data) is bytes else bytes(memoryview(data)[:take])))
             if take == len(data):
                 return frames
             buf += memoryview(data)[take:]
@@ -573,11 +570,8 @@ class FrameParser:
                     take = min(self._data_left, end - pos)
                     if not take:
                         break
-                    self._data_left -= take
-                    flags = self._data_flags if not self._data_left else self._data_flags & ~FLAG_FIN
-                    piece = bytes(buf[pos:pos + take])
+                    frames.append(self._data_piece(bytes(buf[pos:pos + take])))
                     pos += take
-                    frames.append(Data(self._data_stream, piece, bool(flags & FLAG_FIN), raw_flags=flags, length=take))
                     continue
                 if end - pos < 8:
                     break
@@ -622,6 +616,12 @@ class FrameParser:
             raise
         del buf[:pos]
         return frames
+
+    def _data_piece(self, piece: bytes) -> Data:
+        """The next piece of the DATA frame being passed on (FIN on its last piece only)."""
+        self._data_left -= len(piece)
+        flags = self._data_flags if not self._data_left else self._data_flags & ~FLAG_FIN
+        return Data(self._data_stream, piece, bool(flags & FLAG_FIN), raw_flags=flags, length=len(piece))
 
     def feed_eof(self) -> None:
         """The byte stream ended: raise if it ended inside a frame."""
@@ -804,13 +804,16 @@ class FrameWriter:
     # -- per frame type
 
     def _data(self, f: Data) -> bytes:
-        _check(f.stream_id, MAX_STREAM_ID, "DATA stream id")
-        if len(f.data) > MAX_FRAME_LENGTH:
-            raise LocalProtocolError(
-                f"DATA frame of {len(f.data)} bytes exceeds the SPDY/3 maximum of {MAX_FRAME_LENGTH}"
-            )
-        flags = self._flags(f, FLAG_FIN, FLAG_FIN if f.fin else 0)
-        return _HEADER.pack(f.stream_id, (flags << 24) | len(f.data)) + f.data
+        return self.data_header(f.stream_id, len(f.data), self._flags(f, FLAG_FIN, FLAG_FIN if f.fin else 0)) + f.data
+
+    @staticmethod
+    def data_header(stream_id: int, length: int, flags: int = 0) -> bytes:
+        """The 8-byte header of a DATA frame of ``length`` bytes (its payload follows it
+        as it is: a large one need not be copied into the frame)."""
+        _check(stream_id, MAX_STREAM_ID, "DATA stream id")
+        if length > MAX_FRAME_LENGTH:
+            raise LocalProtocolError(f"DATA frame of {length} bytes exceeds the SPDY/3 maximum of {MAX_FRAME_LENGTH}")
+        return _HEADER.pack(stream_id, (flags << 24) | length)
 
     def _syn_stream(self, f: SynStream) -> bytes:
         sid = _check(f.stream_id, MAX_STREAM_ID, "SYN_STREAM stream id")

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import struct
 
-from ..errors import LocalProtocolError
 from .mux import (
     ENHANCE_YOUR_CALM,
     ConnectionEnded,
@@ -301,12 +300,15 @@ class SpdyMultiplexer:
         if st is not None and st.local_fin and st.remote_fin:
             del self._streams[sid]
 
-    def data_chunks(self) -> list[bytes | memoryview]:
-        parts = self._parts
+    def _flush_out(self) -> None:
+        """The frames in ``_out`` go after ``_parts`` (whatever is added next goes after them)."""
         if self._out:
-            parts.append(bytes(self._out))
+            self._parts.append(bytes(self._out))
             self._out.clear()
-        self._parts = []
+
+    def data_chunks(self) -> list[bytes | memoryview]:
+        self._flush_out()
+        parts, self._parts = self._parts, []
         return parts
 
     def has_output(self) -> bool:
@@ -342,32 +344,23 @@ class SpdyMultiplexer:
         return self._max_data
 
     def send_data_parts(self, stream_id: int, parts: list[bytes | memoryview], end_stream: bool = False) -> None:
-        n = sum(len(p) for p in parts)
-        if n < _GATHER_FROM:
-            self.send_data(stream_id, parts[0] if len(parts) == 1 else b"".join(parts), end_stream)
-            return
-        # a large frame: its header, then the pieces as they are (gathered by the write)
         st = self._streams.get(stream_id)
         if st is None or st.local_fin:
             raise KeyError(f"stream {stream_id} is closed")
-        if n > MAX_FRAME_LENGTH:
-            raise LocalProtocolError(f"DATA frame of {n} bytes exceeds the SPDY/3 maximum of {MAX_FRAME_LENGTH}")
-        if self._out:
-            self._parts.append(bytes(self._out))
-            self._out.clear()
-        self._parts.append(_DATA_HEADER.pack(stream_id, n))
-        self._parts.extend(parts)
+        n = sum(len(p) for p in parts)
+        if n >= _GATHER_FROM:
+            # a large frame: its header, then the pieces as they are (gathered by the write)
+            header = self._writer.data_header(stream_id, n)
+            self._flush_out()
+            self._parts.append(header)
+            self._parts.extend(parts)
+        elif n:
+            self._send(Data(stream_id, parts[0] if len(parts) == 1 and type(parts[0]) is bytes else b"".join(parts)))
         if end_stream:
             self.end_stream(stream_id)
 
     def send_data(self, stream_id: int, data: bytes | memoryview, end_stream: bool = False) -> None:
-        st = self._streams.get(stream_id)
-        if st is None or st.local_fin:
-            raise KeyError(f"stream {stream_id} is closed")
-        if data:
-            self._send(Data(stream_id, bytes(data)))
-        if end_stream:
-            self.end_stream(stream_id)
+        self.send_data_parts(stream_id, [data], end_stream)
 
     def end_stream(self, stream_id: int) -> None:
         st = self._streams.get(stream_id)
