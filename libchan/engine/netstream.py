@@ -614,6 +614,16 @@ class NetStream:
             self._wake_readers()  # the forwarder delivers it (or the end)
         return "again", None
 
+    def must_wait(self) -> bool:
+        """A reader with nothing to take (no item, no end, no error) can only wait: the
+        connection is read by someone else, or must not be read by it (a forwarder into
+        a local pipe leaves that to the pipe's receiver). False also when it may read
+        the connection itself (:meth:`read_item` does)."""
+        if self.inbox or self.clean_end or self.error is not None or self.in_ended:
+            return False
+        link = self.link
+        return link is None or self.splice is not None or not link.can_read_for(self)
+
     async def read_item(self) -> tuple[Any, int]:
         await trio.lowlevel.checkpoint_if_cancelled()
         read_for: LinkPort | None = None
@@ -632,13 +642,11 @@ class NetStream:
                     raise self.error
                 if self.in_ended:
                     raise trio.EndOfChannel
-                link = self.link
-                if link is not None and self.splice is None and link.can_read_for(self):
+                if not self.must_wait():
                     # nobody is reading the connection: read it here rather than
-                    # wait for the reader task to hand the message over (a forwarder
-                    # into a local pipe leaves that to the pipe's receiver instead)
-                    read_for = link
-                    await link.read_for(self)
+                    # wait for the reader task to hand the message over
+                    read_for = cast("LinkPort", self.link)
+                    await read_for.read_for(self)
                     continue
                 await trio.lowlevel.wait_task_rescheduled(self.recv_waiters().enter())  # (park())
         finally:
@@ -738,6 +746,15 @@ class NetReceiver(Receiver):
             if type(msg) is DecodeFailure:
                 raise msg.error
             return msg
+        if not ns.inbox and ns.must_wait():
+            # read_item's wait, done here: the coroutine of a wait lives until the
+            # channel's next message (read_item's would be one more)
+            await trio.lowlevel.wait_task_rescheduled(ns.recv_waiters().enter())
+            if ns.inbox:
+                msg = ns._take()[0]
+                if type(msg) is DecodeFailure:
+                    raise msg.error
+                return msg
         try:
             msg, _ = await ns.read_item()
         except trio.EndOfChannel:

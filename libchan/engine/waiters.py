@@ -27,10 +27,11 @@ class Lot:
     ``unpark`` wakes the task that waited longest (``unpark_all`` wakes them all, and trio
     runs a batch in an order of its own); a cancelled wait leaves the lot."""
 
-    __slots__ = ("_tasks",)
+    __slots__ = ("_tasks", "_sole")
 
     def __init__(self) -> None:
         self._tasks: list[trio.lowlevel.Task] = []
+        self._sole: _SoleAbort | None = None
 
     def __bool__(self) -> bool:
         return bool(self._tasks)
@@ -49,11 +50,18 @@ class Lot:
 
         (With many channels, each waited on by a task, everything made for a wait
         lives until the channel's next message, long enough for the cyclic
-        collector to walk it again and again: hence a partial, two objects, not a
-        closure, four, and no coroutine more than needed.)"""
+        collector to walk it again and again. A task that waits alone -- a channel's
+        reader -- gets the lot's own :class:`_SoleAbort`, made once: nothing new per
+        wait; a task that joins others gets a partial.)"""
         task = trio.lowlevel.current_task()
         tasks = self._tasks
         tasks.append(task)
+        if len(tasks) == 1:
+            sole = self._sole
+            if sole is None:
+                sole = self._sole = _SoleAbort(tasks)
+            sole.task = task
+            return sole
         return partial(_leave, tasks, task)
 
     def unpark(self) -> None:
@@ -75,6 +83,24 @@ def _leave(tasks: list[trio.lowlevel.Task], task: trio.lowlevel.Task, _: object)
     not aborted)."""
     tasks.remove(task)
     return trio.lowlevel.Abort.SUCCEEDED
+
+
+class _SoleAbort:
+    """The abort function of the task that entered its lot while the lot was empty.
+
+    It stays right for that task as long as it waits: ``task`` changes only when a
+    task enters the lot empty again, i.e. once that one has left it (woken, or
+    aborted). It holds the lot's list, not the lot (no cycle to collect)."""
+
+    __slots__ = ("_tasks", "task")
+
+    def __init__(self, tasks: list[trio.lowlevel.Task]) -> None:
+        self._tasks = tasks
+        self.task: trio.lowlevel.Task | None = None
+
+    def __call__(self, _: object) -> trio.lowlevel.Abort:
+        self._tasks.remove(self.task)  # type: ignore[arg-type]
+        return trio.lowlevel.Abort.SUCCEEDED
 
 
 #: The shared empty lot (nobody ever parks in it).

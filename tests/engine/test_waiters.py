@@ -75,6 +75,61 @@ async def test_a_cancelled_wait_leaves_the_lot_and_is_not_woken_later():
         assert woken == ["gone cancelled", "kept"] and not lot
 
 
+async def test_each_abort_function_removes_its_own_task():
+    """What Lot.enter gives each task removes that task and no other, called in any
+    order, also when the lot's reused abort function (for a task entering it empty)
+    is handed out again. (Called directly: an abort function that fails inside trio's
+    cancellation leaves the run hanging rather than failing.)"""
+    lot = Lot()
+    aborts: dict[str, object] = {}
+    tasks: dict[str, trio.lowlevel.Task] = {}
+
+    async def enter(name: str) -> None:
+        tasks[name] = trio.lowlevel.current_task()
+        aborts[name] = lot.enter()
+
+    async with trio.open_nursery() as nursery:
+        for name in "ab":
+            nursery.start_soon(enter, name)
+            await trio.testing.wait_all_tasks_blocked()
+    assert lot._tasks == [tasks["a"], tasks["b"]]
+    assert aborts["a"](None) == trio.lowlevel.Abort.SUCCEEDED and lot._tasks == [tasks["b"]]
+    assert aborts["b"](None) == trio.lowlevel.Abort.SUCCEEDED and not lot
+    async with trio.open_nursery() as nursery:
+        for name in "cd":
+            nursery.start_soon(enter, name)
+            await trio.testing.wait_all_tasks_blocked()
+    assert aborts["d"](None) == trio.lowlevel.Abort.SUCCEEDED and lot._tasks == [tasks["c"]]
+    assert aborts["c"](None) == trio.lowlevel.Abort.SUCCEEDED and not lot
+
+
+async def test_a_task_that_waited_alone_leaves_when_cancelled_with_others_waiting():
+    """The task that entered an empty lot (a channel's reader: Lot.enter gives it the
+    lot's one abort function, kept for the next) is the one that leaves when cancelled,
+    whoever waited before it or joins after it."""
+    lot, woken = Lot(), []
+    async with trio.open_nursery() as nursery:
+        await _park(lot, "a", woken, nursery)
+        lot.unpark()
+        await trio.testing.wait_all_tasks_blocked()
+        b = await _park(lot, "b", woken, nursery)  # alone again, after a
+        await _park(lot, "c", woken, nursery)
+        b.cancel()
+        await trio.testing.wait_all_tasks_blocked()
+        assert woken == ["a", "b cancelled"] and len(lot) == 1
+        lot.unpark()
+        await trio.testing.wait_all_tasks_blocked()
+        assert woken[-1] == "c" and not lot
+        d = await _park(lot, "d", woken, nursery)
+        d.cancel()
+        await trio.testing.wait_all_tasks_blocked()
+        await _park(lot, "e", woken, nursery)
+        assert len(lot) == 1
+        lot.unpark_all()
+        await trio.testing.wait_all_tasks_blocked()
+        assert woken[-2:] == ["d cancelled", "e"] and not lot
+
+
 async def test_a_woken_task_cancelled_before_it_runs_still_returns_from_park():
     """Woken (rescheduled) first, cancelled after: the wait is over, park returns."""
     lot, woken = Lot(), []
