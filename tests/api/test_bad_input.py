@@ -250,28 +250,31 @@ _one_item_reads = st.one_of(
     st.binary(max_size=64),  # anything at all
     _values.map(lambda v: encode_frame(_codec.encode(v, lambda kind, obj: 0))),  # one whole message
     st.binary(max_size=40).map(lambda b: encode_frame(encode_frame(b))),  # a bytes message
+    st.tuples(st.integers(0, 40), st.binary(max_size=30)).map(lambda t: encode_frame(b"\x58" + bytes([t[0]]) + t[1])),  # 0x58 head, any length
     st.binary(max_size=40).map(lambda b: encode_frame(b)),  # an item that is not CBOR
+    st.sampled_from([encode_frame(b"\x58"), b"\x58\x01\x58", encode_frame(b"\x41"), encode_frame(b"")]),  # cut message heads
     st.binary(max_size=2000).map(lambda b: encode_frame(encode_frame(b))),  # maybe too large
 )
 
 
 @pytest.mark.slow
 @settings(max_examples=2000, deadline=None)
-@given(st.binary(max_size=8), _one_item_reads)
-def test_one_item_lane_equals_feed(before, data):
+@given(st.binary(max_size=8), _one_item_reads, st.sampled_from([20, 1 << 10]))
+def test_one_item_lane_equals_feed(before, data, max_size):
     """FramedMessages.feed_one (the latency lane of NetStream.on_data) gives what feed
     gives, or declines (None) and consumes nothing; after any earlier read."""
-    lane, plain = _messages_decoder(), _messages_decoder()
+    lane, plain = _messages_decoder(max_size), _messages_decoder(max_size)
     for decoder in (lane, plain):
         try:
             decoder.feed(before)
         except Exception:  # noqa: BLE001 - the same for both
             pass
     one = lane.feed_one(data) if lane.error is None else None
+    # (plain is fed a memoryview: the general decoding, without feed's run of short messages)
     if one is None:
-        assert _outcome(lane, lambda: lane.feed(data)) == _outcome(plain, lambda: plain.feed(data))
+        assert _outcome(lane, lambda: lane.feed(data)) == _outcome(plain, lambda: plain.feed(memoryview(data)))
         return
-    want = _outcome(plain, lambda: plain.feed(data))
+    want = _outcome(plain, lambda: plain.feed(memoryview(data)))
     if type(one[0]).__name__ == "DecodeFailure":
         # feed keeps the decode error and returns no item; the lane hands it over
         assert want[0] == [] and want[1] == type(one[0].error).__name__ == type(lane.error).__name__
@@ -279,6 +282,31 @@ def test_one_item_lane_equals_feed(before, data):
         assert want[0] == [(one[0], one[1])]
     assert want[1:] == (type(lane.error).__name__, lane.buffered, lane.ended)
     assert lane.feed_one(data) is None or lane.error is None  # after a decode error: declines
+
+
+_body_items = st.one_of(
+    st.binary(max_size=300).map(lambda b: encode_frame(encode_frame(b))),  # a bytes message (short ones: the lane)
+    st.tuples(st.integers(0, 40), st.binary(max_size=30)).map(lambda t: encode_frame(b"\x58" + bytes([t[0]]) + t[1])),  # 0x58 head, any length
+    _values.map(lambda v: encode_frame(_codec.encode(v, lambda kind, obj: 0))),  # any message
+    st.binary(max_size=30).map(encode_frame),  # an item that may not be CBOR (or is empty)
+    st.sampled_from([b"\xf7", b"\xf6", b"\x58", b"\x41", b"\xff"]),  # keepalive, end marker, cut heads, junk
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(_body_items, max_size=12), st.lists(st.integers(1, 400), max_size=8), st.sampled_from([20, 1 << 10]))
+def test_short_message_run_equals_general_decoding(items, cuts, max_size):
+    """FramedMessages.feed takes a run of short bytes messages at the start of a read in
+    one pass (_short_bstr_messages); whatever the read holds and however the body is cut,
+    it gives what the general decoding gives (the same decoder fed the reads as
+    memoryviews, which never take that pass): items, errors, buffered bytes, the end."""
+    fast, general = _messages_decoder(max_size), _messages_decoder(max_size)
+    for piece in _cut(b"".join(items), cuts):
+        got = _outcome(fast, lambda: fast.feed(piece))
+        want = _outcome(general, lambda: general.feed(memoryview(piece)))
+        assert got == want
+        if want[0] in ("RemoteProtocolError", "MessageTooLargeError") or want[1] != "NoneType":
+            break
 
 
 def _cut(body: bytes, cuts: list[int]) -> list[bytes]:
