@@ -1,8 +1,10 @@
-"""Every use of another library's internals, one module per library, each with its probe.
+"""Every use of another library's internals, one module each, with its probe.
 
 * :mod:`.h2` -- h2's stream, window and settings internals (the DATA fast path);
 * :mod:`.hyperframe` -- a cheaper frame ``repr`` that h2 builds on every frame;
-* :mod:`.trio_ssl` -- driving a ``trio.SSLStream``'s own ``SSLObject`` directly.
+* :mod:`.trio_ssl` -- driving a ``trio.SSLStream``'s own ``SSLObject`` directly;
+* :mod:`.trio_traps` -- the object a waiting task yields to trio's run loop, made once
+  per lot (decided at import: ``LIBCHAN_FAST_PATHS=0`` turns it off, ``Config`` does not).
 
 A probe that fails makes its user fall back to the library's public API. One
 switch turns all of them off, with every other fast path: ``Config(fast_paths=False)``

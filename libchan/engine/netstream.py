@@ -13,7 +13,8 @@ thin facades the application uses.
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any, cast
+import types
+from typing import TYPE_CHECKING, Any, Awaitable, Generator, cast
 
 import trio
 
@@ -648,7 +649,7 @@ class NetStream:
                     read_for = cast("LinkPort", self.link)
                     await read_for.read_for(self)
                     continue
-                await trio.lowlevel.wait_task_rescheduled(self.recv_waiters().enter())  # (park())
+                await self.recv_waiters().park()
         finally:
             if read_for is not None:
                 read_for.input_released()
@@ -730,36 +731,14 @@ class NetReceiver(Receiver):
         msg, _ = await ns.read_item()
         return msg
 
-    async def __anext__(self) -> Any:
-        # receive() written out here (ReceiveChannel's __anext__ awaits it): one coroutine
-        # less per wait, which with many channels each waited on by a task is one object
-        # less per message for the cyclic collector to walk until the next message
-        if self._closed:
-            await trio.lowlevel.checkpoint()
-            raise trio.ClosedResourceError("this Receiver was closed")
-        ns = self._ns
-        global _ops
-        if ns.inbox and _ops < _YIELD_EVERY - 1:
-            await trio.lowlevel.checkpoint_if_cancelled()
-            msg = ns._take()[0]
-            _ops += 1
-            if type(msg) is DecodeFailure:
-                raise msg.error
-            return msg
-        if not ns.inbox and ns.must_wait():
-            # read_item's wait, done here: the coroutine of a wait lives until the
-            # channel's next message (read_item's would be one more)
-            await trio.lowlevel.wait_task_rescheduled(ns.recv_waiters().enter())
-            if ns.inbox:
-                msg = ns._take()[0]
-                if type(msg) is DecodeFailure:
-                    raise msg.error
-                return msg
-        try:
-            msg, _ = await ns.read_item()
-        except trio.EndOfChannel:
-            raise StopAsyncIteration from None
-        return msg
+    def __anext__(self) -> Awaitable[Any]:  # type: ignore[override]
+        # receive() written out here (ReceiveChannel's __anext__ awaits it), as a
+        # generator-based coroutine: with many channels, each read by a task that
+        # waits for its next message, what a wait makes lives until that message, long
+        # enough to reach the cyclic collector's oldest generation; this way a wait
+        # makes one object (the generator; the lot's trap is made once), where an
+        # ``async def`` and trio's wait_task_rescheduled make four
+        return _next_message(self)
 
     async def aclose(self) -> None:
         if not self._closed:
@@ -777,6 +756,36 @@ class NetReceiver(Receiver):
 
     def __repr__(self) -> str:
         return f"<libchan.NetReceiver ref={self._ns.ref}>"
+
+
+@types.coroutine
+def _next_message(receiver: NetReceiver) -> Generator[Any, Any, Any]:
+    """NetReceiver.__anext__: the next message (StopAsyncIteration at the clean end)."""
+    if receiver._closed:
+        yield from trio.lowlevel.checkpoint()
+        raise trio.ClosedResourceError("this Receiver was closed")
+    ns = receiver._ns
+    global _ops
+    if ns.inbox and _ops < _YIELD_EVERY - 1:
+        yield from trio.lowlevel.checkpoint_if_cancelled()
+        msg = ns._take()[0]
+        _ops += 1
+        if type(msg) is DecodeFailure:
+            raise msg.error
+        return msg
+    if not ns.inbox and ns.must_wait():
+        # read_item's wait, done here
+        yield from ns.recv_waiters().park()  # type: ignore[misc]  # (a coroutine, or wait_on's generator)
+        if ns.inbox:
+            msg = ns._take()[0]
+            if type(msg) is DecodeFailure:
+                raise msg.error
+            return msg
+    try:
+        msg, _ = yield from ns.read_item()
+    except trio.EndOfChannel:
+        raise StopAsyncIteration from None
+    return msg
 
 
 class NetByteStream(ByteStream):

@@ -11,9 +11,11 @@ nothing and it is false, like an empty lot of one's own. A task that waits parks
 from __future__ import annotations
 
 from functools import partial
-from typing import Callable
+from typing import Awaitable, Callable
 
 import trio
+
+from ..compat.trio_traps import reusable_trap, wait_on
 
 __all__ = ["Lot", "NO_WAITERS", "own_lot"]
 
@@ -27,11 +29,12 @@ class Lot:
     ``unpark`` wakes the task that waited longest (``unpark_all`` wakes them all, and trio
     runs a batch in an order of its own); a cancelled wait leaves the lot."""
 
-    __slots__ = ("_tasks", "_sole")
+    __slots__ = ("_tasks", "_sole", "_trap")
 
     def __init__(self) -> None:
         self._tasks: list[trio.lowlevel.Task] = []
         self._sole: _SoleAbort | None = None
+        self._trap: object | None = None  # what a task waiting with _sole yields to trio
 
     def __bool__(self) -> bool:
         return bool(self._tasks)
@@ -39,14 +42,22 @@ class Lot:
     def __len__(self) -> int:
         return len(self._tasks)
 
-    async def park(self) -> None:
-        """Wait until woken (a checkpoint: cancellable)."""
-        await trio.lowlevel.wait_task_rescheduled(self.enter())
+    def park(self) -> Awaitable[None]:
+        """``await lot.park()``: wait until woken (a checkpoint: cancellable).
+
+        The task joins the lot when park is called (so the await must follow at
+        once). A task that waits alone yields the lot's own trap (see
+        :mod:`libchan.compat.trio_traps`): one object made per wait, not four."""
+        abort = self.enter()
+        trap = self._trap
+        if trap is not None and abort is self._sole:
+            return wait_on(trap)
+        return trio.lowlevel.wait_task_rescheduled(abort)
 
     def enter(self) -> Callable[[object], trio.lowlevel.Abort]:
         """The calling task joins the lot; returns the abort function for
         ``await trio.lowlevel.wait_task_rescheduled(abort)``, which must follow at
-        once: :meth:`park` without a coroutine of its own, for the hottest waits.
+        once (:meth:`park` does both).
 
         (With many channels, each waited on by a task, everything made for a wait
         lives until the channel's next message, long enough for the cyclic
@@ -60,6 +71,7 @@ class Lot:
             sole = self._sole
             if sole is None:
                 sole = self._sole = _SoleAbort(tasks)
+                self._trap = reusable_trap(sole)
             sole.task = task
             return sole
         return partial(_leave, tasks, task)

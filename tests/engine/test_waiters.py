@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 import trio
 import trio.testing
@@ -158,3 +160,29 @@ async def test_many_waiters_each_woken_once(count):
         lot.unpark_all()
         await trio.testing.wait_all_tasks_blocked()
     assert sorted(woken, key=int) == [str(i) for i in range(count)]
+
+
+@pytest.mark.fast_paths
+async def test_a_lone_waiter_yields_the_lots_own_trap_made_once(way):
+    """On the trio this was written for, the probe of compat/trio_traps succeeds: a
+    task that waits alone in a lot yields the lot's trap, the same object wait after
+    wait (no new one per message), and is woken and cancelled as with trio's own wait."""
+    from libchan.compat.trio_traps import reusable_trap
+
+    assert reusable_trap(lambda _: trio.lowlevel.Abort.SUCCEEDED) is not None
+    if way == "enter":
+        return  # (enter() leaves the wait to the caller: park() is the one that yields the trap)
+    lot, woken = Lot(), []
+    async with trio.open_nursery() as nursery:
+        await _park(lot, "a", woken, nursery)
+        trap = lot._trap
+        assert trap is not None and trap.abort_func is lot._sole
+        lot.unpark()
+        await trio.testing.wait_all_tasks_blocked()
+        b = await _park(lot, "b", woken, nursery)
+        assert lot._trap is trap
+        # what b waits in holds the trap (trio's own wait would hold an object of its own)
+        assert any(type(r).__name__ == "generator" for r in gc.get_referrers(trap))
+        b.cancel()
+        await trio.testing.wait_all_tasks_blocked()
+        assert woken == ["a", "b cancelled"] and not lot
