@@ -105,7 +105,7 @@ class _NoItems(deque):  # type: ignore[type-arg]
         raise RuntimeError("the shared empty inbox of NetStream")
 
 
-_NO_ITEMS: deque[tuple[Any, int]] = _NoItems()
+_NO_ITEMS: deque[Any] = _NoItems()
 
 
 class NetStream:
@@ -254,10 +254,15 @@ class NetStream:
         return lot
 
     def _queue(self, item: tuple[Any, int]) -> None:
+        """Put an item (its value and wire size) in the inbox, which holds them one
+        after the other, not as a tuple: with many channels, what sits in inboxes
+        until their readers run is what makes the cyclic collector run, and a tuple
+        is one object more for it per message (ints and bytes are none)."""
         inbox = self.inbox
         if inbox is _NO_ITEMS:
             inbox = self.inbox = deque()
-        inbox.append(item)
+        inbox.append(item[0])
+        inbox.append(item[1])
 
     def drop_inbox(self, error: BaseException | None = None) -> None:
         """The application closed its end, or the budget needs the bytes back: what it
@@ -568,19 +573,20 @@ class NetStream:
     def _take(self) -> tuple[Any, int]:
         """The first item of the inbox (its bytes may be acknowledged now)."""
         inbox = self.inbox
-        item = inbox.popleft()
+        msg = inbox.popleft()
+        wire: int = inbox.popleft()
         if not inbox:
             self.inbox = _NO_ITEMS
-        self._hold(-item[1])
+        self._hold(-wire)
         account = self.account
         if account is not None:
-            self.charged -= item[1]
-            account.charge(-item[1])
+            self.charged -= wire
+            account.charge(-wire)
             if account.withholding and not self.held:
                 account.on_relief()  # (the link looks whether it may grant window again)
         if self.owed >= self._settle_at:
             self.settle()
-        return item
+        return msg, wire
 
     async def read_for_pipe(self) -> tuple[str, Any]:
         """For the receiving task of a local pipe this stream is forwarded into:
@@ -594,7 +600,7 @@ class NetStream:
         if not self.recv_lot or self.error is not None or self.in_ended:
             return "no", None
         if self.inbox:
-            if type(self.inbox[0][0]) is DecodeFailure:
+            if type(self.inbox[0]) is DecodeFailure:
                 return "no", None  # the forwarder deals with it
             await trio.lowlevel.checkpoint_if_cancelled()
             item = self._take()
@@ -609,7 +615,7 @@ class NetStream:
         finally:
             self.pipe_reading = False
             link.input_released()
-        if self.inbox and self.recv_lot and type(self.inbox[0][0]) is not DecodeFailure:
+        if self.inbox and self.recv_lot and type(self.inbox[0]) is not DecodeFailure:
             return "item", self._take()[0]
         if self.inbox or self.in_ended or self.error is not None:
             self._wake_readers()  # the forwarder delivers it (or the end)
