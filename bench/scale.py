@@ -3,7 +3,7 @@
 
 Usage::
 
-    .venv/bin/python bench/scale.py [--workload sessions,channels,memory] [--duration S]
+    .venv/bin/python bench/scale.py [--workload sessions,channels,memory] [--duration S] [--warmup S]
                                     [--sessions N] [--channels K] [--reps R] [--idle S]
 
 Every figure is measured with the server and the client in separate processes (this script
