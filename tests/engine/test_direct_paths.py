@@ -21,6 +21,7 @@ import os
 
 import pytest
 import trio
+import trio.testing
 
 import libchan
 from helpers import session_pair
@@ -281,6 +282,53 @@ async def test_consumer_reading_can_be_cancelled_and_the_connection_goes_on(path
             other = await cli.open_sender()
             await other.send("other")
             assert await (await srv.accept_receiver()).receive() == "other"
+
+
+@pytest.mark.parametrize("profile", ["h2", "spdy"])
+async def test_async_for_waits_can_be_cancelled_and_lose_nothing(tmp_path, profile):
+    """Tasks in ``async for`` over receivers (NetReceiver.__anext__: one of them reads
+    the connection itself, the others wait in their stream's lot for what it reads)
+    are cancelled while they wait, at different times; the messages sent afterwards
+    all arrive, in order, at new loops over the same receivers, and the loops end
+    cleanly when the senders close."""
+    k = 3
+    with trio.fail_after(20):
+        async with session_pair("tcp", tmp_path, profile=profile) as (cli, srv):
+            senders = [await cli.open_sender() for _ in range(k)]
+            receivers = []
+            for s in senders:
+                await s.send("first")
+                r = await srv.accept_receiver()
+                assert await r.receive() == "first"
+                receivers.append(r)
+            got: dict[int, list] = {i: [] for i in range(k)}
+
+            async def loop(i: int, scope: trio.CancelScope, task_status=trio.TASK_STATUS_IGNORED) -> None:
+                with scope:
+                    task_status.started()
+                    async for msg in receivers[i]:
+                        got[i].append(msg)
+
+            for rnd in range(3):
+                async with trio.open_nursery() as nursery:
+                    scopes = [trio.CancelScope() for _ in range(k)]
+                    for i in range(k):
+                        await nursery.start(loop, i, scopes[i])
+                    await trio.testing.wait_all_tasks_blocked()
+                    for i in range(k):  # one at a time: the one reading the connection too
+                        scopes[(i + rnd) % k].cancel()
+                        await trio.testing.wait_all_tasks_blocked()
+                    # (each loop took the message of the round before, then waited)
+                    assert all(got[i] == [[r, i] for r in range(rnd)] for i in range(k)), got
+                    for i, s in enumerate(senders):
+                        await s.send((rnd, i))
+            async with trio.open_nursery() as nursery:
+                for i in range(k):
+                    await nursery.start(loop, i, trio.CancelScope())
+                for i, s in enumerate(senders):
+                    await s.send("last")
+                    await s.aclose()
+            assert all(got[i] == [[0, i], [1, i], [2, i], "last"] for i in range(k)), got
 
 
 @pytest.mark.parametrize("profile_name", ["h2", "spdy"])
