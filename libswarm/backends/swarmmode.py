@@ -67,6 +67,7 @@ from typing import Any
 
 import trio
 
+from .._container import now
 from .._errors import RemoteError, UsageError
 from .._server import Request, Server
 from .._service import Service
@@ -87,6 +88,18 @@ _BEFORE = ("new", "allocated", "pending", "assigned", "accepted", "preparing", "
 #: because the swarm removes the task of a slot scaled away soon after it stopped.
 STOPPED_LABEL = "com.docker.libswarm.stopped"
 _NODE_GONE = ("down", "disconnected")  # a node's Status.State when the manager has lost it
+
+
+def stopped_label(state: dict[str, Any]) -> str:
+    """The STOPPED_LABEL value for a service that _stop saw exited, from its inspect
+    ``State``. If the swarm removed the task before a poll saw how it ended (it does so
+    within a second or so of the stop; seen in CI), inspect knows no end time
+    (``0001-01-01...``): it ended by the time the task was gone, i.e. now, give or take
+    a poll, and that is what is kept (not the zero time, which reads as never started)."""
+    finished = str(state.get("FinishedAt") or "")
+    if not finished or finished.startswith("0001"):
+        finished = now()
+    return json.dumps({"ExitCode": state.get("ExitCode", 0), "FinishedAt": finished})
 
 
 def _words(args: tuple[Any, ...]) -> list[str]:
@@ -449,7 +462,7 @@ class _Container:
         if state.get("Status") == "exited":
             # The swarm removes the task of a slot scaled away soon after it stopped: how
             # it ended stays on the service (STOPPED_LABEL), for inspect and ps.
-            ended = json.dumps({"ExitCode": state.get("ExitCode", 0), "FinishedAt": state.get("FinishedAt")})
+            ended = stopped_label(state)
             try:
                 service = await self._service()
                 spec = dict(service["Spec"])

@@ -6,6 +6,7 @@ A private dockerd (tests/docker_helpers.py) becomes a one-node swarm (``docker s
 
 from __future__ import annotations
 
+import datetime
 import json
 import subprocess
 import time
@@ -14,7 +15,7 @@ import pytest
 import trio
 
 from docker_helpers import DOCKER_CLIS, IMAGE, Docker, docker_front, free_port, need, private_dockerd
-from libswarm.backends.swarmmode import SwarmMode, restart_policy, service_spec, swarm_constraint
+from libswarm.backends.swarmmode import SwarmMode, restart_policy, service_spec, stopped_label, swarm_constraint
 
 pytestmark = pytest.mark.slow  # a private dockerd in swarm mode
 
@@ -45,6 +46,21 @@ def test_service_spec_mapping():
         restart_policy({"RestartPolicy": {"Name": "sometimes"}})
     with pytest.raises(Exception, match="no stdin and no terminal"):
         service_spec({"Image": "b", "OpenStdin": True})
+
+
+def test_the_stopped_label_never_keeps_the_zero_time():
+    """How a stopped service ended, as kept in its label: its inspect's end time, or,
+    when the swarm had already removed the task (inspect knows no end: the zero time,
+    a race seen in CI), the time it was seen gone -- never the zero time, which ps and
+    inspect would show as never started."""
+    seen = json.loads(stopped_label({"Status": "exited", "ExitCode": 137, "FinishedAt": "2026-12-07T10:00:00.5Z"}))
+    assert seen == {"ExitCode": 137, "FinishedAt": "2026-12-07T10:00:00.5Z"}
+    for missing in ("0001-01-01T00:00:00Z", "", None):
+        before = time.time()
+        got = json.loads(stopped_label({"Status": "exited", "ExitCode": 137, "FinishedAt": missing}))
+        assert got["ExitCode"] == 137 and not got["FinishedAt"].startswith("0001")
+        when = datetime.datetime.fromisoformat(got["FinishedAt"].replace("Z", "+00:00")).timestamp()
+        assert before - 1 <= when <= time.time() + 1
 
 
 @pytest.fixture(scope="module")
