@@ -381,14 +381,20 @@ async def channels_client(port: int, k: int, duration: float, warmup: float) -> 
         assert await replies.receive() == k
         open_s = time.perf_counter() - t_open
         sent = 0
+
+        async def send_batch(sent: int) -> int:
+            """512 messages round-robin from where ``sent`` left off; the new count."""
+            for _ in range(512):
+                await senders[sent % k].send(PAYLOAD)
+                sent += 1
+            return sent
+
         # warm-up: the same traffic, confirmed by the server before the clock starts
         # (the cyclic collector's full collections that opening K channels brings
         # about, one-off work, fall here rather than in the measured window)
         deadline = time.perf_counter() + warmup
         while time.perf_counter() < deadline:
-            for _ in range(512):
-                await senders[sent % k].send(PAYLOAD)
-                sent += 1
+            sent = await send_batch(sent)
         await ctl.send({"expect": k + sent})
         assert await replies.receive() == k + sent
         warm, sent = sent, 0
@@ -396,9 +402,7 @@ async def channels_client(port: int, k: int, duration: float, warmup: float) -> 
         t0, cpu0 = time.perf_counter(), time.process_time()
         deadline = t0 + duration
         while True:
-            for _ in range(512):
-                await senders[sent % k].send(PAYLOAD)
-                sent += 1
+            sent = await send_batch(sent)
             if time.perf_counter() >= deadline:
                 break
         await ctl.send({"expect": k + warm + sent})

@@ -621,15 +621,20 @@ class NetStream:
             self._wake_readers()  # the forwarder delivers it (or the end)
         return "again", None
 
+    def _may_read_for(self) -> bool:
+        """Its reader may read the connection itself: nobody else reads it, and no
+        forwarder into a local pipe reads this stream (that leaves it to the pipe's
+        receiver)."""
+        link = self.link
+        return link is not None and self.splice is None and link.can_read_for(self)
+
     def must_wait(self) -> bool:
-        """A reader with nothing to take (no item, no end, no error) can only wait: the
-        connection is read by someone else, or must not be read by it (a forwarder into
-        a local pipe leaves that to the pipe's receiver). False also when it may read
-        the connection itself (:meth:`read_item` does)."""
+        """A reader with nothing to take (no item, no end, no error) that may not read
+        the connection itself (:meth:`_may_read_for`) can only wait; False otherwise
+        (:meth:`read_item` takes, ends, raises or reads)."""
         if self.inbox or self.clean_end or self.error is not None or self.in_ended:
             return False
-        link = self.link
-        return link is None or self.splice is not None or not link.can_read_for(self)
+        return not self._may_read_for()
 
     async def read_item(self) -> tuple[Any, int]:
         await trio.lowlevel.checkpoint_if_cancelled()
@@ -649,7 +654,7 @@ class NetStream:
                     raise self.error
                 if self.in_ended:
                     raise trio.EndOfChannel
-                if not self.must_wait():
+                if self._may_read_for():
                     # nobody is reading the connection: read it here rather than
                     # wait for the reader task to hand the message over
                     read_for = cast("LinkPort", self.link)
@@ -779,7 +784,7 @@ def _next_message(receiver: NetReceiver) -> Generator[Any, Any, Any]:
         if type(msg) is DecodeFailure:
             raise msg.error
         return msg
-    if not ns.inbox and ns.must_wait():
+    if ns.must_wait():
         # read_item's wait, done here
         yield from ns.recv_waiters().park()  # type: ignore[misc]  # (a coroutine, or wait_on's generator)
         if ns.inbox:
