@@ -41,8 +41,13 @@ class Config:
     reference_timeout: float = 30.0
     #: Seconds between keepalives on idle streams (each side also sends a PING every third of it).
     keepalive_interval: float = 15.0
-    #: Parked requests an HTTP/2 client keeps so the server can open streams.
+    #: Parked requests an HTTP/2 client keeps so the server can open streams, once the
+    #: server has opened one through a parked request (spec 7.3).
     park_pool_size: int = 4
+    #: Parked requests an HTTP/2 client keeps until then (at most ``park_pool_size``):
+    #: a session whose server never opens a stream holds one (each costs both sides
+    #: about 2 KB while idle).
+    park_pool_initial: int = 1
     #: Seconds a server-side open waits for a parked request before failing.
     open_timeout: float = 30.0
     #: Seconds ``connect()`` waits for the TLS handshake and then for the server's first
@@ -129,6 +134,7 @@ class Config:
             "max_streams",
             "max_pending_references",
             "park_pool_size",
+            "park_pool_initial",
             "stream_window",
             "connection_window",
             "max_frame_size",

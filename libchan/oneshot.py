@@ -168,7 +168,7 @@ class BlockingClient:
         self._next_tick = now + config.keepalive_interval / 3
         self._conn_unacked = 0
         self.control = self.open_stream(PATH_SESSION, "control")
-        for _ in range(config.park_pool_size):
+        for _ in range(min(config.park_pool_initial, config.park_pool_size)):
             self.open_stream(PATH_PARK, "park")
 
     def _tls_pending(self) -> bool:

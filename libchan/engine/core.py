@@ -67,7 +67,7 @@ class SessionCore:
     __slots__ = ("_accept_lot", "_accept_queue", "_account", "_anonymous", "_authority",
         "closed_reason", "closing", "codec", "config", "_control", "_encoded_objects", "_entered",
         "_expiring", "_had_stream", "_links", "_nursery", "_nursery_cm", "_own_link",
-        "_park_failures", "_park_lot", "_park_managing", "_parks", "_parks_outstanding", "_peer",
+        "_park_failures", "_park_lot", "_park_managing", "_park_target", "_parks", "_parks_outstanding", "_peer",
         "_peer_closed_gracefully", "profile", "refs", "_scheme", "server_side", "session_id",
         "short_bytes_below", "short_bytes_heads", "_streams", "_transport")
 
@@ -120,6 +120,9 @@ class SessionCore:
         self._parks: dict[NetStream, None] = {}
         self._park_lot = NO_WAITERS
         self._parks_outstanding = 0  # client
+        #: client: parked requests to keep: ``park_pool_initial`` until the server first
+        #: opens a stream through one, then ``park_pool_size`` (spec 7.3)
+        self._park_target = min(self.config.park_pool_initial, self.config.park_pool_size)
         self._park_managing = False  # client: the park manager runs (only while the pool is short)
         self._park_failures = 0
         self._expiring = False  # the expiry task runs (only while something can expire)
@@ -464,6 +467,8 @@ class SessionCore:
             return
         if ns.role == "park":
             self._parks_outstanding -= 1
+            if status == "200" and "libchan-ref" in headers:
+                self._park_target = self.config.park_pool_size  # (the server opens streams)
             self._parks_wanted()
             if status != "200" or "libchan-ref" not in headers:
                 self._park_failures += 1
@@ -587,19 +592,19 @@ class SessionCore:
     def _parks_wanted(self) -> None:
         """Client: a parked request was used or failed: make sure the park manager runs."""
         if not self._park_managing and self._nursery is not None and self.closed_reason is None:
-            if self._parks_outstanding < self.config.park_pool_size:
+            if self._parks_outstanding < self._park_target:
                 self._park_managing = True
                 self._nursery.start_soon(self._park_manager)
 
     async def _park_manager(self) -> None:
-        """Client: keep ``park_pool_size`` parked requests open for the server. It runs
+        """Client: keep ``_park_target`` parked requests open for the server. It runs
         only while the pool is short (a task costs an idle session 2 KB): when the pool
         is full it returns, and :meth:`_parks_wanted` starts it again."""
         link = self._own_link
         assert link is not None
         try:
             while self.closed_reason is None and link.alive:
-                if self._parks_outstanding >= self.config.park_pool_size:
+                if self._parks_outstanding >= self._park_target:
                     return
                 if self._park_failures > 2:
                     await trio.sleep(min(5.0, 0.2 * self._park_failures))

@@ -105,14 +105,17 @@ async def test_an_idle_session_runs_only_its_links_tasks(tmp_path):
         # on a server no handshake watchdog once the handshake is done
         for link in (cli._core._own_link, *srv._core._links):
             assert _task_names(link._nursery) == ["_reader", "_writer"]
-        # the pool refills after the server used parked requests
+        # one parked request until the server opens a stream (spec 7.3: park_pool_initial)
+        assert cli._core._parks_outstanding == 1 and len(srv._core._parks) == 1
+        # the pool grows to park_pool_size once the server used one, and refills
         receivers = []
         for _ in range(6):
             sender = await srv.open_sender()
             await sender.send(b"x")
             receivers.append(await cli.accept_receiver())
         await trio.sleep(0.2)
-        assert cli._core._parks_outstanding == cli._core.config.park_pool_size
+        assert cli._core._parks_outstanding == cli._core.config.park_pool_size == 4
+        assert len(srv._core._parks) == 4
         assert _task_names(cli._core._nursery) == ["run"]
 
 
@@ -141,3 +144,22 @@ async def test_an_idle_links_writer_retires_and_comes_back_when_needed(tmp_path,
                 assert await receiver.receive() == big
         await sender.send(b"small")
         assert await receiver.receive() == b"small"
+
+
+@pytest.mark.parametrize(("initial", "size", "kept"), [(1, 4, 1), (3, 4, 3), (6, 4, 4), (2, 1, 1)])
+async def test_a_client_keeps_park_pool_initial_parks_until_the_server_opens_a_stream(tmp_path, initial, size, kept):
+    config = libchan.Config(park_pool_initial=initial, park_pool_size=size)
+    async with session_pair("tcp", tmp_path, config=config) as (cli, srv):
+        await trio.sleep(0.2)
+        assert cli._core._parks_outstanding == len(srv._core._parks) == kept
+        sender = await srv.open_sender()
+        await sender.send(b"x")
+        assert await (await cli.accept_receiver()).receive() == b"x"
+        await trio.sleep(0.2)
+        assert cli._core._parks_outstanding == len(srv._core._parks) == size
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, None])
+def test_park_pool_initial_must_be_a_positive_int(bad):
+    with pytest.raises(ValueError, match="park_pool_initial"):
+        libchan.Config(park_pool_initial=bad)

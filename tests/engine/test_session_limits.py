@@ -34,7 +34,7 @@ async def test_keepalives_are_invisible_and_keep_idle_channels_usable(tmp_path):
 
 
 async def test_peer_stream_limit_is_honoured_by_queueing(tmp_path):
-    # The server allows 12 concurrent streams: 1 control + 4 parked requests + 7 channels.
+    # The server allows 12 concurrent streams: 1 control + 1 parked request + 10 channels.
     server_config = libchan.Config(max_streams=12)
     with trio.fail_after(20):
         async with session_pair("tcp", tmp_path, server_config=server_config) as (cli, srv):
