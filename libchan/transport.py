@@ -168,6 +168,15 @@ async def _await_server(session: Session, address: Address, profile: str, timeou
     assert link is not None
     with trio.move_on_after(timeout):
         await link.wait_first_input()
+    verdict = _link_verdict(link, address, profile, timeout)
+    if verdict is not None:
+        link.abort(verdict)
+        raise ConnectError(f"{address}: {verdict}")
+
+
+def _link_verdict(link: Link, address: Address, profile: str, timeout: float) -> str | None:
+    """What the server's first bytes (or their absence, or how the connection ended)
+    say about it: None if it looks like the libchan server asked for."""
     verdict: str | None
     if link.first_input is not None:
         verdict = first_bytes_verdict(link.first_input, profile)
@@ -179,9 +188,7 @@ async def _await_server(session: Session, address: Address, profile: str, timeou
             verdict = tls_client_verdict(link.read_error)
         if verdict is None:
             verdict = closed_verdict(profile, address.scheme, link.closed_reason)
-    if verdict is not None:
-        link.abort(verdict)
-        raise ConnectError(f"{address}: {verdict}")
+    return verdict
 
 
 @asynccontextmanager
@@ -206,9 +213,23 @@ async def connect(
     stream = await open_transport(address, ssl=ssl, profile=profile, handshake_timeout=timeout)
     authority = authority_of(address)
     scheme = "https" if address.scheme == "tls" else "http"
-    async with Session(stream, config=config, authority=authority, scheme=scheme, profile=profile) as session:
-        await _await_server(session, address, profile, timeout)
-        yield session
+    session = Session(stream, config=config, authority=authority, scheme=scheme, profile=profile)
+    entered = False
+    try:
+        async with session:
+            entered = True
+            await _await_server(session, address, profile, timeout)
+            yield session
+    except trio.BrokenResourceError as exc:
+        if entered:
+            raise
+        # The server's first bytes (a peer of another protocol) may end the connection
+        # before the session's control stream is opened: say what they show.
+        link = session._core._own_link
+        verdict = None if link is None else _link_verdict(link, address, profile, timeout)
+        if verdict is None:
+            raise
+        raise ConnectError(f"{address}: {verdict}") from exc
 
 
 class _Server:

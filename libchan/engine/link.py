@@ -65,7 +65,7 @@ class Link:
         "_flow_controlled", "flushed", "handoff", "_handshake_scope", "hold_limit",
         "_input_charged", "input_owner", "io", "keepalive_data", "_last_rx", "mux", "_nursery",
         "on_closed", "on_stream_opened", "peer", "peer_goaway", "_pending", "_pending_answers",
-        "read_error", "_read_lot", "_reader_done", "_reader_waiting", "_reading_paused", "ready",
+        "read_error", "_read_lot", "_read_scope", "_reader_done", "_reader_waiting", "_reading_paused", "ready",
         "_send_lock", "streams", "streams_over", "transport", "unread", "_write_lot", "writer_due",
         "_writer_passes", "_writer_passes_seen", "_writer_retiring", "_writer_running")
 
@@ -140,6 +140,9 @@ class Link:
         self._flow_controlled = mux.flow_controlled
         self._read_lot = NO_WAITERS
         self._reader_done = trio.Event()
+        #: The scope of the reads between two keepalive ticks, when run()'s own task reads
+        #: (see _read_and_tick): _end cancels it.
+        self._read_scope: trio.CancelScope | None = None
         # Who waits for input now: None, this link (its reader task) or the
         # NetStream whose consumer reads for everyone (see read_for).
         self.input_owner: object | None = None
@@ -176,14 +179,22 @@ class Link:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                nursery.start_soon(self._reader)
+                # A socket read here is read by this task between keepalive ticks (its
+                # reads are cancel-safe: a tick interrupts them); any other transport has
+                # a reader task, and this task ticks (a task is 2 KB per idle connection).
+                reads_here = self.io.direct
+                if not reads_here:
+                    nursery.start_soon(self._reader)
                 self._writer_running = True
                 nursery.start_soon(self._writer)
                 if not self.mux.handshake_done:
                     nursery.start_soon(self._handshake_watchdog)
                 self.wake()
                 task_status.started()
-                await self._keepalive()  # (until the link ends: no task of its own)
+                if reads_here:
+                    await self._read_and_tick()  # (until the link ends)
+                else:
+                    await self._keepalive()  # (until the link ends)
                 await self._last_words()
                 nursery.cancel_scope.cancel()
         finally:
@@ -239,6 +250,8 @@ class Link:
         if self.closed_reason is None:
             self.closed_reason = reason
         self._ended.set()
+        if self._read_scope is not None:
+            self._read_scope.cancel()
         self._first_lot.unpark_all()
 
     def abort(self, reason: str) -> None:
@@ -562,8 +575,40 @@ class Link:
             self._end(f"the peer did not finish its connection preface within {timeout:g} s")
 
     async def _reader(self) -> None:
-        reason = "connection closed by the peer"
-        io = cast(TransportIO, self.io)  # (run() sets it before it starts this task)
+        """The reader task (a transport not read directly): reads until the input ends."""
+        try:
+            reason = await self._read_input()
+        finally:
+            self._reader_done.set()
+        if reason is not None:
+            self._end(reason)
+
+    async def _read_and_tick(self) -> None:
+        """:meth:`run`'s own task on a socket read directly: the reader (as :meth:`_reader`),
+        interrupted every keepalive tick for :meth:`_tick`, until the link ends."""
+        tick = min(self.config.keepalive_interval / 3, self.config.peer_timeout / 3)
+        try:
+            while not self._ended.is_set():
+                reason: str | None = None
+                with trio.CancelScope(deadline=trio.current_time() + tick) as scope:
+                    self._read_scope = scope
+                    reason = await self._read_input()
+                self._read_scope = None
+                if not scope.cancelled_caught:  # the input ended, or the link did
+                    if reason is not None:
+                        self._end(reason)
+                    return
+                if not self._ended.is_set():
+                    self._tick()
+        finally:
+            self._read_scope = None
+            self._reader_done.set()
+
+    async def _read_input(self) -> str | None:
+        """Read the connection and process what comes until the input ends (returns
+        why) or the link ended (returns None). Cancel-safe between reads on a socket
+        read directly (the keepalive tick of :meth:`_read_and_tick` interrupts it)."""
+        io = cast(TransportIO, self.io)  # (run() sets it before it starts reading)
         try:
             while True:
                 if not self._flow_controlled:
@@ -581,7 +626,7 @@ class Link:
                     if self.mux.input_pending:
                         self._process_input(b"")
                         if self.closed_reason is not None:
-                            return
+                            return None
                     continue
                 if self.input_owner is not None:
                     while self.input_owner is not None:
@@ -596,10 +641,10 @@ class Link:
                 if data is None:
                     continue  # an interrupt meant for a consumer (a race): read again
                 if not data:
-                    break
+                    return "connection closed by the peer"
                 self._process_input(data)
                 if self.closed_reason is not None:
-                    return
+                    return None
                 if self.handoff:
                     # A consumer was woken: it runs before we look again, and if it
                     # comes back for more it reads the connection itself.
@@ -607,11 +652,8 @@ class Link:
                     await trio.lowlevel.cancel_shielded_checkpoint()
                     await trio.lowlevel.cancel_shielded_checkpoint()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ssl.SSLError) as exc:
-            reason = f"connection lost ({_describe(exc)})"
             self.read_error = exc
-        finally:
-            self._reader_done.set()
-        self._end(reason)
+            return f"connection lost ({_describe(exc)})"
 
     def _process_input(self, data: bytes) -> None:
         """Bytes from the transport into the multiplexer, events out to the streams."""
@@ -879,9 +921,10 @@ class Link:
             self.writer_due = True
 
     async def _keepalive(self) -> None:
-        """PINGs, keepalive items on idle streams and ``peer_timeout``, every third of
-        the shorter of the two, until the link ends. It runs in :meth:`run`'s own task,
-        which has nothing else to do meanwhile (a task is 2 KB per idle connection)."""
+        """:meth:`_tick` every third of the shorter of ``keepalive_interval`` and
+        ``peer_timeout`` until the link ends, in :meth:`run`'s own task, which has
+        nothing else to do meanwhile when a reader task reads (a transport not read
+        directly; otherwise :meth:`_read_and_tick` ticks)."""
         interval = self.config.keepalive_interval
         tick = min(interval / 3, self.config.peer_timeout / 3)
         ended = self._ended
@@ -890,31 +933,37 @@ class Link:
                 await ended.wait()
             if ended.is_set():
                 return
-            now = trio.current_time()
-            silent = now - self._last_rx
-            if silent > self.config.peer_timeout and not self._reading_paused:
-                self._end(f"the peer sent nothing for {silent:.1f}s (peer_timeout {self.config.peer_timeout}s)")
-                return
-            for ns in list(self.streams.values()) if self.keepalive_data else ():
-                if (
-                    ns.can_send
-                    and not ns.out_ended
-                    and not ns.out_end_requested
-                    and not ns.outbox
-                    and now - ns.last_sent >= interval
-                ):
-                    ns.outbox += KEEPALIVE
-                    self.schedule(ns)
-            self.mux.ping()
-            self._write_here()
-            # A writer that made no pass since the last tick retires (it is started
-            # again when something is to be written): an idle connection keeps no task
-            # for it. (On a transport not written directly, the PINGs need the writer:
-            # it does not retire there.)
-            if self._writer_running and self._writer_passes == self._writer_passes_seen and not self.writer_due:
-                self._writer_retiring = True
-                self._write_lot.unpark_all()
-            self._writer_passes_seen = self._writer_passes
+            self._tick()
+
+    def _tick(self) -> None:
+        """The keepalive tick: ``peer_timeout``, keepalive items on idle streams, a PING,
+        and the retiring of a writer that had nothing to do since the last tick."""
+        interval = self.config.keepalive_interval
+        now = trio.current_time()
+        silent = now - self._last_rx
+        if silent > self.config.peer_timeout and not self._reading_paused:
+            self._end(f"the peer sent nothing for {silent:.1f}s (peer_timeout {self.config.peer_timeout}s)")
+            return
+        for ns in list(self.streams.values()) if self.keepalive_data else ():
+            if (
+                ns.can_send
+                and not ns.out_ended
+                and not ns.out_end_requested
+                and not ns.outbox
+                and now - ns.last_sent >= interval
+            ):
+                ns.outbox += KEEPALIVE
+                self.schedule(ns)
+        self.mux.ping()
+        self._write_here()
+        # A writer that made no pass since the last tick retires (it is started
+        # again when something is to be written): an idle connection keeps no task
+        # for it. (On a transport not written directly, the PINGs need the writer:
+        # it does not retire there.)
+        if self._writer_running and self._writer_passes == self._writer_passes_seen and not self.writer_due:
+            self._writer_retiring = True
+            self._write_lot.unpark_all()
+        self._writer_passes_seen = self._writer_passes
 
 
 def _drop_unread(streams: weakref.WeakSet[NetStream], why: str) -> None:
