@@ -13,8 +13,9 @@ used everywhere else; what follows reads or writes h2's private state:
   (a pass over all streams for every stream opened: quadratic in the streams of a
   connection) come from a :class:`StreamCounter`, which keeps the open streams as
   sets and prunes closed streams from h2's table as h2's count does;
-* :class:`CompactSettings`: h2's settings, each value kept in a short list instead
-  of a ``deque`` (probe: :meth:`CompactSettings.usable`).
+* :class:`CompactSettings`: h2's settings, each settled value kept as an int and a
+  changing one's values in a short list, instead of a ``deque`` each (probe:
+  :meth:`CompactSettings.usable`).
 
 DATA frames beside ``h2``:
 
@@ -40,7 +41,7 @@ plain h2 when they are missing.
 from __future__ import annotations
 
 import collections
-from typing import cast
+from typing import Any, cast
 
 import h2.connection
 import h2.settings
@@ -160,13 +161,13 @@ def raise_stream_limit(conn: h2.connection.H2Connection, limit: int) -> None:
     store = getattr(conn.local_settings, "_settings", None)
     code = h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS
     if isinstance(store, dict) and code in store:
-        store[code] = _Values([limit]) if isinstance(conn.local_settings, CompactSettings) else collections.deque([limit])
+        store[code] = limit if isinstance(conn.local_settings, CompactSettings) else collections.deque([limit])
 
 
 class _Values(list):  # type: ignore[type-arg]
-    """One setting's values (current first, then those sent but not acknowledged yet):
-    the part of ``deque`` h2's :class:`~h2.settings.Settings` uses, in a list of one or
-    two items (an empty deque is 760 bytes; this, about 70)."""
+    """A changing setting's values (current first, then those sent but not acknowledged
+    yet): the part of ``deque`` h2's :class:`~h2.settings.Settings` uses, in a list of
+    two or three items (an empty deque is 760 bytes; this, about 70)."""
 
     __slots__ = ()
 
@@ -174,32 +175,64 @@ class _Values(list):  # type: ignore[type-arg]
         return self.pop(0)
 
 
+_MISSING = object()
+
+
 class CompactSettings(h2.settings.Settings):
-    """h2's ``Settings`` with each setting's values in a :class:`_Values` list instead
-    of a ``deque``: an HTTP/2 connection has two of these with five to eight settings
-    each, which as deques were about 9 KB, the largest part of an idle connection's
-    ``H2Connection``. h2 keeps them in ``_settings`` (a dict of deques) and uses only
-    ``append``, ``popleft``, ``len`` and ``[0]`` on them; :meth:`usable` checks that
+    """h2's ``Settings`` with each settled setting's value kept as a plain int, and the
+    values of one that is changing (current first, then those sent but not acknowledged
+    yet) in a :class:`_Values` list, instead of a ``deque`` for every setting: an
+    HTTP/2 connection has two of these with five to eight settings each, which as
+    deques were about 9 KB, the largest part of an idle connection's ``H2Connection``
+    (as one-item lists, 1.2 KB). h2 keeps them in ``_settings`` (a dict of deques) and
+    reads that dict only in the methods overridden here; :meth:`usable` checks that
     dict is there."""
 
     def __init__(self, client: bool = True, initial_values: dict[h2.settings.SettingCodes, int] | None = None) -> None:
         super().__init__(client=client, initial_values=initial_values)
-        store = self._settings
+        store: dict[Any, Any] = self._settings
         for key, values in store.items():
-            store[key] = _Values(values)  # type: ignore[assignment]
+            store[key] = values[0]
+
+    def __getitem__(self, key: h2.settings.SettingCodes | int) -> int:
+        value: Any = self._settings[key]
+        if type(value) is _Values:
+            value = value[0]
+        if value is None:  # (created when a setting came: KeyError until acknowledged)
+            raise KeyError(key)
+        return cast(int, value)
 
     def __setitem__(self, key: h2.settings.SettingCodes | int, value: int) -> None:
-        store = self._settings
-        values = store.get(key)
-        if values is None:  # (a setting the peer sent first: h2 would make a deque)
-            store[key] = _Values([None])  # type: ignore[assignment]
-        super().__setitem__(key, value)
+        store: dict[Any, Any] = self._settings
+        current = store.get(key, _MISSING)
+        if current is _MISSING:  # (a setting the peer sent first: h2 would make a deque)
+            store[key] = _Values([None])
+        elif type(current) is not _Values:
+            store[key] = _Values([current])
+        super().__setitem__(key, value)  # (validates, then appends to the list)
+
+    def acknowledge(self) -> dict[h2.settings.SettingCodes | int, h2.settings.ChangedSetting]:
+        changed: dict[h2.settings.SettingCodes | int, h2.settings.ChangedSetting] = {}
+        store: dict[Any, Any] = self._settings
+        for key, values in list(store.items()):
+            if type(values) is _Values:
+                if len(values) > 1:
+                    old = values.popleft()
+                    changed[key] = h2.settings.ChangedSetting(key, cast("int | None", old), values[0])
+                if len(values) == 1:
+                    store[key] = values[0]
+        return changed
 
     @classmethod
     def usable(cls) -> bool:
         """True if this h2 keeps settings where :class:`CompactSettings` expects them."""
         store = getattr(h2.settings.Settings(), "_settings", None)
-        return isinstance(store, dict) and bool(store) and all(type(v) is collections.deque for v in store.values())
+        return (
+            isinstance(store, dict)
+            and bool(store)
+            and all(type(v) is collections.deque for v in store.values())
+            and callable(getattr(h2.settings, "ChangedSetting", None))
+        )
 
 
 _compact_usable: bool | None = None
