@@ -62,12 +62,12 @@ class Link:
     # (slots: one per connection, thousands of idle ones; its __dict__ was 1.6 KB)
     __slots__ = ("account", "_capacity_lot", "closed_reason", "config", "_conn_ack_at", "done_holding",
         "_conn_unacked", "_consumers_read", "_drain_lot", "_ended", "first_input", "_first_lot",
-        "_flow_controlled", "flushed", "handoff", "_handshake_scope", "hold_limit",
-        "_input_charged", "input_owner", "io", "keepalive_data", "_last_rx", "mux", "_nursery",
+        "_flow_controlled", "flushed", "handoff", "_handshake_scope", "hold_limit", "_idle",
+        "_input_charged", "input_owner", "io", "keepalive_data", "_last_rx", "mux", "_next_tick", "_nursery",
         "on_closed", "on_stream_opened", "peer", "peer_goaway", "_pending", "_pending_answers",
         "read_error", "_read_lot", "_read_scope", "_reader_done", "_reader_waiting", "_reading_paused", "ready",
         "_send_lock", "streams", "streams_over", "transport", "unread", "_write_lot", "writer_due",
-        "_writer_passes", "_writer_passes_seen", "_writer_retiring", "_writer_running")
+        "_writer_passes", "_writer_passes_seen", "_writer_retiring", "_writer_running", "_writer_wanted")
 
     def __init__(
         self,
@@ -143,6 +143,12 @@ class Link:
         #: The scope of the reads between two keepalive ticks, when run()'s own task reads
         #: (see _read_and_tick): _end cancels it.
         self._read_scope: trio.CancelScope | None = None
+        #: When the task reading here ticks next (0: not set yet).
+        self._next_tick = 0.0
+        #: The task reading here has no nursery (an idle connection): a wake() sets
+        #: ``_writer_wanted`` and interrupts the read, and that task starts the writer.
+        self._idle = False
+        self._writer_wanted = False
         # Who waits for input now: None, this link (its reader task) or the
         # NetStream whose consumer reads for everyone (see read_for).
         self.input_owner: object | None = None
@@ -177,24 +183,19 @@ class Link:
         # while reading is paused for what the streams hold (see can_read_for).
         self._consumers_read = self.io.direct
         try:
+            if self.io.direct:
+                await self._run_reading_here(task_status)
+                return
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                # A socket read here is read by this task between keepalive ticks (its
-                # reads are cancel-safe: a tick interrupts them); any other transport has
-                # a reader task, and this task ticks (a task is 2 KB per idle connection).
-                reads_here = self.io.direct
-                if not reads_here:
-                    nursery.start_soon(self._reader)
+                nursery.start_soon(self._reader)
                 self._writer_running = True
                 nursery.start_soon(self._writer)
                 if not self.mux.handshake_done:
                     nursery.start_soon(self._handshake_watchdog)
                 self.wake()
                 task_status.started()
-                if reads_here:
-                    await self._read_and_tick()  # (until the link ends)
-                else:
-                    await self._keepalive()  # (until the link ends)
+                await self._keepalive()  # (until the link ends)
                 await self._last_words()
                 nursery.cancel_scope.cancel()
         finally:
@@ -205,6 +206,45 @@ class Link:
                         await self.transport.aclose()
                     except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                         pass
+
+    async def _run_reading_here(self, task_status: trio.TaskStatus[None]) -> None:
+        """:meth:`run` on a socket read directly: this task reads (its reads are
+        cancel-safe) and ticks the keepalive, with a nursery for the writer and the
+        handshake watchdog only while one of them runs. An idle connection keeps this
+        one task and no nursery (2 KB less per idle connection than a reader task and
+        a nursery of its own); whatever needs the writer again interrupts the read
+        (:meth:`_kick_writer`) and this task opens a nursery and starts it."""
+        try:
+            started = False
+            while not self._ended.is_set():
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    self._idle = False
+                    self._writer_running = True
+                    nursery.start_soon(self._writer)
+                    if not started:
+                        if not self.mux.handshake_done:
+                            nursery.start_soon(self._handshake_watchdog)
+                        self.wake()
+                        task_status.started()
+                        started = True
+                    await self._read_and_tick()  # (until the link ends, or its tasks did)
+                    if self._ended.is_set():
+                        self._reader_done.set()
+                        await self._last_words()
+                        nursery.cancel_scope.cancel()
+                        return
+                    # (no task left: from now on a wake() interrupts the read instead)
+                    self._nursery = None
+                    self._idle = True
+                    self._writer_wanted = False
+                await self._read_and_tick()  # (until the link ends, or the writer is wanted)
+            self._reader_done.set()
+            await self._last_words()
+        finally:
+            self._nursery = None
+            self._idle = False
+            self._reader_done.set()
 
     async def _last_words(self) -> None:
         """Best effort, before the tasks stop: send what is queued (a GOAWAY after a
@@ -482,6 +522,11 @@ class Link:
         """The writer is due: wake it, or start it again if it retired."""
         if self._writer_running:
             self._write_lot.unpark_all()
+        elif self._idle:  # (the task reading here opens a nursery for it)
+            if not self._writer_wanted:
+                self._writer_wanted = True
+                if self._read_scope is not None:
+                    self._read_scope.cancel()
         elif self._nursery is not None and self.closed_reason is None:
             try:
                 self._nursery.start_soon(self._writer)
@@ -584,25 +629,33 @@ class Link:
             self._end(reason)
 
     async def _read_and_tick(self) -> None:
-        """:meth:`run`'s own task on a socket read directly: the reader (as :meth:`_reader`),
-        interrupted every keepalive tick for :meth:`_tick`, until the link ends."""
+        """:meth:`_run_reading_here`'s reading: :meth:`_read_input`, interrupted for
+        :meth:`_tick` when one is due. Returns when the link ended; with a nursery
+        (not ``_idle``), also once none of the link's tasks runs; without one, when
+        the writer is wanted (:meth:`_kick_writer`)."""
         tick = min(self.config.keepalive_interval / 3, self.config.peer_timeout / 3)
-        try:
-            while not self._ended.is_set():
-                reason: str | None = None
-                with trio.CancelScope(deadline=trio.current_time() + tick) as scope:
-                    self._read_scope = scope
-                    reason = await self._read_input()
-                self._read_scope = None
-                if not scope.cancelled_caught:  # the input ended, or the link did
-                    if reason is not None:
-                        self._end(reason)
+        if self._next_tick == 0.0:
+            self._next_tick = trio.current_time() + tick
+        while not self._ended.is_set():
+            if self._idle:
+                if self._writer_wanted:
                     return
-                if not self._ended.is_set():
-                    self._tick()
-        finally:
-            self._read_scope = None
-            self._reader_done.set()
+            elif not self._writer_running and self._nursery is not None and not self._nursery.child_tasks:
+                return
+            reason: str | None = None
+            with trio.CancelScope(deadline=self._next_tick) as scope:
+                self._read_scope = scope
+                try:
+                    reason = await self._read_input()
+                finally:
+                    self._read_scope = None
+            if not scope.cancelled_caught:  # the input ended, or the link did
+                if reason is not None:
+                    self._end(reason)
+                return
+            if not self._ended.is_set() and trio.current_time() >= self._next_tick:
+                self._next_tick = trio.current_time() + tick
+                self._tick()
 
     async def _read_input(self) -> str | None:
         """Read the connection and process what comes until the input ends (returns
@@ -829,6 +882,8 @@ class Link:
                 while not self.writer_due:
                     if self._writer_retiring:  # idle for a whole keepalive tick
                         self._writer_retiring = self._writer_running = False
+                        if self._read_scope is not None:  # (it may leave its nursery now)
+                            self._read_scope.cancel()
                         return
                     await self._write_lot.park()
                 self._writer_retiring = False
@@ -944,6 +999,7 @@ class Link:
         if silent > self.config.peer_timeout and not self._reading_paused:
             self._end(f"the peer sent nothing for {silent:.1f}s (peer_timeout {self.config.peer_timeout}s)")
             return
+        queued = False
         for ns in list(self.streams.values()) if self.keepalive_data else ():
             if (
                 ns.can_send
@@ -953,9 +1009,13 @@ class Link:
                 and now - ns.last_sent >= interval
             ):
                 ns.outbox += KEEPALIVE
-                self.schedule(ns)
+                self.ready[ns] = None
+                queued = True
         self.mux.ping()
-        self._write_here()
+        io = self.io
+        if queued and io is not None and io.direct and not io.backlog and not self._send_lock.locked():
+            self._pump()  # (the keepalive items framed here, as the writer would: no writer for them)
+        self._write_here()  # (the writer is woken if the socket did not take it all)
         # A writer that made no pass since the last tick retires (it is started
         # again when something is to be written): an idle connection keeps no task
         # for it. (On a transport not written directly, the PINGs need the writer:

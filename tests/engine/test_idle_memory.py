@@ -130,10 +130,13 @@ async def test_an_idle_links_writer_retires_and_comes_back_when_needed(tmp_path,
     async with session_pair("tcp", tmp_path, config=config, profile=profile) as (cli, srv):
         links = [cli._core._own_link, *srv._core._links]
         with trio.fail_after(5):
-            while any("_writer" in _task_names(link._nursery) for link in links):
+            while any(link._nursery is not None for link in links):
                 await trio.sleep(0.05)
-        await trio.sleep(1)  # several ticks: PINGs keep both sides alive, nothing restarts
-        assert all(_task_names(link._nursery) == [] for link in links)  # (run's task reads)
+        passes = [link._writer_passes for link in links]
+        await trio.sleep(1)  # several ticks: PINGs and keepalive items go out, nothing restarts
+        # the task running the link reads, and keeps no nursery while it has no task
+        assert all(link._nursery is None for link in links)
+        assert [link._writer_passes for link in links] == passes
         assert not cli._core.closed_reason and not srv._core.closed_reason
         # a message bigger than the socket takes at once needs the writer: it comes back
         sender = await cli.open_sender()
@@ -164,3 +167,40 @@ async def test_a_client_keeps_park_pool_initial_parks_until_the_server_opens_a_s
 def test_park_pool_initial_must_be_a_positive_int(bad):
     with pytest.raises(ValueError, match="park_pool_initial"):
         libchan.Config(park_pool_initial=bad)
+
+
+@pytest.mark.fast_paths  # (the task running the link reads only on a socket read directly)
+@pytest.mark.parametrize("profile", ["h2", "spdy"])
+async def test_traffic_after_each_idle_spell_loses_nothing(tmp_path, profile):
+    """Between bursts the links go idle (no writer, no nursery: the task running each
+    reads); each burst needs the writer again (messages larger than a socket takes at
+    once, both ways, and a byte stream) and gets everything through."""
+    config = libchan.Config(keepalive_interval=0.2, peer_timeout=3)
+    big = bytes(range(256)) * 12_000  # 3 MB
+    async with session_pair("tcp", tmp_path, config=config, profile=profile) as (cli, srv):
+        sender = await cli.open_sender()
+        receiver = await srv.accept_receiver()
+        back = await srv.open_sender()
+        back_receiver = await cli.accept_receiver()
+        links = [cli._core._own_link, *srv._core._links]
+        for spell in range(4):
+            with trio.fail_after(5):
+                while any(link._nursery is not None for link in links):
+                    await trio.sleep(0.02)
+            mine, theirs = libchan.stream_pipe()
+            with trio.fail_after(20):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(sender.send, {"n": spell, "big": big, "stream": theirs})
+                    nursery.start_soon(back.send, {"n": spell, "big": big[::-1]})
+                    got = await receiver.receive()
+                    assert got["n"] == spell and got["big"] == big
+                    reply = await back_receiver.receive()
+                    assert reply["n"] == spell and reply["big"] == big[::-1]
+                    remote = got["stream"]
+                    nursery.start_soon(mine.send_all, big)
+                    received = bytearray()
+                    while len(received) < len(big):
+                        received += await remote.receive_some()
+                    assert received == big
+                    await mine.aclose()
+        assert not cli._core.closed_reason and not srv._core.closed_reason
