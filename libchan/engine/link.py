@@ -184,7 +184,9 @@ class Link:
         self._consumers_read = self.io.direct
         try:
             if self.io.direct:
-                await self._run_reading_here(task_status)
+                task_status.started()
+                del task_status  # (it holds the nursery trio started this task in, for good)
+                await self._run_reading_here()
                 return
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -207,7 +209,7 @@ class Link:
                     except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                         pass
 
-    async def _run_reading_here(self, task_status: trio.TaskStatus[None]) -> None:
+    async def _run_reading_here(self) -> None:
         """:meth:`run` on a socket read directly: this task reads (its reads are
         cancel-safe) and ticks the keepalive, with a nursery for the writer and the
         handshake watchdog only while one of them runs. An idle connection keeps this
@@ -226,7 +228,6 @@ class Link:
                         if not self.mux.handshake_done:
                             nursery.start_soon(self._handshake_watchdog)
                         self.wake()
-                        task_status.started()
                         started = True
                     await self._read_and_tick()  # (until the link ends, or its tasks did)
                     if self._ended.is_set():
@@ -238,6 +239,7 @@ class Link:
                     self._nursery = None
                     self._idle = True
                     self._writer_wanted = False
+                del nursery  # (nothing keeps a nursery that ended)
                 await self._read_and_tick()  # (until the link ends, or the writer is wanted)
             self._reader_done.set()
             await self._last_words()

@@ -79,7 +79,11 @@ class Lot:
     def unpark(self) -> None:
         """Wake the task that waits longest, if any."""
         if self._tasks:
-            trio.lowlevel.reschedule(self._tasks.pop(0))
+            task = self._tasks.pop(0)
+            trio.lowlevel.reschedule(task)
+            sole = self._sole
+            if sole is not None and sole.task is task:
+                sole.task = None  # (a task that ended must not live on in its lot)
 
     def unpark_all(self) -> None:
         """Wake every waiting task."""
@@ -88,6 +92,9 @@ class Lot:
             for task in tasks:  # (reschedule runs nothing: nobody parks meanwhile)
                 trio.lowlevel.reschedule(task)
             tasks.clear()
+            sole = self._sole
+            if sole is not None:
+                sole.task = None  # (a task that ended must not live on in its lot)
 
 
 def _leave(tasks: list[trio.lowlevel.Task], task: trio.lowlevel.Task, _: object) -> trio.lowlevel.Abort:
@@ -102,7 +109,8 @@ class _SoleAbort:
 
     It stays right for that task as long as it waits: ``task`` changes only when a
     task enters the lot empty again, i.e. once that one has left it (woken, or
-    aborted). It holds the lot's list, not the lot (no cycle to collect)."""
+    aborted), and is None once it left (a task that ended is not kept alive by the
+    lots it waited in). It holds the lot's list, not the lot (no cycle to collect)."""
 
     __slots__ = ("_tasks", "task")
 
@@ -112,6 +120,7 @@ class _SoleAbort:
 
     def __call__(self, _: object) -> trio.lowlevel.Abort:
         self._tasks.remove(self.task)  # type: ignore[arg-type]
+        self.task = None
         return trio.lowlevel.Abort.SUCCEEDED
 
 

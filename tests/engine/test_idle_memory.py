@@ -8,6 +8,7 @@ byte counts, which ``bench/scale.py`` measures.
 from __future__ import annotations
 
 import gc
+from contextlib import AsyncExitStack
 
 import pytest
 import trio
@@ -17,7 +18,7 @@ import libchan
 from libchan.engine import core, netstream, outbox, waiters
 from libchan.engine.netstream import NetStream
 from libchan.engine.outbox import Outbox
-from helpers import session_pair
+from helpers import served, session_pair
 
 
 def _streams(session) -> list[NetStream]:
@@ -204,3 +205,44 @@ async def test_traffic_after_each_idle_spell_loses_nothing(tmp_path, profile):
                     assert received == big
                     await mine.aclose()
         assert not cli._core.closed_reason and not srv._core.closed_reason
+
+
+def _ended_tasks_and_nurseries() -> tuple[list[str], int]:
+    gc.collect()
+    objects = gc.get_objects()
+    tasks = [o.name for o in objects if isinstance(o, trio.lowlevel.Task) and o.coro.cr_frame is None]
+    nurseries = sum(1 for o in objects if type(o).__name__ == "Nursery" and getattr(o, "_closed", False))
+    return tasks, nurseries
+
+
+@pytest.mark.fast_paths  # (an idle link gives up its nursery only on a socket read directly)
+async def test_idle_sessions_keep_no_ended_task_or_nursery(tmp_path):
+    """What ended (a retired writer, a link's nursery, the nursery trio started the
+    link's task in) is not kept alive by an idle session: not by a lot the writer
+    waited in, nor by the task still running the link. Three more idle sessions on
+    the same server keep no more ended nurseries than one."""
+    config = libchan.Config(keepalive_interval=0.3, peer_timeout=3)
+    servers: list[libchan.Session] = []
+    done = trio.Event()
+
+    async def handler(session: libchan.Session) -> None:
+        servers.append(session)
+        await done.wait()
+
+    async def idle(clients: list[libchan.Session]) -> tuple[list[str], int]:
+        links = [c._core._own_link for c in clients] + [link for s in servers for link in s._core._links]
+        with trio.fail_after(5):
+            while any(link._nursery is not None for link in links):
+                await trio.sleep(0.05)
+        return _ended_tasks_and_nurseries()
+
+    async with served("tcp", handler, tmp_path, config) as (url, _):
+        async with AsyncExitStack() as stack:
+            clients = [await stack.enter_async_context(libchan.connect(url, config=config))]
+            tasks_one, nurseries_one = await idle(clients)
+            for _ in range(3):
+                clients.append(await stack.enter_async_context(libchan.connect(url, config=config)))
+            tasks_four, nurseries_four = await idle(clients)
+            assert [t for t in tasks_four if "libchan" in t] == [t for t in tasks_one if "libchan" in t] == []
+            assert nurseries_four == nurseries_one
+            done.set()

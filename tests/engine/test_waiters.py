@@ -186,3 +186,20 @@ async def test_a_lone_waiter_yields_the_lots_own_trap_made_once(way):
         b.cancel()
         await trio.testing.wait_all_tasks_blocked()
         assert woken == ["a", "b cancelled"] and not lot
+
+
+@pytest.mark.parametrize("leave", ["unpark", "unpark_all", "cancel"])
+async def test_a_lot_keeps_no_task_that_left_it(leave):
+    """A task that waited alone is not referred to by the lot once it left (woken or
+    cancelled): a task that ended must not live on in the lots it waited in."""
+    lot, woken = Lot(), []
+    async with trio.open_nursery() as nursery:
+        scope = await _park(lot, "a", woken, nursery)
+        assert lot._sole is not None and lot._sole.task is not None
+        if leave == "cancel":
+            scope.cancel()
+        else:
+            getattr(lot, leave)()
+        await trio.testing.wait_all_tasks_blocked()
+    assert woken == (["a cancelled"] if leave == "cancel" else ["a"])
+    assert lot._sole.task is None
