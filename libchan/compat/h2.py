@@ -13,6 +13,9 @@ used everywhere else; what follows reads or writes h2's private state:
   (a pass over all streams for every stream opened: quadratic in the streams of a
   connection) come from a :class:`StreamCounter`, which keeps the open streams as
   sets and prunes closed streams from h2's table as h2's count does;
+* :class:`SharedDispatchH2Connection`: that connection without a dict of bound
+  methods of its own for dispatching received frames (probe:
+  :meth:`SharedDispatchH2Connection.usable`);
 * :class:`CompactSettings`: h2's settings, each settled value kept as an int and a
   changing one's values in a short list, instead of a ``deque`` each (probe:
   :meth:`CompactSettings.usable`).
@@ -49,7 +52,8 @@ import h2.stream
 import h2.windows
 
 __all__ = [
-    "CompactSettings", "DataFastPath", "PeerCountedH2Connection", "StreamCounter", "limit_closed_streams",
+    "CompactSettings", "DataFastPath", "PeerCountedH2Connection", "SharedDispatchH2Connection", "StreamCounter",
+    "limit_closed_streams",
     "make_settings", "raise_stream_limit",
 ]
 
@@ -281,6 +285,62 @@ class PeerCountedH2Connection(h2.connection.H2Connection):
         )
 
 
+class SharedDispatchH2Connection(PeerCountedH2Connection):
+    """A :class:`PeerCountedH2Connection` without a frame dispatch table of its own:
+    h2 makes, for every connection, a dict from frame class to a bound method of the
+    connection (``_frame_dispatch_table``, about 0.7 KB of every idle connection) and
+    reads it only to dispatch a received frame (``_receive_frame``: the frames the DATA
+    fast path leaves to h2). Here the table h2's ``__init__`` assigns is turned into
+    method names once, for all connections, and each lookup binds the method then."""
+
+    #: frame class -> name of the H2Connection method that receives it (from h2's own table)
+    _dispatch_names: dict[type, str] = {}
+
+    @property  # type: ignore[override]  # (a mapping for h2's one lookup, not a dict)
+    def _frame_dispatch_table(self) -> _BoundDispatch:
+        return _BoundDispatch(self)
+
+    @_frame_dispatch_table.setter
+    def _frame_dispatch_table(self, table: dict[type, Any]) -> None:
+        names = SharedDispatchH2Connection._dispatch_names
+        if not names:
+            names.update((frame_class, method.__name__) for frame_class, method in table.items())
+
+    @classmethod
+    def usable(cls) -> bool:
+        """True if this h2 keeps its dispatch table where expected: a dict of bound
+        methods of the connection itself, assigned in ``__init__``."""
+        global _dispatch_usable
+        if _dispatch_usable is None:
+            conn = h2.connection.H2Connection()
+            table = conn.__dict__.get("_frame_dispatch_table")
+            _dispatch_usable = (
+                PeerCountedH2Connection.usable()
+                and isinstance(table, dict)
+                and bool(table)
+                and all(
+                    getattr(method, "__self__", None) is conn and getattr(conn, method.__name__, None) == method
+                    for method in table.values()
+                )
+            )
+        return _dispatch_usable
+
+
+_dispatch_usable: bool | None = None
+
+
+class _BoundDispatch:
+    """What h2 asks of its dispatch table: ``table[frame_class]`` gives the bound method."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: h2.connection.H2Connection) -> None:
+        self._conn = conn
+
+    def __getitem__(self, frame_class: type) -> Any:
+        return getattr(self._conn, SharedDispatchH2Connection._dispatch_names[frame_class])
+
+
 class StreamCounter:
     """The streams open on ``conn`` (RFC 9113 5.1.2: open or half-closed), ours and
     the peer's, kept as sets of ids instead of counted by a pass over h2's stream
@@ -298,20 +358,22 @@ class StreamCounter:
     def __init__(self, conn: h2.connection.H2Connection) -> None:
         self._conn = conn
         self._ours_parity = 1 if conn.config.client_side else 0
-        self.ours: set[int] = set()
-        self.peers: set[int] = set()
-        self._touched: set[int] = set()
+        # (dicts used as sets: an empty or small set is 216 bytes, a dict 64 to 184;
+        # a connection has three, idle ones mostly empty)
+        self.ours: dict[int, None] = {}
+        self.peers: dict[int, None] = {}
+        self._touched: dict[int, None] = {}
         self._until_resync = 1024
         #: Streams looked at so far (what a test counts instead of timing).
         self.checks = 0
 
     def touch(self, stream_id: int) -> None:
         """``stream_id`` may have closed: look at it on the next :meth:`settle`."""
-        self._touched.add(stream_id)
+        self._touched[stream_id] = None
 
     def opened(self, stream_id: int) -> None:
         """``stream_id`` (ours or the peer's) opened and counts from now on."""
-        (self.ours if stream_id % 2 == self._ours_parity else self.peers).add(stream_id)
+        (self.ours if stream_id % 2 == self._ours_parity else self.peers)[stream_id] = None
         self._until_resync -= 1
         if self._until_resync <= 0:
             self.resync()
@@ -338,19 +400,19 @@ class StreamCounter:
                 del streams[sid]
                 if memory is not None:
                     memory[sid] = stream.closed_by  # (what h2's _open_streams does)
-            self.ours.discard(sid)
-            self.peers.discard(sid)
+            self.ours.pop(sid, None)
+            self.peers.pop(sid, None)
         touched.clear()
 
     def resync(self) -> None:
         """One pass over h2's stream table: the sets rebuilt, closed streams pruned."""
-        self._touched.update(sid for sid, stream in self._conn.streams.items() if stream.closed)
+        self._touched.update((sid, None) for sid, stream in self._conn.streams.items() if stream.closed)
         self.settle()
         streams = self._conn.streams
         self.checks += len(streams)
-        self.ours = {sid for sid in self.ours if sid in streams}
-        self.peers = {sid for sid in self.peers if sid in streams}
+        self.ours = {sid: None for sid in self.ours if sid in streams}
+        self.peers = {sid: None for sid in self.peers if sid in streams}
         for sid, stream in streams.items():
             if stream.open:
-                (self.ours if sid % 2 == self._ours_parity else self.peers).add(sid)
+                (self.ours if sid % 2 == self._ours_parity else self.peers)[sid] = None
         self._until_resync = max(1024, len(streams))

@@ -35,7 +35,7 @@ from ..spdy_like.mux import (
     WindowOpened,
 )
 from .sockio import TransportIO
-from .waiters import NO_WAITERS, Lot, own_lot
+from .waiters import NO_WAITERS, FifoLock, Flag, Lot, own_lot
 
 if TYPE_CHECKING:
     from .budget import Account
@@ -139,7 +139,7 @@ class Link:
         # whole connection (TCP backpressure) instead of growing buffers.
         self._flow_controlled = mux.flow_controlled
         self._read_lot = NO_WAITERS
-        self._reader_done = trio.Event()
+        self._reader_done = Flag()
         #: The scope of the reads between two keepalive ticks, when run()'s own task reads
         #: (see _read_and_tick): _end cancels it.
         self._read_scope: trio.CancelScope | None = None
@@ -161,9 +161,9 @@ class Link:
         self._last_rx = trio.current_time()
         self._reading_paused = False
         # Only one task may be inside transport.send_all (the writer, or aclose's GOAWAY).
-        self._send_lock = trio.StrictFIFOLock()
+        self._send_lock = FifoLock()
         self._nursery: trio.Nursery | None = None
-        self._ended = trio.Event()
+        self._ended = Flag()
         #: The first bytes the peer sent (up to 16), once it sent any: connect()
         #: tells a peer of the wrong protocol by them.
         self.first_input: bytes | None = None

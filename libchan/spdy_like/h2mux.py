@@ -27,6 +27,7 @@ from ..compat.h2 import (
     DataFastPath,
     make_settings,
     PeerCountedH2Connection,
+    SharedDispatchH2Connection,
     StreamCounter,
     limit_closed_streams,
     raise_stream_limit,
@@ -146,7 +147,11 @@ class H2Multiplexer:
         self.needs_end_marker = not client_side
         config = _H2_CONFIGS[client_side]
         # (h2's per-stream count of the peer's streams is replaced by _refuse_excess's per read)
-        factory = PeerCountedH2Connection if PeerCountedH2Connection.usable() else h2.connection.H2Connection
+        factory: type[h2.connection.H2Connection] = h2.connection.H2Connection
+        if SharedDispatchH2Connection.usable():  # (also PeerCounted, and without a dispatch dict each)
+            factory = SharedDispatchH2Connection
+        elif PeerCountedH2Connection.usable():
+            factory = PeerCountedH2Connection
         self._conn = factory(config=config)
         #: The open streams of each side, counted as they open and close (compat/h2.py).
         self.counter = StreamCounter(self._conn)

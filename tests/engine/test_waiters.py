@@ -203,3 +203,69 @@ async def test_a_lot_keeps_no_task_that_left_it(leave):
         await trio.testing.wait_all_tasks_blocked()
     assert woken == (["a cancelled"] if leave == "cancel" else ["a"])
     assert lot._sole.task is None
+
+
+async def test_a_flag_wakes_every_waiter_once_set_and_lets_later_ones_through():
+    from libchan.engine.waiters import Flag
+
+    flag, woken = Flag(), []
+
+    async def wait(name: str) -> None:
+        await flag.wait()
+        woken.append(name)
+
+    async with trio.open_nursery() as nursery:
+        for name in "abc":
+            nursery.start_soon(wait, name)
+        await trio.testing.wait_all_tasks_blocked()
+        assert not flag.is_set() and woken == []
+        with trio.move_on_after(0.01) as scope:  # a waiter cancelled meanwhile leaves
+            await flag.wait()
+        assert scope.cancelled_caught
+        flag.set()
+        flag.set()  # (once)
+        assert flag.is_set()
+        await trio.testing.wait_all_tasks_blocked()
+        assert sorted(woken) == ["a", "b", "c"]
+    await flag.wait()  # set: returns at once
+    with trio.CancelScope() as scope:  # (a checkpoint all the same)
+        scope.cancel()
+        await flag.wait()
+    assert scope.cancelled_caught
+
+
+async def test_a_fifo_lock_goes_to_waiters_in_order_and_skips_cancelled_ones():
+    from libchan.engine.waiters import FifoLock
+
+    lock, order = FifoLock(), []
+    scopes: dict[str, trio.CancelScope] = {}
+
+    async def take(name: str) -> None:
+        with trio.CancelScope() as scope:
+            scopes[name] = scope
+            async with lock:
+                order.append(name)
+                assert lock.locked()
+                await trio.sleep(0.01)
+            return
+        order.append(name + " cancelled")
+
+    async with trio.open_nursery() as nursery:
+        await lock.__aenter__()
+        assert lock.locked()
+        for name in "abcd":
+            nursery.start_soon(take, name)
+            await trio.testing.wait_all_tasks_blocked()
+        scopes["b"].cancel()
+        await trio.testing.wait_all_tasks_blocked()
+        await lock.__aexit__(None, None, None)  # handed to a directly: nobody takes it in between
+        assert lock.locked()
+    assert order == ["b cancelled", "a", "c", "d"]
+    assert not lock.locked()
+    with pytest.raises(RuntimeError):
+        lock.release()
+    with trio.CancelScope() as scope:  # acquiring is a checkpoint
+        scope.cancel()
+        async with lock:
+            pass
+    assert scope.cancelled_caught and not lock.locked()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 
+import h2.connection
 import h2.settings
 import pytest
 
@@ -126,3 +127,33 @@ def test_a_multiplexers_header_tables_are_compact():
     mux = H2Multiplexer(client_side=True)
     for coder in (mux._conn.encoder, mux._conn.decoder):
         assert type(coder.header_table.dynamic_entries) is not collections.deque
+
+
+def test_connections_share_one_dispatch_table_and_dispatch_as_h2_does():
+    """No dict of bound methods per connection; every kind of frame h2 receives is still
+    dispatched to h2's own method for it (the pair below exchanges SETTINGS, PING,
+    HEADERS, DATA, WINDOW_UPDATE, PRIORITY, RST_STREAM and GOAWAY)."""
+    assert compat.SharedDispatchH2Connection.usable()
+    client = H2Multiplexer(client_side=True)
+    server = H2Multiplexer(client_side=False)
+    for mux in (client, server):
+        assert type(mux._conn) is compat.SharedDispatchH2Connection
+        assert "_frame_dispatch_table" not in mux._conn.__dict__
+    plain = h2.connection.H2Connection()
+    names = compat.SharedDispatchH2Connection._dispatch_names
+    assert {k: v.__name__ for k, v in plain._frame_dispatch_table.items()} == names
+    for frame_class, method in plain._frame_dispatch_table.items():
+        assert client._conn._frame_dispatch_table[frame_class] == getattr(client._conn, method.__name__)
+    _pump(client, server)
+    conn = client._conn
+    conn.ping(b"12345678")
+    conn.send_headers(1, [(":method", "POST"), (":scheme", "http"), (":authority", "x"), (":path", "/")])
+    conn.send_data(1, b"hello")
+    conn.prioritize(1, weight=32)
+    conn.increment_flow_control_window(1000)
+    conn.reset_stream(1)
+    conn.close_connection()
+    events = server._conn.receive_data(conn.data_to_send())
+    kinds = {type(e).__name__ for e in events}
+    assert {"PingReceived", "RequestReceived", "DataReceived", "PriorityUpdated",
+            "WindowUpdated", "StreamReset", "ConnectionTerminated"} <= kinds
