@@ -41,6 +41,7 @@ from typing import Any, cast
 
 import trio
 
+from ..compat.trio_epoll import ReadableWait, readable_wait
 from ..compat.trio_ssl import TlsState, take_over
 
 __all__ = ["TransportIO"]
@@ -77,8 +78,8 @@ class TransportIO:
     """Reads and writes of one connection (see the module docstring)."""
 
     # (slots: one per connection)
-    __slots__ = ("backlog", "_big_reads", "_prefix", "_tls", "_tls_ended", "_tls_error", "transport", "_tsock",
-        "_write", "_writev")
+    __slots__ = ("backlog", "_big_reads", "_prefix", "_readable", "_tls", "_tls_ended", "_tls_error", "transport",
+        "_tsock", "_write", "_writev")
 
     def __init__(self, transport: trio.abc.Stream, *, fast_paths: bool = True) -> None:
         self.transport = transport
@@ -92,6 +93,9 @@ class TransportIO:
         self._tls_error: BaseException | None = None  # raised by the next read
         self._tls_ended = False  # close_notify was read: every later read is b""
         self._tsock: Any = None
+        #: The socket's read wait without trio's per-wait objects (compat/trio_epoll.py),
+        #: made at the first wait; False where it cannot be had.
+        self._readable: ReadableWait | None | bool = None
         self._big_reads = False  # (see _BIG_READ)
         tls = take_over(inner) if fast_paths else None
         if tls is not None:
@@ -218,7 +222,14 @@ class TransportIO:
                 return data
         while True:
             try:
-                await trio.lowlevel.wait_readable(self._tsock)
+                readable = self._readable
+                if readable is None:
+                    fd = self._tsock.fileno()
+                    readable = self._readable = (readable_wait(fd) if fd != -1 else None) or False
+                if readable and self._tsock.fileno() != -1:
+                    await cast(ReadableWait, readable).wait()
+                else:
+                    await trio.lowlevel.wait_readable(self._tsock)
             except (trio.ClosedResourceError, ValueError):  # (ValueError: closed before the wait)
                 if self._tsock.fileno() == -1:
                     raise trio.ClosedResourceError("the connection's socket was closed") from None
