@@ -1017,6 +1017,8 @@ class Link:
         io = self.io
         if queued and io is not None and io.direct and not io.backlog and not self._send_lock.locked():
             self._pump()  # (the keepalive items framed here, as the writer would: no writer for them)
+            if self.writer_due:
+                self._kick_writer()  # (_pump ran out of budget on what other streams queued)
         self._write_here()  # (the writer is woken if the socket did not take it all)
         # A writer that made no pass since the last tick retires (it is started
         # again when something is to be written): an idle connection keeps no task
