@@ -184,6 +184,8 @@ class Server:
         self._limiter = trio.CapacityLimiter(max_concurrency)
         self._nursery: trio.Nursery | None = None
         self._nursery_cm: AbstractAsyncContextManager[trio.Nursery] | None = None
+        #: Handles given out and receivers being served, not yet ended (see :attr:`in_use`).
+        self._serving = 0
 
     def __repr__(self) -> str:
         return f"<libswarm.Server {self.name or hex(id(self))}>"
@@ -276,6 +278,13 @@ class Server:
         return self._nursery is not None
 
     @property
+    def in_use(self) -> bool:
+        """True while a handle of this server (from :meth:`sender` or an answer) is open,
+        a receiver is being served, or a request on one is being handled: a server that
+        is not in use can be stopped without anyone noticing but a later lookup."""
+        return self._serving > 0
+
+    @property
     def nursery(self) -> trio.Nursery:
         """The nursery of the running server (for tasks tied to its life)."""
         if self._nursery is None:
@@ -306,7 +315,8 @@ class Server:
     def sender(self) -> libchan.PipeSender:
         """A fresh handle: a Sender whose messages this server handles (server must be running)."""
         s, r = libchan.pipe()
-        self.nursery.start_soon(self.serve, r)
+        self.nursery.start_soon(self._serve, r, _UNBOUND)
+        self._serving += 1  # (from now: the handle exists before its task starts)
         return s
 
     def _bound_sender(self, identity: Identity | None) -> libchan.PipeSender:
@@ -315,6 +325,7 @@ class Server:
         whoever obtained it, spec/LIBSWARM.md 9.6)."""
         s, r = libchan.pipe()
         self.nursery.start_soon(self._serve, r, identity)
+        self._serving += 1
         return s
 
     def fresh_handle(self, identity: Identity | None, state: Arg) -> libchan.PipeSender:
@@ -328,14 +339,17 @@ class Server:
         """
         s, r = libchan.pipe()
         self.nursery.start_soon(self._serve, r, identity, state)
+        self._serving += 1
         return s
 
     async def serve(self, receiver: trio.abc.ReceiveChannel[Any]) -> None:
         """Handle every message of ``receiver`` until it ends or breaks, then wait for the
         requests still in progress. Closes ``receiver`` when done."""
+        self._serving += 1
         await self._serve(receiver, _UNBOUND)
 
     async def _serve(self, receiver: trio.abc.ReceiveChannel[Any], bound: object, fresh: Any = _UNBOUND) -> None:
+        """(Its caller counted it in ``_serving``; it is uncounted when it ends.)"""
         try:
             async with trio.open_nursery() as nursery:
                 while True:
@@ -354,6 +368,7 @@ class Server:
                     nursery.start_soon(self._run_one, raw, token, bound, fresh)
                     fresh = _UNBOUND
         finally:
+            self._serving -= 1
             await aclose_quietly(receiver)
 
     async def _run_one(self, raw: Any, token: object, bound: object, fresh: Any) -> None:

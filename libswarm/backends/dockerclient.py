@@ -23,7 +23,11 @@ The engine (the service's input) answers:
   ``Get()`` (:meth:`Server.fresh_handle`: ``docker inspect`` costs the engine one request, not two).
   A ``ref`` that is the full id of a container met before is answered at once, no
   inspect (``docker logs`` asks by the id its inspect gave): the engine resolves
-  ``/containers/<id>/...`` at the handle's first request as the lookup would have;
+  ``/containers/<id>/...`` at the handle's first request as the lookup would have.
+  The objects of containers met before are kept while a handle of theirs is open, and
+  at most ``max_idle_objects`` (1024) more, the least recently used dropped first (a
+  later lookup makes a new one): containers created and removed for months through one
+  ``dockerclient`` do not make its memory grow;
 * ``Get()`` -> the engine's ``/info`` JSON; ``Get("version")`` -> its ``/version`` JSON;
   ``Get("containers")`` -> ``GET /containers/json?all=1`` (spec/LIBSWARM.md 6.8);
   ``Get("networks")``, ``Get("network", REF)``, ``Get("volumes")``, ``Get("volume", NAME)``
@@ -80,6 +84,7 @@ import re
 import ssl
 import struct
 import urllib.parse
+from collections import OrderedDict
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
@@ -505,7 +510,10 @@ class DockerClient(Service):
             raise UsageError(f"dockerclient: spawn takes exactly 1 argument, got {len(opts.args)}")
         self.url = opts.args[0]
         self.http = _HTTP(self.url, _client_ssl_context(opts, self.url), client_cert=bool(opts.tlscert))
-        self._objects: dict[str, _Container] = {}
+        #: The objects of containers met before, least recently used first (see _object).
+        self._objects: OrderedDict[str, _Container] = OrderedDict()
+        #: Most container objects kept with no handle open (the least recently used go).
+        self.max_idle_objects = 1024
         self.server = Server(self.driver)
         self.server.on_ls(self._ls).on_spawn(self._spawn).on_attach(self._attach)
         self.server.on_get(self._get).on_start(self._engine_start).on(Verb.Stop, self._engine_stop)
@@ -611,6 +619,7 @@ class DockerClient(Service):
             return
         known = self._objects.get(name) if _FULL_ID.fullmatch(name) else None
         if known is not None:
+            self._objects.move_to_end(name)
             # a container's full id, met before: no inspect. Every request on the handle asks
             # the engine about /containers/<name>/..., which it resolves as the lookup would
             # have (a removed container's first request is its "No such container")
@@ -627,11 +636,37 @@ class DockerClient(Service):
         await req.send(Verb.Ack, text, ret=obj.server.fresh_handle(req.identity, text))
 
     async def _object(self, cid: str) -> "_Container":
-        obj = self._objects.get(cid)  # one object per container, as long as the service runs
-        if obj is None:
-            obj = self._objects[cid] = _Container(self.http, cid)
-            await self.server.nursery.start(obj.server.run)
-        return obj
+        obj = self._objects.get(cid)  # one object per container met, while it is kept
+        if obj is not None:
+            self._objects.move_to_end(cid)
+            return obj
+        self._forget_unused(room_for=1)
+        obj = self._objects[cid] = _Container(self.http, cid)
+        obj.starting = True
+        try:
+            await self.server.nursery.start(obj.run)
+        except BaseException:
+            self._objects.pop(cid, None)
+            raise
+        finally:
+            obj.starting = False
+        return obj  # (its handle is made before the caller's next checkpoint)
+
+    def _forget_unused(self, room_for: int = 0) -> None:
+        """Stop and forget the least recently used objects with no handle open (and not
+        starting) while more than ``max_idle_objects`` would be kept. (A lookup makes
+        the handle of the object it found or made before its next checkpoint: none is
+        forgotten between the two.)"""
+        excess = len(self._objects) + room_for - self.max_idle_objects
+        if excess <= 0:
+            return
+        for cid, obj in list(self._objects.items()):
+            if excess <= 0:
+                break
+            if not obj.starting and obj.server.running and not obj.server.in_use:
+                del self._objects[cid]
+                obj.scope.cancel()
+                excess -= 1
 
     async def _container(self, cid: str) -> Server:
         return (await self._object(cid)).server
@@ -643,10 +678,18 @@ class _Container:
     def __init__(self, http: _HTTP, cid: str) -> None:
         self.http = http
         self.id = cid
+        #: Cancelled when the client forgets this object (see DockerClient._forget_unused).
+        self.scope = trio.CancelScope()
+        self.starting = False  # (DockerClient._object starts its server: not to be forgotten)
         self.server = Server(f"container {cid[:12]}")
         self.server.on_get(self._get).on_start(self._start).on_stop(self._stop)
         self.server.on_attach(self._attach).on_watch(self._watch).on_ls(self._ls).on_spawn(self._exec)
         self.server.on(Verb.Set, self._set)
+
+    async def run(self, *, task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run its server until the client forgets it (or stops)."""
+        with self.scope:
+            await self.server.run(task_status=task_status)
 
     @property
     def path(self) -> str:

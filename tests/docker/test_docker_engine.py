@@ -89,6 +89,48 @@ async def test_client_spawn_attach_stdio(engine):
     assert "lib-1" not in await engine.ls()
 
 
+async def test_client_keeps_container_objects_in_use_and_a_bounded_number_more(dockerd):
+    """An object per container met is kept while a handle of it is open, and at most
+    ``max_idle_objects`` more (the least recently used go first); a container whose
+    object went is found again by its name or its id, and one kept is asked nothing."""
+    service = DockerClient(f"unix://{dockerd.sock}")
+    service.max_idle_objects = 2
+    names = [f"lru-{i}" for i in range(5)]
+    async with libswarm.open_service(service) as (engine, _):
+        engine.timeout = 30
+        try:
+            held = await engine.spawn(json.dumps({"Image": IMAGE, "Cmd": ["true"], "name": names[0]}))
+            held_id = json.loads(await held.get())["Id"]
+            ids = [held_id]
+            for name in names[1:]:
+                c = await engine.spawn(json.dumps({"Image": IMAGE, "Cmd": ["true"], "name": name}))
+                ids.append(json.loads(await c.get())["Id"])
+                await c.aclose()
+                await trio.sleep(0.05)  # (its handle's task ends)
+            kept = list(service._objects)
+            # the one held open stays; of the others, at most max_idle_objects (the newest)
+            assert held_id in kept and len(kept) <= 1 + service.max_idle_objects, kept
+            assert ids[-1] in kept and ids[1] not in kept
+            assert json.loads(await held.get())["Name"] == "/" + names[0]  # (still served)
+            again = await engine.child(ids[1])  # forgotten: looked up again (inspect), new object
+            assert json.loads(await again.get())["Name"] == "/" + names[1]
+            assert ids[1] in service._objects
+            for name, cid in zip(names, ids):
+                c = await engine.child(name)
+                assert json.loads(await c.get())["Id"] == cid
+                await c.aclose()
+                await trio.sleep(0.05)
+            # in use: held and again; and at most max_idle_objects more
+            assert len(service._objects) <= 2 + service.max_idle_objects
+            assert held_id in service._objects and ids[1] in service._objects
+        finally:
+            for name in names:
+                try:
+                    await (await engine.child(name)).stop("rm", "force")
+                except libswarm.RemoteError:
+                    pass
+
+
 async def test_client_errors_carry_engine_message(engine):
     with pytest.raises(libswarm.RemoteError, match="No such container: nope"):
         await engine.child("nope")

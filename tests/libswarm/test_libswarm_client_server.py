@@ -6,6 +6,7 @@ import json
 
 import pytest
 import trio
+import trio.testing
 
 import libchan
 import libswarm
@@ -261,6 +262,47 @@ async def test_fresh_handle_answers_the_first_plain_get_only():
         assert await c2.get("stats") == "live"  # not a plain Get(): the state is dropped
         assert await c2.get() == "live"
         assert [a for a, _ in asked] == [("stats",), ()]
+
+
+async def test_a_server_is_in_use_while_a_handle_or_a_served_receiver_is_open():
+    """``Server.in_use`` (what lets dockerclient forget a container's object): true from the
+    moment a handle is made (before its task runs) until it is closed and its requests are
+    done, and while ``serve(receiver)`` runs; the three kinds of handle count alike."""
+    release = trio.Event()
+
+    async def get(req):
+        await release.wait()
+        await req.set("done")
+
+    alice = libswarm.Identity(transport="unix", uid=1000)
+    srv = libswarm.Server().on(Verb.Get, get)
+    async with srv:
+        assert not srv.in_use
+        for make in (srv.sender, lambda: srv.fresh_handle(alice, "state"), lambda: srv._bound_sender(alice)):
+            handle = make()
+            assert srv.in_use  # (its task has not run yet)
+            await trio.testing.wait_all_tasks_blocked()
+            assert srv.in_use
+            await handle.aclose()
+            await trio.testing.wait_all_tasks_blocked()
+            assert not srv.in_use
+        c = libswarm.Client(srv.sender())
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(c.get, "x")
+            await trio.testing.wait_all_tasks_blocked()
+            await c.aclose()  # the handle closed, its request still running
+            await trio.testing.wait_all_tasks_blocked()
+            assert srv.in_use
+            release.set()
+        await trio.testing.wait_all_tasks_blocked()
+        assert not srv.in_use
+        send, recv = libchan.pipe()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(srv.serve, recv)
+            await trio.testing.wait_all_tasks_blocked()
+            assert srv.in_use
+            await send.aclose()
+        assert not srv.in_use
 
 
 async def test_dockerclient_demux_merges_what_has_arrived():
