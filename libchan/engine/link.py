@@ -143,7 +143,7 @@ class Link:
         #: The scope of the reads between two keepalive ticks, when run()'s own task reads
         #: (see _read_and_tick): _end cancels it.
         self._read_scope: trio.CancelScope | None = None
-        #: When the task reading here ticks next (0: not set yet).
+        #: When the task reading here ticks next (set when it starts reading).
         self._next_tick = 0.0
         #: The task reading here has no nursery (an idle connection): a wake() sets
         #: ``_writer_wanted`` and interrupts the read, and that task starts the writer.
@@ -218,6 +218,7 @@ class Link:
         (:meth:`_kick_writer`) and this task opens a nursery and starts it."""
         try:
             started = False
+            self._next_tick = trio.current_time() + self._tick_interval
             while not self._ended.is_set():
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
@@ -635,9 +636,7 @@ class Link:
         :meth:`_tick` when one is due. Returns when the link ended; with a nursery
         (not ``_idle``), also once none of the link's tasks runs; without one, when
         the writer is wanted (:meth:`_kick_writer`)."""
-        tick = min(self.config.keepalive_interval / 3, self.config.peer_timeout / 3)
-        if self._next_tick == 0.0:
-            self._next_tick = trio.current_time() + tick
+        tick = self._tick_interval
         while not self._ended.is_set():
             if self._idle:
                 if self._writer_wanted:
@@ -982,8 +981,7 @@ class Link:
         ``peer_timeout`` until the link ends, in :meth:`run`'s own task, which has
         nothing else to do meanwhile when a reader task reads (a transport not read
         directly; otherwise :meth:`_read_and_tick` ticks)."""
-        interval = self.config.keepalive_interval
-        tick = min(interval / 3, self.config.peer_timeout / 3)
+        tick = self._tick_interval
         ended = self._ended
         while not ended.is_set():
             with trio.move_on_after(tick):
@@ -991,6 +989,12 @@ class Link:
             if ended.is_set():
                 return
             self._tick()
+
+    @property
+    def _tick_interval(self) -> float:
+        """Seconds between keepalive ticks: a third of the shorter of
+        ``keepalive_interval`` and ``peer_timeout``."""
+        return min(self.config.keepalive_interval, self.config.peer_timeout) / 3
 
     def _tick(self) -> None:
         """The keepalive tick: ``peer_timeout``, keepalive items on idle streams, a PING,
