@@ -34,6 +34,7 @@ from ..spdy_like.mux import (
     StreamReset,
     WindowOpened,
 )
+from ..compat.trio_alarm import Alarm, make_alarm
 from .sockio import TransportIO
 from .waiters import NO_WAITERS, FifoLock, Flag, Lot, own_lot
 
@@ -47,6 +48,8 @@ log = logging.getLogger("libchan")
 
 
 _READ_SIZE = 256 * 1024
+#: What _read_input returns when _interrupt_read interrupted it (compared by identity).
+_INTERRUPTED = "(interrupted)"
 _WRITE_BUDGET = 4 * 1024 * 1024
 #: Largest DATA frame we send, whatever the peer allows: the receiver parses a
 #: frame only once all of it arrived, so frames well below the window keep
@@ -65,7 +68,7 @@ class Link:
         "_flow_controlled", "flushed", "handoff", "_handshake_scope", "hold_limit", "_idle",
         "_input_charged", "input_owner", "io", "keepalive_data", "_last_rx", "mux", "_next_tick", "_nursery",
         "on_closed", "on_stream_opened", "peer", "peer_goaway", "_pending", "_pending_answers",
-        "read_error", "_read_lot", "_read_scope", "_reader_done", "_reader_waiting", "_reading_paused", "ready",
+        "_alarm", "read_error", "_read_interrupted", "_read_lot", "_read_scope", "_reading_here", "_reader_done", "_reader_waiting", "_reading_paused", "ready",
         "_send_lock", "streams", "streams_over", "transport", "unread", "_write_lot", "writer_due",
         "_writer_passes", "_writer_passes_seen", "_writer_retiring", "_writer_running", "_writer_wanted")
 
@@ -143,6 +146,12 @@ class Link:
         #: The scope of the reads between two keepalive ticks, when run()'s own task reads
         #: (see _read_and_tick): _end cancels it.
         self._read_scope: trio.CancelScope | None = None
+        #: The tick's deadline where trio allows it without a cancel scope (compat/trio_alarm):
+        #: when it passes, :meth:`_interrupt_read` (the read returns for the tick).
+        self._alarm: Alarm | None = None
+        #: _read_and_tick is in _read_input (with the alarm: an interrupt sets the flag below)
+        self._reading_here = False
+        self._read_interrupted = False
         #: When the task reading here ticks next (set when it starts reading).
         self._next_tick = 0.0
         #: The task reading here has no nursery (an idle connection): a wake() sets
@@ -219,6 +228,8 @@ class Link:
         try:
             started = False
             self._next_tick = trio.current_time() + self._tick_interval
+            if self.config.fast_paths:
+                self._alarm = make_alarm(self._interrupt_read)
             while not self._ended.is_set():
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
@@ -248,6 +259,8 @@ class Link:
             self._nursery = None
             self._idle = False
             self._reader_done.set()
+            if self._alarm is not None:
+                self._alarm.close()
 
     async def _last_words(self) -> None:
         """Best effort, before the tasks stop: send what is queued (a GOAWAY after a
@@ -293,8 +306,9 @@ class Link:
         if self.closed_reason is None:
             self.closed_reason = reason
         self._ended.set()
-        if self._read_scope is not None:
-            self._read_scope.cancel()
+        self._interrupt_read()
+        if self._alarm is not None:
+            self._alarm.close()
         self._first_lot.unpark_all()
 
     def abort(self, reason: str) -> None:
@@ -528,8 +542,7 @@ class Link:
         elif self._idle:  # (the task reading here opens a nursery for it)
             if not self._writer_wanted:
                 self._writer_wanted = True
-                if self._read_scope is not None:
-                    self._read_scope.cancel()
+                self._interrupt_read()
         elif self._nursery is not None and self.closed_reason is None:
             try:
                 self._nursery.start_soon(self._writer)
@@ -644,13 +657,25 @@ class Link:
             elif not self._writer_running and self._nursery is not None and not self._nursery.child_tasks:
                 return
             reason: str | None = None
-            with trio.CancelScope(deadline=self._next_tick) as scope:
-                self._read_scope = scope
+            alarm = self._alarm
+            if alarm is not None:
+                alarm.set(self._next_tick)  # (armed once per tick)
+                self._reading_here = True
+                self._read_interrupted = False
                 try:
                     reason = await self._read_input()
                 finally:
-                    self._read_scope = None
-            if not scope.cancelled_caught:  # the input ended, or the link did
+                    self._reading_here = False
+                interrupted = reason is _INTERRUPTED
+            else:
+                with trio.CancelScope(deadline=self._next_tick) as scope:
+                    self._read_scope = scope
+                    try:
+                        reason = await self._read_input()
+                    finally:
+                        self._read_scope = None
+                interrupted = scope.cancelled_caught
+            if not interrupted:  # the input ended, or the link did
                 if reason is not None:
                     self._end(reason)
                 return
@@ -660,16 +685,21 @@ class Link:
 
     async def _read_input(self) -> str | None:
         """Read the connection and process what comes until the input ends (returns
-        why) or the link ended (returns None). Cancel-safe between reads on a socket
-        read directly (the keepalive tick of :meth:`_read_and_tick` interrupts it)."""
+        why) or the link ended (returns None), or :meth:`_interrupt_read` interrupted
+        :meth:`_read_and_tick`'s read (returns _INTERRUPTED). Cancel-safe between reads
+        on a socket read directly (without an alarm, a cancel scope interrupts it)."""
         io = cast(TransportIO, self.io)  # (run() sets it before it starts reading)
         try:
             while True:
+                if self._read_interrupted:
+                    return _INTERRUPTED
                 if not self._flow_controlled:
                     while not self.mux.closed and (self.streams_over or self._withhold_input()):
                         self._reading_paused = True
                         lot = self._read_lot = own_lot(self._read_lot)
                         await lot.park()
+                        if self._read_interrupted:  # (still paused: _tick knows why input stopped)
+                            return _INTERRUPTED
                     self._reading_paused = False
                     self._last_rx = max(self._last_rx, trio.current_time() - 1.0)
                 if self.mux.input_pending:
@@ -683,7 +713,7 @@ class Link:
                             return None
                     continue
                 if self.input_owner is not None:
-                    while self.input_owner is not None:
+                    while self.input_owner is not None and not self._read_interrupted:
                         await self._reader_park()
                     continue  # (what the consumer read may call for a pause: look again)
                 self.input_owner = self
@@ -693,7 +723,7 @@ class Link:
                     if self.input_owner is self:
                         self.input_owner = None
                 if data is None:
-                    continue  # an interrupt meant for a consumer (a race): read again
+                    continue  # _interrupt_read, or one meant for a consumer (a race): look again
                 if not data:
                     return "connection closed by the peer"
                 self._process_input(data)
@@ -708,6 +738,27 @@ class Link:
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ssl.SSLError) as exc:
             self.read_error = exc
             return f"connection lost ({_describe(exc)})"
+
+    def _interrupt_read(self) -> None:
+        """:meth:`_read_and_tick`'s read returns (for a tick, the writer wanted, the
+        link's end): its cancel scope is cancelled, or, with the alarm, wherever
+        :meth:`_read_input` waits it is woken and returns _INTERRUPTED. (Also the
+        alarm's callback, from trio's run loop.)"""
+        if self._read_scope is not None:
+            self._read_scope.cancel()
+            return
+        if not self._reading_here or self._read_interrupted:
+            return
+        self._read_interrupted = True
+        if self.input_owner is self:
+            cast(TransportIO, self.io).interrupt_reader()
+        elif self._reading_paused:
+            self._read_lot.unpark_all()
+        else:
+            task = self._reader_waiting
+            if task is not None:
+                self._reader_waiting = None
+                trio.lowlevel.reschedule(task)
 
     def _process_input(self, data: bytes) -> None:
         """Bytes from the transport into the multiplexer, events out to the streams."""
@@ -883,8 +934,7 @@ class Link:
                 while not self.writer_due:
                     if self._writer_retiring:  # idle for a whole keepalive tick
                         self._writer_retiring = self._writer_running = False
-                        if self._read_scope is not None:  # (it may leave its nursery now)
-                            self._read_scope.cancel()
+                        self._interrupt_read()  # (it may leave its nursery now)
                         return
                     await self._write_lot.park()
                 self._writer_retiring = False
