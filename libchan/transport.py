@@ -407,9 +407,9 @@ class _Server:
             return
         if found is None:
             if sid is None:
-                session = SessionCore(server_side=True, config=self.config, anonymous=True)
+                session = SessionCore(server_side=True, config=self.config, anonymous=True, host=self.nursery)
             else:
-                session = SessionCore(server_side=True, config=self.config, session_id=sid)
+                session = SessionCore(server_side=True, config=self.config, session_id=sid, host=self.nursery)
                 self.sessions[sid] = session
             self.session_links[session] = set()
             self.session_principals[session] = principal

@@ -36,6 +36,7 @@ from ..pipe import PipeSender
 from ..peerlog import peer_log
 from ..messages.cbor_codec import TAGS
 from .budget import Account
+from .hosted import HostedTasks
 from .link import Link
 from ..spdy_like.mux import StreamOpened
 from .netstream import CANCEL, NetReceiver, NetSender, NetStream, facade_for
@@ -66,7 +67,7 @@ class SessionCore:
     # (slots: one per session, thousands of idle ones; its __dict__ was 1.6 KB)
     __slots__ = ("_accept_lot", "_accept_queue", "_account", "_anonymous", "_authority",
         "closed_reason", "closing", "codec", "config", "_control", "_encoded_objects", "_entered",
-        "_expiring", "_had_stream", "_links", "_nursery", "_nursery_cm", "_own_link",
+        "_expiring", "_had_stream", "_host", "_links", "_nursery", "_nursery_cm", "_own_link",
         "_park_failures", "_park_lot", "_park_managing", "_park_target", "_parks", "_parks_outstanding", "_peer",
         "_peer_closed_gracefully", "profile", "refs", "_scheme", "server_side", "session_id",
         "short_bytes_below", "short_bytes_heads", "_streams", "_transport")
@@ -84,8 +85,12 @@ class SessionCore:
         anonymous: bool = False,
         account: Account | None = None,
         peer: str = "the peer",
+        host: trio.Nursery | None = None,
     ) -> None:
         self.config = config or Config()
+        #: A server's nursery: a session without a connection of its own runs its tasks
+        #: there (engine/hosted.py), not in a nursery of its own.
+        self._host = host if stream is None else None
         #: A server's Go-profile connection (the session's own link): its budget account.
         self._account = account
         self._peer = peer
@@ -129,7 +134,7 @@ class SessionCore:
         self._control: NetStream | None = None
         self._links: set[Link] = set()
         self._own_link: Link | None = None
-        self._nursery: trio.Nursery | None = None
+        self._nursery: trio.Nursery | HostedTasks | None = None
         self._nursery_cm: Any = None
         self._entered = False
         self._had_stream = False
@@ -140,10 +145,14 @@ class SessionCore:
         if self._entered:
             raise RuntimeError("a Session can be entered only once")
         self._entered = True
-        self._nursery_cm = trio.open_nursery()
-        self._nursery = await self._nursery_cm.__aenter__()
+        if self._host is not None:
+            self._nursery = HostedTasks(self._host, self._task_failed)
+        else:
+            self._nursery_cm = trio.open_nursery()
+            self._nursery = await self._nursery_cm.__aenter__()
         try:
             if self._transport is not None:
+                assert isinstance(self._nursery, trio.Nursery)
                 link = Link(
                     self._transport,
                     self._make_mux(),
@@ -173,8 +182,7 @@ class SessionCore:
                 await self._own_link.open_stream(control, self._request_headers(PATH_SESSION))
                 self._parks_wanted()
         except BaseException:
-            self._nursery.cancel_scope.cancel()
-            await self._nursery_cm.__aexit__(None, None, None)
+            await self._end_tasks()
             raise
         return self
 
@@ -182,12 +190,27 @@ class SessionCore:
         try:
             await self.aclose()
         finally:
-            assert self._nursery is not None
-            self._nursery.cancel_scope.cancel()
-            # Background tasks never raise; the body's own exception (if any)
-            # propagates unwrapped, as it would from a plain ``async with``.
-            await self._nursery_cm.__aexit__(None, None, None)
+            await self._end_tasks()
         return None
+
+    async def _end_tasks(self) -> None:
+        """Cancel the session's tasks and wait until they ended."""
+        tasks = self._nursery
+        if isinstance(tasks, HostedTasks):
+            await tasks.aclose()
+            return
+        assert tasks is not None
+        tasks.cancel_scope.cancel()
+        # Background tasks never raise; the body's own exception (if any)
+        # propagates unwrapped, as it would from a plain ``async with``.
+        await self._nursery_cm.__aexit__(None, None, None)
+
+    def _task_failed(self, exc: BaseException) -> None:
+        """A task of a session without a nursery of its own raised (a bug: they do
+        not): logged, and the session ends, as it would with a nursery."""
+        log.error("libchan session task failed (session from %s)", self._peer, exc_info=exc)
+        if self.closed_reason is None:
+            self._close_by_peer(f"internal error: {exc!r}", graceful=False)
 
     @property
     def closed(self) -> bool:
