@@ -157,3 +157,54 @@ def test_connections_share_one_dispatch_table_and_dispatch_as_h2_does():
     kinds = {type(e).__name__ for e in events}
     assert {"PingReceived", "RequestReceived", "DataReceived", "PriorityUpdated",
             "WindowUpdated", "StreamReset", "ConnectionTerminated"} <= kinds
+
+
+def test_header_table_entries_met_again_are_one_object_for_every_connection():
+    """What every client of a server indexes (paths, content type, authority) is kept once
+    in all the server's decoder tables; what one session alone sends (its id) is kept by
+    its own tables only."""
+    from libchan.compat import hpack as compat_hpack
+
+    import secrets
+
+    ids_sent = [secrets.token_urlsafe(16) for _ in range(3)]
+    servers = []
+    for i in range(3):
+        client, server = H2Multiplexer(client_side=True), H2Multiplexer(client_side=False)
+        _pump(client, server)
+        client.open_stream([(":method", "POST"), (":scheme", "http"), (":authority", "svc"),
+                            (":path", "/libchan/v1/session"), ("content-type", "application/cbor-seq"),
+                            ("libchan-session", ids_sent[i])])
+        _pump(client, server)
+        servers.append(server)
+    tables = [list(s._conn.decoder.header_table.dynamic_entries) for s in servers]
+    common = {(b":authority", b"svc"), (b":path", b"/libchan/v1/session"), (b"content-type", b"application/cbor-seq")}
+    for entry in common:
+        kept = [next(e for e in t if e == entry) for t in tables]
+        assert kept[1] is kept[2] and kept[0] is kept[1]  # (the first table's own object, shared)
+    ids = [next(e for e in t if e[0] == b"libchan-session") for t in tables]
+    assert [e[1] for e in ids] == [i.encode() for i in ids_sent]
+    assert not any(e in compat_hpack._DecoderEntries.pool.shared for e in ids)
+
+
+def test_header_sharing_stays_bounded_whatever_a_peer_sends(monkeypatch):
+    from libchan.compat import hpack as compat_hpack
+
+    monkeypatch.setattr(compat_hpack, "_SHARED_MAX", 50)
+    monkeypatch.setattr(compat_hpack, "_CANDIDATES_MAX", 100)
+    pool = compat_hpack._Pool()
+    for i in range(5000):  # ever new entries: candidates churn
+        entry = (b"x-junk", b"%d" % i)
+        assert pool.get(entry) is entry
+    assert len(pool.candidates) == 100 and pool.shared == {}
+    for i in range(200):  # each met twice: shared up to the bound
+        first = (b"x-twice", b"%d" % i)
+        pool.get(first)
+        assert pool.get((b"x-twice", b"%d" % i)) is first
+    assert len(pool.shared) == 50 and len(pool.candidates) <= 100
+    value = b"v" * 600  # over _ENTRY_MAX: neither remembered nor shared
+    big = (b"x-big", value)
+    pool.get(big)
+    again = (b"x-big", bytes(value))
+    assert pool.get(again) is again
+
