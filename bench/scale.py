@@ -362,8 +362,6 @@ async def sessions_client(impl: str, port: int, n: int, duration: float) -> dict
 
 
 async def channels_client(port: int, k: int, duration: float, warmup: float) -> dict:
-    import trio
-
     import libchan
 
     config = libchan.Config(max_streams=MAX_STREAMS)
@@ -723,9 +721,9 @@ def _memory_run(opts: argparse.Namespace, trace: bool) -> dict:
 def bench_memory(opts: argparse.Namespace) -> None:
     n, k = opts.sessions, opts.mem_channels
     plain = _memory_run(opts, trace=False)
-    print(f"  memory: RSS run done", file=sys.stderr, flush=True)
+    print("  memory: RSS run done", file=sys.stderr, flush=True)
     traced = _memory_run(opts, trace=True)
-    print(f"  memory: tracemalloc run done", file=sys.stderr, flush=True)
+    print("  memory: tracemalloc run done", file=sys.stderr, flush=True)
 
     def rss_delta(steps: dict, a: str, b: str, side: int) -> float:
         return (steps[b][side]["rss_kb"] - steps[a][side]["rss_kb"]) * 1024
