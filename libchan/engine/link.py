@@ -11,6 +11,7 @@ to ``on_stream_opened``.
 from __future__ import annotations
 
 import logging
+import math
 import weakref
 from functools import partial
 import ssl
@@ -65,8 +66,8 @@ class Link:
     # (slots: one per connection, thousands of idle ones; its __dict__ was 1.6 KB)
     __slots__ = ("account", "_capacity_lot", "closed_reason", "config", "_conn_ack_at", "done_holding",
         "_conn_unacked", "_consumers_read", "_drain_lot", "_ended", "first_input", "_first_lot",
-        "_flow_controlled", "flushed", "handoff", "_handshake_scope", "hold_limit", "_idle",
-        "_input_charged", "input_owner", "io", "keepalive_data", "_last_rx", "mux", "_next_tick", "_nursery",
+        "_flow_controlled", "flushed", "handoff", "_handshake_deadline", "_handshake_scope", "hold_limit", "_idle",
+        "_input_charged", "_input_over", "input_owner", "io", "keepalive_data", "_last_rx", "mux", "_next_tick", "_nursery",
         "on_closed", "on_stream_opened", "peer", "peer_goaway", "_pending", "_pending_answers",
         "_alarm", "read_error", "_read_interrupted", "_read_lot", "_read_scope", "_reading_here", "_reader_done", "_reader_waiting", "_reading_paused", "ready",
         "_send_lock", "streams", "streams_over", "transport", "unread", "_write_lot", "writer_due",
@@ -169,6 +170,8 @@ class Link:
         self.handoff = False
         self._last_rx = trio.current_time()
         self._reading_paused = False
+        #: The peer's input ended (its end of stream, or a read failed).
+        self._input_over = False
         # Only one task may be inside transport.send_all (the writer, or aclose's GOAWAY).
         self._send_lock = FifoLock()
         self._nursery: trio.Nursery | None = None
@@ -181,6 +184,8 @@ class Link:
         self._first_lot = NO_WAITERS
         #: The handshake watchdog's scope while it waits (cancelled once the handshake is done).
         self._handshake_scope: trio.CancelScope | None = None
+        #: With the alarm, the watchdog is a deadline of the task reading here (inf: none).
+        self._handshake_deadline = math.inf
 
     # -- lifetime ------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -191,11 +196,13 @@ class Link:
         # sockio), whose reads are cancel-safe. Without flow control (Go profile) not
         # while reading is paused for what the streams hold (see can_read_for).
         self._consumers_read = self.io.direct
+        linger = False
         try:
             if self.io.direct:
                 task_status.started()
                 del task_status  # (it holds the nursery trio started this task in, for good)
                 await self._run_reading_here()
+                linger = True  # (not when cancelled)
                 return
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -211,12 +218,16 @@ class Link:
                 nursery.cancel_scope.cancel()
         finally:
             self._die(self.closed_reason or "connection closed")
-            with trio.CancelScope(shield=True):
-                with trio.move_on_after(1):
-                    try:
-                        await self.transport.aclose()
-                    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                        pass
+            try:
+                if linger:
+                    await self._linger()
+            finally:
+                with trio.CancelScope(shield=True):
+                    with trio.move_on_after(1):
+                        try:
+                            await self.transport.aclose()
+                        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                            pass
 
     async def _run_reading_here(self) -> None:
         """:meth:`run` on a socket read directly: this task reads (its reads are
@@ -224,13 +235,31 @@ class Link:
         handshake watchdog only while one of them runs. An idle connection keeps this
         one task and no nursery (2 KB less per idle connection than a reader task and
         a nursery of its own); whatever needs the writer again interrupts the read
-        (:meth:`_kick_writer`) and this task opens a nursery and starts it."""
+        (:meth:`_kick_writer`) and this task opens a nursery and starts it.
+
+        With the alarm (compat/trio_alarm.py), the link starts idle: the handshake
+        watchdog is a deadline of this task, and what the link has to say first (the
+        preface, SETTINGS, a client's first requests, a server's answers) is written by
+        whoever says it while the socket takes it at once (:meth:`wake`): a connection
+        that never carries a message never runs a writer or opens a nursery."""
         try:
             started = False
-            self._next_tick = trio.current_time() + self._tick_interval
+            now = trio.current_time()
+            self._next_tick = now + self._tick_interval
             if self.config.fast_paths:
                 self._alarm = make_alarm(self._interrupt_read)
+            if self._alarm is not None:
+                if not self.mux.handshake_done:
+                    self._handshake_deadline = now + self.config.handshake_timeout
+                self._idle = True
+                started = True
+                self.wake()  # (written from here, or the writer is wanted)
+            said = False
             while not self._ended.is_set():
+                if self._idle:
+                    await self._read_and_tick()  # (until the link ends, or the writer is wanted)
+                    if self._ended.is_set():
+                        break
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
                     self._idle = False
@@ -245,16 +274,17 @@ class Link:
                     if self._ended.is_set():
                         self._reader_done.set()
                         await self._last_words()
+                        said = True
                         nursery.cancel_scope.cancel()
-                        return
+                        break
                     # (no task left: from now on a wake() interrupts the read instead)
                     self._nursery = None
                     self._idle = True
                     self._writer_wanted = False
                 del nursery  # (nothing keeps a nursery that ended)
-                await self._read_and_tick()  # (until the link ends, or the writer is wanted)
             self._reader_done.set()
-            await self._last_words()
+            if not said:
+                await self._last_words()
         finally:
             self._nursery = None
             self._idle = False
@@ -275,6 +305,24 @@ class Link:
                     await self._send_out()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ssl.SSLError):
             pass
+
+    async def _linger(self) -> None:
+        """After our GOAWAY, while the peer's input goes on (the link ended on this side:
+        a budget, a flood, a protocol error...): read and drop what it sends until it
+        closes, for at most a second, before the socket is closed. A socket closed with
+        unread input resets the connection, and the reset can destroy the GOAWAY before
+        the peer reads it (the server's refusals linger the same way). After _die: what
+        the link held is released and its streams have failed already."""
+        io = self.io
+        if io is None or not io.direct or self._input_over or not self.mux.closed:
+            return
+        io.shutdown_write()  # (a plain socket: the peer sees the end after our GOAWAY)
+        with trio.move_on_after(min(1.0, self.config.close_timeout)):
+            try:
+                while await io.receive_some(_READ_SIZE) != b"":
+                    pass
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ssl.SSLError):
+                pass
 
     async def aclose(
         self, reason: str = "connection closed", *, graceful: bool = True, linger: bool = True
@@ -462,7 +510,7 @@ class Link:
         try:
             io.try_send([header + wire])
         except (OSError, trio.BrokenResourceError) as exc:
-            self._end(f"connection lost ({_describe(exc)})")
+            self._write_failed(exc)
             return True
         if io.backlog:
             self.wake()  # the writer sends the rest when the socket allows
@@ -480,7 +528,7 @@ class Link:
             try:
                 self.io.try_send(chunks)
             except (OSError, trio.BrokenResourceError) as exc:
-                self._end(f"connection lost ({_describe(exc)})")
+                self._write_failed(exc)
                 return
             if self.io.backlog:
                 self.wake()  # the writer sends the rest when the socket allows
@@ -532,8 +580,57 @@ class Link:
 
     def wake(self) -> None:
         if not self.writer_due:
+            if self._idle and not self._writer_wanted and self._write_idle():
+                return
             self.writer_due = True
             self._kick_writer()
+
+    def _write_failed(self, exc: BaseException) -> None:
+        """A write from the calling task failed: the peer went away. What it said before
+        it went (a TLS alert, a GOAWAY) may be waiting unread: it is read and taken in
+        first, so that the link ends with the peer's reason where it gave one (connect()
+        tells a refused client certificate by it)."""
+        reason = f"connection lost ({_describe(exc)})"
+        io = self.io
+        if io is not None and io.direct and not self._input_over and self.closed_reason is None:
+            try:
+                data = io.read_nowait(_READ_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ssl.SSLError) as rexc:
+                self.read_error = rexc
+                self._input_over = True
+                reason = f"connection lost ({_describe(rexc)})"
+            else:
+                if data:
+                    self._process_input(data)
+        self._end(reason)
+
+    def _write_idle(self) -> bool:
+        """An idle link (no writer task) writes what the multiplexer has (HEADERS,
+        SETTINGS, PINGs, WINDOW_UPDATEs...) from the calling task, when no stream has
+        data ready (a burst of messages is the writer's, which puts them in one frame
+        and one write) and the socket takes it all at once. True: it did (or the link
+        ended in the attempt); False: the writer is needed."""
+        io = self.io
+        if (
+            io is None
+            or not io.direct
+            or io.backlog
+            or self.ready
+            or self.closed_reason is not None
+            or self._send_lock.locked()
+        ):
+            return False
+        try:
+            io.try_send(self._take_output())
+        except (OSError, trio.BrokenResourceError) as exc:
+            self._write_failed(exc)
+            return True
+        if io.backlog:
+            return False  # (the writer sends the rest when the socket allows)
+        self._pending_answers = 0
+        if self._drain_lot:
+            self._drain_lot.unpark_all()
+        return True
 
     def _kick_writer(self) -> None:
         """The writer is due: wake it, or start it again if it retired."""
@@ -558,7 +655,7 @@ class Link:
             try:
                 io.try_send(self._take_output())
             except (OSError, trio.BrokenResourceError) as exc:
-                self._end(f"connection lost ({_describe(exc)})")
+                self._write_failed(exc)
                 return
             if not io.backlog:
                 self._pending_answers = 0  # (the peer took them)
@@ -631,6 +728,11 @@ class Link:
         with trio.CancelScope() as self._handshake_scope:  # (cancelled by _process_input when done)
             await trio.sleep(timeout)
         self._handshake_scope = None
+        self._handshake_late()
+
+    def _handshake_late(self) -> None:
+        """``handshake_timeout`` passed: a connection whose preface is not done is closed."""
+        timeout = self.config.handshake_timeout
         if not self.mux.handshake_done and self.closed_reason is None:
             peer_log(log, logging.INFO, "dropping the connection from %s: its HTTP/2 preface did not come within %g s", self.peer, timeout)
             self._end(f"the peer did not finish its connection preface within {timeout:g} s")
@@ -659,7 +761,7 @@ class Link:
             reason: str | None = None
             alarm = self._alarm
             if alarm is not None:
-                alarm.set(self._next_tick)  # (armed once per tick)
+                alarm.set(min(self._next_tick, self._handshake_deadline))  # (armed once per tick)
                 self._reading_here = True
                 self._read_interrupted = False
                 try:
@@ -679,6 +781,9 @@ class Link:
                 if reason is not None:
                     self._end(reason)
                 return
+            if self._handshake_deadline <= trio.current_time():
+                self._handshake_deadline = math.inf
+                self._handshake_late()
             if not self._ended.is_set() and trio.current_time() >= self._next_tick:
                 self._next_tick = trio.current_time() + tick
                 self._tick()
@@ -725,6 +830,7 @@ class Link:
                 if data is None:
                     continue  # _interrupt_read, or one meant for a consumer (a race): look again
                 if not data:
+                    self._input_over = True
                     return "connection closed by the peer"
                 self._process_input(data)
                 if self.closed_reason is not None:
@@ -737,6 +843,7 @@ class Link:
                     await trio.lowlevel.cancel_shielded_checkpoint()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ssl.SSLError) as exc:
             self.read_error = exc
+            self._input_over = True
             return f"connection lost ({_describe(exc)})"
 
     def _interrupt_read(self) -> None:
@@ -778,8 +885,10 @@ class Link:
         else:
             for ev in mux.receive_data(data, self._last_rx):
                 self._dispatch(ev)
-            if self._handshake_scope is not None and mux.handshake_done:
-                self._handshake_scope.cancel()  # (its task ends: 2 KB less per connection)
+            if mux.handshake_done:
+                if self._handshake_scope is not None:
+                    self._handshake_scope.cancel()  # (its task ends: 2 KB less per connection)
+                self._handshake_deadline = math.inf
             account = self.account
             if account is not None and self.closed_reason is None:
                 # a partial frame (up to max_frame_size; SPDY: a whole DATA frame) counts too
@@ -881,6 +990,7 @@ class Link:
         await trio.lowlevel.wait_task_rescheduled(abort)
 
     def _input_ended(self, reason: str) -> None:
+        self._input_over = True
         self._reader_done.set()
         self._end(reason)
 

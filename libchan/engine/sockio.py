@@ -36,6 +36,7 @@ the trio stream unchanged.
 from __future__ import annotations
 
 import os
+import socket
 import ssl
 from typing import Any, cast
 
@@ -201,25 +202,14 @@ class TransportIO:
             # (trio.abc.Stream says bytes | bytearray; the engine only reads and slices
             # what it gets, so a bytearray -- trio.testing's memory streams -- does too)
             return cast(bytes, await self.transport.receive_some(max_bytes))
-        data: bytes | None
-        if self._prefix:
+        try:
+            data = self._held(max_bytes)
+        except BaseException:
+            await trio.lowlevel.checkpoint()  # (a checkpoint, whatever it raises)
+            raise
+        if data is not None:  # (no need to wait for the socket)
             await trio.lowlevel.checkpoint()
-            data, self._prefix = self._prefix, b""
             return data
-        tls = self._tls
-        if self._tls_error is not None:
-            await trio.lowlevel.checkpoint()
-            raise self._tls_error
-        if self._tls_ended:
-            await trio.lowlevel.checkpoint()
-            return b""
-        if tls is not None and (tls.incoming.pending or tls.obj.pending()):
-            # plaintext or ciphertext left over (from the handshake, or a read that
-            # stopped at max_bytes): no need to wait for the socket
-            await trio.lowlevel.checkpoint()
-            data = self._decrypt(max_bytes)
-            if data is not None:
-                return data
         while True:
             try:
                 readable = self._readable
@@ -234,30 +224,63 @@ class TransportIO:
                 if self._tsock.fileno() == -1:
                     raise trio.ClosedResourceError("the connection's socket was closed") from None
                 return None  # interrupted
-            try:
-                if self._big_reads or max_bytes > len(_SHARED_READ):
-                    data = os.read(self._tsock.fileno(), max_bytes)
-                else:
-                    n = os.readv(self._tsock.fileno(), (_SHARED_READ[:max_bytes],))
-                    data = bytes(_SHARED_READ[:n])
-            except BlockingIOError:
-                continue
-            self._big_reads = len(data) >= _BIG_READ
-            if tls is None:
+            data = self._read_socket(max_bytes)
+            if data is not None:
                 return data
-            if data:
-                tls.incoming.write(data)
-                data = self._decrypt(max_bytes)
-                if data is not None:
-                    return data
-                continue
-            tls.incoming.write_eof()
-            data = self._decrypt(max_bytes)
-            if data is None:  # (OpenSSL says so itself; just in case)
-                if not tls.ragged_eof_ok:
-                    raise tls.broken(ssl.SSLEOFError("EOF in the middle of a TLS record"))
-                data = b""
+
+    def read_nowait(self, max_bytes: int) -> bytes | None:
+        """What :meth:`receive_some` would return now without waiting (direct only),
+        or None if nothing can be read yet."""
+        if self._tsock is None:
+            return None
+        data = self._held(max_bytes)
+        if data is None and self._tsock.fileno() != -1:
+            data = self._read_socket(max_bytes)
+        return data
+
+    def _held(self, max_bytes: int) -> bytes | None:
+        """What a read returns without the socket: the sniffed prefix, the end or error
+        of TLS, plaintext or ciphertext left over (from the handshake, or a read that
+        stopped at max_bytes). None: read the socket."""
+        data: bytes | None
+        if self._prefix:
+            data, self._prefix = self._prefix, b""
             return data
+        if self._tls_error is not None:
+            raise self._tls_error
+        if self._tls_ended:
+            return b""
+        tls = self._tls
+        if tls is not None and (tls.incoming.pending or tls.obj.pending()):
+            return self._decrypt(max_bytes)
+        return None
+
+    def _read_socket(self, max_bytes: int) -> bytes | None:
+        """One read of the socket (and, with TLS, what it decrypts to); None: nothing
+        yet (it would block, or a TLS record is incomplete)."""
+        assert self._tsock is not None
+        try:
+            if self._big_reads or max_bytes > len(_SHARED_READ):
+                data = os.read(self._tsock.fileno(), max_bytes)
+            else:
+                n = os.readv(self._tsock.fileno(), (_SHARED_READ[:max_bytes],))
+                data = bytes(_SHARED_READ[:n])
+        except BlockingIOError:
+            return None
+        self._big_reads = len(data) >= _BIG_READ
+        tls = self._tls
+        if tls is None:
+            return data
+        if data:
+            tls.incoming.write(data)
+            return self._decrypt(max_bytes)
+        tls.incoming.write_eof()
+        decrypted = self._decrypt(max_bytes)
+        if decrypted is None:  # (OpenSSL says so itself; just in case)
+            if not tls.ragged_eof_ok:
+                raise tls.broken(ssl.SSLEOFError("EOF in the middle of a TLS record"))
+            decrypted = b""
+        return decrypted
 
     def _decrypt(self, max_bytes: int) -> bytes | None:
         """Plaintext from the TLS layer: bytes (``b""`` at a clean end) or None
@@ -306,6 +329,31 @@ class TransportIO:
                 self.try_send([])
             except OSError:
                 pass  # the next write reports it
+
+    def shutdown_write(self) -> None:
+        """Half-close a socket read directly: the peer reads to its end what we wrote,
+        then end of stream (plain: FIN; TLS: close_notify, after which TLS 1.3 still
+        reads what the peer sends). Nothing on another transport."""
+        tsock = self._tsock
+        if tsock is None or tsock.fileno() == -1:
+            return
+        tls = self._tls
+        if tls is None:
+            try:
+                tsock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            return
+        try:
+            tls.obj.unwrap()  # (writes close_notify; the peer's comes later, if ever)
+        except ssl.SSLWantReadError:
+            pass
+        except (ssl.SSLError, ValueError, OSError):
+            return
+        try:
+            self._flush_tls_output()
+        except OSError:
+            pass
 
     def interrupt_reader(self) -> None:
         """Wake the task waiting in :meth:`receive_some` (it returns None), closing

@@ -104,11 +104,16 @@ async def test_an_idle_session_runs_only_its_links_tasks(tmp_path):
         assert _task_names(cli._core._nursery) == ["run"]  # its link
         # (a server's session has no nursery: its tasks would run in the server's)
         assert isinstance(srv._core._nursery, HostedTasks) and srv._core._nursery.running == 0
-        # a link: a writer, and a reader task only on a transport not read directly (on a
-        # socket, the task running the link reads between keepalive ticks), and on a
-        # server no handshake watchdog once the handshake is done
+        # a link on a socket read directly: no task but the one running it, which reads
+        # between keepalive ticks -- it started idle, the preface, SETTINGS and the
+        # session's first requests and answers written by whoever said them (no writer
+        # task, no nursery, no handshake watchdog task); on another transport a reader
+        # and a writer task
         for link in (cli._core._own_link, *srv._core._links):
-            assert _task_names(link._nursery) == (["_writer"] if link.io.direct else ["_reader", "_writer"])
+            if link.io.direct:
+                assert link._nursery is None and link._writer_passes == 0
+            else:
+                assert _task_names(link._nursery) == ["_reader", "_writer"]
         # one parked request until the server opens a stream (spec 7.3: park_pool_initial)
         assert cli._core._parks_outstanding == 1 and len(srv._core._parks) == 1
         # the pool grows to park_pool_size once the server used one, and refills
