@@ -586,10 +586,11 @@ class Link:
             self._kick_writer()
 
     def _write_failed(self, exc: BaseException) -> None:
-        """A write from the calling task failed: the peer went away. What it said before
-        it went (a TLS alert, a GOAWAY) may be waiting unread: it is read and taken in
-        first, so that the link ends with the peer's reason where it gave one (connect()
-        tells a refused client certificate by it)."""
+        """A write from the calling task failed: the peer went away. Why may be waiting
+        unread (a TLS alert; its first bytes, if it never spoke HTTP/2): one read without
+        waiting looks, so that the link ends with the error reading gives and connect()
+        can tell, say, a refused client certificate. (What is read is not processed:
+        this may run in the middle of processing input.)"""
         reason = f"connection lost ({_describe(exc)})"
         io = self.io
         if io is not None and io.direct and not self._input_over and self.closed_reason is None:
@@ -600,8 +601,9 @@ class Link:
                 self._input_over = True
                 reason = f"connection lost ({_describe(rexc)})"
             else:
-                if data:
-                    self._process_input(data)
+                if data and self.first_input is None:
+                    self.first_input = bytes(data[:16])
+                    self._first_lot.unpark_all()
         self._end(reason)
 
     def _write_idle(self) -> bool:
