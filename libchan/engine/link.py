@@ -15,7 +15,7 @@ import math
 import weakref
 from functools import partial
 import ssl
-from typing import TYPE_CHECKING, Callable, cast
+from typing import TYPE_CHECKING, Any, Callable, Coroutine, cast
 
 import trio
 
@@ -188,22 +188,25 @@ class Link:
         self._handshake_deadline = math.inf
 
     # -- lifetime ------------------------------------------------------------------
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Drive the connection until it ends; returns after closing the transport."""
+    def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> Coroutine[Any, Any, None]:
+        """``await link.run()``: drive the connection until it ends; returns after
+        closing the transport. (A plain function returning the coroutine that does it,
+        :meth:`_run_reading_here` on a socket read directly: the task running an idle
+        link keeps one frame less.)"""
         self.io = TransportIO(self.transport, fast_paths=self.config.fast_paths)
         # A task waiting for its stream may read the connection itself (one task
         # switch less per message); only on a socket read here (plain or TLS: see
         # sockio), whose reads are cancel-safe. Without flow control (Go profile) not
         # while reading is paused for what the streams hold (see can_read_for).
         self._consumers_read = self.io.direct
-        linger = False
+        if self.io.direct:
+            return self._run_reading_here(task_status)
+        return self._run_with_tasks(task_status)
+
+    async def _run_with_tasks(self, task_status: trio.TaskStatus[None]) -> None:
+        """:meth:`run` on a transport not read directly: a reader and a writer task,
+        and this task ticks the keepalive."""
         try:
-            if self.io.direct:
-                task_status.started()
-                del task_status  # (it holds the nursery trio started this task in, for good)
-                await self._run_reading_here()
-                linger = True  # (not when cancelled)
-                return
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._reader)
@@ -217,19 +220,24 @@ class Link:
                 await self._last_words()
                 nursery.cancel_scope.cancel()
         finally:
-            self._die(self.closed_reason or "connection closed")
-            try:
-                if linger:
-                    await self._linger()
-            finally:
-                with trio.CancelScope(shield=True):
-                    with trio.move_on_after(1):
-                        try:
-                            await self.transport.aclose()
-                        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                            pass
+            await self._finish(linger=False)
 
-    async def _run_reading_here(self) -> None:
+    async def _finish(self, *, linger: bool) -> None:
+        """The link's end, whatever ended it: fail what it carried, linger if asked
+        (:meth:`_linger`; not when cancelled), close the transport."""
+        self._die(self.closed_reason or "connection closed")
+        try:
+            if linger:
+                await self._linger()
+        finally:
+            with trio.CancelScope(shield=True):
+                with trio.move_on_after(1):
+                    try:
+                        await self.transport.aclose()
+                    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                        pass
+
+    async def _run_reading_here(self, task_status: trio.TaskStatus[None]) -> None:
         """:meth:`run` on a socket read directly: this task reads (its reads are
         cancel-safe) and ticks the keepalive, with a nursery for the writer and the
         handshake watchdog only while one of them runs. An idle connection keeps this
@@ -242,6 +250,9 @@ class Link:
         preface, SETTINGS, a client's first requests, a server's answers) is written by
         whoever says it while the socket takes it at once (:meth:`wake`): a connection
         that never carries a message never runs a writer or opens a nursery."""
+        task_status.started()
+        del task_status  # (it holds the nursery trio started this task in, for good)
+        linger = False
         try:
             started = False
             now = trio.current_time()
@@ -285,12 +296,14 @@ class Link:
             self._reader_done.set()
             if not said:
                 await self._last_words()
+            linger = True  # (not when cancelled)
         finally:
             self._nursery = None
             self._idle = False
             self._reader_done.set()
             if self._alarm is not None:
                 self._alarm.close()
+            await self._finish(linger=linger)
 
     async def _last_words(self) -> None:
         """Best effort, before the tasks stop: send what is queued (a GOAWAY after a
