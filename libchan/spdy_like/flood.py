@@ -16,12 +16,13 @@ decreasing). The rates are ``Config`` fields (spec/PROTOCOL.md section 14).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..config import Config
 
-__all__ = ["BURST_SECONDS", "FloodGuard", "FloodLimits", "TokenBucket", "PING", "RESET", "STREAM", "EMPTY"]
+__all__ = ["BURST_SECONDS", "FloodGuard", "FloodLimits", "PING", "RESET", "STREAM", "EMPTY"]
 
 #: A bucket holds this many seconds' worth of its rate (the burst allowed at once).
 BURST_SECONDS = 10
@@ -31,32 +32,6 @@ PING = "ping"  # PING and SETTINGS that ask for an answer (not ACKs)
 RESET = "reset"  # RST_STREAM received
 STREAM = "stream"  # streams the peer opens
 EMPTY = "empty"  # DATA without data or END_STREAM, WINDOW_UPDATE, PRIORITY, unknown frames
-
-
-class TokenBucket:
-    """``capacity`` tokens at most, refilled at ``rate`` per second of ``now``."""
-
-    __slots__ = ("capacity", "rate", "tokens", "stamp")
-
-    def __init__(self, rate: float, capacity: float, now: float = 0.0) -> None:
-        self.rate = rate
-        self.capacity = capacity
-        self.tokens = capacity
-        self.stamp = now
-
-    def take(self, now: float, n: float = 1.0) -> bool:
-        """Take ``n`` tokens at time ``now``; False (nothing taken) if there are fewer."""
-        if now > self.stamp:
-            self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-            self.stamp = now
-        if self.tokens >= n:
-            self.tokens -= n
-            return True
-        return False
-
-    def give(self, n: float) -> None:
-        """Add ``n`` tokens (up to the capacity), whatever the time."""
-        self.tokens = min(self.capacity, self.tokens + n)
 
 
 @dataclass(frozen=True)
@@ -70,34 +45,51 @@ class FloodLimits:
 
     @classmethod
     def of(cls, config: Config) -> FloodLimits:
-        """The flood limits of one connection (spec 14.2) from ``config``."""
-        return cls(
-            pings=config.max_ping_rate,
-            resets=config.max_reset_rate,
-            streams=config.max_stream_rate,
-            empty=config.max_empty_frame_rate,
-        )
+        """The flood limits of one connection (spec 14.2) from ``config`` (one object
+        for all the connections with the same limits)."""
+        return _limits(config.max_ping_rate, config.max_reset_rate, config.max_stream_rate, config.max_empty_frame_rate)
+
+
+@lru_cache(maxsize=64)
+def _limits(pings: int, resets: int, streams: int, empty: int) -> FloodLimits:
+    return FloodLimits(pings=pings, resets=resets, streams=streams, empty=empty)
+
+
+#: Each kind's bucket (an attribute of FloodGuard) and rate (a field of FloodLimits).
+_KINDS = {PING: ("_ping", "pings"), RESET: ("_reset", "resets"), STREAM: ("_stream", "streams"), EMPTY: ("_empty", "empty")}
+#: (The rounding of many small steps: at most a millionth of a second's worth of frames more.)
+_SLACK = 1e-6
 
 
 class FloodGuard:
-    """The buckets of one connection. :meth:`allow` says whether one more frame of a
-    kind is within its rate; once one is not, :attr:`tripped` names the flood."""
+    """The token buckets of one connection, one per kind of frame. :meth:`allow` says
+    whether one more frame of a kind is within its rate; once one is not,
+    :attr:`tripped` names the flood.
 
-    __slots__ = ("_buckets", "tripped", "_limits")
+    A bucket of ``rate * BURST_SECONDS`` tokens refilled at ``rate`` per second is kept
+    as one number, the time at which it is full again (the generic cell rate algorithm:
+    at ``now`` it holds ``(BURST_SECONDS - max(0, full_at - now)) * rate`` tokens, and a
+    frame moves ``full_at`` a ``1 / rate`` later), so that the guard of an idle
+    connection is one small object."""
+
+    __slots__ = ("_limits", "tripped", "_ping", "_reset", "_stream", "_empty")
 
     def __init__(self, limits: FloodLimits, now: float = 0.0) -> None:
         self._limits = limits
-        self._buckets = {
-            kind: TokenBucket(rate, rate * BURST_SECONDS, now)
-            for kind, rate in ((PING, limits.pings), (RESET, limits.resets), (STREAM, limits.streams), (EMPTY, limits.empty))
-        }
+        self._ping = self._reset = self._stream = self._empty = now  # (full from the start)
         #: Why the guard tripped (None while it has not).
         self.tripped: str | None = None
 
     def allow(self, kind: str, now: float) -> bool:
-        if self._buckets[kind].take(now):
+        slot, field = _KINDS[kind]
+        rate: int = getattr(self._limits, field)
+        full_at: float = getattr(self, slot)
+        if full_at < now:
+            full_at = now
+        full_at += 1.0 / rate
+        if full_at - now <= BURST_SECONDS + _SLACK:
+            setattr(self, slot, full_at)
             return True
-        rate = getattr(self._limits, {PING: "pings", RESET: "resets", STREAM: "streams", EMPTY: "empty"}[kind])
         self.tripped = (
             f"{_NAMES[kind]} flood: more than {rate * BURST_SECONDS} at once or {rate} per second"
         )
@@ -105,8 +97,9 @@ class FloodGuard:
 
     def data_sent(self, frames: int = 1) -> None:
         """We sent ``frames`` DATA frames: a peer may acknowledge each with a
-        WINDOW_UPDATE on the stream and one on the connection."""
-        self._buckets[EMPTY].give(2 * frames)
+        WINDOW_UPDATE on the stream and one on the connection (that many tokens back,
+        up to a full bucket: ``allow`` never counts a bucket fuller than full)."""
+        self._empty -= 2 * frames / self._limits.empty
 
 
 _NAMES = {

@@ -13,7 +13,7 @@ import hpack
 import hyperframe.frame as hf
 import pytest
 
-from libchan.spdy_like.flood import BURST_SECONDS, FloodGuard, FloodLimits, TokenBucket
+from libchan.spdy_like.flood import BURST_SECONDS, FloodGuard, FloodLimits
 from libchan.spdy_like import h2mux
 from libchan.spdy_like.h2mux import PREFACE, H2Multiplexer
 from libchan.spdy_like.mux import ConnectionEnded, StreamOpened
@@ -98,9 +98,13 @@ def test_limit_header_block_bounded_as_continuations_arrive():
 
 
 def test_limit_token_bucket_and_guard():
-    bucket = TokenBucket(rate=2, capacity=4, now=0.0)
-    assert [bucket.take(0.0) for _ in range(5)] == [True] * 4 + [False]
-    assert bucket.take(0.5) and not bucket.take(0.5)  # one token back after half a second
+    bucket = FloodGuard(FloodLimits(pings=2), now=1000.0)  # 20 tokens, 2 back per second
+    assert [bucket.allow("ping", 1000.0) for _ in range(21)] == [True] * 20 + [False]
+    assert bucket.allow("ping", 1000.5) and not bucket.allow("ping", 1000.5)  # one back after 0.5 s
+    assert sum(bucket.allow("ping", 1005.0) for _ in range(30)) == 9  # 4.5 s: nine more, not more
+    assert sum(bucket.allow("ping", 2000.0) for _ in range(30)) == 20  # full again, never fuller
+    many = FloodGuard(FloodLimits(streams=5000), now=123456.789)  # small steps on a large clock
+    assert sum(many.allow("stream", 123456.789) for _ in range(60_000)) == 50_000
     guard = FloodGuard(FloodLimits(pings=1, resets=1, streams=1, empty=1), now=100.0)
     assert all(guard.allow("ping", 100.0) for _ in range(BURST_SECONDS))
     assert not guard.allow("ping", 100.0) and "PING" in guard.tripped
