@@ -39,7 +39,8 @@ class Config:
     max_pending_references: int = 1_000
     #: Seconds a reference may wait for its stream before it fails.
     reference_timeout: float = 30.0
-    #: Seconds between keepalives on idle streams (each side also sends a PING every third of it).
+    #: Seconds between keepalives on idle streams (each side also sends a PING every
+    #: tick_interval: a third of the shorter of this and peer_timeout).
     keepalive_interval: float = 15.0
     #: Parked requests an HTTP/2 client keeps so the server can open streams, once the
     #: server has opened one through a parked request (spec 7.3).
@@ -87,7 +88,7 @@ class Config:
     #: Seconds a graceful close waits for queued outgoing data to drain.
     close_timeout: float = 5.0
     #: Seconds without any byte from the peer (it answers our PINGs, sent every
-    #: keepalive_interval / 3) after which the connection is declared dead: this
+    #: tick_interval) after which the connection is declared dead: this
     #: detects a half-open TCP connection (peer silent, socket open).
     peer_timeout: float = 45.0
     #: Bytes a server (one ``libchan.serve`` call) holds for one connection: partial
@@ -126,6 +127,13 @@ class Config:
     #: other libraries' public APIs (the default is False when the environment
     #: variable ``LIBCHAN_FAST_PATHS`` is ``0``).
     fast_paths: bool = field(default_factory=_fast_paths_default)
+
+    @property
+    def tick_interval(self) -> float:
+        """Seconds between keepalive ticks (spec 13): a third of the shorter of
+        ``keepalive_interval`` and ``peer_timeout`` (each tick sends a PING, so that a
+        peer with the same ``peer_timeout`` hears from us three times within it)."""
+        return min(self.keepalive_interval, self.peer_timeout) / 3
 
     def __post_init__(self) -> None:
         for name in (

@@ -165,7 +165,7 @@ class BlockingClient:
         now = time.monotonic()
         self._started = now
         self._last_input = now
-        self._next_tick = now + config.keepalive_interval / 3
+        self._next_tick = now + config.tick_interval
         self._conn_unacked = 0
         self.control = self.open_stream(PATH_SESSION, "control")
         for _ in range(min(config.park_pool_initial, config.park_pool_size)):
@@ -345,9 +345,9 @@ class BlockingClient:
             self._lost(f"the server sent nothing for {cfg.peer_timeout:g} s (a dead connection)")
         if now < self._next_tick or self.closed_reason is not None:
             return
-        # Spec 13: a PING every keepalive_interval / 3, a keepalive on every half we may
-        # send on that was idle for keepalive_interval.
-        self._next_tick = now + cfg.keepalive_interval / 3
+        # Spec 13: a PING every tick, a keepalive on every half we may send on that was
+        # idle for keepalive_interval.
+        self._next_tick = now + cfg.tick_interval
         self.mux.ping()
         for st in self.streams.values():
             if not st.out_ended and now - st.last_sent >= cfg.keepalive_interval and self.mux.sendable(st.stream_id) >= 1:

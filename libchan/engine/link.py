@@ -256,7 +256,7 @@ class Link:
         try:
             started = False
             now = trio.current_time()
-            self._next_tick = now + self._tick_interval
+            self._next_tick = now + self.config.tick_interval
             if self.config.fast_paths:
                 self._alarm = make_alarm(self._interrupt_read)
             if self._alarm is not None:
@@ -766,7 +766,7 @@ class Link:
         :meth:`_tick` when one is due. Returns when the link ended; with a nursery
         (not ``_idle``), also once none of the link's tasks runs; without one, when
         the writer is wanted (:meth:`_kick_writer`)."""
-        tick = self._tick_interval
+        tick = self.config.tick_interval
         while not self._ended.is_set():
             if self._idle:
                 if self._writer_wanted:
@@ -1156,7 +1156,7 @@ class Link:
         ``peer_timeout`` until the link ends, in :meth:`run`'s own task, which has
         nothing else to do meanwhile when a reader task reads (a transport not read
         directly; otherwise :meth:`_read_and_tick` ticks)."""
-        tick = self._tick_interval
+        tick = self.config.tick_interval
         ended = self._ended
         while not ended.is_set():
             with trio.move_on_after(tick):
@@ -1164,12 +1164,6 @@ class Link:
             if ended.is_set():
                 return
             self._tick()
-
-    @property
-    def _tick_interval(self) -> float:
-        """Seconds between keepalive ticks: a third of the shorter of
-        ``keepalive_interval`` and ``peer_timeout``."""
-        return min(self.config.keepalive_interval, self.config.peer_timeout) / 3
 
     def _tick(self) -> None:
         """The keepalive tick: ``peer_timeout``, keepalive items on idle streams, a PING,
