@@ -593,8 +593,8 @@ class Link:
 
     def wake(self) -> None:
         if not self.writer_due:
-            if self._idle and not self._writer_wanted and self._write_idle():
-                return
+            if self._idle and not self._writer_wanted and self.closed_reason is None and self._write_now():
+                return  # (an idle link: written from here, no writer task)
             self.writer_due = True
             self._kick_writer()
 
@@ -619,22 +619,21 @@ class Link:
                     self._first_lot.unpark_all()
         self._end(reason)
 
-    def _write_idle(self) -> bool:
-        """An idle link (no writer task) writes what the multiplexer has (HEADERS,
-        SETTINGS, PINGs, WINDOW_UPDATEs...) from the calling task, when no stream has
+    def _writes_here(self) -> bool:
+        """The calling task may write the socket now: it is written directly, nothing
+        is left over from an earlier write, and no task is inside ``send_all``."""
+        io = self.io
+        return io is not None and io.direct and not io.backlog and not self._send_lock.locked()
+
+    def _write_now(self) -> bool:
+        """Write what is pending and what the multiplexer has (HEADERS, SETTINGS,
+        PINGs, WINDOW_UPDATEs, answers...) from the calling task, when no stream has
         data ready (a burst of messages is the writer's, which puts them in one frame
         and one write) and the socket takes it all at once. True: it did (or the link
         ended in the attempt); False: the writer is needed."""
-        io = self.io
-        if (
-            io is None
-            or not io.direct
-            or io.backlog
-            or self.ready
-            or self.closed_reason is not None
-            or self._send_lock.locked()
-        ):
+        if self.ready or not self._writes_here():
             return False
+        io = cast(TransportIO, self.io)
         try:
             io.try_send(self._take_output())
         except (OSError, trio.BrokenResourceError) as exc:
@@ -642,7 +641,7 @@ class Link:
             return True
         if io.backlog:
             return False  # (the writer sends the rest when the socket allows)
-        self._pending_answers = 0
+        self._pending_answers = 0  # (the peer took them)
         if self._drain_lot:
             self._drain_lot.unpark_all()
         return True
@@ -665,17 +664,8 @@ class Link:
     def _write_here(self) -> None:
         """Put what the multiplexer has (a PING...) on the wire from the calling task if
         the socket takes it at once, without the writer; else wake the writer."""
-        io = self.io
-        if io is not None and io.direct and not io.backlog and not self.ready and not self._send_lock.locked():
-            try:
-                io.try_send(self._take_output())
-            except (OSError, trio.BrokenResourceError) as exc:
-                self._write_failed(exc)
-                return
-            if not io.backlog:
-                self._pending_answers = 0  # (the peer took them)
-                return
-        self.wake()
+        if not self._write_now():
+            self.wake()
 
     async def open_stream(self, ns: NetStream, headers: list[tuple[str, str]]) -> None:
         """Open a stream (client side), waiting while the peer's stream limit is reached."""
@@ -796,11 +786,12 @@ class Link:
                 if reason is not None:
                     self._end(reason)
                 return
-            if self._handshake_deadline <= trio.current_time():
+            now = trio.current_time()
+            if self._handshake_deadline <= now:
                 self._handshake_deadline = math.inf
                 self._handshake_late()
-            if not self._ended.is_set() and trio.current_time() >= self._next_tick:
-                self._next_tick = trio.current_time() + tick
+            if not self._ended.is_set() and now >= self._next_tick:
+                self._next_tick = now + tick
                 self._tick()
 
     async def _read_input(self) -> str | None:
@@ -877,10 +868,7 @@ class Link:
         elif self._reading_paused:
             self._read_lot.unpark_all()
         else:
-            task = self._reader_waiting
-            if task is not None:
-                self._reader_waiting = None
-                trio.lowlevel.reschedule(task)
+            self._resume_reader()
 
     def _process_input(self, data: bytes) -> None:
         """Bytes from the transport into the multiplexer, events out to the streams."""
@@ -990,8 +978,13 @@ class Link:
 
     def input_released(self) -> None:
         """A consumer that read for the link is leaving: the reader task resumes."""
+        if self.input_owner is None:
+            self._resume_reader()
+
+    def _resume_reader(self) -> None:
+        """The task in :meth:`_reader_park`, if one waits there, goes on."""
         task = self._reader_waiting
-        if task is not None and self.input_owner is None:
+        if task is not None:
             self._reader_waiting = None
             trio.lowlevel.reschedule(task)
 
@@ -1187,8 +1180,7 @@ class Link:
                 self.ready[ns] = None
                 queued = True
         self.mux.ping()
-        io = self.io
-        if queued and io is not None and io.direct and not io.backlog and not self._send_lock.locked():
+        if queued and self._writes_here():
             self._pump()  # (the keepalive items framed here, as the writer would: no writer for them)
             if self.writer_due:
                 self._kick_writer()  # (_pump ran out of budget on what other streams queued)
