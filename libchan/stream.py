@@ -25,6 +25,7 @@ from typing import Literal
 
 import trio
 
+from .compat.trio_cancel import must_checkpoint
 from .engine.outbox import Outbox
 from .errors import SessionClosedError, broken_error
 from .forward import Abortable, Forwarded, Spliceable
@@ -212,7 +213,8 @@ class PipeStream(ByteStream):
             raise trio.BusyResourceError("another task is already sending on this stream")
         self._sending = True
         try:
-            await trio.lowlevel.checkpoint_if_cancelled()
+            if must_checkpoint():
+                await trio.lowlevel.checkpoint()
             if self._closed:
                 raise trio.ClosedResourceError("this stream end was closed")
             if self._out.eof:
@@ -296,7 +298,8 @@ class PipeStream(ByteStream):
         self._sending = True
         try:
             out = self._out
-            await trio.lowlevel.checkpoint_if_cancelled()
+            if must_checkpoint():
+                await trio.lowlevel.checkpoint()
             if self._closed:
                 raise trio.ClosedResourceError("this stream end was closed")
             if out.sink is not None and not out.reader_closed:
@@ -325,7 +328,8 @@ class PipeStream(ByteStream):
             raise trio.BusyResourceError("another task is already receiving on this stream")
         self._receiving = True
         try:
-            await trio.lowlevel.checkpoint_if_cancelled()
+            if must_checkpoint():
+                await trio.lowlevel.checkpoint()
             while True:
                 if self._closed:
                     raise trio.ClosedResourceError("this stream end was closed")

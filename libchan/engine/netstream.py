@@ -23,6 +23,7 @@ from ..errors import SessionClosedError
 from ..stream import ByteStream, Direction, checked_max_bytes, immutable_view
 from ..messages.bodies import DecodeFailure, FramedMessages, GoMessages
 from .outbox import Outbox
+from ..compat.trio_cancel import must_checkpoint
 from .waiters import NO_WAITERS, Lot, own_lot
 
 if TYPE_CHECKING:
@@ -519,7 +520,8 @@ class NetStream:
         A ``write`` cancelled while it waits has queued nothing, so a
         cancelled ``send`` did not send, as with trio memory channels.
         """
-        await trio.lowlevel.checkpoint_if_cancelled()
+        if must_checkpoint():
+            await trio.lowlevel.checkpoint()
         outbox = self.outbox
         if len(outbox) > self.session.config.send_buffer or self.error is not None or self.out_end_requested:
             self._check_writable()
@@ -602,7 +604,7 @@ class NetStream:
         if self.inbox:
             if type(self.inbox[0]) is DecodeFailure:
                 return "no", None  # the forwarder deals with it
-            await trio.lowlevel.checkpoint_if_cancelled()
+            await trio.lowlevel.checkpoint_if_cancelled()  # (never yields and goes on: the item stays ours)
             item = self._take()
             if _yield_due():
                 await trio.lowlevel.cancel_shielded_checkpoint()
@@ -637,7 +639,8 @@ class NetStream:
         return not self._may_read_for()
 
     async def read_item(self) -> tuple[Any, int]:
-        await trio.lowlevel.checkpoint_if_cancelled()
+        if must_checkpoint():
+            await trio.lowlevel.checkpoint()
         read_for: LinkPort | None = None
         try:
             while True:
@@ -695,7 +698,8 @@ class NetSender(Sender):
             wire = cast(bytes, framed)  # (not a pair: bytes)
         # the common case without a second coroutine: written at once, or room in
         # the queue, nothing to wait for
-        await trio.lowlevel.checkpoint_if_cancelled()
+        if must_checkpoint():
+            await trio.lowlevel.checkpoint()
         link = ns.link
         if (link is None or link.flushed or not link.send_now(ns, wire)) and not ns.try_queue(wire):
             await ns.write(wire)  # (waits for room, or raises)
@@ -733,12 +737,14 @@ class NetReceiver(Receiver):
         global _ops
         if ns.inbox and _ops < _YIELD_EVERY - 1:
             # the common case without a second coroutine: a message is waiting
-            await trio.lowlevel.checkpoint_if_cancelled()
-            msg = ns._take()[0]
-            _ops += 1
-            if type(msg) is DecodeFailure:
-                raise msg.error
-            return msg
+            if must_checkpoint():
+                await trio.lowlevel.checkpoint()  # (raises, or yielded: look again)
+            if ns.inbox:
+                msg = ns._take()[0]
+                _ops += 1
+                if type(msg) is DecodeFailure:
+                    raise msg.error
+                return msg
         msg, _ = await ns.read_item()
         return msg
 
@@ -778,12 +784,14 @@ def _next_message(receiver: NetReceiver) -> Generator[Any, Any, Any]:
     ns = receiver._ns
     global _ops
     if ns.inbox and _ops < _YIELD_EVERY - 1:
-        yield from trio.lowlevel.checkpoint_if_cancelled()
-        msg = ns._take()[0]
-        _ops += 1
-        if type(msg) is DecodeFailure:
-            raise msg.error
-        return msg
+        if must_checkpoint():
+            yield from trio.lowlevel.checkpoint()  # (raises, or yielded: look again)
+        if ns.inbox:
+            msg = ns._take()[0]
+            _ops += 1
+            if type(msg) is DecodeFailure:
+                raise msg.error
+            return msg
     if ns.must_wait():
         # read_item's wait, done here
         yield from ns.recv_waiters().park()  # type: ignore[misc]  # (a coroutine, or wait_on's generator)
