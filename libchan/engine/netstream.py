@@ -334,18 +334,33 @@ class NetStream:
             return
         splice = self.splice
         queued = False
-        for item in items:
-            if splice is not None and not self.inbox and self.recv_lot and not self.pipe_reading and type(item[0]) is not DecodeFailure:
-                try:
-                    splice.send_nowait(item[0])
-                    if self.link is not None:
-                        self.link.handoff = True  # the pipe's receiver may come back to read
-                    continue
-                except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
-                    pass  # the forwarder takes it (and handles the closed pipe)
-            self._queue(item)
-            self._hold(item[1])
-            queued = True
+        if splice is None:
+            if items:
+                # (what _queue and _hold do for each item, once for all of them)
+                inbox = self.inbox
+                if inbox is _NO_ITEMS:
+                    inbox = self.inbox = deque()
+                append = inbox.append
+                wires = 0
+                for msg, wire in items:
+                    append(msg)
+                    append(wire)
+                    wires += wire
+                self._hold(wires)
+                queued = True
+        else:
+            for item in items:
+                if not self.inbox and self.recv_lot and not self.pipe_reading and type(item[0]) is not DecodeFailure:
+                    try:
+                        splice.send_nowait(item[0])
+                        if self.link is not None:
+                            self.link.handoff = True  # the pipe's receiver may come back to read
+                        continue
+                    except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+                        pass  # the forwarder takes it (and handles the closed pipe)
+                self._queue(item)
+                self._hold(item[1])
+                queued = True
         if queued and not self.pipe_reading:
             self._wake_readers()
         self.settle()
@@ -579,7 +594,15 @@ class NetStream:
         wire: int = inbox.popleft()
         if not inbox:
             self.inbox = _NO_ITEMS
-        self._hold(-wire)
+        # self._hold(-wire), written out (once per message read)
+        old = self.held
+        new = self.held = old - wire
+        link = self.link
+        if link is not None and not self.done:
+            link.unread -= wire
+            limit = link.hold_limit
+            if old > limit >= new:
+                link.streams_over -= 1
         account = self.account
         if account is not None:
             self.charged -= wire
