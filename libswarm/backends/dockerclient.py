@@ -654,19 +654,19 @@ class DockerClient(Service):
 
     def _forget_unused(self, room_for: int = 0) -> None:
         """Stop and forget the least recently used objects with no handle open (and not
-        starting) while more than ``max_idle_objects`` would be kept. (A lookup makes
-        the handle of the object it found or made before its next checkpoint: none is
-        forgotten between the two.)"""
-        excess = len(self._objects) + room_for - self.max_idle_objects
-        if excess <= 0:
-            return
-        for cid, obj in list(self._objects.items()):
-            if excess <= 0:
-                break
-            if not obj.starting and obj.server.running and not obj.server.in_use:
-                del self._objects[cid]
-                obj.scope.cancel()
-                excess -= 1
+        starting) while more than ``max_idle_objects`` of them would be kept, counting
+        ``room_for`` objects about to be made as such (objects in use do not count).
+        (A lookup makes the handle of the object it found or made before its next
+        checkpoint: none is forgotten between the two.)"""
+        if len(self._objects) + room_for <= self.max_idle_objects:
+            return  # (not even counting those in use)
+        idle = [
+            cid
+            for cid, obj in self._objects.items()
+            if not obj.starting and obj.server.running and not obj.server.in_use
+        ]
+        for cid in idle[: max(0, len(idle) + room_for - self.max_idle_objects)]:
+            self._objects.pop(cid).scope.cancel()
 
     async def _container(self, cid: str) -> Server:
         return (await self._object(cid)).server
