@@ -493,8 +493,6 @@ def libchan_server_main(certdir: str | None) -> None:
 
 async def libchan_client(workload: str, port: int, certdir: str | None, duration: float, min_bulk: int,
                          profile: str = "h2") -> dict:
-    import trio
-
     import libchan
 
     url = f"{'tls' if certdir else 'tcp'}://127.0.0.1:{port}"
@@ -607,7 +605,7 @@ def grpclib_server_main(certdir: str | None) -> None:
     from grpclib.server import Server
 
     async def oneway(stream) -> None:
-        first = await stream.recv_message()
+        await stream.recv_message()  # the request that starts it
         await stream.send_message(b"R")
         n = 0
         async for _msg in stream:

@@ -867,7 +867,7 @@ class Outcome:
 
 
 async def replay(recording: Recording, role: str, strict: bool) -> Outcome:
-    ours_dir, peer_dir = ROLES[role]["ours"], ROLES[role]["peer"]
+    peer_dir = ROLES[role]["peer"]
     pipe_end, peer_end = libchan.stream_pipe(1 << 27)
     our_end = Transport(pipe_end)
     session = libchan.Session(our_end, server_side=ROLES[role]["server_side"], profile="spdy")
