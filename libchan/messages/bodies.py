@@ -206,7 +206,11 @@ class GoMessages:
         self._decoder = decoder
 
     def feed(self, data: bytes) -> tuple[list[tuple[Any, int]], int]:
-        items = self._decoder.feed(data)
+        decoder = self._decoder
+        failures = decoder.failures
+        items = decoder.feed(data)
+        if decoder.failures == failures:
+            return items, 0  # (no message failed: nothing to wrap)
         return [
             ((DecodeFailure(v) if isinstance(v, RemoteProtocolError) else v), w) for v, w in items
         ], 0

@@ -269,6 +269,22 @@ def _is_short_bytes(buf: bytes | memoryview, start: int, size: int) -> bool:
     return buf[start] == 0xC4 and size == 2 + buf[start + 1]
 
 
+def _short_bin_messages(data: bytes, max_size: int, out: list[tuple[Any, int]]) -> int:
+    """Take the messages at the start of ``data`` that are whole and each a short ``bytes``
+    (bin 8: 0xc4, its length, its payload): each payload is sliced once out of ``data`` and
+    appended to ``out`` with its wire size. Returns where the first other message (or
+    incomplete one) begins. (A burst of them to one channel needs no Unpacker.)"""
+    n = len(data)
+    pos = 0
+    while pos + 1 < n and data[pos] == 0xC4:
+        end = pos + 2 + data[pos + 1]
+        if end > n or end - pos > max_size:
+            break
+        out.append((data[pos + 2 : end], end - pos))
+        pos = end
+    return pos
+
+
 class MsgpackStreamDecoder:
     """Incremental decoder of one channel stream of concatenated msgpack messages.
 
@@ -295,6 +311,9 @@ class MsgpackStreamDecoder:
         self._base = 0  # stream offset of the pending message's first byte
         self._fed = 0  # stream offset after the last byte given to the unpacker
         self.error: Exception | None = None
+        #: Messages given as a RemoteProtocolError value so far (the caller may look at
+        #: its items only when this moved).
+        self.failures = 0
 
     def _new_unpacker(self) -> msgpack.Unpacker:
         # It is given at most _PIECE bytes at a time, after every message that
@@ -324,6 +343,15 @@ class MsgpackStreamDecoder:
         if self.error is not None:
             raise self.error
         out: list[tuple[Any, int]] = []
+        if type(data) is bytes and not self._parts and self._fed == self._base:
+            # Nothing pending, the unpacker holds nothing: short ``bytes`` messages at the
+            # start are taken without it (its offsets stay its own: those bytes are
+            # never given to it).
+            taken = _short_bin_messages(data, self._max_size, out)
+            if taken:
+                if taken == len(data):
+                    return out
+                data = memoryview(data)[taken:]
         n = len(data)
         if not n:
             return out
@@ -376,7 +404,10 @@ class MsgpackStreamDecoder:
                         payload = data  # (the usual read: exactly one message)
                     else:
                         payload = bytes(view[start:stop])
-                    out.append((self._decode_one(payload), size))
+                    value = self._decode_one(payload)
+                    if isinstance(value, RemoteProtocolError):
+                        self.failures += 1
+                    out.append((value, size))
                     start = stop
                     self._base = end
                 announced = self._announced_size(view, start, pos)  # (at least what is held)

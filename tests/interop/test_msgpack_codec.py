@@ -819,3 +819,43 @@ def test_fuzz_mutated_messages(value: Any, flips: list[tuple[int, int]], cut: in
     for pos, byte in flips:
         wire[pos % len(wire)] = byte
     _check_feed(bytes(wire), [cut % len(wire)] if cut % len(wire) else [], 200, 3)
+
+
+# -- short ``bytes`` messages are taken without the Unpacker: the same results ----------
+_UNKNOWN_EXT = b"\xd4\x63\x00"  # fixext 1 of type 99: a message that fails on its own
+
+message_kinds = st.one_of(
+    st.binary(max_size=255).map(lambda b: ("bytes", b)),
+    st.binary(min_size=256, max_size=300).map(lambda b: ("bytes", b)),
+    st.dictionaries(st.text(max_size=3), st.integers(-(2**63), 2**63 - 1), max_size=3).map(lambda m: ("value", m)),
+    st.text(max_size=20).map(lambda t: ("value", t)),
+    st.just(("fails", None)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(messages=st.lists(message_kinds, max_size=12), cuts=st.lists(st.integers(0, 4000), max_size=6))
+def test_short_bytes_runs_decode_as_any_message(messages: list[tuple[str, Any]], cuts: list[int]) -> None:
+    c = codec()
+    wires = [_UNKNOWN_EXT if kind == "fails" else c.encode(value, Refs.on_object) for kind, value in messages]
+    data = b"".join(wires)
+    cuts = sorted({x for x in cuts if 0 < x < len(data)})
+    d = decoder(c)
+    got: list[tuple[Any, int]] = []
+    for a, b in zip([0, *cuts], [*cuts, len(data)]):
+        got.extend(d.feed(data[a:b]))
+    assert d.error is None and d.at_boundary() and d.buffered == 0
+    assert [size for _, size in got] == [len(w) for w in wires]
+    for (kind, value), (item, _) in zip(messages, got):
+        if kind == "fails":
+            assert isinstance(item, RemoteProtocolError)
+        else:
+            assert same(value, item), (value, item)
+    assert d.failures == sum(kind == "fails" for kind, _ in messages)
+
+
+def test_a_short_bytes_message_over_the_limit_is_still_too_large() -> None:
+    d = decoder(codec(max_message_size=100))
+    items = d.feed(codec().encode(b"a", Refs.on_object) + codec().encode(b"x" * 200, Refs.on_object))
+    assert [size for _, size in items] == [3]
+    assert isinstance(d.error, MessageTooLargeError)
