@@ -1059,7 +1059,7 @@ class Link:
                 self._writer_passes += 1
                 self.writer_due = False
                 self.flushed = False
-                # No explicit cork: senders yield only every few dozen
+                # No explicit cork: senders yield only every few hundred
                 # messages (netstream._YIELD_EVERY), so whatever queued up
                 # meanwhile shares one DATA frame and one write.
                 self._pump()

@@ -25,6 +25,7 @@ import trio.testing
 
 import libchan
 from helpers import session_pair
+from libchan.engine.netstream import _YIELD_EVERY
 
 PATHS = ["tcp", "unix", "tls"]
 
@@ -361,7 +362,7 @@ async def test_closing_the_sessions_socket_under_it_ends_the_session_cleanly(pro
 
 @pytest.mark.parametrize("profile", ["h2", "spdy"])
 async def test_a_task_sending_over_many_channels_yields_as_over_one(tmp_path, profile):
-    """Sends and receives that need no waiting yield every few dozen of them, counted for
+    """Sends and receives that need no waiting yield every _YIELD_EVERY of them, counted for
     the thread and not per stream: a task sending round-robin over 200 channels lets
     other tasks run (among them the link's writer, which puts its messages on the wire
     meanwhile), and so does one receiving round-robin from 200 receivers with messages
@@ -388,7 +389,7 @@ async def test_a_task_sending_over_many_channels_yields_as_over_one(tmp_path, pr
                     await ops[i % k](*((b"m",) if side == "send" else ()))
                     if ran_at is None and other_ran.is_set():
                         ran_at = i
-                assert ran_at is not None and ran_at < 128, (side, ran_at)
+                assert ran_at is not None and ran_at < 2 * _YIELD_EVERY, (side, ran_at)
             if side == "send":
                 with trio.fail_after(10):  # all 4,000 arrive (receivers read below)
                     while sum(len(r._ns.inbox) // 2 for r in receivers) < k * rounds:  # (a message and its size)
