@@ -22,8 +22,8 @@ from ..channel import Receiver, Sender
 from ..errors import SessionClosedError
 from ..stream import ByteStream, Direction, checked_max_bytes, immutable_view
 from ..messages.bodies import DecodeFailure, FramedMessages, GoMessages
-from .outbox import Outbox
 from ..compat.trio_cancel import must_checkpoint
+from .outbox import Outbox
 from .waiters import NO_WAITERS, Lot, own_lot
 
 if TYPE_CHECKING:
