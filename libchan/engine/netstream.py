@@ -731,7 +731,10 @@ class NetSender(Sender):
         if (link is None or link.flushed or not link.send_now(ns, wire)) and not ns.try_queue(wire):
             await ns.write(wire)  # (waits for room, or raises)
             return
-        if _yield_due():
+        global _ops
+        _ops += 1  # (_yield_due, written out as in receive)
+        if _ops >= _YIELD_EVERY:
+            _ops = 0
             await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def aclose(self) -> None:
