@@ -1,0 +1,154 @@
+"""CPU per one-way message, both ends in one process: a steadier A/B figure for issue 17's goal 2.
+
+``bench.py``'s one-way figure is a rate between two processes on a shared 2-core VM: it moves
+by a third from run to run, more than most single changes to the per-message path. This runs
+the sender and the receiver of one channel in *one* trio process over a loopback TCP
+connection and divides the process's CPU time by the messages carried, so both ends'
+per-message cost is counted and the scheduling of two processes is not. Each figure is the
+minimum over ``--reps`` runs (the least disturbed one), for:
+
+* raw -- trio sockets, 256 length-prefixed 100-byte messages per ``send_all``, split into
+  ``bytes`` objects in Python by the receiver (``bench.py``'s raw one-way);
+* libchan h2 and libchan spdy -- ``sender.send(b"x" * 100)`` in a loop, ``async for`` on the
+  receiving side (``bench.py``'s libchan one-way).
+
+It prints µs of CPU per message and libchan's ratio to raw (raw's CPU / libchan's: the rate
+ratio one process with both ends could reach). Run it on each tree of an A/B comparison, in
+turn, with the same options::
+
+    .venv/bin/python bench/oneway_cpu.py [--messages 200000] [--reps 5]
+
+(Not the issue's figure: goal 2 is measured by ``bench.py``, whose ends are separate
+processes; this one tells whether a change to the per-message path made it cheaper.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import trio  # noqa: E402
+
+import libchan  # noqa: E402
+
+PAYLOAD = b"x" * 100
+BATCH = 256
+
+
+async def _libchan_run(messages: int, profile: str) -> float:
+    """CPU seconds per message of one run (both ends)."""
+    done = trio.Event()
+    counted = {"n": 0}
+
+    async def handler(session: libchan.Session) -> None:
+        receiver = await session.accept_receiver()
+        n = 0
+        async for _msg in receiver:
+            n += 1
+        counted["n"] = n
+        done.set()
+
+    async with trio.open_nursery() as nursery:
+        urls = await nursery.start(libchan.serve, "tcp://127.0.0.1:0", handler)
+        async with libchan.connect(urls[0], profile=profile) as session:
+            sender = await session.open_sender()
+            await sender.send(b"start")
+            cpu0 = time.process_time()
+            for _ in range(messages // BATCH):
+                for _ in range(BATCH):
+                    await sender.send(PAYLOAD)
+            await sender.aclose()
+            await done.wait()
+            cpu = time.process_time() - cpu0
+        nursery.cancel_scope.cancel()
+    sent = (messages // BATCH) * BATCH + 1
+    if counted["n"] != sent:
+        raise RuntimeError(f"the receiver counted {counted['n']} messages, {sent} were sent")
+    return cpu / sent
+
+
+async def _raw_run(messages: int) -> float:
+    counted = {"n": 0}
+    done = trio.Event()
+
+    async def handle(stream: trio.SocketStream) -> None:
+        buf = bytearray()
+        pos = n = 0
+        while True:
+            data = await stream.receive_some(256 * 1024)
+            if not data:
+                break
+            if pos:
+                del buf[:pos]
+                pos = 0
+            buf += data
+            end = len(buf)
+            while end - pos >= 4:
+                size = int.from_bytes(buf[pos : pos + 4], "big")
+                if end - pos - 4 < size:
+                    break
+                bytes(buf[pos + 4 : pos + 4 + size])  # one object per message, as bench.py's raw
+                n += 1
+                pos += 4 + size
+        counted["n"] = n
+        done.set()
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(trio.serve_tcp, handle, 0)
+        port = listeners[0].socket.getsockname()[1]
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        framed = len(PAYLOAD).to_bytes(4, "big") + PAYLOAD
+        cpu0 = time.process_time()
+        for _ in range(messages // BATCH):
+            await stream.send_all(b"".join([framed for _ in range(BATCH)]))
+        await stream.aclose()
+        await done.wait()
+        cpu = time.process_time() - cpu0
+        nursery.cancel_scope.cancel()
+    sent = (messages // BATCH) * BATCH
+    if counted["n"] != sent:
+        raise RuntimeError(f"the receiver counted {counted['n']} messages, {sent} were sent")
+    return cpu / sent
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--messages", type=int, default=200_000, help="messages per run (default 200,000)")
+    parser.add_argument("--reps", type=int, default=5, help="runs per figure; the minimum is printed (default 5)")
+    args = parser.parse_args()
+    if args.messages < BATCH or args.reps < 1:
+        parser.error(f"--messages must be at least {BATCH} and --reps at least 1")
+    runs: dict[str, list[float]] = {"raw": [], "libchan h2": [], "libchan spdy": []}
+    for _ in range(args.reps):  # interleaved, so that a slow moment hits every figure
+        runs["raw"].append(trio.run(_raw_run, args.messages))
+        runs["libchan h2"].append(trio.run(_libchan_run, args.messages, "h2"))
+        runs["libchan spdy"].append(trio.run(_libchan_run, args.messages, "spdy"))
+    best = {name: min(values) for name, values in runs.items()}
+    print(f"# one-way 100 B messages, both ends in one process, CPU per message (min of {args.reps} x {args.messages:,})")
+    print(f"# libchan {_revision()}, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    for name, value in best.items():
+        spread = f"[{min(runs[name]) * 1e6:.3f} .. {max(runs[name]) * 1e6:.3f}]"
+        ratio = "" if name == "raw" else f"  {best['raw'] / value:.2f}x of raw"
+        print(f"{name:14s} {value * 1e6:6.3f} µs {spread}{ratio}")
+    return 0
+
+
+def _revision() -> str:
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["git", "-C", os.path.dirname(os.path.abspath(__file__)), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, timeout=5,
+        )
+        return out.stdout.strip() or "?"
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
