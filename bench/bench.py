@@ -181,6 +181,33 @@ async def _recv_exactly(stream, n: int) -> bytes:
     return bytes(buf)
 
 
+async def count_framed_messages(stream) -> int:
+    """The raw one-way receiver: read 4-byte-length-prefixed messages until a zero length,
+    making one ``bytes`` object per message; return how many came (EOFError if the
+    stream ends before the zero length). Also used by oneway_cpu.py."""
+    buf = bytearray()
+    pos = 0
+    count = 0
+    while True:
+        data = await stream.receive_some(256 * 1024)
+        if not data:
+            raise EOFError("EOF in one-way stream")
+        if pos:
+            del buf[:pos]
+            pos = 0
+        buf += data
+        end = len(buf)
+        while end - pos >= 4:
+            n = int.from_bytes(buf[pos : pos + 4], "big")
+            if n == 0:
+                return count
+            if end - pos - 4 < n:
+                break
+            bytes(buf[pos + 4 : pos + 4 + n])  # one object per message
+            count += 1
+            pos += 4 + n
+
+
 def raw_server_main(certdir: str | None) -> None:
     import trio
 
@@ -192,29 +219,7 @@ def raw_server_main(certdir: str | None) -> None:
             op = await _recv_exactly(stream, 1)
             if op == b"O":  # one-way
                 await stream.send_all(b"R")
-                buf = bytearray()
-                pos = 0
-                count = 0
-                done = False
-                while not done:
-                    data = await stream.receive_some(256 * 1024)
-                    if not data:
-                        raise EOFError("EOF in one-way stream")
-                    if pos:
-                        del buf[:pos]
-                        pos = 0
-                    buf += data
-                    end = len(buf)
-                    while end - pos >= 4:
-                        n = int.from_bytes(buf[pos : pos + 4], "big")
-                        if n == 0:
-                            done = True
-                            break
-                        if end - pos - 4 < n:
-                            break
-                        msg = bytes(buf[pos + 4 : pos + 4 + n])  # noqa: F841 -- one object per message
-                        count += 1
-                        pos += 4 + n
+                count = await count_framed_messages(stream)
                 await stream.send_all(count.to_bytes(8, "big"))
             elif op == b"E":  # echo
                 await stream.send_all(b"R")

@@ -8,7 +8,8 @@ per-message cost is counted and the scheduling of two processes is not. Each fig
 minimum over ``--reps`` runs (the least disturbed one), for:
 
 * raw -- trio sockets, 256 length-prefixed 100-byte messages per ``send_all``, split into
-  ``bytes`` objects in Python by the receiver (``bench.py``'s raw one-way);
+  ``bytes`` objects in Python by the receiver (``bench.py``'s raw one-way: its receiver,
+  ``count_framed_messages``);
 * libchan h2 and libchan spdy -- ``sender.send(b"x" * 100)`` in a loop, ``async for`` on the
   receiving side (``bench.py``'s libchan one-way).
 
@@ -34,6 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import trio  # noqa: E402
 
 import libchan  # noqa: E402
+from bench import count_framed_messages  # noqa: E402  (bench.py, beside this file: its raw one-way receiver)
 
 PAYLOAD = b"x" * 100
 BATCH = 256
@@ -76,25 +78,7 @@ async def _raw_run(messages: int) -> float:
     done = trio.Event()
 
     async def handle(stream: trio.SocketStream) -> None:
-        buf = bytearray()
-        pos = n = 0
-        while True:
-            data = await stream.receive_some(256 * 1024)
-            if not data:
-                break
-            if pos:
-                del buf[:pos]
-                pos = 0
-            buf += data
-            end = len(buf)
-            while end - pos >= 4:
-                size = int.from_bytes(buf[pos : pos + 4], "big")
-                if end - pos - 4 < size:
-                    break
-                bytes(buf[pos + 4 : pos + 4 + size])  # one object per message, as bench.py's raw
-                n += 1
-                pos += 4 + size
-        counted["n"] = n
+        counted["n"] = await count_framed_messages(stream)
         done.set()
 
     async with trio.open_nursery() as nursery:
@@ -105,6 +89,7 @@ async def _raw_run(messages: int) -> float:
         cpu0 = time.process_time()
         for _ in range(messages // BATCH):
             await stream.send_all(b"".join([framed for _ in range(BATCH)]))
+        await stream.send_all(b"\0\0\0\0")  # (the end, as bench.py's raw client says it)
         await stream.aclose()
         await done.wait()
         cpu = time.process_time() - cpu0
