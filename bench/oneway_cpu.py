@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from functools import partial
 import sys
 import time
 
@@ -41,35 +42,50 @@ PAYLOAD = b"x" * 100
 BATCH = 256
 
 
-async def _libchan_run(messages: int, profile: str) -> float:
-    """CPU seconds per message of one run (both ends)."""
+async def _libchan_run(messages: int, profile: str, channels: int = 1) -> float:
+    """CPU seconds per message of one run (both ends), over ``channels`` channels
+    (round-robin, a counting task per channel on the receiving side)."""
     done = trio.Event()
     counted = {"n": 0}
+    sent = (messages // BATCH) * BATCH
+    want = sent + channels  # (and each channel's first message, sent before the clock starts)
+
+    async def count(receiver: libchan.Receiver) -> None:
+        async for _msg in receiver:
+            counted["n"] += 1
+            if counted["n"] == want:
+                done.set()
 
     async def handler(session: libchan.Session) -> None:
-        receiver = await session.accept_receiver()
-        n = 0
-        async for _msg in receiver:
-            n += 1
-        counted["n"] = n
-        done.set()
+        async with trio.open_nursery() as nursery:
+            for _ in range(channels):
+                nursery.start_soon(count, await session.accept_receiver())
 
+    config = libchan.Config(max_streams=max(10_000, channels + 100))
     async with trio.open_nursery() as nursery:
-        urls = await nursery.start(libchan.serve, "tcp://127.0.0.1:0", handler)
-        async with libchan.connect(urls[0], profile=profile) as session:
-            sender = await session.open_sender()
-            await sender.send(b"start")
+        urls = await nursery.start(partial(libchan.serve, "tcp://127.0.0.1:0", handler, config=config))
+        async with libchan.connect(urls[0], profile=profile, config=config) as session:
+            senders = [await session.open_sender() for _ in range(channels)]
+            for sender in senders:
+                await sender.send(b"start")
             cpu0 = time.process_time()
-            for _ in range(messages // BATCH):
-                for _ in range(BATCH):
-                    await sender.send(PAYLOAD)
-            await sender.aclose()
-            await done.wait()
+            if channels == 1:
+                sender = senders[0]
+                for _ in range(messages // BATCH):
+                    for _ in range(BATCH):
+                        await sender.send(PAYLOAD)
+            else:
+                i = 0
+                for _ in range(sent):
+                    await senders[i].send(PAYLOAD)
+                    i += 1
+                    if i == channels:
+                        i = 0
+            await done.wait()  # (the clock stops at the last message, before the closes)
             cpu = time.process_time() - cpu0
         nursery.cancel_scope.cancel()
-    sent = (messages // BATCH) * BATCH + 1
-    if counted["n"] != sent:
-        raise RuntimeError(f"the receiver counted {counted['n']} messages, {sent} were sent")
+    if counted["n"] != want:
+        raise RuntimeError(f"the receivers counted {counted['n']} messages, {want} were sent")
     return cpu / sent
 
 
@@ -104,16 +120,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--messages", type=int, default=200_000, help="messages per run (default 200,000)")
     parser.add_argument("--reps", type=int, default=5, help="runs per figure; the minimum is printed (default 5)")
+    parser.add_argument("--channels", type=int, default=1,
+                        help="libchan: send round-robin over this many channels of the session, each read by a "
+                             "task of its own (default 1; raw stays one connection)")
     args = parser.parse_args()
-    if args.messages < BATCH or args.reps < 1:
-        parser.error(f"--messages must be at least {BATCH} and --reps at least 1")
+    if args.messages < BATCH or args.reps < 1 or args.channels < 1:
+        parser.error(f"--messages must be at least {BATCH}, --reps and --channels at least 1")
     runs: dict[str, list[float]] = {"raw": [], "libchan h2": [], "libchan spdy": []}
     for _ in range(args.reps):  # interleaved, so that a slow moment hits every figure
         runs["raw"].append(trio.run(_raw_run, args.messages))
-        runs["libchan h2"].append(trio.run(_libchan_run, args.messages, "h2"))
-        runs["libchan spdy"].append(trio.run(_libchan_run, args.messages, "spdy"))
+        runs["libchan h2"].append(trio.run(_libchan_run, args.messages, "h2", args.channels))
+        runs["libchan spdy"].append(trio.run(_libchan_run, args.messages, "spdy", args.channels))
     best = {name: min(values) for name, values in runs.items()}
-    print(f"# one-way 100 B messages, both ends in one process, CPU per message (min of {args.reps} x {args.messages:,})")
+    over = f", libchan over {args.channels:,} channels round-robin" if args.channels > 1 else ""
+    print(f"# one-way 100 B messages, both ends in one process, CPU per message (min of {args.reps} x {args.messages:,}{over})")
     print(f"# libchan {_revision()}, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     for name, value in best.items():
         spread = f"[{min(runs[name]) * 1e6:.3f} .. {max(runs[name]) * 1e6:.3f}]"
