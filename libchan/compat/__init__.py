@@ -4,7 +4,8 @@
 * :mod:`.hyperframe` -- a cheaper frame ``repr`` that h2 builds on every frame;
 * :mod:`.trio_ssl` -- driving a ``trio.SSLStream``'s own ``SSLObject`` directly;
 * :mod:`.trio_traps` -- the object a waiting task yields to trio's run loop, made once
-  per lot (decided at import: ``LIBCHAN_FAST_PATHS=0`` turns it off, ``Config`` does not);
+  per lot, and waking such tasks without a new outcome each (decided at import:
+  ``LIBCHAN_FAST_PATHS=0`` turns it off, ``Config`` does not);
 * :mod:`.trio_cancel` -- "is the calling task cancelled?" as a plain function, for the
   cancellation point of every send and receive (decided at import, as trio_traps; without
   it every send and receive is a full checkpoint).

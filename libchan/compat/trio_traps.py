@@ -1,4 +1,5 @@
-"""trio's internals: the trap a waiting task yields to trio's run loop, made once.
+"""trio's internals: the trap a waiting task yields to trio's run loop, made once; and
+waking such a task without the objects trio makes for each wake-up.
 
 ``trio.lowlevel.wait_task_rescheduled(abort)`` makes three objects for every wait (a
 coroutine, a generator and the ``WaitTaskRescheduled`` it yields to the run loop), and
@@ -16,18 +17,32 @@ stays the same from wait to wait (a lot's :class:`~libchan.engine.waiters._SoleA
 knows the class by that name, and anything else makes :func:`reusable_trap` answer
 None, and the caller uses ``trio.lowlevel.wait_task_rescheduled``. It is off in a
 process started with ``LIBCHAN_FAST_PATHS=0`` (it is decided once, at import).
+
+Waking (:func:`wake_all`): ``trio.lowlevel.reschedule(task)`` makes an ``outcome.Value(None)``
+for every task it wakes (an attrs object; its ``unwrap`` marks it used), goes through
+the run context's thread-local and asks whether an instrument wants ``task_scheduled``
+(a ``UserDict`` lookup): with many channels, each read by a task woken for most messages,
+that was about a third of a wake-up (``bench/wakeups.py``: 2.4 -> 1.4-1.5 µs per task woken
+and run to its next wait). :func:`wake_all` does what trio's ``Runner.reschedule`` does for
+each task (its next send, abort function and sleep data, the run queue), with one shared
+:data:`WOKEN` in place of the new Value: whatever the task waits in (:func:`wait_on`, or
+``wait_task_rescheduled``) calls ``unwrap()`` on what it is sent, and WOKEN's gives None,
+every time. Where trio runs as a guest, or any instrument is installed, it calls trio's
+``reschedule`` instead (exactly trio's behaviour, instruments and all). The same probe rule:
+trio's Task and Runner fields, trio 0.25 to 0.35, off with ``LIBCHAN_FAST_PATHS=0``.
 """
 
 from __future__ import annotations
 
+import collections
 import types
-from typing import Any, Callable, Generator, cast
+from typing import Any, Callable, Generator, Iterable, cast
 
 import trio
 
 from ..config import _fast_paths_default
 
-__all__ = ["reusable_trap", "wait_on"]
+__all__ = ["reusable_trap", "wait_on", "wake_all", "WOKEN"]
 
 
 def _probe() -> type | None:
@@ -63,3 +78,80 @@ def wait_on(trap: object) -> Generator[Any, Any, None]:
     for the ``abort`` that ``trap`` was made with (a checkpoint: cancellable; whatever
     the task is rescheduled with is unwrapped, so a cancellation raises here)."""
     (yield trap).unwrap()
+
+
+class _Woken:
+    """What :func:`wake_all` sends a woken task: ``unwrap()`` gives None, as many times as
+    asked (an ``outcome.Value`` may be unwrapped once)."""
+
+    __slots__ = ()
+
+    def unwrap(self) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        return "WOKEN"
+
+
+#: The one object every task woken by :func:`wake_all` is sent.
+WOKEN = _Woken()
+
+
+def _trio_wake_all(tasks: Iterable[trio.lowlevel.Task]) -> None:
+    """:func:`wake_all` without trio's internals: trio's own reschedule, task by task."""
+    for task in tasks:
+        trio.lowlevel.reschedule(task)
+
+
+def _make_wake_all() -> Callable[[Iterable[trio.lowlevel.Task]], None] | None:
+    """The fast :func:`wake_all`, where trio's task and runner hold what it sets."""
+    try:
+        import attrs
+        from trio._core import _instrumentation, _run
+    except ImportError:  # pragma: no cover - a trio that moved its run loop
+        return None
+    try:
+        task_fields = {f.name for f in attrs.fields(_run.Task)}
+        runner_fields = {f.name for f in attrs.fields(_run.Runner)}
+        context: Any = _run.GLOBAL_RUN_CONTEXT
+        instruments_are_a_userdict = issubclass(_instrumentation.Instruments, collections.UserDict)
+    except Exception:  # pragma: no cover - not attrs classes any more, or renamed
+        return None
+    if not (
+        {"coro", "_next_send_fn", "_next_send", "_abort_func", "custom_sleep_data"} <= task_fields
+        and {"runq", "instruments", "is_guest"} <= runner_fields
+        and instruments_are_a_userdict
+    ):
+        return None  # pragma: no cover
+
+    def wake_all(tasks: Iterable[trio.lowlevel.Task]) -> None:
+        runner = context.runner
+        if runner.is_guest or "task_scheduled" in runner.instruments.data:
+            _trio_wake_all(tasks)  # (a guest run's tick, the instruments' task_scheduled)
+            return
+        runq = runner.runq
+        for task in tasks:
+            # what Runner.reschedule(task) does, with WOKEN for the new Value(None)
+            t = cast(Any, task)
+            t._next_send_fn = t.coro.send
+            t._next_send = WOKEN
+            t._abort_func = None
+            t.custom_sleep_data = None
+            runq.append(task)
+
+    return wake_all
+
+
+def _choose_wake_all() -> tuple[Callable[[Iterable[trio.lowlevel.Task]], None], bool]:
+    if _fast_paths_default():
+        fast = _make_wake_all()
+        if fast is not None:
+            return fast, True
+    return _trio_wake_all, False
+
+
+wake_all, wake_uses_trio_internals = _choose_wake_all()
+wake_all.__doc__ = """Reschedule every task of ``tasks`` (each waiting in ``wait_on`` or
+``trio.lowlevel.wait_task_rescheduled``, woken once) to return None from its wait, as
+``trio.lowlevel.reschedule(task)`` does; without a new outcome per task where trio's
+internals allow."""

@@ -15,7 +15,7 @@ from typing import Awaitable, Callable
 
 import trio
 
-from ..compat.trio_traps import reusable_trap, wait_on
+from ..compat.trio_traps import reusable_trap, wait_on, wake_all
 
 __all__ = ["FifoLock", "Flag", "Lot", "NO_WAITERS", "own_lot"]
 
@@ -80,7 +80,7 @@ class Lot:
         """Wake the task that waits longest, if any."""
         if self._tasks:
             task = self._tasks.pop(0)
-            trio.lowlevel.reschedule(task)
+            wake_all((task,))
             sole = self._sole
             if sole is not None and sole.task is task:
                 sole.task = None  # (a task that ended must not live on in its lot)
@@ -89,8 +89,7 @@ class Lot:
         """Wake every waiting task."""
         tasks = self._tasks
         if tasks:
-            for task in tasks:  # (reschedule runs nothing: nobody parks meanwhile)
-                trio.lowlevel.reschedule(task)
+            wake_all(tasks)  # (rescheduling runs nothing: nobody parks meanwhile)
             tasks.clear()
             sole = self._sole
             if sole is not None:

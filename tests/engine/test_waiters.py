@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import queue
+import threading
 
 import pytest
 import trio
@@ -269,3 +271,99 @@ async def test_a_fifo_lock_goes_to_waiters_in_order_and_skips_cancelled_ones():
         async with lock:
             pass
     assert scope.cancelled_caught and not lock.locked()
+
+
+@pytest.mark.fast_paths
+async def test_a_woken_task_is_sent_the_shared_woken_value():
+    """On the trio this was written for, a lot wakes its tasks without trio's new
+    outcome per task (compat/trio_traps.wake_all): what the task is sent is WOKEN, the
+    same object every time, and its wait returns None."""
+    from libchan.compat import trio_traps
+
+    assert trio_traps.wake_uses_trio_internals
+    lot, woken = Lot(), []
+    async with trio.open_nursery() as nursery:
+        for name in "ab":
+            await _park(lot, name, woken, nursery)
+        tasks = list(lot._tasks)
+        lot.unpark()
+        assert tasks[0]._next_send is trio_traps.WOKEN  # (woken, not run yet)
+        lot.unpark_all()
+        assert tasks[1]._next_send is trio_traps.WOKEN
+        await trio.testing.wait_all_tasks_blocked()
+    assert sorted(woken) == ["a", "b"]
+
+
+async def test_instruments_see_every_task_a_lot_wakes():
+    """With an instrument that wants task_scheduled installed, a lot wakes its tasks
+    through trio's own reschedule: the instrument hears of each."""
+
+    class Scheduled(trio.abc.Instrument):
+        def __init__(self) -> None:
+            self.tasks: list[trio.lowlevel.Task] = []
+
+        def task_scheduled(self, task: trio.lowlevel.Task) -> None:
+            self.tasks.append(task)
+
+    lot, woken = Lot(), []
+    async with trio.open_nursery() as nursery:
+        for name in "abc":
+            await _park(lot, name, woken, nursery)
+        waiting = list(lot._tasks)
+        instrument = Scheduled()
+        trio.lowlevel.add_instrument(instrument)
+        try:
+            lot.unpark()
+            lot.unpark_all()
+        finally:
+            trio.lowlevel.remove_instrument(instrument)
+        await trio.testing.wait_all_tasks_blocked()
+    assert instrument.tasks == waiting
+    assert sorted(woken) == ["a", "b", "c"]
+
+
+def test_a_lot_wakes_its_tasks_in_a_guest_run():
+    """trio as a guest of another loop (here: a queue of callbacks, in a thread of its
+    own) must tick when a task becomes runnable: a lot's wake-ups there go through
+    trio's reschedule, which asks for it."""
+
+    async def guest() -> str:
+        lot, woken = Lot(), []
+        async with trio.open_nursery() as nursery:
+            for name in "ab":
+                await _park(lot, name, woken, nursery)
+            lot.unpark_all()
+        return "".join(sorted(woken))
+
+    outcomes: list[object] = []
+    failures: list[BaseException] = []
+
+    def host() -> None:
+        callbacks: queue.Queue = queue.Queue()
+        try:
+            trio.lowlevel.start_guest_run(guest, run_sync_soon_threadsafe=callbacks.put, done_callback=outcomes.append)
+            while not outcomes:
+                callbacks.get(timeout=10)()
+        except BaseException as exc:  # (queue.Empty: the guest stopped ticking)
+            failures.append(exc)
+
+    thread = threading.Thread(target=host)
+    thread.start()
+    thread.join(20)
+    assert not failures and outcomes[0].unwrap() == "ab"
+
+
+def test_fast_paths_off_at_import_wake_through_trios_reschedule():
+    """LIBCHAN_FAST_PATHS=0 (decided at import) leaves trio's own reschedule in place."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from libchan.compat import trio_traps as t; "
+        "print(t.wake_uses_trio_internals, t.wake_all is t._trio_wake_all)"
+    )
+    for value, expected in (("0", "False True"), ("1", "True False")):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "LIBCHAN_FAST_PATHS": value}, check=True).stdout.strip()
+        assert out == expected, (value, out)
