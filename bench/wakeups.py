@@ -1,13 +1,13 @@
 """What waking a waiting task costs in trio, next to what a message costs at one channel.
 
 With K channels each read by its own task and messages spread round-robin over them
-(``scale.py --workload channels``), every message wakes its channel's task: at K=10,000
-a read brings at most about one message per channel. At K=1 one wake-up takes a whole
-read's worth of messages. So the messages/s ratio of K=10,000 to K=1 cannot pass
-``cost per message / (cost per message + cost per wake-up)``: this prints the cost of a
-wake-up (a task woken from a wait, run to its next wait, in batches of ``--tasks``),
-through trio's own ``wait_task_rescheduled``/``reschedule`` and through libchan's
-``engine/waiters.Lot``, in one run, with the ratio of the two.
+(``scale.py --workload channels``), a channel's task is woken once for what its stream
+holds: at K=1 a whole read's worth of messages, at K=10,000 the few messages of one DATA
+frame (8-16 between processes, measured on rev f8e7d14; one when both ends share a process,
+``oneway_cpu.py --channels K``). This prints the cost of a wake-up (a task woken from a wait,
+run to its next wait, in batches of ``--tasks``), through trio's own
+``wait_task_rescheduled``/``reschedule`` and through libchan's ``engine/waiters.Lot``, in one
+run, with the ratio of the two.
 
     .venv/bin/python bench/wakeups.py
 """
