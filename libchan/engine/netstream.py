@@ -591,8 +591,8 @@ class NetStream:
         self.outbox.clear()
         self._finish()
 
-    def _take(self) -> tuple[Any, int]:
-        """The first item of the inbox (its bytes may be acknowledged now)."""
+    def _take(self) -> Any:
+        """The first item of the inbox, taken out (its bytes may be acknowledged now)."""
         inbox = self.inbox
         msg = inbox.popleft()
         wire: int = inbox.popleft()
@@ -613,9 +613,9 @@ class NetStream:
             account.charge(-wire)
             if account.withholding and not self.held:
                 account.on_relief()  # (the link looks whether it may grant window again)
-        if self.owed >= self._settle_at:
-            self.settle()
-        return msg, wire
+        if self.owed >= self._settle_at and self.held <= self._settle_hold:
+            self.settle()  # (settle's own test, written out: a reader far behind would call it per message)
+        return msg
 
     async def read_for_pipe(self) -> tuple[str, Any]:
         """For the receiving task of a local pipe this stream is forwarded into:
@@ -632,10 +632,10 @@ class NetStream:
             if type(self.inbox[0]) is DecodeFailure:
                 return "no", None  # the forwarder deals with it
             await trio.lowlevel.checkpoint_if_cancelled()  # (never yields and goes on: the item stays ours)
-            item = self._take()
+            msg = self._take()
             if _yield_due():
                 await trio.lowlevel.cancel_shielded_checkpoint()
-            return "item", item[0]
+            return "item", msg
         if link is None or not link.can_read_for(self):
             return "no", None
         self.pipe_reading = True
@@ -645,7 +645,7 @@ class NetStream:
             self.pipe_reading = False
             link.input_released()
         if self.inbox and self.recv_lot and type(self.inbox[0]) is not DecodeFailure:
-            return "item", self._take()[0]
+            return "item", self._take()
         if self.inbox or self.in_ended or self.error is not None:
             self._wake_readers()  # the forwarder delivers it (or the end)
         return "again", None
@@ -665,7 +665,7 @@ class NetStream:
             return False
         return not self._may_read_for()
 
-    async def read_item(self) -> tuple[Any, int]:
+    async def read_item(self) -> Any:
         if must_checkpoint():
             await trio.lowlevel.checkpoint()
         read_for: LinkPort | None = None
@@ -675,8 +675,8 @@ class NetStream:
                     item = self._take()
                     if _yield_due():
                         await trio.lowlevel.cancel_shielded_checkpoint()
-                    if type(item[0]) is DecodeFailure:
-                        raise item[0].error
+                    if type(item) is DecodeFailure:
+                        raise item.error
                     return item
                 if self.clean_end:
                     raise trio.EndOfChannel
@@ -770,13 +770,12 @@ class NetReceiver(Receiver):
             if must_checkpoint():
                 await trio.lowlevel.checkpoint()  # (raises, or yielded: look again)
             if ns.inbox:
-                msg = ns._take()[0]
+                msg = ns._take()
                 _ops += 1
                 if type(msg) is DecodeFailure:
                     raise msg.error
                 return msg
-        msg, _ = await ns.read_item()
-        return msg
+        return await ns.read_item()
 
     def __anext__(self) -> Awaitable[Any]:  # type: ignore[override]
         # receive() written out here (ReceiveChannel's __anext__ awaits it), as a
@@ -817,7 +816,7 @@ def _next_message(receiver: NetReceiver) -> Generator[Any, Any, Any]:
         if must_checkpoint():
             yield from trio.lowlevel.checkpoint()  # (raises, or yielded: look again)
         if ns.inbox:
-            msg = ns._take()[0]
+            msg = ns._take()
             _ops += 1
             if type(msg) is DecodeFailure:
                 raise msg.error
@@ -826,12 +825,12 @@ def _next_message(receiver: NetReceiver) -> Generator[Any, Any, Any]:
         # read_item's wait, done here
         yield from ns.recv_waiters().park()  # type: ignore[misc]  # (a coroutine, or wait_on's generator)
         if ns.inbox:
-            msg = ns._take()[0]
+            msg = ns._take()
             if type(msg) is DecodeFailure:
                 raise msg.error
             return msg
     try:
-        msg, _ = yield from ns.read_item()
+        msg = yield from ns.read_item()
     except trio.EndOfChannel:
         raise StopAsyncIteration from None
     return msg
@@ -913,7 +912,7 @@ class NetByteStream(ByteStream):
                 chunk = b""
                 while not chunk:  # (an empty chunk carries nothing: it is not the end)
                     try:
-                        chunk, wire = await self._ns.read_item()
+                        chunk = await self._ns.read_item()
                     except trio.EndOfChannel:
                         if self._closed:  # closed by another task while this one waited
                             raise trio.ClosedResourceError("this byte stream was closed") from None
