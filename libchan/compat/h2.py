@@ -11,8 +11,9 @@ used everywhere else; what follows reads or writes h2's private state:
   counting with :class:`StreamCounter`);
 * :class:`PeerCountedH2Connection`: h2's connection whose counts of open streams
   (a pass over all streams for every stream opened: quadratic in the streams of a
-  connection) come from a :class:`StreamCounter`, which keeps the open streams as
-  sets and prunes closed streams from h2's table as h2's count does;
+  connection) come from a :class:`StreamCounter`, which keeps the ids of the open
+  streams (dicts used as sets) and prunes closed streams from h2's table as h2's count
+  does;
 * :class:`SharedDispatchH2Connection`: that connection without a dict of bound
   methods of its own for dispatching received frames (probe:
   :meth:`SharedDispatchH2Connection.usable`);
@@ -343,13 +344,13 @@ class _BoundDispatch:
 
 class StreamCounter:
     """The streams open on ``conn`` (RFC 9113 5.1.2: open or half-closed), ours and
-    the peer's, kept as sets of ids instead of counted by a pass over h2's stream
-    table each time.
+    the peer's, their ids kept in dicts used as sets, instead of counted by a pass over
+    h2's stream table each time.
 
     A stream is added when it opens (:meth:`opened`) and looked at again only when
     something may have closed it: the multiplexer :meth:`touch`-es a stream on every
     event or action that can end or reset it, and :meth:`settle` checks those alone,
-    dropping the closed ones from the sets and from h2's table into h2's memory of
+    dropping the closed ones from those dicts and from h2's table into h2's memory of
     closed streams, as h2's own count does. So the work is a constant per stream and
     per event, however many streams are open. Should a stream close unseen, a full
     pass (:meth:`resync`) runs once per as many new streams as the table holds:
@@ -405,7 +406,7 @@ class StreamCounter:
         touched.clear()
 
     def resync(self) -> None:
-        """One pass over h2's stream table: the sets rebuilt, closed streams pruned."""
+        """One pass over h2's stream table: the dicts of ids rebuilt, closed streams pruned."""
         self._touched.update((sid, None) for sid, stream in self._conn.streams.items() if stream.closed)
         self.settle()
         streams = self._conn.streams
