@@ -130,13 +130,12 @@ def _make_wake_all() -> Callable[[Iterable[trio.lowlevel.Task]], None] | None:
             _trio_wake_all(tasks)  # (a guest run's tick, the instruments' task_scheduled)
             return
         runq = runner.runq
-        for task in tasks:
+        for task in cast("Iterable[Any]", tasks):  # (cast once, not per task: it is a call)
             # what Runner.reschedule(task) does, with WOKEN for the new Value(None)
-            t = cast(Any, task)
-            t._next_send_fn = t.coro.send
-            t._next_send = WOKEN
-            t._abort_func = None
-            t.custom_sleep_data = None
+            task._next_send_fn = task.coro.send
+            task._next_send = WOKEN
+            task._abort_func = None
+            task.custom_sleep_data = None
             runq.append(task)
 
     return wake_all
