@@ -8,7 +8,8 @@
   ``LIBCHAN_FAST_PATHS=0`` turns it off, ``Config`` does not);
 * :mod:`.trio_cancel` -- "is the calling task cancelled?" as a plain function, for the
   cancellation point of every send and receive (decided at import, as trio_traps; without
-  it every send and receive is a full checkpoint).
+  it every send and receive is a full checkpoint);
+* :mod:`.trio_run` -- the probe of trio's Task and Runner fields those two share.
 
 A probe that fails makes its user fall back to the library's public API. One
 switch turns all of them off, with every other fast path: ``Config(fast_paths=False)``

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..config import _fast_paths_default
+from .trio_run import choose, run_module
 
 __all__ = ["must_checkpoint", "uses_trio_internals"]
 
@@ -36,23 +36,10 @@ def _always() -> bool:
 
 def _make() -> Callable[[], bool] | None:
     """The fast function, where trio's task, runner and cancel status hold what it reads."""
-    try:
-        import attrs
-        from trio._core import _run
-    except ImportError:  # pragma: no cover - a trio that moved its run loop
-        return None
-    try:
-        task_fields = {f.name for f in attrs.fields(_run.Task)}
-        runner_fields = {f.name for f in attrs.fields(_run.Runner)}
-        context: Any = _run.GLOBAL_RUN_CONTEXT
-    except Exception:  # pragma: no cover - not attrs classes any more, or renamed
-        return None
-    if not (
-        {"_cancel_status", "_runner", "_cancel_points"} <= task_fields
-        and {"ki_pending", "main_task"} <= runner_fields
-        and hasattr(_run.CancelStatus, "effectively_cancelled")
-    ):
+    _run = run_module({"_cancel_status", "_runner", "_cancel_points"}, {"ki_pending", "main_task"})
+    if _run is None or not hasattr(_run.CancelStatus, "effectively_cancelled"):
         return None  # pragma: no cover
+    context: Any = _run.GLOBAL_RUN_CONTEXT
 
     def must_checkpoint() -> bool:
         """The calling task would be cancelled (or interrupted) at a checkpoint now."""
@@ -65,15 +52,7 @@ def _make() -> Callable[[], bool] | None:
     return must_checkpoint
 
 
-def _choose() -> tuple[Callable[[], bool], bool]:
-    if _fast_paths_default():
-        candidate = _make()
-        if candidate is not None:
-            return candidate, True
-    return _always, False
-
-
-must_checkpoint, uses_trio_internals = _choose()
+must_checkpoint, uses_trio_internals = choose(_make, _always)
 must_checkpoint.__doc__ = """True when the calling task must ``await trio.lowlevel.checkpoint()``
 now: it is cancelled (or interrupted); or always, where trio's internals are not used. A
 plain function, no coroutine; a False answer counts as the task's cancel point."""

@@ -41,6 +41,7 @@ from typing import Any, Callable, Generator, Iterable, cast
 import trio
 
 from ..config import _fast_paths_default
+from .trio_run import choose, run_module
 
 __all__ = ["reusable_trap", "wait_on", "wake_all", "WOKEN"]
 
@@ -105,24 +106,17 @@ def _trio_wake_all(tasks: Iterable[trio.lowlevel.Task]) -> None:
 
 def _make_wake_all() -> Callable[[Iterable[trio.lowlevel.Task]], None] | None:
     """The fast :func:`wake_all`, where trio's task and runner hold what it sets."""
+    _run = run_module({"coro", "_next_send_fn", "_next_send", "_abort_func", "custom_sleep_data"},
+                      {"runq", "instruments", "is_guest"})
     try:
-        import attrs
-        from trio._core import _instrumentation, _run
-    except ImportError:  # pragma: no cover - a trio that moved its run loop
-        return None
-    try:
-        task_fields = {f.name for f in attrs.fields(_run.Task)}
-        runner_fields = {f.name for f in attrs.fields(_run.Runner)}
-        context: Any = _run.GLOBAL_RUN_CONTEXT
+        from trio._core import _instrumentation
+
         instruments_are_a_userdict = issubclass(_instrumentation.Instruments, collections.UserDict)
-    except Exception:  # pragma: no cover - not attrs classes any more, or renamed
+    except (ImportError, AttributeError, TypeError):  # pragma: no cover
         return None
-    if not (
-        {"coro", "_next_send_fn", "_next_send", "_abort_func", "custom_sleep_data"} <= task_fields
-        and {"runq", "instruments", "is_guest"} <= runner_fields
-        and instruments_are_a_userdict
-    ):
+    if _run is None or not instruments_are_a_userdict:
         return None  # pragma: no cover
+    context: Any = _run.GLOBAL_RUN_CONTEXT
 
     def wake_all(tasks: Iterable[trio.lowlevel.Task]) -> None:
         runner = context.runner
@@ -141,15 +135,8 @@ def _make_wake_all() -> Callable[[Iterable[trio.lowlevel.Task]], None] | None:
     return wake_all
 
 
-def _choose_wake_all() -> tuple[Callable[[Iterable[trio.lowlevel.Task]], None], bool]:
-    if _fast_paths_default():
-        fast = _make_wake_all()
-        if fast is not None:
-            return fast, True
-    return _trio_wake_all, False
-
-
-wake_all, wake_uses_trio_internals = _choose_wake_all()
+_WakeAll = Callable[[Iterable[trio.lowlevel.Task]], None]
+wake_all, wake_uses_trio_internals = choose(_make_wake_all, cast(_WakeAll, _trio_wake_all))
 wake_all.__doc__ = """Reschedule every task of ``tasks`` (each waiting in ``wait_on`` or
 ``trio.lowlevel.wait_task_rescheduled``, woken once) to return None from its wait, as
 ``trio.lowlevel.reschedule(task)`` does; without a new outcome per task where trio's
