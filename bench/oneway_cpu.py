@@ -11,13 +11,15 @@ minimum over ``--reps`` runs (the least disturbed one), for:
   ``bytes`` objects in Python by the receiver (``bench.py``'s raw one-way: its receiver,
   ``count_framed_messages``);
 * libchan h2 and libchan spdy -- ``sender.send(b"x" * 100)`` in a loop, ``async for`` on the
-  receiving side (``bench.py``'s libchan one-way).
+  receiving side (``bench.py``'s libchan one-way); with ``--channels K``, round-robin over K
+  channels of the session, each read by a task of its own (``scale.py``'s channels workload,
+  in one process). The clock stops when the last message is counted.
 
 It prints µs of CPU per message and libchan's ratio to raw (raw's CPU / libchan's: the rate
 ratio one process with both ends could reach). Run it on each tree of an A/B comparison, in
 turn, with the same options::
 
-    .venv/bin/python bench/oneway_cpu.py [--messages 200000] [--reps 5]
+    .venv/bin/python bench/oneway_cpu.py [--messages 200000] [--reps 5] [--channels 1]
 
 (Not the issue's figure: goal 2 is measured by ``bench.py``, whose ends are separate
 processes; this one tells whether a change to the per-message path made it cheaper.)
