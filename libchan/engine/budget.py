@@ -49,7 +49,7 @@ def _no_relief() -> None:
 class Account:
     """The bytes one connection makes the process hold."""
 
-    __slots__ = ("budget", "name", "used", "limit", "soft", "over", "closed", "withholding", "on_over", "on_relief", "drop")
+    __slots__ = ("budget", "name", "used", "limit", "soft", "over", "closed", "withholding", "on_over", "on_relief", "drop", "exact")
 
     def __init__(self, budget: Budget, name: str, limit: int, soft: int) -> None:
         self.budget = budget
@@ -70,6 +70,10 @@ class Account:
         #: Set by the connection as it ends: let go of what its streams still hold
         #: (received items the application has not read yet).
         self.drop: Callable[[str], None] = _nothing
+        #: Set by the connection: its streams account now for bytes their readers took
+        #: that ``used`` still counts (a run of takes is accounted for at once, so ``used``
+        #: may overstate what it holds): called before a limit is judged.
+        self.exact: Callable[[], None] = _no_relief
 
     def charge(self, n: int) -> None:
         """``n`` more bytes held (negative: released)."""
@@ -135,6 +139,7 @@ class Budget:
         account.withholding = False
         account.on_over = _nothing
         account.on_relief = _no_relief
+        account.exact = _no_relief
         self.accounts.pop(account, None)
         if account.used > 0:
             self.closed_holding[account] = None
@@ -146,10 +151,16 @@ class Budget:
         return len(self.accounts)
 
     def check(self, account: Account) -> None:
-        """A charge to ``account`` crossed a limit: end who has to go."""
+        """A charge to ``account`` crossed a limit: end who has to go (judged on exact
+        figures: accounts may overstate what they hold, see ``Account.exact``)."""
+        account.exact()
         if account.used > account.limit and not account.over and not account.closed:
             self._end(account, f"it holds {account.used} bytes, over connection_buffer ({account.limit})")
             return
+        if self.used <= self.total:
+            return
+        for other in list(self.accounts):
+            other.exact()
         if self.used <= self.total:
             return
         # Bytes of connections already told to end (or ended) are on their way out:

@@ -70,7 +70,7 @@ class Link:
         "_input_charged", "_input_over", "input_owner", "io", "keepalive_data", "_last_rx", "mux", "_next_tick", "_nursery",
         "on_closed", "on_stream_opened", "peer", "peer_goaway", "_pending", "_pending_answers",
         "_alarm", "read_error", "_read_interrupted", "_read_lot", "_read_scope", "_reading_here", "_reader_done", "_reader_waiting", "_reading_paused", "ready",
-        "_send_lock", "streams", "streams_over", "transport", "unread", "_write_lot", "writer_due",
+        "_send_lock", "releasing", "streams", "streams_over", "transport", "unread", "_write_lot", "writer_due",
         "_writer_passes", "_writer_passes_seen", "_writer_retiring", "_writer_running", "_writer_wanted")
 
     def __init__(
@@ -92,6 +92,10 @@ class Link:
         #: Go-profile connection stops reading then): kept by the streams (seams.LinkPort).
         self.unread = 0
         self.streams_over = 0
+        #: Streams whose ``unread`` (and account) still count bytes their reader took
+        #: (NetStream._take accounts for a run of takes at once): accounted for before
+        #: the connection's limits are judged (:meth:`account_releases`).
+        self.releasing: dict[NetStream, None] = {}
         #: Streams that finished (left ``streams``) still holding items the application
         #: has not read: the budget may need those bytes back too.
         self.done_holding: weakref.WeakSet[NetStream] | None = None
@@ -101,6 +105,7 @@ class Link:
         if account is not None:
             account.on_over = self._over_budget
             account.on_relief = self._relief
+            account.exact = self.account_releases
         self.io: TransportIO | None = None  # made by run(), closed when it returns
         #: Bytes taken from the multiplexer for the writer's next pass (sent first).
         self._pending: list[bytes | memoryview] = []
@@ -423,7 +428,21 @@ class Link:
         limit, and some of it is complete items the application has not read: reading
         them is what lowers it (partial items alone do not), so the peer waits."""
         account = self.account
-        return account is not None and account.used + coming >= account.soft and self.unread > 0
+        if account is None or account.used + coming < account.soft or self.unread <= 0:
+            return False
+        if self.releasing:
+            self.account_releases()  # (judged on exact figures)
+            return account.used + coming >= account.soft and self.unread > 0
+        return True
+
+    def account_releases(self) -> None:
+        """Every stream accounts now for the bytes its reader took that it did not
+        account for yet (NetStream.account_release): ``unread``, ``streams_over`` and
+        the account are exact."""
+        releasing = self.releasing
+        while releasing:
+            ns, _ = releasing.popitem()
+            ns.account_release()  # (re-entrant: a relief it brings about may come back here)
 
     def _withhold_input(self) -> bool:
         """Go profile (no flow control): stop reading while the connection holds more
@@ -472,6 +491,7 @@ class Link:
     def stream_done(self, ns: NetStream) -> None:
         if ns.stream_id is not None and self.streams.get(ns.stream_id) is ns:
             del self.streams[ns.stream_id]
+            self.releasing.pop(ns, None)
             # what it still holds no longer counts here (a done stream reports no more)
             self.unread -= ns.held
             if ns.held > self.hold_limit:
@@ -1200,4 +1220,4 @@ def _drop_unread(streams: weakref.WeakSet[NetStream], why: str) -> None:
     readers get the error instead of the items they had not read."""
     peer_log(log, logging.WARNING, "dropping the unread items of an ended connection: %s", why)
     for ns in list(streams):
-        ns.drop_inbox(trio.BrokenResourceError(f"connection lost; its {ns.held} unread bytes were dropped: {why}"))
+        ns.drop_inbox(trio.BrokenResourceError(f"connection lost; its {ns.held - ns.released} unread bytes were dropped: {why}"))

@@ -112,6 +112,11 @@ class _NoItems(deque):  # type: ignore[type-arg]
 
 _NO_ITEMS: deque[Any] = _NoItems()
 
+#: Bytes of taken items that may wait to be accounted for together (NetStream._take):
+#: what the account and the link's counts may overstate a stream by, between the
+#: moments they judge (and account for them first).
+_RELEASE_STEP = 16384
+
 
 class NetStream:
     """State of one libchan stream (channel or byte stream) on a session.
@@ -122,10 +127,10 @@ class NetStream:
     ``charged`` is what the received side has charged so far)."""
 
     # (slots: thousands of idle channels each cost one of these; a dict per stream was 1.6 KB)
-    __slots__ = ("_one_item_lane", "_settle_at", "_settle_hold", "account", "body", "can_send",
+    __slots__ = ("_one_item_lane", "_release_at", "_settle_at", "_settle_hold", "account", "body", "can_send",
         "charged", "clean_end", "done", "early_end", "error", "held", "in_ended", "inbox", "kind",
         "last_sent", "link", "marker_sent", "messages", "out_end_requested", "out_ended", "outbox", "owed",
-        "pipe_reading", "prebuffer", "recv_lot", "ref", "remote_finished", "reset_after_end", "role",
+        "pipe_reading", "prebuffer", "recv_lot", "ref", "released", "remote_finished", "reset_after_end", "role",
         "send_lot", "session", "splice", "stream_id", "we_read", "we_write", "__weakref__")
 
     def __init__(
@@ -163,7 +168,13 @@ class NetStream:
         self.last_sent = trio.current_time()
         self.early_end = False
         self.owed = 0  # received bytes not yet acknowledged
-        self.held = 0  # wire bytes of complete items waiting in the inbox
+        self.held = 0  # wire bytes of complete items waiting in the inbox (and ``released``)
+        #: Wire bytes of items taken from the inbox that ``held``, the link's counts and
+        #: the account still count: a run of takes is accounted for at once (_take).
+        self.released = 0
+        #: ``released`` may grow below this before a take accounts for it (0: every take
+        #: does; set by _plan_release, and to 0 when anything may have moved a limit).
+        self._release_at = 0
         self.account: Account | None = None
         self.charged = 0  # held + partial item, as last charged to the account
         window = session.config.stream_window
@@ -277,7 +288,9 @@ class NetStream:
             self.error = error
             self.clean_end = False  # (what the peer sent did not all reach the reader)
         self.inbox = _NO_ITEMS
-        self._hold(-self.held)
+        self._forget_release()
+        self.released = 0
+        self._hold(-self.held)  # (``released`` included)
         self._drop_partial()
 
     def __del__(self) -> None:
@@ -287,6 +300,9 @@ class NetStream:
 
     # -- called by the link (reader task) ---------------------------------
     def on_data(self, data: bytes | memoryview) -> None:
+        if self.released:
+            self.account_release()  # (settle and the account judge by exact figures)
+        self._release_at = 0  # (what arrives moves the limits _plan_release keeps below)
         self._on_data(data)
         if self.account is not None:
             self._recharge()
@@ -476,6 +492,8 @@ class NetStream:
 
     def _check_done(self) -> None:
         if not self.done and self.in_ended and self.out_ended:
+            if self.released:
+                self.account_release()  # (while the link still counts this stream)
             self.done = True
             self._wake_readers()
             self.send_lot.unpark_all()
@@ -592,13 +610,28 @@ class NetStream:
         self._finish()
 
     def _take(self) -> Any:
-        """The first item of the inbox, taken out (its bytes may be acknowledged now)."""
+        """The first item of the inbox, taken out. Its bytes are accounted for (``held``,
+        the link's counts, the account; its window may be acknowledged) now, or with
+        those of the next takes while they stay under ``_release_at`` and the inbox
+        does not empty (:meth:`_plan_release`): per message, that accounting was most
+        of what a read costs beyond the decoding."""
         inbox = self.inbox
         msg = inbox.popleft()
-        wire: int = inbox.popleft()
+        released: int = self.released + inbox.popleft()
+        if released < self._release_at and inbox:
+            self.released = released
+            return msg
         if not inbox:
             self.inbox = _NO_ITEMS
-        # self._hold(-wire), written out (once per message read)
+        self.released = 0
+        self._release(released)
+        self._plan_release()
+        return msg
+
+    def _release(self, wire: int) -> None:
+        """``wire`` bytes of items taken from the inbox leave ``held``, the link's counts
+        and the account (``_hold(-wire)`` written out); the window they free may be
+        acknowledged now (:meth:`settle`)."""
         old = self.held
         new = self.held = old - wire
         link = self.link
@@ -615,7 +648,54 @@ class NetStream:
                 account.on_relief()  # (the link looks whether it may grant window again)
         if self.owed >= self._settle_at and self.held <= self._settle_hold:
             self.settle()  # (settle's own test, written out: a reader far behind would call it per message)
-        return msg
+
+    def _plan_release(self) -> None:
+        """After a take accounted for: how many bytes the next takes may leave
+        unaccounted. Never past a limit that an exact count would cross sooner: the
+        stream window's half (settle acknowledges below it), ``hold_limit`` (the link's
+        ``streams_over``); and none while the account withholds window (its relief is
+        looked at on every take), on a stream that is done, with fast paths off, or
+        once the inbox is empty. Limits of the whole connection are judged on exact
+        figures too: a stream that leaves bytes unaccounted is in the link's
+        ``releasing``, whose bytes the link accounts for before it judges
+        (:meth:`account_release`)."""
+        at = 0
+        link = self.link
+        account = self.account
+        if (
+            self.inbox
+            and link is not None
+            and not self.done
+            and (account is None or not account.withholding)
+            and self.session.config.fast_paths
+        ):
+            held = self.held
+            at = _RELEASE_STEP
+            if held > self._settle_hold:
+                at = min(at, held - self._settle_hold)
+            if held > link.hold_limit:
+                at = min(at, held - link.hold_limit)
+        self._release_at = at
+        if account is not None and link is not None:
+            if at:
+                link.releasing[self] = None
+            else:
+                link.releasing.pop(self, None)
+
+    def account_release(self) -> None:
+        """Account now for the bytes taken and not accounted for yet (for the link,
+        before it judges the connection's limits; and before data arrives or the stream
+        is done); the next take plans again."""
+        self._forget_release()
+        released, self.released = self.released, 0
+        if released:
+            self._release(released)
+
+    def _forget_release(self) -> None:
+        self._release_at = 0
+        link = self.link
+        if link is not None and self.account is not None:
+            link.releasing.pop(self, None)
 
     async def read_for_pipe(self) -> tuple[str, Any]:
         """For the receiving task of a local pipe this stream is forwarded into:
@@ -777,14 +857,6 @@ class NetReceiver(Receiver):
                 return msg
         return await ns.read_item()
 
-    def __anext__(self) -> Awaitable[Any]:  # type: ignore[override]
-        # receive() written out here (ReceiveChannel's __anext__ awaits it), as a
-        # generator-based coroutine: with many channels, each read by a task that
-        # waits for its next message, what a wait makes lives until that message, long
-        # enough to reach the cyclic collector's oldest generation; this way a wait
-        # makes one object (the generator; the lot's trap is made once), where an
-        # ``async def`` and trio's wait_task_rescheduled make four
-        return _next_message(self)
 
     async def aclose(self) -> None:
         if not self._closed:
@@ -834,6 +906,16 @@ def _next_message(receiver: NetReceiver) -> Generator[Any, Any, Any]:
     except trio.EndOfChannel:
         raise StopAsyncIteration from None
     return msg
+
+
+# receive() written out (ReceiveChannel's __anext__ awaits it), as a generator-based
+# coroutine, and the class's __anext__ itself (no method frame of its own around it: one
+# Python call less per message): with many channels, each read by a task that waits for
+# its next message, what a wait makes lives until that message, long enough to reach the
+# cyclic collector's oldest generation; this way a wait makes one object (the generator;
+# the lot's trap is made once), where an ``async def`` and trio's wait_task_rescheduled
+# make four
+NetReceiver.__anext__ = _next_message  # type: ignore[assignment,method-assign]
 
 
 class NetByteStream(ByteStream):

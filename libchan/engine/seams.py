@@ -97,6 +97,8 @@ class LinkPort(Protocol):
     streams_over: int
     #: Unread bytes beyond which a stream counts in ``streams_over`` (read only).
     hold_limit: int
+    #: Streams that left bytes their reader took unaccounted for (kept by the streams).
+    releasing: dict[Any, None]
 
     @property
     def alive(self) -> bool:
@@ -139,6 +141,8 @@ class StreamPort(Protocol):
     last_sent: float
     owed: int
     held: int
+    #: Of ``held``: bytes of items its reader took, not accounted for yet.
+    released: int
     charged: int
     splice: Any
 
@@ -152,4 +156,5 @@ class StreamPort(Protocol):
     def reset(self, code: int) -> None: ...
     def request_end(self) -> None: ...
     def drop_inbox(self, error: BaseException | None = None) -> None: ...
+    def account_release(self) -> None: ...
 
