@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import deque
 import types
-from typing import TYPE_CHECKING, Any, Awaitable, Generator, cast
+from typing import TYPE_CHECKING, Any, Generator, cast
 
 import trio
 
@@ -856,7 +856,6 @@ class NetReceiver(Receiver):
                     raise msg.error
                 return msg
         return await ns.read_item()
-
 
     async def aclose(self) -> None:
         if not self._closed:

@@ -5,6 +5,8 @@ where counting every message at once would have done it."""
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
+
 import pytest
 import trio
 import trio.testing
@@ -27,6 +29,20 @@ async def _all_arrived(ns, count: int) -> int:
     return wires.pop()
 
 
+@asynccontextmanager
+async def _waiting(tmp_path, config: libchan.Config, count: int, size: int):
+    """A session pair whose server channel holds ``count`` messages of ``size`` bytes,
+    unread: yields (its Receiver, its NetStream, the wire size of one message)."""
+    with trio.fail_after(20):
+        async with session_pair("tcp", tmp_path, config) as (cli, srv):
+            sender = await cli.open_sender()
+            for _ in range(count):
+                await sender.send(b"x" * size)
+            receiver = await srv.accept_receiver()
+            ns = receiver._ns
+            yield receiver, ns, await _all_arrived(ns, count)
+
+
 def _first_take_at_or_under(count: int, wire: int, limit: int) -> int:
     """How many takes of ``count`` items of ``wire`` bytes bring what is held to ``limit``."""
     return next(k for k in range(count + 1) if (count - k) * wire <= limit)
@@ -36,70 +52,47 @@ def _first_take_at_or_under(count: int, wire: int, limit: int) -> int:
 async def test_deferred_release_defers_and_counts_stay_consistent(tmp_path):
     """Takes from a full inbox leave their bytes in ``held`` (as ``released``) and in the
     link's ``unread``, consistently, and the last take (inbox empty) accounts for all."""
-    config = libchan.Config(stream_window=WINDOW)
-    with trio.fail_after(20):
-        async with session_pair("tcp", tmp_path, config) as (cli, srv):
-            sender = await cli.open_sender()
-            for _ in range(20):
-                await sender.send(b"x" * 100)
-            receiver = await srv.accept_receiver()
-            ns = receiver._ns
-            wire = await _all_arrived(ns, 20)
-            link = ns.link
-            account = ns.account
-            assert account is not None
-            used = account.used
-            for i in range(1, 20):
-                await receiver.receive()
-                assert ns.held == 19 * wire  # (the first take was accounted for: data had come)
-                assert ns.released == (i - 1) * wire  # (the others not yet)
-                assert link.unread == sum(s.held for s in link.streams.values())
-            assert account.used == used - wire
-            assert ns in link.releasing
-            await receiver.receive()  # the last one: the inbox is empty
-            assert ns.released == 0 and ns.held == 0 and link.unread == 0
-            assert ns not in link.releasing
-            assert account.used == used - 20 * wire
+    async with _waiting(tmp_path, libchan.Config(stream_window=WINDOW), 20, 100) as (receiver, ns, wire):
+        link = ns.link
+        account = ns.account
+        assert account is not None
+        used = account.used
+        for i in range(1, 20):
+            await receiver.receive()
+            assert ns.held == 19 * wire  # (the first take was accounted for: data had come)
+            assert ns.released == (i - 1) * wire  # (the others not yet)
+            assert link.unread == sum(s.held for s in link.streams.values())
+        assert account.used == used - wire
+        assert ns in link.releasing
+        await receiver.receive()  # the last one: the inbox is empty
+        assert ns.released == 0 and ns.held == 0 and link.unread == 0
+        assert ns not in link.releasing
+        assert account.used == used - 20 * wire
 
 
 async def test_deferred_release_off_accounts_every_take(tmp_path):
     """With fast paths off, every take is accounted for as it happens."""
     config = libchan.Config(stream_window=WINDOW, fast_paths=False)
-    with trio.fail_after(20):
-        async with session_pair("tcp", tmp_path, config) as (cli, srv):
-            sender = await cli.open_sender()
-            for _ in range(20):
-                await sender.send(b"x" * 100)
-            receiver = await srv.accept_receiver()
-            ns = receiver._ns
-            wire = await _all_arrived(ns, 20)
-            for i in range(1, 21):
-                await receiver.receive()
-                assert ns.released == 0 and ns.held == (20 - i) * wire
+    async with _waiting(tmp_path, config, 20, 100) as (receiver, ns, wire):
+        for i in range(1, 21):
+            await receiver.receive()
+            assert ns.released == 0 and ns.held == (20 - i) * wire
 
 
 async def test_deferred_release_window_acknowledged_at_the_exact_take(tmp_path):
     """A stream holding more than half its window gets its WINDOW_UPDATE at the take that
     brings what it holds to half the window, not a run of takes later."""
-    config = libchan.Config(stream_window=WINDOW)
     count = 60
-    with trio.fail_after(20):
-        async with session_pair("tcp", tmp_path, config) as (cli, srv):
-            sender = await cli.open_sender()
-            for _ in range(count):
-                await sender.send(b"x" * SIZE)
-            receiver = await srv.accept_receiver()
-            ns = receiver._ns
-            wire = await _all_arrived(ns, count)
-            half = WINDOW // 2
-            assert count * wire > half and ns.owed >= WINDOW // 4  # (owed, not acknowledged)
-            exact = _first_take_at_or_under(count, wire, half)
-            for _ in range(exact - 1):
-                await receiver.receive()
-            assert ns.owed >= WINDOW // 4  # one take short: still owed
+    async with _waiting(tmp_path, libchan.Config(stream_window=WINDOW), count, SIZE) as (receiver, ns, wire):
+        half = WINDOW // 2
+        assert count * wire > half and ns.owed >= WINDOW // 4  # (owed, not acknowledged)
+        exact = _first_take_at_or_under(count, wire, half)
+        for _ in range(exact - 1):
             await receiver.receive()
-            assert ns.owed == 0  # acknowledged at this take
-            assert ns.held - ns.released == (count - exact) * wire
+        assert ns.owed >= WINDOW // 4  # one take short: still owed
+        await receiver.receive()
+        assert ns.owed == 0  # acknowledged at this take
+        assert ns.held - ns.released == (count - exact) * wire
 
 
 @pytest.mark.fast_paths  # (a waiting task reads the connection itself only on the fast paths)
