@@ -496,6 +496,8 @@ class Link:
             self.unread -= ns.held
             if ns.held > self.hold_limit:
                 self.streams_over -= 1
+                if not self.streams_over:
+                    self.resume_reading()
             if ns.charged and self.account is not None:
                 if self.done_holding is None:
                     self.done_holding = weakref.WeakSet()
@@ -608,6 +610,8 @@ class Link:
         self.wake()
 
     def resume_reading(self) -> None:
+        """Go profile (no flow control): a reader paused for what the streams hold (or
+        for the account) looks again whether it may read; nothing with flow control."""
         if not self._flow_controlled:
             self._read_lot.unpark_all()
 

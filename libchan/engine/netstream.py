@@ -250,6 +250,8 @@ class NetStream:
             limit = link.hold_limit
             if (old > limit) != (new > limit):
                 link.streams_over += 1 if new > limit else -1
+                if not link.streams_over:
+                    link.resume_reading()  # (a Go-profile connection paused for it)
 
     def _drop_partial(self) -> None:
         """No more data will come: free a partial item (it cannot complete)."""
@@ -640,6 +642,8 @@ class NetStream:
             limit = link.hold_limit
             if old > limit >= new:
                 link.streams_over -= 1
+                if not link.streams_over:
+                    link.resume_reading()  # (a Go-profile connection paused for it)
         account = self.account
         if account is not None:
             self.charged -= wire

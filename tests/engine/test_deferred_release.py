@@ -1,7 +1,7 @@
 """Bytes a reader took are accounted for a run of takes at once (NetStream._take), never
-past a limit: the window is acknowledged, a paused Go-profile connection resumes, the
-connection's window is withheld and the budget ends a connection at exactly the take
-where counting every message at once would have done it."""
+past a limit: the window is acknowledged, a paused Go-profile connection resumes (for a
+task that waits already, too), the connection's window is withheld and the budget ends a
+connection at exactly the take where counting every message at once would have done it."""
 
 from __future__ import annotations
 
@@ -113,11 +113,13 @@ async def test_deferred_release_go_profile_resumes_reading_at_the_exact_take(tmp
             link = ns.link
             for _ in range(90):
                 await flood.send(b"x" * SIZE)
-            await other.send("after")
             with trio.fail_after(5):
                 while not link.streams_over:
                     await trio.sleep(0.01)
             await trio.testing.wait_all_tasks_blocked(0.05)  # (reading paused)
+            await other.send("after")  # (now: not in the read that paused it)
+            await trio.testing.wait_all_tasks_blocked(0.05)
+            assert waiting._ns.inbox is not None and not waiting._ns.inbox  # (not read)
             count = len(ns.inbox) // 2
             wire = await _all_arrived(ns, count)
             assert count * wire > WINDOW
@@ -212,3 +214,49 @@ def test_deferred_release_budget_judges_every_account_exactly():
     assert ended == [] and budget.used == 1600 and left == [0]
     b.charge(900)  # 2500 again, exactly: b holds the most
     assert len(ended) == 1 and "holds the most: 1500" in ended[0], ended
+
+
+async def test_deferred_release_go_profile_resumes_for_a_task_already_waiting(tmp_path):
+    """Go profile: while a stream holds more than its window the connection is not read; a
+    task already waiting for another stream gets its message as soon as the application
+    read the first stream back to its window (not only once it read it down to half)."""
+    config = libchan.Config(stream_window=WINDOW)
+    with trio.fail_after(20):
+        async with session_pair("tcp", tmp_path, config=config, profile="spdy") as (cli, srv):
+            flood, other = await cli.open_sender(), await cli.open_sender()
+            await flood.send("first")
+            await other.send("first")
+            unread = await srv.accept_receiver()
+            waiting = await srv.accept_receiver()
+            assert await unread.receive() == "first" and await waiting.receive() == "first"
+            ns = unread._ns
+            link = ns.link
+            for _ in range(90):
+                await flood.send(b"x" * SIZE)
+            with trio.fail_after(5):
+                while not link.streams_over:
+                    await trio.sleep(0.01)
+            await trio.testing.wait_all_tasks_blocked(0.05)  # (reading paused)
+            await other.send("after")  # (now: not in the read that paused it)
+            await trio.testing.wait_all_tasks_blocked(0.05)
+            assert waiting._ns.inbox is not None and not waiting._ns.inbox  # (not read)
+            count = len(ns.inbox) // 2
+            wire = await _all_arrived(ns, count)
+            got = []
+
+            async def wait_for_other() -> None:
+                got.append(await waiting.receive())
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(wait_for_other)  # waits from now on (reading is paused)
+                await trio.testing.wait_all_tasks_blocked(0.05)
+                assert got == []
+                exact = _first_take_at_or_under(count, wire, WINDOW)
+                assert (count - exact) * wire > WINDOW // 2  # (still more than half the window)
+                for _ in range(exact):
+                    await unread.receive()
+                assert not link.streams_over
+                # (its message is in the socket already: once every task waits, it has it --
+                # not only after the next keepalive tick interrupts the pause)
+                await trio.testing.wait_all_tasks_blocked(0.05)
+                assert got == ["after"]
