@@ -95,11 +95,12 @@ async def test_deferred_release_window_acknowledged_at_the_exact_take(tmp_path):
         assert ns.held - ns.released == (count - exact) * wire
 
 
-@pytest.mark.fast_paths  # (a waiting task reads the connection itself only on the fast paths)
-async def test_deferred_release_go_profile_resumes_reading_at_the_exact_take(tmp_path):
-    """Go profile (no flow control): while a stream holds more than its window the
-    connection is not read; a task waiting for another stream reads it again as soon as
-    the application read the first down to its window -- at that very take."""
+@asynccontextmanager
+async def _go_paused(tmp_path):
+    """Go profile: a session pair whose server channel ``unread`` holds more than its
+    window (the connection's reading paused) and whose channel ``waiting`` has a message
+    ("after") held back in the socket: yields (unread, waiting, unread's NetStream, the
+    count of messages it holds, their wire size)."""
     config = libchan.Config(stream_window=WINDOW)
     with trio.fail_after(20):
         async with session_pair("tcp", tmp_path, config=config, profile="spdy") as (cli, srv):
@@ -110,30 +111,38 @@ async def test_deferred_release_go_profile_resumes_reading_at_the_exact_take(tmp
             waiting = await srv.accept_receiver()
             assert await unread.receive() == "first" and await waiting.receive() == "first"
             ns = unread._ns
-            link = ns.link
             for _ in range(90):
                 await flood.send(b"x" * SIZE)
             with trio.fail_after(5):
-                while not link.streams_over:
+                while not ns.link.streams_over:
                     await trio.sleep(0.01)
             await trio.testing.wait_all_tasks_blocked(0.05)  # (reading paused)
             await other.send("after")  # (now: not in the read that paused it)
             await trio.testing.wait_all_tasks_blocked(0.05)
-            assert waiting._ns.inbox is not None and not waiting._ns.inbox  # (not read)
+            assert not waiting._ns.inbox  # (not read)
             count = len(ns.inbox) // 2
-            wire = await _all_arrived(ns, count)
-            assert count * wire > WINDOW
-            exact = _first_take_at_or_under(count, wire, WINDOW)  # (at least 1: reading paused)
-            for _ in range(exact - 1):
-                await unread.receive()
-            with trio.move_on_after(0.3):
-                await waiting.receive()
-                pytest.fail("the connection was read while the stream held more than its window")
-            assert link.streams_over
-            await unread.receive()  # this take brings it to its window
-            assert not link.streams_over
-            with trio.fail_after(5):
-                assert await waiting.receive() == "after"
+            yield unread, waiting, ns, count, await _all_arrived(ns, count)
+
+
+@pytest.mark.fast_paths  # (a waiting task reads the connection itself only on the fast paths)
+async def test_deferred_release_go_profile_resumes_reading_at_the_exact_take(tmp_path):
+    """Go profile (no flow control): while a stream holds more than its window the
+    connection is not read; a task waiting for another stream reads it again as soon as
+    the application read the first down to its window -- at that very take."""
+    async with _go_paused(tmp_path) as (unread, waiting, ns, count, wire):
+        link = ns.link
+        assert count * wire > WINDOW
+        exact = _first_take_at_or_under(count, wire, WINDOW)  # (at least 1: reading paused)
+        for _ in range(exact - 1):
+            await unread.receive()
+        with trio.move_on_after(0.3):
+            await waiting.receive()
+            pytest.fail("the connection was read while the stream held more than its window")
+        assert link.streams_over
+        await unread.receive()  # this take brings it to its window
+        assert not link.streams_over
+        with trio.fail_after(5):
+            assert await waiting.receive() == "after"
 
 
 @pytest.mark.fast_paths  # (takes defer only on the fast paths)
@@ -220,43 +229,23 @@ async def test_deferred_release_go_profile_resumes_for_a_task_already_waiting(tm
     """Go profile: while a stream holds more than its window the connection is not read; a
     task already waiting for another stream gets its message as soon as the application
     read the first stream back to its window (not only once it read it down to half)."""
-    config = libchan.Config(stream_window=WINDOW)
-    with trio.fail_after(20):
-        async with session_pair("tcp", tmp_path, config=config, profile="spdy") as (cli, srv):
-            flood, other = await cli.open_sender(), await cli.open_sender()
-            await flood.send("first")
-            await other.send("first")
-            unread = await srv.accept_receiver()
-            waiting = await srv.accept_receiver()
-            assert await unread.receive() == "first" and await waiting.receive() == "first"
-            ns = unread._ns
-            link = ns.link
-            for _ in range(90):
-                await flood.send(b"x" * SIZE)
-            with trio.fail_after(5):
-                while not link.streams_over:
-                    await trio.sleep(0.01)
-            await trio.testing.wait_all_tasks_blocked(0.05)  # (reading paused)
-            await other.send("after")  # (now: not in the read that paused it)
+    async with _go_paused(tmp_path) as (unread, waiting, ns, count, wire):
+        link = ns.link
+        got = []
+
+        async def wait_for_other() -> None:
+            got.append(await waiting.receive())
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(wait_for_other)  # waits from now on (reading is paused)
             await trio.testing.wait_all_tasks_blocked(0.05)
-            assert waiting._ns.inbox is not None and not waiting._ns.inbox  # (not read)
-            count = len(ns.inbox) // 2
-            wire = await _all_arrived(ns, count)
-            got = []
-
-            async def wait_for_other() -> None:
-                got.append(await waiting.receive())
-
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(wait_for_other)  # waits from now on (reading is paused)
-                await trio.testing.wait_all_tasks_blocked(0.05)
-                assert got == []
-                exact = _first_take_at_or_under(count, wire, WINDOW)
-                assert (count - exact) * wire > WINDOW // 2  # (still more than half the window)
-                for _ in range(exact):
-                    await unread.receive()
-                assert not link.streams_over
-                # (its message is in the socket already: once every task waits, it has it --
-                # not only after the next keepalive tick interrupts the pause)
-                await trio.testing.wait_all_tasks_blocked(0.05)
-                assert got == ["after"]
+            assert got == []
+            exact = _first_take_at_or_under(count, wire, WINDOW)
+            assert (count - exact) * wire > WINDOW // 2  # (still more than half the window)
+            for _ in range(exact):
+                await unread.receive()
+            assert not link.streams_over
+            # (its message is in the socket already: once every task waits, it has it --
+            # not only after the next keepalive tick interrupts the pause)
+            await trio.testing.wait_all_tasks_blocked(0.05)
+            assert got == ["after"]
