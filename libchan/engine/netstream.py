@@ -632,26 +632,16 @@ class NetStream:
 
     def _release(self, wire: int) -> None:
         """``wire`` bytes of items taken from the inbox leave ``held``, the link's counts
-        and the account (``_hold(-wire)`` written out); the window they free may be
-        acknowledged now (:meth:`settle`)."""
-        old = self.held
-        new = self.held = old - wire
-        link = self.link
-        if link is not None and not self.done:
-            link.unread -= wire
-            limit = link.hold_limit
-            if old > limit >= new:
-                link.streams_over -= 1
-                if not link.streams_over:
-                    link.resume_reading()  # (a Go-profile connection paused for it)
+        and the account; the window they free may be acknowledged now (:meth:`settle`).
+        (Once per run of takes, not per message: see :meth:`_take`.)"""
+        self._hold(-wire)
         account = self.account
         if account is not None:
             self.charged -= wire
             account.charge(-wire)
             if account.withholding and not self.held:
                 account.on_relief()  # (the link looks whether it may grant window again)
-        if self.owed >= self._settle_at and self.held <= self._settle_hold:
-            self.settle()  # (settle's own test, written out: a reader far behind would call it per message)
+        self.settle()
 
     def _plan_release(self) -> None:
         """After a take accounted for: how many bytes the next takes may leave
