@@ -67,7 +67,7 @@ class Link:
     __slots__ = ("account", "_capacity_lot", "closed_reason", "config", "_conn_ack_at", "done_holding",
         "_conn_unacked", "_consumers_read", "_drain_lot", "_ended", "first_input", "_first_lot",
         "_flow_controlled", "flushed", "handoff", "_handshake_deadline", "_handshake_scope", "hold_limit", "_idle",
-        "_input_charged", "_input_over", "input_owner", "io", "keepalive_data", "_last_rx", "mux", "_next_tick", "_nursery",
+        "_input_charged", "_input_over", "input_owner", "io", "reading_for", "keepalive_data", "_last_rx", "mux", "_next_tick", "_nursery",
         "on_closed", "on_stream_opened", "peer", "peer_goaway", "_pending", "_pending_answers",
         "_alarm", "read_error", "_read_interrupted", "_read_lot", "_read_scope", "_reading_here", "_reader_done", "_reader_waiting", "_reading_paused", "ready",
         "_send_lock", "releasing", "streams", "streams_over", "transport", "unread", "_write_lot", "writer_due",
@@ -167,6 +167,9 @@ class Link:
         # Who waits for input now: None, this link (its reader task) or the
         # NetStream whose consumer reads for everyone (see read_for).
         self.input_owner: object | None = None
+        #: The stream whose consumer processes the input it read for it (read_for):
+        #: a message for that stream goes straight to it (NetStream._on_data).
+        self.reading_for: NetStream | None = None
         # The reader task while a consumer reads: parked by hand (a ParkingLot costs
         # more, and this is on every message's path).
         self._reader_waiting: trio.lowlevel.Task | None = None
@@ -989,7 +992,11 @@ class Link:
         if not data:
             self._input_ended("connection closed by the peer")
             return
-        self._process_input(data)
+        self.reading_for = ns
+        try:
+            self._process_input(data)
+        finally:
+            self.reading_for = None
 
     def _release_input(self, ns: NetStream) -> None:
         if self.input_owner is ns:

@@ -286,7 +286,7 @@ class NetStream:
         """The application closed its end, or the budget needs the bytes back: what it
         did not read goes (if there was some, a later receive raises ``error`` when
         given, instead of the stream's own)."""
-        if error is not None and self.held:
+        if error is not None and (self.held or self.inbox):
             self.error = error
             self.clean_end = False  # (what the peer sent did not all reach the reader)
         self.inbox = _NO_ITEMS
@@ -305,11 +305,12 @@ class NetStream:
         if self.released:
             self.account_release()  # (settle and the account judge by exact figures)
         self._release_at = 0  # (what arrives moves the limits _plan_release keeps below)
-        self._on_data(data)
-        if self.account is not None:
+        if not self._on_data(data) and self.account is not None:
             self._recharge()
 
-    def _on_data(self, data: bytes | memoryview) -> None:
+    def _on_data(self, data: bytes | memoryview) -> bool:
+        """on_data's work past the bookkeeping of takes; True if the message went
+        straight to the consumer that read it (nothing held: nothing to charge)."""
         # Flow control: every received byte is owed a WINDOW_UPDATE. It is
         # paid at once while the complete-but-unread items held in the inbox
         # stay under half the stream window, and otherwise when the
@@ -319,20 +320,32 @@ class NetStream:
         self.owed += len(data)
         if self.error is not None or self.done:
             self.settle()
-            return
+            return False
         if self._one_item_lane and (self.splice is None or self.pipe_reading):
             item = self.body.feed_one(data)
             if item is not None:
                 if type(item[0]) is DecodeFailure and self.body.error is not None:  # fatal, as feed says
                     self.settle()
                     self.protocol_failure(item[0].error)
-                    return
+                    return False
+                link = self.link
+                if link is not None and link.reading_for is self and not self.inbox and (self.pipe_reading or not self.recv_lot):
+                    # The consumer that read it takes it next, in this task, before
+                    # anything else runs (read_item, read_for_pipe): it is its own
+                    # already, never held -- no count, charge or release to keep. (A
+                    # negative wire size says so to _take; _account_direct holds it
+                    # if it stays in the inbox after all.)
+                    inbox = self.inbox = deque()
+                    inbox.append(item[0])
+                    inbox.append(-item[1])
+                    self.settle()
+                    return True
                 self._queue(item)
                 self._hold(item[1])
                 if not self.pipe_reading:
                     self._wake_readers()
                 self.settle()
-                return
+                return False
         if self.body is None:
             # Go profile: a stream whose message has not named it yet.
             self.prebuffer += data
@@ -340,20 +353,20 @@ class NetStream:
                 from ..errors import RemoteProtocolError
 
                 self.protocol_failure(RemoteProtocolError("too much data on a stream no message has named yet"))
-            return
+            return False
         try:
             items, _free = self.body.feed(data)
         except Exception as exc:  # framing error: typed, stream-local
             self.settle()
             self.protocol_failure(exc)
-            return
+            return False
         if self.role != "stream" or not self.we_read:
             # Parks and control streams carry keepalives only; a writer-only
             # half ignores (but acknowledges) anything the reader sends.
             self.settle()
             if self.body.ended and not self.remote_finished:
                 self.on_end_marker()
-            return
+            return False
         splice = self.splice
         queued = False
         if splice is None:
@@ -390,6 +403,7 @@ class NetStream:
             self.protocol_failure(self.body.error)
         elif self.body.ended and not self.remote_finished:
             self.on_end_marker()
+        return False
 
     def on_end_marker(self) -> None:
         """The peer (an HTTP/2 server) finished its direction; its END_STREAM comes after ours."""
@@ -619,7 +633,12 @@ class NetStream:
         of what a read costs beyond the decoding."""
         inbox = self.inbox
         msg = inbox.popleft()
-        released: int = self.released + inbox.popleft()
+        wire: int = inbox.popleft()
+        if wire < 0:  # handed straight to the consumer that read it: never held (_on_data)
+            if not inbox:
+                self.inbox = _NO_ITEMS
+            return msg
+        released = self.released + wire
         if released < self._release_at and inbox:
             self.released = released
             return msg
@@ -629,6 +648,16 @@ class NetStream:
         self._release(released)
         self._plan_release()
         return msg
+
+    def _account_direct(self) -> None:
+        """A message _on_data handed to the consumer that read it is still in the inbox
+        (that consumer gives it to another task): from now on it is held like any other."""
+        inbox = self.inbox
+        if inbox and inbox[1] < 0:
+            wire = inbox[1] = -inbox[1]
+            self._hold(wire)
+            if self.account is not None:
+                self._recharge()
 
     def _release(self, wire: int) -> None:
         """``wire`` bytes of items taken from the inbox leave ``held``, the link's counts
@@ -720,6 +749,7 @@ class NetStream:
             link.input_released()
         if self.inbox and self.recv_lot and type(self.inbox[0]) is not DecodeFailure:
             return "item", self._take()
+        self._account_direct()  # (the forwarder takes it: it waits like any other)
         if self.inbox or self.in_ended or self.error is not None:
             self._wake_readers()  # the forwarder delivers it (or the end)
         return "again", None

@@ -83,6 +83,8 @@ class LinkPort(Protocol):
     handoff: bool
     #: Who reads the connection now: None, the link's reader, or a stream's consumer.
     input_owner: object | None
+    #: The stream whose consumer processes the input it read for it (read_for).
+    reading_for: Any
     #: The writer task is due to run and takes every ready stream with it (read only).
     writer_due: bool
     #: Streams with something to send (read only).
