@@ -15,7 +15,7 @@ import math
 import weakref
 from functools import partial
 import ssl
-from typing import TYPE_CHECKING, Any, Callable, Coroutine, cast
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine, cast
 
 import trio
 
@@ -69,7 +69,7 @@ class Link:
         "_flow_controlled", "flushed", "handoff", "_handshake_deadline", "_handshake_scope", "hold_limit", "_idle",
         "_input_charged", "_input_over", "input_owner", "io", "reading_for", "keepalive_data", "_last_rx", "mux", "_next_tick", "_nursery",
         "on_closed", "on_stream_opened", "peer", "peer_goaway", "_pending", "_pending_answers",
-        "_alarm", "read_error", "_read_interrupted", "_read_lot", "_read_scope", "_reading_here", "_reader_done", "_reader_waiting", "_reading_paused", "ready",
+        "_alarm", "read_error", "_read_interrupted", "_read_lot", "_read_scope", "_reading_here", "_reader_done", "_reader_lot", "_reading_paused", "ready",
         "_send_lock", "releasing", "streams", "streams_over", "transport", "unread", "_write_lot", "writer_due",
         "_writer_passes", "_writer_passes_seen", "_writer_retiring", "_writer_running", "_writer_wanted")
 
@@ -170,9 +170,9 @@ class Link:
         #: The stream whose consumer processes the input it read for it (read_for):
         #: a message for that stream goes straight to it (NetStream._on_data).
         self.reading_for: NetStream | None = None
-        # The reader task while a consumer reads: parked by hand (a ParkingLot costs
-        # more, and this is on every message's path).
-        self._reader_waiting: trio.lowlevel.Task | None = None
+        # Where the reader task waits while a consumer reads (a lot of its own once it
+        # did: waking it is on every message's path, between a read and the reply).
+        self._reader_lot: Lot = NO_WAITERS
         self._consumers_read = False  # a socket read here, and flow control: see run()
         #: A consumer waiting in read_item was woken by the last input.
         self.handoff = False
@@ -1014,19 +1014,11 @@ class Link:
 
     def _resume_reader(self) -> None:
         """The task in :meth:`_reader_park`, if one waits there, goes on."""
-        task = self._reader_waiting
-        if task is not None:
-            self._reader_waiting = None
-            trio.lowlevel.reschedule(task)
+        self._reader_lot.unpark_all()
 
-    async def _reader_park(self) -> None:
-        self._reader_waiting = trio.lowlevel.current_task()
-
-        def abort(_: object) -> trio.lowlevel.Abort:
-            self._reader_waiting = None
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        await trio.lowlevel.wait_task_rescheduled(abort)
+    def _reader_park(self) -> Awaitable[None]:
+        lot = self._reader_lot = own_lot(self._reader_lot)
+        return lot.park()
 
     def _input_ended(self, reason: str) -> None:
         self._input_over = True
