@@ -69,7 +69,7 @@ class Link:
         "_flow_controlled", "flushed", "handoff", "_handshake_deadline", "_handshake_scope", "hold_limit", "_idle",
         "_input_charged", "_input_over", "input_owner", "io", "reading_for", "keepalive_data", "_last_rx", "mux", "_next_tick", "_nursery",
         "on_closed", "on_stream_opened", "peer", "peer_goaway", "_pending", "_pending_answers",
-        "_alarm", "read_error", "_read_interrupted", "_read_lot", "_read_scope", "_reading_here", "_reader_done", "_reader_lot", "_reading_paused", "ready",
+        "_alarm", "_clock", "read_error", "_read_interrupted", "_read_lot", "_read_scope", "_reading_here", "_reader_done", "_reader_lot", "_reading_paused", "ready",
         "_send_lock", "releasing", "streams", "streams_over", "transport", "unread", "_write_lot", "writer_due",
         "_writer_passes", "_writer_passes_seen", "_writer_retiring", "_writer_running", "_writer_wanted")
 
@@ -176,7 +176,10 @@ class Link:
         self._consumers_read = False  # a socket read here, and flow control: see run()
         #: A consumer waiting in read_item was woken by the last input.
         self.handoff = False
-        self._last_rx = trio.current_time()
+        #: trio's clock (its current_time is trio.current_time() less two calls: read and
+        #: write paths ask for the time on every message).
+        self._clock = trio.lowlevel.current_clock()
+        self._last_rx = self._clock.current_time()
         self._reading_paused = False
         #: The peer's input ended (its end of stream, or a read failed).
         self._input_over = False
@@ -544,7 +547,7 @@ class Link:
         if header is None:
             return False
         self.flushed = True
-        ns.last_sent = trio.current_time()
+        ns.last_sent = self._clock.current_time()
         try:
             io.try_send([header + wire])
         except (OSError, trio.BrokenResourceError) as exc:
@@ -902,7 +905,7 @@ class Link:
         if self.first_input is None and data:
             self.first_input = bytes(data[:16])
             self._first_lot.unpark_all()
-        self._last_rx = trio.current_time()
+        self._last_rx = self._clock.current_time()
         self.flushed = False
         mux = self.mux
         if mux.has_output():
@@ -1102,7 +1105,7 @@ class Link:
         if n > _FRAME_CAP or self.mux.sendable(sid) < n:
             return False
         try:
-            self._send_frame(ns, sid, n, False, trio.current_time())
+            self._send_frame(ns, sid, n, False, self._clock.current_time())
         except Exception:  # the stream closed under us (e.g. peer reset)
             self._drop_broken(ns)
         self.ready.pop(ns, None)
