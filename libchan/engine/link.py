@@ -527,19 +527,21 @@ class Link:
         calling task, if nothing has to go before it: what :meth:`schedule` would do
         for it, without the queue. False: nothing was done (queue it)."""
         io = self.io
-        if self.flushed or self._pending or io is None or not io.direct or io.backlog:
+        # (io._tsock: io.direct; outbox._len: len(outbox); _send_lock._held: its locked()
+        # -- read without the calls, on every message's path)
+        if self.flushed or self._pending or io is None or io._tsock is None or io.backlog:
             return False
         sid = ns.stream_id
         if (
             sid is None
-            or ns.outbox
+            or ns.outbox._len
             or ns.error is not None
             or not ns.can_send
             or ns.out_end_requested
             or ns.out_ended
             or len(wire) > _FRAME_CAP
             or self.closed_reason is not None
-            or self._send_lock.locked()
+            or self._send_lock._held
         ):
             return False
         lane = self.mux.lane
