@@ -133,15 +133,22 @@ def main() -> int:
         runs["raw"].append(trio.run(_raw_run, args.messages))
         runs["libchan h2"].append(trio.run(_libchan_run, args.messages, "h2", args.channels))
         runs["libchan spdy"].append(trio.run(_libchan_run, args.messages, "spdy", args.channels))
-    best = {name: min(values) for name, values in runs.items()}
     over = f", libchan over {args.channels:,} channels round-robin" if args.channels > 1 else ""
-    print(f"# one-way 100 B messages, both ends in one process, CPU per message (min of {args.reps} x {args.messages:,}{over})")
+    report(f"one-way 100 B messages, both ends in one process, CPU per message (min of {args.reps} x {args.messages:,}{over})",
+           runs, decimals=3)
+    return 0
+
+
+def report(title: str, runs: dict[str, list[float]], decimals: int) -> None:
+    """Print ``title``, the revision and load, then each figure's minimum over its runs (in
+    µs, with the spread) and libchan's ratio to ``runs["raw"]`` (raw's CPU / libchan's)."""
+    best = {name: min(values) for name, values in runs.items()}
+    print(f"# {title}")
     print(f"# libchan {_revision()}, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     for name, value in best.items():
-        spread = f"[{min(runs[name]) * 1e6:.3f} .. {max(runs[name]) * 1e6:.3f}]"
+        spread = f"[{min(runs[name]) * 1e6:.{decimals}f} .. {max(runs[name]) * 1e6:.{decimals}f}]"
         ratio = "" if name == "raw" else f"  {best['raw'] / value:.2f}x of raw"
-        print(f"{name:14s} {value * 1e6:6.3f} µs {spread}{ratio}")
-    return 0
+        print(f"{name:14s} {value * 1e6:6.{decimals}f} µs {spread}{ratio}")
 
 
 def _revision() -> str:

@@ -38,6 +38,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import trio  # noqa: E402
 
 import libchan  # noqa: E402
+from bench import _recv_exactly  # noqa: E402  (bench.py, beside this file: its raw round trips read so)
+from oneway_cpu import report  # noqa: E402
 
 PAYLOAD = b"x" * 100
 
@@ -70,16 +72,6 @@ async def _libchan_run(round_trips: int, profile: str) -> float:
             await sender.aclose()
         nursery.cancel_scope.cancel()
     return cpu / round_trips
-
-
-async def _recv_exactly(stream: trio.SocketStream, n: int) -> bytes:
-    buf = b""
-    while len(buf) < n:
-        data = await stream.receive_some(n - len(buf))
-        if not data:
-            raise EOFError
-        buf += data
-    return buf
 
 
 async def _raw_run(round_trips: int) -> float:
@@ -119,27 +111,9 @@ def main() -> int:
         runs["raw"].append(trio.run(_raw_run, args.round_trips))
         runs["libchan h2"].append(trio.run(_libchan_run, args.round_trips, "h2"))
         runs["libchan spdy"].append(trio.run(_libchan_run, args.round_trips, "spdy"))
-    best = {name: min(values) for name, values in runs.items()}
-    print(f"# round trips of 100 B, both ends in one process, CPU per round trip (min of {args.reps} x {args.round_trips:,})")
-    print(f"# libchan {_revision()}, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    for name, value in best.items():
-        spread = f"[{min(runs[name]) * 1e6:.2f} .. {max(runs[name]) * 1e6:.2f}]"
-        ratio = "" if name == "raw" else f"  {best['raw'] / value:.2f}x of raw"
-        print(f"{name:14s} {value * 1e6:6.2f} µs {spread}{ratio}")
+    report(f"round trips of 100 B, both ends in one process, CPU per round trip (min of {args.reps} x {args.round_trips:,})",
+           runs, decimals=2)
     return 0
-
-
-def _revision() -> str:
-    import subprocess
-
-    try:
-        out = subprocess.run(
-            ["git", "-C", os.path.dirname(os.path.abspath(__file__)), "rev-parse", "--short", "HEAD"],
-            capture_output=True, text=True, timeout=5,
-        )
-        return out.stdout.strip() or "?"
-    except (OSError, subprocess.SubprocessError):
-        return "?"
 
 
 if __name__ == "__main__":
