@@ -259,8 +259,17 @@ _ANNOUNCED = {
 
 #: The Go decoder gives msgpack's Unpacker at most this many bytes at a time.
 _PIECE = 64 * 1024
-#: An Unpacker whose buffer grew past this is replaced at the next message boundary.
+#: An Unpacker whose buffer grew past this is let go of at the next message boundary.
 _UNPACKER_KEPT = 64 * 1024
+#: What an Unpacker takes besides its buffer's growth: the object, with its fixed parse
+#: stack of 1,024 entries (about 41 KB, every page of it touched), and its first buffer
+#: (``read_size``, _PIECE). A decoder holds one only while a message is partial.
+_UNPACKER_COST = 112 * 1024
+#: An Unpacker let go of at a message boundary, for the next decoder that needs one:
+#: making one costs 25-35 µs, and a burst to many channels would make one per read.
+#: (One for the process, with its buffer growth and its cap: max_message_size differs
+#: between sessions. A list, whose pop and append are each one step for threads.)
+_SPARE_UNPACKERS: list[tuple[msgpack.Unpacker, int, int]] = []
 
 
 def _is_short_bytes(buf: bytes | memoryview, start: int, size: int) -> bool:
@@ -303,8 +312,10 @@ class MsgpackStreamDecoder:
         self._max_depth = codec.max_depth
         self._on_reference = on_reference
         # skip() only finds message boundaries; values are built from the exact bytes.
-        self._unpacker = self._new_unpacker()
-        #: The unpacker's buffer, as far as we can tell (see :attr:`footprint`).
+        # Made when a read needs it, let go of at the next message boundary: a stream
+        # holds one only while a message is partial (see _UNPACKER_COST).
+        self._unpacker: msgpack.Unpacker | None = None
+        #: The unpacker's buffer growth, as far as we can tell (see :attr:`footprint`).
         self._unpacker_size = 0
         self._parts: list[bytes] = []  # the pending message's bytes so far, as they came
         self._pending = 0  # bytes in _parts
@@ -320,7 +331,29 @@ class MsgpackStreamDecoder:
         # completed has been skipped and one too large has failed: so it never holds
         # more than max_message_size + _PIECE bytes (its buffer doubles as it grows:
         # the cap keeps that within the same bound).
-        return msgpack.Unpacker(max_buffer_size=self._max_size + _PIECE)
+        return msgpack.Unpacker(max_buffer_size=self._max_size + _PIECE, read_size=_PIECE)
+
+    def _take_unpacker(self) -> msgpack.Unpacker:
+        """An Unpacker for the read at hand (nothing is pending: its stream offsets
+        become the decoder's)."""
+        try:
+            unpacker, self._unpacker_size, cap = _SPARE_UNPACKERS.pop()
+        except IndexError:
+            cap = -1
+        if cap != self._max_size:
+            unpacker, self._unpacker_size = self._new_unpacker(), 0
+        self._unpacker = unpacker
+        self._fed = self._base = unpacker.tell()
+        return unpacker
+
+    def _let_go(self) -> None:
+        """At a message boundary: the Unpacker holds nothing unparsed; it becomes the
+        spare if its buffer did not grow much and there is none, else it goes."""
+        unpacker = self._unpacker
+        self._unpacker = None
+        if unpacker is not None and self._unpacker_size <= _UNPACKER_KEPT and not _SPARE_UNPACKERS:
+            _SPARE_UNPACKERS.append((unpacker, self._unpacker_size, self._max_size))
+        self._unpacker_size = 0
 
     @property
     def buffered(self) -> int:
@@ -330,11 +363,13 @@ class MsgpackStreamDecoder:
     @property
     def footprint(self) -> int:
         """Memory the decoder takes beyond its own small size (what a budget charges):
-        the pending message's bytes, and the buffer msgpack's Unpacker grew to while
-        finding where a message ends (up to twice what it held unparsed at once; a
-        decoder whose buffer grew past :data:`_UNPACKER_KEPT` gets a new one at the next
-        message boundary)."""
-        return self._pending + self._unpacker_size
+        the pending message's bytes, and while it is partial msgpack's Unpacker
+        (:data:`_UNPACKER_COST`) with what its buffer grew to while finding where the
+        message ends (up to twice what it held unparsed at once). At a message boundary
+        the decoder holds no Unpacker: 0."""
+        if self._unpacker is None:
+            return self._pending
+        return self._pending + _UNPACKER_COST + self._unpacker_size
 
     def at_boundary(self) -> bool:
         return not self._pending
@@ -356,6 +391,8 @@ class MsgpackStreamDecoder:
         if not n:
             return out
         unpacker = self._unpacker
+        if unpacker is None:
+            unpacker = self._take_unpacker()
         view = memoryview(data)
         offset = self._fed  # stream offset of data[0]
         start = 0  # data[start:] is not part of a message output yet
@@ -417,16 +454,15 @@ class MsgpackStreamDecoder:
             self.error = fatal.args[0]
             self._parts = []
             self._pending = 0
+            self._unpacker = None  # (in an unknown state: not a spare)
             self._unpacker_size = 0
             return out
         if start < n:
             # the pending message's bytes: ``data`` itself when all of it is (no copy)
             self._parts.append(data if not start and type(data) is bytes else bytes(view[start:]))
             self._pending += n - start
-        elif not self._parts and self._unpacker_size > _UNPACKER_KEPT:
-            self._unpacker = self._new_unpacker()  # let go of a buffer grown for a big message
-            self._unpacker_size = 0
-            self._fed = self._base = 0  # (stream offsets are the new unpacker's)
+        elif not self._parts:
+            self._let_go()  # (a boundary: the next read that needs one takes one)
         return out
 
     def _prefix(self, view: memoryview, start: int, stop: int, n: int) -> bytes:
@@ -440,6 +476,7 @@ class MsgpackStreamDecoder:
         return head + bytes(view[start : min(stop, start + n - len(head))])
 
     def _format_error(self, exc: Exception, view: memoryview, offset: int) -> RemoteProtocolError:
+        assert self._unpacker is not None  # (called while feed uses it)
         at = self._unpacker.tell()  # stream offset of the bad byte
         if isinstance(exc, msgpack.FormatError) and offset <= at < offset + len(view) and view[at - offset] == 0xC1:
             return RemoteProtocolError("malformed msgpack message: invalid code c1")
