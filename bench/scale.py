@@ -5,6 +5,7 @@ Usage::
 
     .venv/bin/python bench/scale.py [--workload sessions,channels,memory] [--duration S] [--warmup S]
                                     [--sessions N] [--channels K] [--reps R] [--idle S]
+                                    [--profile h2|spdy]
 
 Every figure is measured with the server and the client in separate processes (this script
 re-executes itself with a hidden ``--_role``), on 127.0.0.1, plaintext, and printed next to
@@ -38,6 +39,9 @@ memory     a server and a client process hold N idle sessions (connected, nothin
            delta / K. Goals: < 20 KB per idle session, < 4 KB per idle channel on top of h2's
            own. The client first connects and closes one session and starts trio's worker
            thread (its stdin reader): what a process pays once is not counted per session.
+
+``--profile spdy`` runs every libchan client with ``profile="spdy"`` (SPDY/3.1 + msgpack, Go
+libchan's wire format; the same server takes both): the tables say which profile they measured.
 
 Figures are medians of ``--reps`` runs (default 3; ``memory`` runs once). Besides the rates,
 ``sessions`` and ``channels`` print the CPU time of both processes per operation (the server's
@@ -273,7 +277,7 @@ async def _recv_exactly(stream, n: int) -> bytes:
     return bytes(buf)
 
 
-async def sessions_client(impl: str, port: int, n: int, duration: float) -> dict:
+async def sessions_client(impl: str, port: int, n: int, duration: float, profile: str) -> dict:
     import trio
 
     import libchan
@@ -294,7 +298,7 @@ async def sessions_client(impl: str, port: int, n: int, duration: float) -> dict
         await connect_gate.acquire()
         held = True
         try:
-            async with libchan.connect(f"tcp://127.0.0.1:{port}", config=config) as session:
+            async with libchan.connect(f"tcp://127.0.0.1:{port}", config=config, profile=profile) as session:
                 connect_gate.release()
                 held = False
                 await _rtt_loop(i, session)
@@ -361,11 +365,11 @@ async def sessions_client(impl: str, port: int, n: int, duration: float) -> dict
     return result
 
 
-async def channels_client(port: int, k: int, duration: float, warmup: float) -> dict:
+async def channels_client(port: int, k: int, duration: float, warmup: float, profile: str) -> dict:
     import libchan
 
     config = libchan.Config(max_streams=MAX_STREAMS)
-    async with libchan.connect(f"tcp://127.0.0.1:{port}", config=config) as session:
+    async with libchan.connect(f"tcp://127.0.0.1:{port}", config=config, profile=profile) as session:
         ctl = await session.open_sender()
         reply, replies = libchan.pipe()
         await ctl.send({"op": "channels", "reply": reply})
@@ -416,7 +420,7 @@ async def channels_client(port: int, k: int, duration: float, warmup: float) -> 
             "client_cpu": (cpu1 - cpu0) / (t1 - t0)}
 
 
-async def memory_client(port: int, n: int, k: int, idle: float) -> None:
+async def memory_client(port: int, n: int, k: int, idle: float, profile: str) -> None:
     import trio
 
     import libchan
@@ -429,7 +433,7 @@ async def memory_client(port: int, n: int, k: int, idle: float) -> None:
     # connection makes once (modules imported on first use, tables shared by all
     # connections): one session connected and closed (the server counts it).
     await trio.to_thread.run_sync(lambda: None)
-    async with libchan.connect(url, config=config):
+    async with libchan.connect(url, config=config, profile=profile):
         pass
     await trio.sleep(0.5)
     emit({"step": "start", **self_stats()})
@@ -444,7 +448,7 @@ async def memory_client(port: int, n: int, k: int, idle: float) -> None:
             await gate.acquire()
             held = True
             try:
-                async with libchan.connect(url, config=config):
+                async with libchan.connect(url, config=config, profile=profile):
                     gate.release()
                     held = False
                     up["n"] += 1
@@ -461,7 +465,7 @@ async def memory_client(port: int, n: int, k: int, idle: float) -> None:
         await trio.sleep(idle)  # (idle: a link's writer task retires after a keepalive tick without work)
         emit({"step": "sessions", **self_stats()})
         await lines.__anext__()
-        async with libchan.connect(url, config=config) as session:
+        async with libchan.connect(url, config=config, profile=profile) as session:
             senders = []
             for _ in range(k):
                 s = await session.open_sender()
@@ -516,11 +520,11 @@ def client_main(args: argparse.Namespace) -> None:
     import trio
 
     if args.workload == "sessions":
-        emit(trio.run(sessions_client, args.impl, args.port, args.sessions, args.duration))
+        emit(trio.run(sessions_client, args.impl, args.port, args.sessions, args.duration, args.profile))
     elif args.workload == "channels":
-        emit(trio.run(channels_client, args.port, args.channels, args.duration, args.warmup))
+        emit(trio.run(channels_client, args.port, args.channels, args.duration, args.warmup, args.profile))
     elif args.workload == "memory":
-        trio.run(memory_client, args.port, args.sessions, args.channels, args.idle)
+        trio.run(memory_client, args.port, args.sessions, args.channels, args.idle, args.profile)
 
 
 # ------------------------------------------------------------------------------------------
@@ -613,7 +617,7 @@ def bench_sessions(opts: argparse.Namespace) -> None:
             for impl in order:
                 r = run_client(
                     ["--workload", "sessions", "--impl", impl, "--port", str(ports[impl]["port"]),
-                     "--sessions", str(n), "--duration", str(opts.duration)],
+                     "--sessions", str(n), "--duration", str(opts.duration), "--profile", opts.profile],
                     servers[impl], ports[impl]["pid"], timeout=300,
                 )
                 runs[impl].append(r)
@@ -631,7 +635,7 @@ def bench_sessions(opts: argparse.Namespace) -> None:
     print(f"\n## {n:,} concurrent sessions, round trips (median of {opts.reps} x {opts.duration:g} s)\n")
     print("| | round trips/s | [min .. max] | x raw | client CPU | server CPU | CPU µs per round trip (both) | goal |")
     print("|---|---|---|---|---|---|---|---|")
-    for impl, med in (("raw TCP echo", raw), ("libchan h2", lc)):
+    for impl, med in (("raw TCP echo", raw), (f"libchan {opts.profile}", lc)):
         rs = [r["rate"] for r in runs["raw" if impl.startswith("raw") else "libchan"]]
         these = runs["raw" if impl.startswith("raw") else "libchan"]
         cpu = statistics.median(r["client_cpu"] for r in these)
@@ -655,7 +659,7 @@ def bench_channels(opts: argparse.Namespace) -> None:
             for k in order:
                 r = run_client(
                     ["--workload", "channels", "--port", str(info["port"]), "--channels", str(k),
-                     "--duration", str(opts.duration), "--warmup", str(opts.warmup)],
+                     "--duration", str(opts.duration), "--warmup", str(opts.warmup), "--profile", opts.profile],
                     server, info["pid"], timeout=300,
                 )
                 runs[k].append(r)
@@ -665,7 +669,7 @@ def bench_channels(opts: argparse.Namespace) -> None:
         server.stop()
     one = statistics.median(r["rate"] for r in runs[ks[0]])
     paired = sorted(a["rate"] / b["rate"] for a, b in zip(runs[ks[-1]], runs[ks[0]]))
-    print(f"\n## one session, K open channels, one-way 100 B messages round-robin over all K "
+    print(f"\n## one libchan {opts.profile} session, K open channels, one-way 100 B messages round-robin over all K "
           f"(median of {opts.reps} x {opts.duration:g} s, each after {opts.warmup:g} s of warm-up)\n")
     print("| K channels | messages/s | [min .. max] | x K=1 | opening K channels (s) | client CPU | server CPU "
           "| CPU µs per message (both) | goal |")
@@ -690,7 +694,8 @@ def _memory_run(opts: argparse.Namespace, trace: bool) -> dict:
     server = Child(["--_role", "server-libchan", "--max-connections", str(opts.sessions + 100)], env=env)
     info = server.read()
     client = Child(["--_role", "client", "--workload", "memory", "--port", str(info["port"]),
-                    "--sessions", str(opts.sessions), "--channels", str(opts.mem_channels), "--idle", str(opts.idle)], env=env)
+                    "--sessions", str(opts.sessions), "--channels", str(opts.mem_channels), "--idle", str(opts.idle),
+                    "--profile", opts.profile], env=env)
     steps: dict = {}
     try:
         c = client.read()
@@ -732,7 +737,8 @@ def bench_memory(opts: argparse.Namespace) -> None:
         ha, hb = steps[a][side]["heap"], steps[b][side]["heap"]
         return {key: hb.get(key, 0) - ha.get(key, 0) for key in set(ha) | set(hb)}
 
-    print(f"\n## memory: {n:,} idle sessions (one connection each), then {k:,} idle channels on one more session\n")
+    print(f"\n## memory, libchan {opts.profile}: {n:,} idle sessions (one connection each), then {k:,} idle channels "
+          "on one more session\n")
     print("| | side | RSS delta per item | Python heap per item (tracemalloc) | of which h2, hpack, hyperframe | libchan | trio | stdlib + other | goal |")
     print("|---|---|---|---|---|---|---|---|---|")
     for label, a, b, count, goal_b in (("idle session", "start", "sessions", n, 20_000), ("idle channel", "sessions", "channels", k, 4_000)):
@@ -747,7 +753,8 @@ def bench_memory(opts: argparse.Namespace) -> None:
             if label == "idle session":
                 goal = ("met" if rss < goal_b else "MISSED") + f" (< {goal_b // 1000} KB)"
             else:
-                goal = ("met" if total - h2own < goal_b else "MISSED") + f" (< {goal_b // 1000} KB over h2's)"
+                over = " over h2's" if opts.profile == "h2" else ""  # (spdy: no h2 state)
+                goal = ("met" if total - h2own < goal_b else "MISSED") + f" (< {goal_b // 1000} KB{over})"
             print(f"| {label} | {name} | {rss / 1000:.1f} KB | {total / 1000:.1f} KB | {h2own / 1000:.1f} KB "
                   f"| {lib / 1000:.1f} KB | {tr / 1000:.1f} KB | {rest / 1000:.1f} KB | {goal} |")
 
@@ -767,6 +774,9 @@ def main() -> None:
                     help="memory: seconds the sessions stay idle before they are measured (default 11: two"
                          " keepalive ticks of the default Config and a second, after which an idle link's"
                          " writer task has retired)")
+    ap.add_argument("--profile", choices=["h2", "spdy"], default="h2",
+                    help='the libchan clients\' wire profile: h2 (HTTP/2 + CBOR, the default) or spdy (SPDY/3.1 +'
+                         ' msgpack, Go libchan\'s); the server takes both')
     ap.add_argument("--_role", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--impl", default="libchan", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)

@@ -93,6 +93,27 @@ _TRUE = b"\xc3"
 _FALSE = b"\xc2"
 
 
+_FLOAT64 = struct.Struct(">Bd")
+# Headers of the str family (fixstr, then str8), the bin family (bin8), maps and arrays
+# (fixmap, fixarray), as msgpack writes them with use_bin_type: looked up, not packed.
+_STR_HEADS = [bytes((0xA0 | n,)) for n in range(32)] + [bytes((0xD9, n)) for n in range(32, 0x100)]
+_BIN_HEADS = [bytes((0xC4, n)) for n in range(0x100)]
+_MAP_HEADS = [bytes((0x80 | n,)) for n in range(16)]
+_ARRAY_HEADS = [bytes((0x90 | n,)) for n in range(16)]
+
+
+def _head(n: int, small: list[bytes], code16: int, what: str) -> bytes:
+    """The header of a str (code16 0xDA), bin (0xC5), map (0xDE) or array (0xDC) of ``n``
+    bytes or entries: from ``small`` below its length, else 16-bit, else 32-bit (code16 + 1)."""
+    if n < len(small):
+        return small[n]
+    if n <= 0xFFFF:
+        return bytes((code16,)) + n.to_bytes(2, "big")
+    if n <= 0xFFFFFFFF:
+        return bytes((code16 + 1,)) + n.to_bytes(4, "big")
+    raise LocalProtocolError(f"a {what} of {n} does not fit in msgpack (at most 2**32 - 1)")
+
+
 def _pack_int(v: int) -> bytes:
     """Go's encoding of an ``int``: the smallest signed code (uint64 only above int64)."""
     if 0 <= v <= 0x7F or -32 <= v < 0:
@@ -130,8 +151,8 @@ class MsgpackCodec:
         self.max_message_size = max_message_size
         self.max_depth = max_depth
         self.kind_of = kind_of  # see CborCodec
-        # C packer for the leaves: str (str family incl. str8), bytes-likes (bin), float64.
-        self._packer = msgpack.Packer(use_bin_type=True, use_single_float=False, autoreset=True)
+        # (No msgpack.Packer: its buffer, 256 KiB from the start and as large as the
+        # largest value it ever packed after that, would stay with every session.)
 
     # -- encoding ---------------------------------------------------------------
 
@@ -151,8 +172,17 @@ class MsgpackCodec:
 
     def _encode(self, obj: Any, on_object: Callable[[str, Any], int], out: bytearray, depth: int) -> None:
         t = type(obj)
-        if t is str or t is bytes or t is float:
-            out += self._packer.pack(obj)
+        if t is bytes:
+            n = len(obj)
+            out += _BIN_HEADS[n] if n < 0x100 else _head(n, _BIN_HEADS, 0xC5, "byte string")
+            out += obj
+        elif t is str:
+            data = obj.encode()  # (strict: a lone surrogate cannot be sent)
+            n = len(data)
+            out += _STR_HEADS[n] if n < 0x100 else _head(n, _STR_HEADS, 0xDA, "string")
+            out += data
+        elif t is float:
+            out += _FLOAT64.pack(0xCB, obj)
         elif t is int:
             out += _pack_int(obj)
         elif obj is None:
@@ -165,12 +195,9 @@ class MsgpackCodec:
             out += _TRUE if obj else _FALSE
         elif isinstance(obj, int):
             out += _pack_int(int(obj))
-        elif isinstance(obj, float):
-            out += self._packer.pack(float(obj))
-        elif isinstance(obj, str):
-            out += self._packer.pack(str(obj))
-        elif isinstance(obj, (bytes, bytearray, memoryview)):
-            out += self._packer.pack(bytes(obj))
+        elif isinstance(obj, (float, str, bytes, bytearray, memoryview)):
+            self._encode(float(obj) if isinstance(obj, float) else str(obj) if isinstance(obj, str) else bytes(obj),
+                         on_object, out, depth)
         elif isinstance(obj, (list, tuple, dict)):
             self._encode_container(obj, on_object, out, depth)
         elif isinstance(obj, _dt.datetime):
@@ -198,12 +225,14 @@ class MsgpackCodec:
             )
         enc = self._encode
         if isinstance(obj, dict):
-            out += self._packer.pack_map_header(len(obj))
+            n = len(obj)
+            out += _MAP_HEADS[n] if n < 16 else _head(n, _MAP_HEADS, 0xDE, "map")
             for k, v in obj.items():
                 enc(k, on_object, out, depth)
                 enc(v, on_object, out, depth)
         else:
-            out += self._packer.pack_array_header(len(obj))
+            n = len(obj)
+            out += _ARRAY_HEADS[n] if n < 16 else _head(n, _ARRAY_HEADS, 0xDC, "array")
             for v in obj:
                 enc(v, on_object, out, depth)
 

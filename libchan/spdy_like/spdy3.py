@@ -520,7 +520,10 @@ class FrameParser:
         #: GOAWAY, WINDOW_UPDATE) must have their exact length there too.
         self.max_control_frame_size = max_frame_size if max_control_frame_size is None else max_control_frame_size
         self._buf = bytearray()
-        self._inflater = zlib.decompressobj(zdict=SPDY3_DICTIONARY)
+        # This direction's zlib context, made with the first header block (7 KB; an idle
+        # connection never gets one). wbits 0: the window the peer's zlib header names --
+        # 32 KiB from Go, 2 KiB from us (FrameWriter) -- allocated as the first block needs it.
+        self._inflater: Any = None
         self._error: Spdy3ProtocolError | None = None
         self._parsers: dict[int, Callable[[int, bytes, _Meta], Frame]] = {
             TYPE_SYN_STREAM: self._syn_stream,
@@ -658,6 +661,8 @@ class FrameParser:
 
     def _header_block(self, compressed: bytes, what: str) -> tuple[Headers, bytes]:
         d = self._inflater
+        if d is None:
+            d = self._inflater = zlib.decompressobj(0, zdict=SPDY3_DICTIONARY)
         if d.eof:
             raise Spdy3ProtocolError(
                 f"bad header block in {what}: the zlib stream of this direction has already ended"
@@ -746,6 +751,11 @@ def _check(value: int, limit: int, what: str) -> int:
     return value
 
 
+#: The deflate parameters of our header blocks (see FrameWriter).
+_DEFLATE_WBITS = 11
+_DEFLATE_MEMLEVEL = 1
+
+
 class FrameWriter:
     """Serializes frames for one sending direction.
 
@@ -757,10 +767,13 @@ class FrameWriter:
     """
 
     def __init__(self, *, compression_level: int = 9) -> None:
-        self._deflater = zlib.compressobj(
-            compression_level, zlib.DEFLATED, 15, 8, zlib.Z_DEFAULT_STRATEGY,
-            zdict=SPDY3_DICTIONARY,
-        )
+        # A 2 KiB window (wbits 11: the 1,423-byte dictionary still fits) and the least
+        # hash memory (memLevel 1): about 15 KB for the session's whole life, where zlib's
+        # defaults (wbits 15, memLevel 8) take 262 KB -- per connection, for header blocks
+        # of a few dozen bytes. Any zlib inflater reads it (Go's takes windows up to 32 KiB).
+        # (made with the first header block: an idle connection never gets one)
+        self._compression_level = compression_level
+        self._deflater: Any = None
         self._broken = False
 
     def serialize(self, frame: Frame) -> bytes:
@@ -791,7 +804,13 @@ class FrameWriter:
         if self._broken:
             raise LocalProtocolError("FrameWriter's header compression context is out of step")
         plain = encode_header_block(headers)  # validates before touching the context
-        return self._deflater.compress(plain) + self._deflater.flush(zlib.Z_SYNC_FLUSH)
+        deflater = self._deflater
+        if deflater is None:
+            deflater = self._deflater = zlib.compressobj(
+                self._compression_level, zlib.DEFLATED, _DEFLATE_WBITS, _DEFLATE_MEMLEVEL, zlib.Z_DEFAULT_STRATEGY,
+                zdict=SPDY3_DICTIONARY,
+            )
+        return deflater.compress(plain) + deflater.flush(zlib.Z_SYNC_FLUSH)
 
     def _header_control(self, ftype: int, flags: int, fixed: bytes, headers: Headers) -> bytes:
         block = self._compress(headers)
