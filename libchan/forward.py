@@ -91,6 +91,7 @@ async def copy_channel(src: trio.abc.ReceiveChannel[Any], dst: trio.abc.SendChan
             except _GONE as exc:
                 _gone(src, exc)
                 break
+            msg = None  # (not kept while the next one is awaited: it may be large)
     finally:
         if broken is not None:
             if not _abort(dst, broken):
@@ -131,6 +132,7 @@ async def _copy_stream(src: trio.abc.ReceiveStream, dst: trio.abc.SendStream, *,
                 _gone(src, exc)
                 await aclose_quietly(src)
                 return
+            data = b""  # (not kept while the next chunk is awaited)
         if eof:
             send_eof = getattr(dst, "send_eof", None)
             try:

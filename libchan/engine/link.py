@@ -871,6 +871,7 @@ class Link:
                     self._input_over = True
                     return "connection closed by the peer"
                 self._process_input(data)
+                data = None  # (a read of up to 256 KiB, not kept while the next one is awaited)
                 if self.closed_reason is not None:
                     return None
                 if self.handoff:

@@ -160,6 +160,10 @@ def _make_tag_hook(hooks: _Hooks) -> Callable[..., Any]:
     return tag_hook
 
 
+#: CborCodec.decode keeps its buffer and decoder after a message of at most this many bytes.
+_KEEP_DECODER_BELOW = 16 * 1024
+
+
 class CborCodec:
     """Encode and decode libchan messages as CBOR.
 
@@ -277,4 +281,11 @@ class CborCodec:
             raise RemoteProtocolError(
                 f"malformed CBOR message: {len(payload) - fp.tell()} trailing bytes after the item"
             )
+        if n > _KEEP_DECODER_BELOW:
+            # A large message leaves nothing of its size with the session: the buffer's copy
+            # of it (until the next decode) and what cbor2's decoder keeps after it (up to
+            # 34 KB) go; the next message makes a decoder again.
+            fp.seek(0)
+            fp.truncate()
+            self._decoder = None
         return value

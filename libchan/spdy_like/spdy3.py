@@ -523,7 +523,7 @@ class FrameParser:
         # This direction's zlib context, made with the first header block (7 KB; an idle
         # connection never gets one). wbits 0: the window the peer's zlib header names --
         # 32 KiB from Go, 2 KiB from us (FrameWriter) -- allocated as the first block needs it.
-        self._inflater: Any = None
+        self._inflater: zlib._Decompress | None = None
         self._error: Spdy3ProtocolError | None = None
         self._parsers: dict[int, Callable[[int, bytes, _Meta], Frame]] = {
             TYPE_SYN_STREAM: self._syn_stream,
@@ -773,7 +773,7 @@ class FrameWriter:
         # of a few dozen bytes. Any zlib inflater reads it (Go's takes windows up to 32 KiB).
         # (made with the first header block: an idle connection never gets one)
         self._compression_level = compression_level
-        self._deflater: Any = None
+        self._deflater: zlib._Compress | None = None
         self._broken = False
 
     def serialize(self, frame: Frame) -> bytes:
