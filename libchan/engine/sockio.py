@@ -58,6 +58,11 @@ _SHARED_READ = memoryview(bytearray(256 * 1024))
 #: (a bulk transfer: no copy), until one brings less.
 _BIG_READ = 64 * 1024
 _TLS_READ = 256 * 1024  # plaintext taken from the SSL object per call
+#: At most this much goes into a TLS memory BIO at once, each way (a socket read of
+#: ciphertext, or plaintext to encrypt), and is taken out before the next: an OpenSSL
+#: memory BIO keeps the largest size it ever held for the connection's life (a 1 MB
+#: message sent at once made both ends of a TLS connection keep 1.5 MB).
+_TLS_BIO_PIECE = 64 * 1024
 _TLS_JOIN = 16 * 1024  # smaller pieces of one write are joined (a TLS record holds 16 KiB)
 
 
@@ -162,6 +167,7 @@ class TransportIO:
     def _encrypt(self, chunks: list[bytes | memoryview]) -> list[bytes | memoryview]:
         tls = self._tls
         assert tls is not None
+        out: list[bytes | memoryview] = []
         try:
             small: list[bytes | memoryview] = []  # joined: one record, not one per piece
             for chunk in chunks:
@@ -171,15 +177,23 @@ class TransportIO:
                 if small:
                     tls.obj.write(b"".join(small))
                     small = []
-                tls.obj.write(chunk)
+                if len(chunk) <= _TLS_BIO_PIECE:
+                    tls.obj.write(chunk)
+                    continue
+                view = memoryview(chunk)
+                for at in range(0, len(view), _TLS_BIO_PIECE):  # (see _TLS_BIO_PIECE)
+                    if tls.outgoing.pending:
+                        out.append(tls.outgoing.read())
+                    tls.obj.write(view[at : at + _TLS_BIO_PIECE])
             if small:
                 data = b"".join(small)
                 if data:  # (SSLObject takes an empty write for EOF)
                     tls.obj.write(data)
         except ssl.SSLError as exc:
             raise tls.broken(exc) from exc
-        out = tls.outgoing.read()
-        return [out] if out else []
+        if tls.outgoing.pending:
+            out.append(tls.outgoing.read())
+        return out
 
     async def send_all(self, chunks: list[bytes | memoryview]) -> None:
         if self._tsock is None:
@@ -259,11 +273,12 @@ class TransportIO:
         """One read of the socket (and, with TLS, what it decrypts to); None: nothing
         yet (it would block, or a TLS record is incomplete)."""
         assert self._tsock is not None
+        size = max_bytes if self._tls is None else min(max_bytes, _TLS_BIO_PIECE)  # (see _TLS_BIO_PIECE)
         try:
-            if self._big_reads or max_bytes > len(_SHARED_READ):
-                data = os.read(self._tsock.fileno(), max_bytes)
+            if self._big_reads or size > len(_SHARED_READ):
+                data = os.read(self._tsock.fileno(), size)
             else:
-                n = os.readv(self._tsock.fileno(), (_SHARED_READ[:max_bytes],))
+                n = os.readv(self._tsock.fileno(), (_SHARED_READ[:size],))
                 data = bytes(_SHARED_READ[:n])
         except BlockingIOError:
             return None

@@ -114,3 +114,59 @@ async def test_a_byte_stream_copy_keeps_no_chunk_while_it_waits():
     finally:
         tracemalloc.stop()
     assert held < 16 * 1024, held
+
+
+def _rss_kb() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+async def test_a_tls_connection_keeps_no_buffer_of_a_large_message(tmp_path):
+    """40 TLS sessions, each carrying one 1 MB message (sent as one chunk): afterwards the
+    process holds under 480 KB per session, both ends (OpenSSL's memory BIOs, fed the
+    whole message or a whole 256 KiB read at once, kept that size: 1.5 MB per session)."""
+    from helpers import served
+
+    sessions, size = 40, 1_000_000
+    done = trio.Event()
+    got: list[int] = []
+
+    async def handler(session: libchan.Session) -> None:
+        receiver = await session.accept_receiver()
+        got.append(len(await receiver.receive()))
+        await done.wait()
+
+    with trio.fail_after(60):
+        async with served("tls", handler, tmp_path) as (url, client_ssl):
+
+            async def hold(started: trio.Event) -> None:
+                async with libchan.connect(url, ssl=client_ssl) as session:
+                    sender = await session.open_sender()
+                    await sender.send(b"x" * size)
+                    started.set()
+                    await done.wait()
+
+            async with trio.open_nursery() as nursery:
+                first = trio.Event()
+                nursery.start_soon(hold, first)  # (what the first session makes once)
+                await first.wait()
+                while len(got) < 1:
+                    await trio.sleep(0.01)
+                await trio.sleep(0.2)
+                gc.collect()
+                before = _rss_kb()
+                for _ in range(sessions):
+                    started = trio.Event()
+                    nursery.start_soon(hold, started)
+                    await started.wait()
+                while len(got) < sessions + 1:
+                    await trio.sleep(0.01)
+                await trio.sleep(0.3)
+                gc.collect()
+                per_session = (_rss_kb() - before) / sessions
+                done.set()
+    assert got == [size] * (sessions + 1)
+    assert per_session < 480, per_session
