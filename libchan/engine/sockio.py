@@ -197,7 +197,15 @@ class TransportIO:
 
     async def send_all(self, chunks: list[bytes | memoryview]) -> None:
         if self._tsock is None:
-            await self.transport.send_all(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            if len(data) <= _TLS_BIO_PIECE:
+                await self.transport.send_all(data)
+                return
+            # In pieces: a trio.SSLStream (fast paths off, or a stream of the caller's)
+            # puts what one send_all gets into its memory BIO at once (see _TLS_BIO_PIECE).
+            view = memoryview(data)
+            for at in range(0, len(view), _TLS_BIO_PIECE):
+                await self.transport.send_all(view[at : at + _TLS_BIO_PIECE])
             return
         self.try_send(chunks)
         while self.backlog:
