@@ -167,32 +167,40 @@ class TransportIO:
     def _encrypt(self, chunks: list[bytes | memoryview]) -> list[bytes | memoryview]:
         tls = self._tls
         assert tls is not None
-        out: list[bytes | memoryview] = []
+        # Every write to the SSL object is at most _TLS_BIO_PIECE, and what it makes is
+        # taken out of the memory BIO before the next (see _TLS_BIO_PIECE).
+        obj, outgoing = tls.obj, tls.outgoing
+        out: list[bytes | memoryview] = [outgoing.read()] if outgoing.pending else []  # (what was there first goes first)
         try:
             small: list[bytes | memoryview] = []  # joined: one record, not one per piece
+            joined = 0
             for chunk in chunks:
-                if len(chunk) < _TLS_JOIN:
+                n = len(chunk)
+                if n < _TLS_JOIN:
                     small.append(chunk)
+                    joined += n
+                    if joined >= _TLS_BIO_PIECE:
+                        obj.write(b"".join(small))
+                        out.append(outgoing.read())
+                        small, joined = [], 0
                     continue
                 if small:
-                    tls.obj.write(b"".join(small))
-                    small = []
-                if len(chunk) <= _TLS_BIO_PIECE:
-                    tls.obj.write(chunk)
+                    obj.write(b"".join(small))
+                    out.append(outgoing.read())
+                    small, joined = [], 0
+                if n <= _TLS_BIO_PIECE:
+                    obj.write(chunk)
+                    out.append(outgoing.read())
                     continue
                 view = memoryview(chunk)
-                for at in range(0, len(view), _TLS_BIO_PIECE):  # (see _TLS_BIO_PIECE)
-                    if tls.outgoing.pending:
-                        out.append(tls.outgoing.read())
-                    tls.obj.write(view[at : at + _TLS_BIO_PIECE])
-            if small:
-                data = b"".join(small)
-                if data:  # (SSLObject takes an empty write for EOF)
-                    tls.obj.write(data)
+                for at in range(0, n, _TLS_BIO_PIECE):
+                    obj.write(view[at : at + _TLS_BIO_PIECE])
+                    out.append(outgoing.read())
+            if joined:  # (SSLObject takes an empty write for EOF)
+                obj.write(b"".join(small))
+                out.append(outgoing.read())
         except ssl.SSLError as exc:
             raise tls.broken(exc) from exc
-        if tls.outgoing.pending:
-            out.append(tls.outgoing.read())
         return out
 
     async def send_all(self, chunks: list[bytes | memoryview]) -> None:

@@ -130,13 +130,16 @@ async def test_a_tls_connection_keeps_no_buffer_of_a_large_message(tmp_path):
     whole message or a whole 256 KiB read at once, kept that size: 1.5 MB per session)."""
     from helpers import served
 
-    sessions, size = 40, 1_000_000
+    sessions, messages, size = 40, 1, 1_000_000
     done = trio.Event()
     got: list[int] = []
 
     async def handler(session: libchan.Session) -> None:
         receiver = await session.accept_receiver()
-        got.append(len(await receiver.receive()))
+        total = 0
+        for _ in range(messages):
+            total += len(await receiver.receive())
+        got.append(total)
         await done.wait()
 
     with trio.fail_after(60):
@@ -145,7 +148,8 @@ async def test_a_tls_connection_keeps_no_buffer_of_a_large_message(tmp_path):
             async def hold(started: trio.Event) -> None:
                 async with libchan.connect(url, ssl=client_ssl) as session:
                     sender = await session.open_sender()
-                    await sender.send(b"x" * size)
+                    for _ in range(messages):
+                        await sender.send(b"x" * size)
                     started.set()
                     await done.wait()
 
@@ -168,5 +172,6 @@ async def test_a_tls_connection_keeps_no_buffer_of_a_large_message(tmp_path):
                 gc.collect()
                 per_session = (_rss_kb() - before) / sessions
                 done.set()
-    assert got == [size] * (sessions + 1)
-    assert per_session < 480, per_session
+    assert got == [messages * size] * (sessions + 1)
+    # (with fast paths off, trio.SSLStream reads and buffers on its own terms: a looser bound)
+    assert per_session < (480 if libchan.Config().fast_paths else 800), per_session
