@@ -34,7 +34,7 @@ def _traced(make):
 
 
 def test_a_header_compression_context_costs_kilobytes():
-    """A writer and a parser that carried header blocks both ways hold under 40 KB
+    """A writer and the parser of its output, ten header blocks through them, hold under 40 KB
     together (zlib's defaults: about 300 KB)."""
 
     def make():
@@ -108,7 +108,7 @@ def test_the_msgpack_codec_keeps_no_buffer():
 
 
 @pytest.mark.parametrize("n", [0, 1, 15, 16, 31, 32, 255, 256, 65535, 65536, 70000])
-def test_msgpack_headers_are_msgpacks(n):
+def test_msgpack_headers_match_msgpacks_own(n):
     """Strings, bytes, maps and arrays of every header size are encoded as msgpack (with
     bin types) encodes them."""
     codec = MsgpackCodec(max_message_size=1 << 30, max_depth=8)
