@@ -38,7 +38,7 @@ from __future__ import annotations
 import os
 import socket
 import ssl
-from typing import Any, cast
+from typing import Any, Iterator, cast
 
 import trio
 
@@ -64,6 +64,16 @@ _TLS_READ = 256 * 1024  # plaintext taken from the SSL object per call
 #: message sent at once made both ends of a TLS connection keep 1.5 MB).
 _TLS_BIO_PIECE = 64 * 1024
 _TLS_JOIN = 16 * 1024  # smaller pieces of one write are joined (a TLS record holds 16 KiB)
+
+
+def _pieces(data: bytes | memoryview) -> Iterator[bytes | memoryview]:
+    """``data`` in pieces of at most :data:`_TLS_BIO_PIECE` bytes (itself if it is no longer)."""
+    if len(data) <= _TLS_BIO_PIECE:
+        yield data
+        return
+    view = memoryview(data)
+    for at in range(0, len(view), _TLS_BIO_PIECE):
+        yield view[at : at + _TLS_BIO_PIECE]
 
 
 def _drop(chunks: list[bytes | memoryview], n: int) -> list[bytes | memoryview]:
@@ -171,6 +181,11 @@ class TransportIO:
         # taken out of the memory BIO before the next (see _TLS_BIO_PIECE).
         obj, outgoing = tls.obj, tls.outgoing
         out: list[bytes | memoryview] = [outgoing.read()] if outgoing.pending else []  # (what was there first goes first)
+
+        def put(data: bytes | memoryview) -> None:
+            obj.write(data)
+            out.append(outgoing.read())
+
         try:
             small: list[bytes | memoryview] = []  # joined: one record, not one per piece
             joined = 0
@@ -180,40 +195,26 @@ class TransportIO:
                     small.append(chunk)
                     joined += n
                     if joined >= _TLS_BIO_PIECE:
-                        obj.write(b"".join(small))
-                        out.append(outgoing.read())
+                        put(b"".join(small))
                         small, joined = [], 0
                     continue
                 if small:
-                    obj.write(b"".join(small))
-                    out.append(outgoing.read())
+                    put(b"".join(small))
                     small, joined = [], 0
-                if n <= _TLS_BIO_PIECE:
-                    obj.write(chunk)
-                    out.append(outgoing.read())
-                    continue
-                view = memoryview(chunk)
-                for at in range(0, n, _TLS_BIO_PIECE):
-                    obj.write(view[at : at + _TLS_BIO_PIECE])
-                    out.append(outgoing.read())
+                for piece in _pieces(chunk):
+                    put(piece)
             if joined:  # (SSLObject takes an empty write for EOF)
-                obj.write(b"".join(small))
-                out.append(outgoing.read())
+                put(b"".join(small))
         except ssl.SSLError as exc:
             raise tls.broken(exc) from exc
         return out
 
     async def send_all(self, chunks: list[bytes | memoryview]) -> None:
         if self._tsock is None:
-            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-            if len(data) <= _TLS_BIO_PIECE:
-                await self.transport.send_all(data)
-                return
             # In pieces: a trio.SSLStream (fast paths off, or a stream of the caller's)
             # puts what one send_all gets into its memory BIO at once (see _TLS_BIO_PIECE).
-            view = memoryview(data)
-            for at in range(0, len(view), _TLS_BIO_PIECE):
-                await self.transport.send_all(view[at : at + _TLS_BIO_PIECE])
+            for piece in _pieces(chunks[0] if len(chunks) == 1 else b"".join(chunks)):
+                await self.transport.send_all(piece)
             return
         self.try_send(chunks)
         while self.backlog:

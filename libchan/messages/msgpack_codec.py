@@ -195,9 +195,12 @@ class MsgpackCodec:
             out += _TRUE if obj else _FALSE
         elif isinstance(obj, int):
             out += _pack_int(int(obj))
-        elif isinstance(obj, (float, str, bytes, bytearray, memoryview)):
-            self._encode(float(obj) if isinstance(obj, float) else str(obj) if isinstance(obj, str) else bytes(obj),
-                         on_object, out, depth)
+        elif isinstance(obj, float):
+            self._encode(float(obj), on_object, out, depth)
+        elif isinstance(obj, str):
+            self._encode(str(obj), on_object, out, depth)
+        elif isinstance(obj, (bytes, bytearray, memoryview)):
+            self._encode(bytes(obj), on_object, out, depth)
         elif isinstance(obj, (list, tuple, dict)):
             self._encode_container(obj, on_object, out, depth)
         elif isinstance(obj, _dt.datetime):
